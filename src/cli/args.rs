@@ -1,0 +1,110 @@
+//! The command line: arguments, dispatch, and the one place exit codes are decided.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use super::{check, jobs, nodes, run, serve};
+use crate::snapshot::Snapshot;
+
+#[derive(Debug, Parser)]
+#[command(name = "loom", version, about = "Scheduled tasks for fleets of servers, over SSH", long_about = None)]
+pub struct Cli {
+    /// Main configuration file [default: first of ./loom.yaml, ~/.loom.yaml,
+    /// ~/.loom/loom.yaml, /etc/loom/loom.yaml]
+    #[arg(short, long, global = true, env = "LOOM_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground: fire jobs on their schedules until SIGINT/SIGTERM
+    Serve,
+    /// Validate the configuration, manifests, schedules and tasks; report every problem
+    Check,
+    /// Apply a job now and show each node's result (exit 1 if any node failed)
+    Run(run::Args),
+    /// List jobs with their schedule and next fire
+    Jobs(jobs::Args),
+    /// List nodes and how Loom reaches them (secrets are never shown)
+    Nodes(nodes::Args),
+}
+
+/// How a command ended; `exit_code` is the only mapping to process exit codes.
+#[derive(Debug)]
+pub enum Outcome {
+    Success,
+    /// The command ran and found failures (invalid config, failed nodes).
+    Failure,
+    /// The command could not do its work.
+    Error(anyhow::Error),
+}
+
+impl Outcome {
+    pub fn exit_code(self) -> ExitCode {
+        match self {
+            Outcome::Success => ExitCode::SUCCESS,
+            Outcome::Failure => ExitCode::from(1),
+            Outcome::Error(err) => {
+                eprintln!("error: {err:#}");
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+impl From<anyhow::Result<Outcome>> for Outcome {
+    fn from(result: anyhow::Result<Outcome>) -> Outcome {
+        result.unwrap_or_else(Outcome::Error)
+    }
+}
+
+impl Cli {
+    pub async fn execute(self) -> Outcome {
+        let result = match &self.command {
+            Command::Serve => serve::execute(&self).await,
+            Command::Check => check::execute(&self),
+            Command::Run(args) => run::execute(&self, args).await,
+            Command::Jobs(args) => jobs::execute(&self, args),
+            Command::Nodes(args) => nodes::execute(&self, args),
+        };
+        result.into()
+    }
+
+    pub(crate) fn config_path(&self) -> anyhow::Result<PathBuf> {
+        Ok(crate::config::find(self.config.as_deref())?)
+    }
+}
+
+/// Logs go to stderr; `LOOM_LOG` takes a tracing filter such as `debug` or
+/// `loom=debug,loom::output=trace`. The daemon logs at `info` by default, the other
+/// commands only warnings.
+pub fn init_tracing(cli: &Cli) {
+    let default = match cli.command {
+        Command::Serve => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOOM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Loads a snapshot for a command that reads the configuration, printing problems.
+/// Returns the snapshot and the number of errors.
+pub(crate) fn load_reporting(path: &Path, show_errors: bool) -> (Snapshot, usize) {
+    let (snapshot, diagnostics) = Snapshot::load(path);
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    for diagnostic in &diagnostics {
+        if show_errors || !diagnostic.is_error() {
+            eprintln!("{diagnostic}");
+        }
+    }
+    (snapshot, errors)
+}

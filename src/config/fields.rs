@@ -1,0 +1,173 @@
+//! Reading a YAML map as a record with known fields.
+//!
+//! Every typed read reports a wrong type at the value's own position and keeps going;
+//! `finish` warns about keys nobody asked for, so a typo (`schedul:`) never silently
+//! disables part of a job.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::diagnostics::Diagnostic;
+use super::yaml::{Node, Value};
+
+pub(crate) struct Fields<'a> {
+    node: &'a Node,
+    what: String,
+    known: Vec<&'static str>,
+    pub(crate) diagnostics: Vec<Diagnostic>,
+}
+
+impl<'a> Fields<'a> {
+    /// `what` names the record in messages, e.g. "job `backup`".
+    pub(crate) fn new(node: &'a Node, what: impl Into<String>) -> Fields<'a> {
+        let mut fields = Fields {
+            node,
+            what: what.into(),
+            known: Vec::new(),
+            diagnostics: Vec::new(),
+        };
+        if !matches!(node.value, Value::Map(_) | Value::Null) {
+            let diagnostic = node.expected(&format!("a map of settings for {}", fields.what));
+            fields.diagnostics.push(diagnostic);
+        }
+        fields
+    }
+
+    pub(crate) fn node(&mut self, key: &'static str) -> Option<&'a Node> {
+        self.known.push(key);
+        self.node
+            .get(key)
+            .filter(|n| !matches!(n.value, Value::Null))
+    }
+
+    pub(crate) fn required(&mut self, key: &'static str, what: &str) -> Option<&'a Node> {
+        let found = self.node(key);
+        if found.is_none() {
+            let diagnostic = Diagnostic::error(format!("{} has no `{key}` ({what})", self.what))
+                .at(self.node.at.clone());
+            self.diagnostics.push(diagnostic);
+        }
+        found
+    }
+
+    pub(crate) fn string(&mut self, key: &'static str) -> Option<String> {
+        let node = self.node(key)?;
+        match node.scalar_text() {
+            Some(text) => Some(text),
+            None => {
+                self.diagnostics
+                    .push(node.expected(&format!("a string for `{key}`")));
+                None
+            }
+        }
+    }
+
+    pub(crate) fn boolean(&mut self, key: &'static str) -> Option<bool> {
+        let node = self.node(key)?;
+        match node.value {
+            Value::Bool(b) => Some(b),
+            _ => {
+                self.diagnostics
+                    .push(node.expected(&format!("true or false for `{key}`")));
+                None
+            }
+        }
+    }
+
+    pub(crate) fn integer(&mut self, key: &'static str, min: i64, max: i64) -> Option<i64> {
+        let node = self.node(key)?;
+        match node.value {
+            Value::Int(i) if (min..=max).contains(&i) => Some(i),
+            Value::Int(i) => {
+                let d =
+                    Diagnostic::error(format!("`{key}` must be between {min} and {max}, not {i}"))
+                        .at(node.at.clone());
+                self.diagnostics.push(d);
+                None
+            }
+            _ => {
+                self.diagnostics
+                    .push(node.expected(&format!("a whole number for `{key}`")));
+                None
+            }
+        }
+    }
+
+    /// `30s`, `5m`, `1h 30m`, `250ms`, or a bare number of seconds.
+    pub(crate) fn duration(&mut self, key: &'static str) -> Option<Duration> {
+        let node = self.node(key)?;
+        let parsed = match &node.value {
+            Value::Int(secs) if *secs >= 0 => Ok(Duration::from_secs(*secs as u64)),
+            Value::Float(secs) if *secs >= 0.0 => Ok(Duration::from_secs_f64(*secs)),
+            Value::Str(text) => humantime::parse_duration(text).map_err(|e| e.to_string()),
+            _ => Err(format!("found {}", node.kind())),
+        };
+        match parsed {
+            Ok(duration) => Some(duration),
+            Err(why) => {
+                let d = Diagnostic::error(format!(
+                    "expected a duration for `{key}` such as 30s, 5m or 2h: {why}"
+                ))
+                .at(node.at.clone());
+                self.diagnostics.push(d);
+                None
+            }
+        }
+    }
+
+    /// A string, or a list of strings (`taskspath: a` and `taskspath: [a, b]`).
+    pub(crate) fn strings(&mut self, key: &'static str) -> Option<Vec<&'a Node>> {
+        let node = self.node(key)?;
+        match &node.value {
+            Value::Str(_) => Some(vec![node]),
+            Value::Seq(items) => {
+                let mut out = Vec::new();
+                for item in items {
+                    match item.value {
+                        Value::Str(_) => out.push(item),
+                        _ => self
+                            .diagnostics
+                            .push(item.expected(&format!("a string in `{key}`"))),
+                    }
+                }
+                Some(out)
+            }
+            _ => {
+                self.diagnostics
+                    .push(node.expected(&format!("a string or a list of strings for `{key}`")));
+                None
+            }
+        }
+    }
+
+    /// Warns about every key that no read asked for, and hands back what was found.
+    pub(crate) fn finish(mut self) -> Vec<Diagnostic> {
+        for (key, _) in self.node.entries().unwrap_or_default() {
+            let name = key.scalar_text().unwrap_or_default();
+            if !self.known.contains(&name.as_str()) {
+                let mut known = self.known.clone();
+                known.sort_unstable();
+                known.dedup();
+                let d = Diagnostic::warning(format!(
+                    "unknown key `{name}` in {} is ignored",
+                    self.what
+                ))
+                .at(key.at.clone())
+                .help(format!("known keys: {}", known.join(", ")));
+                self.diagnostics.push(d);
+            }
+        }
+        self.diagnostics
+    }
+}
+
+/// A path from a configuration file: `~/` is the home folder, relative paths are
+/// relative to the folder of the file that names them.
+pub(crate) fn resolve_path(text: &str, base: &Path) -> PathBuf {
+    if let Some(rest) = text.strip_prefix("~/") {
+        if let Some(home) = std::env::var_os("HOME") {
+            return PathBuf::from(home).join(rest);
+        }
+    }
+    base.join(text)
+}

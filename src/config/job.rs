@@ -1,0 +1,260 @@
+//! Jobs: a task, its arguments, a schedule and the nodes it targets.
+//!
+//! Parsed from the `jobs:` map of each manifest. Checks that need only the manifest
+//! and the node list happen here (schedule syntax, known targets); whether the task
+//! exists and takes these arguments is checked by `task::catalog`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono_tz::Tz;
+
+use super::diagnostics::{Diagnostic, Location};
+use super::fields::Fields;
+use super::node::Node;
+use super::yaml::{Node as YamlNode, Value};
+use crate::schedule::cron::Schedule;
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    pub task: TaskPath,
+    pub args: Vec<serde_json::Value>,
+    pub kwargs: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `None`: the job runs only when asked (`loom run`).
+    pub schedule: Option<Schedule>,
+    pub targets: Vec<String>,
+    pub description: Option<String>,
+    /// Where the job's name is written, for messages about the job as a whole.
+    pub defined_at: Location,
+    /// Where its `task:` value is written.
+    pub task_at: Location,
+}
+
+/// `a.b.c`: function `c` in module `a/b.rhai`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskPath {
+    /// `a/b`, the module file without `.rhai`.
+    pub module: String,
+    pub function: String,
+}
+
+impl FromStr for TaskPath {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<TaskPath, String> {
+        let parts: Vec<&str> = text.split('.').collect();
+        let valid =
+            |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if parts.len() < 2 || !parts.iter().all(valid) {
+            return Err(format!(
+                "`{text}` is not a task path; expected module.function, e.g. loom.system.run (function `run` in loom/system.rhai)"
+            ));
+        }
+        let (function, module) = parts.split_last().expect("at least two parts");
+        Ok(TaskPath {
+            module: module.join("/"),
+            function: function.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for TaskPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.module.replace('/', "."), self.function)
+    }
+}
+
+/// Parses the `jobs:` map of one manifest. Jobs with errors are left out.
+pub(crate) fn parse_jobs(
+    jobs: &YamlNode,
+    nodes: &BTreeMap<String, Arc<Node>>,
+    zone: Tz,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<Job> {
+    let Some(entries) = jobs.entries() else {
+        if !matches!(jobs.value, Value::Null) {
+            diagnostics.push(jobs.expected("a map of job names to job definitions under `jobs:`"));
+        }
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (key, value) in entries {
+        let Some(name) = key.scalar_text() else {
+            diagnostics.push(key.expected("a job name"));
+            continue;
+        };
+        if let Some(job) = parse_job(&name, key, value, nodes, zone, diagnostics) {
+            out.push(job);
+        }
+    }
+    out
+}
+
+fn parse_job(
+    name: &str,
+    key: &YamlNode,
+    value: &YamlNode,
+    nodes: &BTreeMap<String, Arc<Node>>,
+    default_zone: Tz,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Job> {
+    let mut fields = Fields::new(value, format!("job `{name}`"));
+    let mut errors = Vec::new();
+
+    let task_node = fields.required("task", "the task to run, e.g. loom.system.run");
+    let task = task_node.and_then(|n| match n.as_str().map(TaskPath::from_str) {
+        Some(Ok(path)) => Some(path),
+        Some(Err(why)) => {
+            errors.push(Diagnostic::error(why).at(n.at.clone()));
+            None
+        }
+        None => {
+            errors.push(n.expected("a task path such as loom.system.run"));
+            None
+        }
+    });
+
+    let args = match fields.node("args") {
+        None => Vec::new(),
+        Some(YamlNode {
+            value: Value::Seq(items),
+            ..
+        }) => items.iter().map(YamlNode::to_json).collect(),
+        // A single value is one argument; the original passed it the same way.
+        Some(single) => vec![single.to_json()],
+    };
+
+    let kwargs = match fields.node("kwargs") {
+        None => None,
+        Some(
+            n @ YamlNode {
+                value: Value::Map(_),
+                ..
+            },
+        ) => match n.to_json() {
+            serde_json::Value::Object(map) => Some(map),
+            _ => None,
+        },
+        Some(other) => {
+            errors.push(other.expected("a map for `kwargs`"));
+            None
+        }
+    };
+
+    let zone = match fields.node("timezone") {
+        None => default_zone,
+        Some(n) => match n.as_str().map(Tz::from_str) {
+            Some(Ok(zone)) => zone,
+            _ => {
+                errors.push(
+                    Diagnostic::error("unknown time zone")
+                        .at(n.at.clone())
+                        .help("use an IANA name such as Europe/Berlin or UTC"),
+                );
+                default_zone
+            }
+        },
+    };
+
+    let schedule = fields.node("schedule").and_then(|n| {
+        let Some(text) = n.as_str() else {
+            errors.push(n.expected("a cron expression in quotes, e.g. \"*/5 * * * *\""));
+            return None;
+        };
+        match Schedule::parse(text, zone) {
+            Ok(schedule) => Some(schedule),
+            Err(why) => {
+                errors.push(
+                    Diagnostic::error(format!("bad cron expression `{text}`: {why}"))
+                        .at(n.at.clone())
+                        .help("fields are [second] minute(0-59) hour(0-23) day-of-month(1-31) month(1-12) day-of-week(0-7), or @hourly, @daily, @weekly, @monthly, @yearly, @reboot"),
+                );
+                None
+            }
+        }
+    });
+
+    let mut targets = Vec::new();
+    match fields.required("targets", "a list of node names") {
+        None => {}
+        Some(n) => {
+            let items: Vec<&YamlNode> = match &n.value {
+                Value::Seq(items) => items.iter().collect(),
+                Value::Str(_) => vec![n],
+                _ => {
+                    errors.push(n.expected("a list of node names for `targets`"));
+                    Vec::new()
+                }
+            };
+            for item in items {
+                match item.scalar_text() {
+                    Some(target) if nodes.contains_key(&target) => {
+                        if !targets.contains(&target) {
+                            targets.push(target);
+                        }
+                    }
+                    Some(target) => errors.push(
+                        Diagnostic::error(format!(
+                            "unknown node `{target}` in targets of job `{name}`"
+                        ))
+                        .at(item.at.clone())
+                        .help(known_nodes(nodes)),
+                    ),
+                    None => errors.push(item.expected("a node name")),
+                }
+            }
+        }
+    }
+
+    let description = fields.string("description");
+    let mut problems = fields.finish();
+    problems.extend(errors);
+    let failed = problems.iter().any(Diagnostic::is_error);
+    diagnostics.extend(problems);
+    if failed {
+        return None;
+    }
+    Some(Job {
+        name: name.to_string(),
+        task: task?,
+        task_at: task_node?.at.clone(),
+        args,
+        kwargs,
+        schedule,
+        targets,
+        description,
+        defined_at: key.at.clone(),
+    })
+}
+
+fn known_nodes(nodes: &BTreeMap<String, Arc<Node>>) -> String {
+    if nodes.is_empty() {
+        return "the node manifest defines no nodes".to_string();
+    }
+    let names: Vec<&str> = nodes.keys().map(String::as_str).take(20).collect();
+    let more = if nodes.len() > names.len() {
+        ", …"
+    } else {
+        ""
+    };
+    format!("nodes in the node manifest: {}{more}", names.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_paths_split_into_module_and_function() {
+        let path: TaskPath = "loom.system.add_sshfs_mount".parse().unwrap();
+        assert_eq!(path.module, "loom/system");
+        assert_eq!(path.function, "add_sshfs_mount");
+        assert_eq!(path.to_string(), "loom.system.add_sshfs_mount");
+        assert!("run".parse::<TaskPath>().is_err());
+        assert!("a..b".parse::<TaskPath>().is_err());
+        assert!("a/b.c".parse::<TaskPath>().is_err());
+    }
+}

@@ -1,0 +1,228 @@
+//! Finding and reading every file of a configuration into a `Config`.
+//!
+//! Reads the main file, the node manifest, the datafile and every `*.yaml` under
+//! `jobspath` (recursively; files without a top-level `jobs:` are not manifests).
+//! The datafile's text is prepended to each manifest, as the original Loom did, so
+//! its anchors can be used there. Every problem becomes a diagnostic; loading goes on
+//! so that all of them are reported at once.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::diagnostics::{self, Diagnostic, Location};
+use super::job::{Job, parse_jobs};
+use super::node::{Node, parse_nodes};
+use super::settings::{Settings, parse_settings};
+use super::yaml::{Joined, SourceFile};
+
+/// A loaded configuration: what parsed, and everything that did not.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub settings: Settings,
+    pub nodes: BTreeMap<String, Arc<Node>>,
+    pub jobs: BTreeMap<String, Arc<Job>>,
+    /// Every file that was read (for watching them).
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FindError {
+    #[error("no configuration file found; looked for {}", .0.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    NotFound(Vec<PathBuf>),
+}
+
+/// The main file: `explicit` (from `-c` or `$LOOM_CONFIG`), else the first that exists
+/// of `./loom.yaml`, `~/.loom.yaml`, `~/.loom/loom.yaml`, `/etc/loom/loom.yaml`.
+pub fn find(explicit: Option<&Path>) -> Result<PathBuf, FindError> {
+    if let Some(path) = explicit {
+        return Ok(path.to_path_buf());
+    }
+    let mut candidates = vec![PathBuf::from("loom.yaml")];
+    if let Some(home) = std::env::var_os("HOME").map(PathBuf::from) {
+        candidates.push(home.join(".loom.yaml"));
+        candidates.push(home.join(".loom/loom.yaml"));
+    }
+    candidates.push(PathBuf::from("/etc/loom/loom.yaml"));
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or(FindError::NotFound(candidates))
+}
+
+pub fn load(path: &Path) -> (Config, Vec<Diagnostic>) {
+    // `loom.yaml` has the parent "", and "" joined with "nodes.yaml" is "nodes.yaml".
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut config = Config {
+        path: path.to_path_buf(),
+        settings: Settings::defaults(&base),
+        nodes: BTreeMap::new(),
+        jobs: BTreeMap::new(),
+        files: vec![path.to_path_buf()],
+    };
+    let mut diagnostics = Vec::new();
+
+    let Some(main) = read(path, "the configuration file", &mut diagnostics) else {
+        return (config, diagnostics);
+    };
+    let root = match Joined::new(&[main]).parse() {
+        Ok(root) => root,
+        Err(d) => return (config, vec![d]),
+    };
+    let (settings, found) = parse_settings(&root, &base);
+    diagnostics.extend(found);
+    config.settings = settings;
+
+    if let Some(nodesfile) = config.settings.nodesfile.clone() {
+        config.files.push(nodesfile.clone());
+        if let Some(file) = read(
+            &nodesfile,
+            "the node manifest (nodesfile)",
+            &mut diagnostics,
+        ) {
+            match Joined::new(&[file]).parse() {
+                Ok(root) => {
+                    let base = nodesfile.parent().unwrap_or(Path::new(""));
+                    config.nodes = parse_nodes(&root, base, &mut diagnostics);
+                }
+                Err(d) => diagnostics.push(d),
+            }
+        }
+    }
+
+    let datafile = config.settings.datafile.clone().and_then(|path| {
+        config.files.push(path.clone());
+        read(&path, "the datafile", &mut diagnostics)
+    });
+    if let Some(data) = &datafile {
+        // Checked alone too, so a datafile error is reported once, not per manifest.
+        if let Err(d) = Joined::new(std::slice::from_ref(data)).parse() {
+            diagnostics.push(d);
+        }
+    }
+
+    if let Some(jobspath) = config.settings.jobspath.clone() {
+        let manifests = manifests_under(
+            &jobspath,
+            config.settings.datafile.as_deref(),
+            &mut diagnostics,
+        );
+        let mut defined: BTreeMap<String, Location> = BTreeMap::new();
+        for manifest in manifests {
+            config.files.push(manifest.clone());
+            let Some(file) = read(&manifest, "a job manifest", &mut diagnostics) else {
+                continue;
+            };
+            let jobs = load_manifest(&file, datafile.as_ref(), &config, &mut diagnostics);
+            for job in jobs {
+                if let Some(first) = defined.get(&job.name) {
+                    diagnostics.push(
+                        Diagnostic::error(format!("job `{}` is defined twice", job.name))
+                            .at(job.defined_at.clone())
+                            .help(format!("first defined at {first}; job names must be unique across manifests")),
+                    );
+                    config.jobs.remove(&job.name);
+                    continue;
+                }
+                defined.insert(job.name.clone(), job.defined_at.clone());
+                config.jobs.insert(job.name.clone(), Arc::new(job));
+            }
+        }
+    }
+    diagnostics::sort(&mut diagnostics);
+    (config, diagnostics)
+}
+
+fn load_manifest(
+    file: &Arc<SourceFile>,
+    datafile: Option<&Arc<SourceFile>>,
+    config: &Config,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<Job> {
+    let parts: Vec<Arc<SourceFile>> = datafile
+        .into_iter()
+        .cloned()
+        .chain([Arc::clone(file)])
+        .collect();
+    let joined = Joined::new(&parts);
+    let root = match joined.parse() {
+        Ok(root) => root,
+        Err(d) => {
+            // A datafile error was reported on its own already.
+            let in_datafile = d
+                .location
+                .as_ref()
+                .is_some_and(|l| !Arc::ptr_eq(&l.file, file));
+            if !in_datafile {
+                diagnostics.push(d);
+            }
+            return Vec::new();
+        }
+    };
+    // Other top-level keys are data (the datafile's anchors live under them).
+    let Some(jobs) = root.get("jobs") else {
+        return Vec::new();
+    };
+    parse_jobs(jobs, &config.nodes, config.settings.timezone, diagnostics)
+}
+
+/// Every `*.yaml`/`*.yml` under `folder`, recursively, in a stable order.
+fn manifests_under(
+    folder: &Path,
+    datafile: Option<&Path>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![folder.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(err) => {
+                diagnostics.push(Diagnostic::error(format!(
+                    "failed to read the jobs folder {}: {err}",
+                    dir.display()
+                )));
+                continue;
+            }
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') {
+                continue; // editors' swap and backup files
+            }
+            if path.is_dir() {
+                pending.push(path);
+            } else if (name.ends_with(".yaml") || name.ends_with(".yml"))
+                && datafile.is_none_or(|d| !same_file(d, &path))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+fn read(path: &Path, what: &str, diagnostics: &mut Vec<Diagnostic>) -> Option<Arc<SourceFile>> {
+    match SourceFile::read(path) {
+        Ok(file) => Some(file),
+        Err(err) => {
+            diagnostics.push(Diagnostic::error(format!(
+                "failed to read {what} {}: {err}",
+                path.display()
+            )));
+            None
+        }
+    }
+}

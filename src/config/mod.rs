@@ -1,0 +1,16 @@
+//! Configuration: the main file, node and job manifests, the datafile.
+
+pub mod diagnostics;
+mod fields;
+pub mod job;
+pub mod load;
+pub mod node;
+pub mod settings;
+mod yaml;
+
+pub use diagnostics::{Diagnostic, Location, Severity};
+pub use job::{Job, TaskPath};
+pub use load::{Config, find, load};
+pub use node::{Node, Password};
+pub use settings::Settings;
+pub(crate) use yaml::SourceFile;

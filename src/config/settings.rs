@@ -1,0 +1,108 @@
+//! The main configuration file (`loom.yaml`): where the manifests are and how Loom
+//! behaves. Relative paths in it resolve against the file's own folder.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+
+use super::diagnostics::Diagnostic;
+use super::fields::{Fields, resolve_path};
+use super::yaml::Node as YamlNode;
+use crate::schedule::cron::host_zone;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub nodesfile: Option<PathBuf>,
+    pub jobspath: Option<PathBuf>,
+    pub datafile: Option<PathBuf>,
+    /// Kept for compatibility with the original Loom; workers are threads made on
+    /// demand, so there is nothing to keep warm.
+    pub min_workers: usize,
+    /// How many node tasks run at once, over all fires.
+    pub max_workers: usize,
+    /// Folders searched for task modules, before the bundled stdlib.
+    pub taskspath: Vec<PathBuf>,
+    pub timezone: Tz,
+    /// Rhai operations one task call may perform before it is stopped.
+    pub task_max_operations: u64,
+    /// Wall-clock time one task call may take while its script is running.
+    pub task_max_time: Duration,
+    /// Bytes of output kept per node and fire; the rest is cut with a marker.
+    pub output_limit: usize,
+}
+
+impl Settings {
+    pub(crate) fn defaults(base: &Path) -> Settings {
+        Settings {
+            nodesfile: None,
+            jobspath: None,
+            datafile: None,
+            min_workers: 0,
+            max_workers: 10,
+            taskspath: vec![base.join("tasks")],
+            timezone: host_zone(),
+            task_max_operations: 100_000_000,
+            task_max_time: Duration::from_secs(3600),
+            output_limit: 1 << 20,
+        }
+    }
+}
+
+pub(crate) fn parse_settings(root: &YamlNode, base: &Path) -> (Settings, Vec<Diagnostic>) {
+    let mut settings = Settings::defaults(base);
+    let mut fields = Fields::new(root, "the main configuration");
+    let mut errors = Vec::new();
+
+    let path = |node: &YamlNode| node.scalar_text().map(|t| resolve_path(&t, base));
+    settings.nodesfile = fields
+        .required("nodesfile", "the path of the node manifest")
+        .and_then(path);
+    settings.jobspath = fields
+        .required("jobspath", "the folder holding job manifests")
+        .and_then(path);
+    settings.datafile = fields.node("datafile").and_then(path);
+    if let Some(min) = fields.integer("min_workers", 0, 100_000) {
+        settings.min_workers = min as usize;
+    }
+    if let Some(max) = fields.integer("max_workers", 1, 100_000) {
+        settings.max_workers = max as usize;
+    }
+    if settings.min_workers > settings.max_workers {
+        if let Some(node) = root.get("min_workers") {
+            errors.push(
+                Diagnostic::error(format!(
+                    "min_workers ({}) is larger than max_workers ({})",
+                    settings.min_workers, settings.max_workers
+                ))
+                .at(node.at.clone()),
+            );
+        }
+    }
+    if let Some(folders) = fields.strings("taskspath") {
+        settings.taskspath = folders.iter().filter_map(|n| path(n)).collect();
+    }
+    if let Some(node) = fields.node("timezone") {
+        match node.as_str().map(Tz::from_str) {
+            Some(Ok(zone)) => settings.timezone = zone,
+            _ => errors.push(
+                Diagnostic::error("unknown time zone")
+                    .at(node.at.clone())
+                    .help("use an IANA name such as Europe/Berlin or UTC"),
+            ),
+        }
+    }
+    if let Some(ops) = fields.integer("task_max_operations", 1000, i64::MAX) {
+        settings.task_max_operations = ops as u64;
+    }
+    if let Some(time) = fields.duration("task_max_time") {
+        settings.task_max_time = time;
+    }
+    if let Some(limit) = fields.integer("output_limit", 1024, 1 << 30) {
+        settings.output_limit = limit as usize;
+    }
+    let mut diagnostics = fields.finish();
+    diagnostics.extend(errors);
+    (settings, diagnostics)
+}

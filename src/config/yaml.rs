@@ -1,0 +1,354 @@
+//! A YAML tree whose every node knows where it was written.
+//!
+//! Loom reports configuration problems at `file:line:col`, also for values that are
+//! syntactically fine but wrong (an unknown node, a bad cron expression), and also
+//! when the value came through an alias from the datafile. `serde-saphyr` gives every
+//! node its position (the alias use and the anchor's definition); this module turns
+//! that into a plain tree with positions already mapped back from the concatenated
+//! datafile + manifest text to the file a person edits. It does not interpret keys:
+//! that is the job of `main.rs`, `node.rs` and `job.rs` beside it.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::Spanned;
+
+use super::diagnostics::{Diagnostic, Location};
+
+/// One file's text, kept so diagnostics can show the offending line.
+#[derive(Debug)]
+pub(crate) struct SourceFile {
+    pub(crate) path: PathBuf,
+    pub(crate) text: String,
+}
+
+impl SourceFile {
+    pub(crate) fn read(path: &Path) -> std::io::Result<Arc<SourceFile>> {
+        let text = std::fs::read_to_string(path)?;
+        Ok(Arc::new(SourceFile {
+            path: path.to_path_buf(),
+            text,
+        }))
+    }
+
+    pub(crate) fn new(path: impl Into<PathBuf>, text: String) -> SourceFile {
+        SourceFile {
+            path: path.into(),
+            text,
+        }
+    }
+
+    pub(crate) fn line(&self, line: usize) -> Option<&str> {
+        self.text.lines().nth(line.checked_sub(1)?)
+    }
+
+    fn line_count(&self) -> usize {
+        self.text.lines().count()
+    }
+}
+
+/// The files whose texts were joined into one YAML document, in order.
+///
+/// The original Loom prepends the datafile's text to every job manifest so the
+/// manifest can use the datafile's anchors; a position in the joined text is mapped
+/// back to the file (and line) it came from.
+#[derive(Debug, Clone)]
+pub(crate) struct Joined {
+    parts: Vec<(usize, Arc<SourceFile>)>,
+    text: String,
+}
+
+impl Joined {
+    pub(crate) fn new(files: &[Arc<SourceFile>]) -> Joined {
+        let mut text = String::new();
+        let mut parts = Vec::new();
+        for file in files {
+            parts.push((text.lines().count(), Arc::clone(file)));
+            text.push_str(&file.text);
+            if !file.text.is_empty() && !file.text.ends_with('\n') {
+                text.push('\n');
+            }
+            debug_assert_eq!(
+                text.lines().count(),
+                parts.last().unwrap().0 + file.line_count()
+            );
+        }
+        Joined { parts, text }
+    }
+
+    pub(crate) fn locate(&self, line: u64, column: u64) -> Location {
+        let line = line.max(1) as usize;
+        let (offset, file) = self
+            .parts
+            .iter()
+            .rev()
+            .find(|(start, _)| *start < line)
+            .or(self.parts.first())
+            .expect("a joined document has at least one file");
+        Location {
+            file: Arc::clone(file),
+            line: line - offset,
+            column: column.max(1) as usize,
+        }
+    }
+
+    /// Parses the joined text; a syntax error becomes a diagnostic in the right file.
+    pub(crate) fn parse(&self) -> Result<Node, Diagnostic> {
+        match serde_saphyr::from_str::<Spanned<Raw>>(&self.text) {
+            Ok(raw) => Ok(Node::from_raw(raw, self)),
+            Err(err) => {
+                let location = err.location().map(|l| self.locate(l.line(), l.column()));
+                let message = syntax_message(&err);
+                let diagnostic = Diagnostic::error(format!("invalid YAML: {message}"));
+                Err(match location {
+                    Some(location) => diagnostic.at(location),
+                    None => diagnostic.at(self.locate(1, 1)),
+                })
+            }
+        }
+    }
+}
+
+/// serde-saphyr renders a snippet of the joined text into its message; keep only the
+/// first line, without its own `line N column M` prefix, since ours points at the
+/// right file instead.
+fn syntax_message(err: &serde_saphyr::Error) -> String {
+    let full = err.to_string();
+    let first = full.lines().next().unwrap_or("").trim();
+    let first = first.strip_prefix("error:").unwrap_or(first).trim();
+    match first.split_once(": ") {
+        Some((prefix, rest)) if prefix.starts_with("line ") => rest.to_string(),
+        _ => first.to_string(),
+    }
+}
+
+/// A YAML value with the place it was written.
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub(crate) value: Value,
+    /// Where the value's text is (for an alias: inside the anchor's definition).
+    pub(crate) at: Location,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+impl Node {
+    fn from_raw(raw: Spanned<Raw>, joined: &Joined) -> Node {
+        let at = joined.locate(raw.defined.line(), raw.defined.column());
+        let value = match raw.value {
+            Raw::Null => Value::Null,
+            Raw::Bool(b) => Value::Bool(b),
+            Raw::Int(i) => Value::Int(i),
+            Raw::Float(f) => Value::Float(f),
+            Raw::Str(s) => Value::Str(s),
+            Raw::Seq(items) => Value::Seq(
+                items
+                    .into_iter()
+                    .map(|item| Node::from_raw(item, joined))
+                    .collect(),
+            ),
+            Raw::Map(entries) => Value::Map(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (Node::from_raw(k, joined), Node::from_raw(v, joined)))
+                    .collect(),
+            ),
+        };
+        Node { value, at }
+    }
+
+    pub(crate) fn kind(&self) -> &'static str {
+        match self.value {
+            Value::Null => "nothing",
+            Value::Bool(_) => "a boolean",
+            Value::Int(_) => "an integer",
+            Value::Float(_) => "a number",
+            Value::Str(_) => "a string",
+            Value::Seq(_) => "a list",
+            Value::Map(_) => "a map",
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// A scalar as text, the way YAML wrote it (`22` and `"22"` both give "22").
+    pub(crate) fn scalar_text(&self) -> Option<String> {
+        match &self.value {
+            Value::Str(s) => Some(s.clone()),
+            Value::Int(i) => Some(i.to_string()),
+            Value::Float(f) => Some(f.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn entries(&self) -> Option<&[(Node, Node)]> {
+        match &self.value {
+            Value::Map(entries) => Some(entries),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<&Node> {
+        self.entries()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
+    }
+
+    pub(crate) fn expected(&self, what: &str) -> Diagnostic {
+        Diagnostic::error(format!("expected {what}, found {}", self.kind())).at(self.at.clone())
+    }
+
+    /// The value as JSON, which is what task arguments travel as.
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match &self.value {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(i) => J::from(*i),
+            Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+            Value::Str(s) => J::String(s.clone()),
+            Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
+            Value::Map(entries) => J::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.scalar_text().unwrap_or_default(), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// What serde-saphyr hands us before positions are mapped to files.
+enum Raw {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Spanned<Raw>>),
+    Map(Vec<(Spanned<Raw>, Spanned<Raw>)>),
+}
+
+impl<'de> Deserialize<'de> for Raw {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RawVisitor)
+    }
+}
+
+struct RawVisitor;
+
+impl<'de> Visitor<'de> for RawVisitor {
+    type Value = Raw;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_unit<E>(self) -> Result<Raw, E> {
+        Ok(Raw::Null)
+    }
+    fn visit_none<E>(self) -> Result<Raw, E> {
+        Ok(Raw::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Raw, D::Error> {
+        Raw::deserialize(d)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Raw, E> {
+        Ok(Raw::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Raw, E> {
+        Ok(Raw::Int(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Raw, E> {
+        Ok(i64::try_from(v).map_or(Raw::Float(v as f64), Raw::Int))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Raw, E> {
+        Ok(Raw::Float(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Raw, E> {
+        Ok(Raw::Str(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Raw, E> {
+        Ok(Raw::Str(v))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Raw::Seq(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(entry) = map.next_entry()? {
+            entries.push(entry);
+        }
+        Ok(Raw::Map(entries))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, text: &str) -> Arc<SourceFile> {
+        Arc::new(SourceFile {
+            path: PathBuf::from(name),
+            text: text.to_string(),
+        })
+    }
+
+    #[test]
+    fn positions_map_back_to_the_file_they_came_from() {
+        let data = file("data.yaml", "hosts:\n  - &db [db1, db2]\n");
+        let manifest = file("jobs.yaml", "jobs:\n  a:\n    targets: *db\n");
+        let joined = Joined::new(&[data, manifest]);
+        let root = joined.parse().unwrap();
+        let targets = root
+            .get("jobs")
+            .unwrap()
+            .get("a")
+            .unwrap()
+            .get("targets")
+            .unwrap();
+        let Value::Seq(items) = &targets.value else {
+            panic!("not a list")
+        };
+        let db2 = &items[1];
+        assert_eq!(db2.at.file.path, PathBuf::from("data.yaml"));
+        assert_eq!((db2.at.line, db2.at.column), (2, 15));
+        let jobs = root.get("jobs").unwrap();
+        assert_eq!(
+            jobs.get("a").unwrap().at.file.path,
+            PathBuf::from("jobs.yaml")
+        );
+        assert_eq!(jobs.get("a").unwrap().at.line, 3);
+    }
+
+    #[test]
+    fn syntax_errors_point_into_the_manifest_not_the_concatenation() {
+        let data = file("data.yaml", "a: 1\nb: 2\n");
+        let manifest = file("jobs.yaml", "jobs:\n  x: [1, 2\n  y: : :\n");
+        let err = Joined::new(&[data, manifest]).parse().unwrap_err();
+        let at = err.location.unwrap();
+        assert_eq!(at.file.path, PathBuf::from("jobs.yaml"));
+        assert!(at.line >= 2, "{at:?}");
+    }
+}

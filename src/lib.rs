@@ -1,0 +1,15 @@
+//! Loom: scheduled tasks for fleets of servers.
+//!
+//! Data flows one way: `config` loads files into a `Snapshot` (with tasks compiled
+//! by `task`); the daemon's `schedule` turns it into fires; the `runner` turns a fire
+//! into one task call per node, reaching nodes through `ssh`. `cli` is the command
+//! line; `daemon::run` is a library function so tests start it in-process.
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod runner;
+pub mod schedule;
+pub mod snapshot;
+pub mod ssh;
+pub mod task;

@@ -1,0 +1,7 @@
+//! When jobs fire: cron expressions in time zones, and the timeline of next fires.
+
+pub mod cron;
+pub mod timeline;
+
+pub use cron::Schedule;
+pub use timeline::Timeline;

@@ -1,0 +1,110 @@
+//! Reaching a node: running commands and moving files, locally or over OpenSSH.
+//!
+//! Task scripts run on blocking threads and see a synchronous `Connection`; the SSH
+//! side is async underneath and is driven from those threads with the runtime's
+//! handle. This module knows nothing about jobs or scripts.
+
+mod local;
+mod pool;
+
+pub use local::LocalConnection;
+pub use pool::Pool;
+
+use std::fmt;
+
+/// What a command left behind.
+#[derive(Debug, Clone, Default)]
+pub struct CommandOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// `None` when the command was killed by a signal.
+    pub code: Option<i32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error("failed to start `{command}` on node `{node}`: {source}")]
+    Spawn {
+        node: String,
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("node `{node}` is not local and this build has no SSH transport")]
+    Unsupported { node: String },
+    #[error("failed to {action} {path} on node `{node}`: {reason}")]
+    File {
+        node: String,
+        action: &'static str,
+        path: String,
+        reason: String,
+    },
+}
+
+/// A node's way in. Cheap to share; one per node.
+pub enum Connection {
+    Local(LocalConnection),
+}
+
+impl Connection {
+    pub fn exec(&self, command: &str, stdin: Option<&[u8]>) -> Result<CommandOutput, SshError> {
+        match self {
+            Connection::Local(local) => local.exec(command, stdin),
+        }
+    }
+
+    /// Writes `bytes` to `path` on the node, replacing it; `mode` as in chmod.
+    pub fn write(&self, path: &str, bytes: &[u8], mode: Option<u32>) -> Result<(), SshError> {
+        match self {
+            Connection::Local(local) => local.write(path, bytes, mode),
+        }
+    }
+
+    pub fn read(&self, path: &str) -> Result<Vec<u8>, SshError> {
+        match self {
+            Connection::Local(local) => local.read(path),
+        }
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Connection::Local(_) => f.write_str("Connection::Local"),
+        }
+    }
+}
+
+/// Quotes `text` for a POSIX shell so it arrives as one literal word.
+pub fn shell_quote(text: &str) -> String {
+    if !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c))
+    {
+        return text.to_string();
+    }
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_keeps_hostile_text_literal() {
+        assert_eq!(shell_quote("plain/path-1.txt"), "plain/path-1.txt");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's; $(rm -rf /)"), r"'it'\''s; $(rm -rf /)'");
+        let out = LocalConnection::new("t")
+            .exec(
+                &format!("printf %s {}", shell_quote("x'; echo $(id) `id` \"\\")),
+                None,
+            )
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "x'; echo $(id) `id` \"\\"
+        );
+    }
+}

@@ -1,0 +1,298 @@
+//! Every job's task, compiled and checked before anything runs.
+//!
+//! A task path `a.b.c` resolves to function `c` in module `a/b.rhai` (first in the
+//! `taskspath` folders, then in the bundled stdlib). Each module is compiled once
+//! per configuration snapshot and shared by every fire and node. The call shape is
+//! decided here too: handle, then `args`, then `kwargs` as a map when the job has
+//! them or the function takes one more parameter.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rhai::{AST, CallFnOptions, Dynamic, Engine, EvalAltResult, FnAccess, Map, Scope};
+
+use super::engine::{self, CallGuard, TIME_UP, find_module};
+use super::handle::{Output, Ssh};
+use crate::config::{Config, Diagnostic, Job, Location, SourceFile, TaskPath};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("job `{0}` is not in the current configuration")]
+    UnknownJob(String),
+    #[error(
+        "task stopped after task_max_operations ({0}) script operations; is there an endless loop?"
+    )]
+    TooManyOperations(u64),
+    #[error("task stopped after running longer than task_max_time ({0})")]
+    TimeUp(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+struct CompiledModule {
+    ast: AST,
+    /// The module's file, as errors name it.
+    source: String,
+    /// Public functions and their parameter counts (the handle included).
+    functions: HashMap<String, Vec<usize>>,
+}
+
+/// How one job calls its task.
+struct Prepared {
+    module: Arc<CompiledModule>,
+    function: String,
+    args: Vec<Dynamic>,
+    /// The kwargs map, passed as the last argument when the function takes it.
+    kwargs: Option<Map>,
+}
+
+pub struct Catalog {
+    engine: Engine,
+    jobs: HashMap<String, Prepared>,
+    max_operations: u64,
+    max_time: std::time::Duration,
+}
+
+impl Catalog {
+    /// Compiles the modules the jobs use and checks every job against its function.
+    pub fn build(config: &Config) -> (Catalog, Vec<Diagnostic>) {
+        let settings = &config.settings;
+        let engine = engine::build(settings);
+        let mut modules: HashMap<String, Option<Arc<CompiledModule>>> = HashMap::new();
+        let mut diagnostics = Vec::new();
+        let mut jobs = HashMap::new();
+        for job in config.jobs.values() {
+            let module = modules
+                .entry(job.task.module.clone())
+                .or_insert_with(|| {
+                    compile(&engine, config, &job.task, &job.task_at, &mut diagnostics)
+                })
+                .clone();
+            let Some(module) = module else {
+                if find_module(&settings.taskspath, &job.task.module).is_none() {
+                    diagnostics.push(no_module(config, job));
+                }
+                continue;
+            };
+            match prepare(job, &module) {
+                Ok(prepared) => {
+                    jobs.insert(job.name.clone(), prepared);
+                }
+                Err(d) => diagnostics.push(d),
+            }
+        }
+        let catalog = Catalog {
+            engine,
+            jobs,
+            max_operations: settings.task_max_operations,
+            max_time: settings.task_max_time,
+        };
+        (catalog, diagnostics)
+    }
+
+    pub fn contains(&self, job: &str) -> bool {
+        self.jobs.contains_key(job)
+    }
+
+    /// Applies `job`'s task to the node behind `ssh`. Blocks: run it on a blocking thread.
+    pub fn call(&self, job: &str, ssh: Ssh, output: Arc<Output>) -> Result<(), TaskError> {
+        let prepared = self
+            .jobs
+            .get(job)
+            .ok_or_else(|| TaskError::UnknownJob(job.to_string()))?;
+        let mut args = Vec::with_capacity(prepared.args.len() + 2);
+        args.push(Dynamic::from(ssh));
+        args.extend(prepared.args.iter().cloned());
+        if let Some(kwargs) = &prepared.kwargs {
+            args.push(Dynamic::from_map(kwargs.clone()));
+        }
+        let _guard = CallGuard::enter(output, Instant::now() + self.max_time);
+        let result = self.engine.call_fn_with_options::<Dynamic>(
+            CallFnOptions::new(),
+            &mut Scope::new(),
+            &prepared.module.ast,
+            &prepared.function,
+            args,
+        );
+        result.map(drop).map_err(|err| self.explain(&err, prepared))
+    }
+
+    fn explain(&self, err: &EvalAltResult, prepared: &Prepared) -> TaskError {
+        let inner = err.unwrap_inner();
+        match inner {
+            EvalAltResult::ErrorTooManyOperations(_) => {
+                TaskError::TooManyOperations(self.max_operations)
+            }
+            EvalAltResult::ErrorTerminated(token, _)
+                if token.clone().into_string().ok().as_deref() == Some(TIME_UP) =>
+            {
+                TaskError::TimeUp(humantime::format_duration(self.max_time).to_string())
+            }
+            _ => TaskError::Failed(describe(err, &prepared.module.source, &prepared.function)),
+        }
+    }
+}
+
+/// The innermost error's message, and where in which script it happened.
+fn describe(err: &EvalAltResult, module: &str, function: &str) -> String {
+    let mut source = Some(module.to_string());
+    let mut functions = vec![function.to_string()];
+    let mut current = err;
+    loop {
+        match current {
+            EvalAltResult::ErrorInFunctionCall(name, src, inner, _) => {
+                functions.push(name.clone());
+                if !src.is_empty() {
+                    source = Some(src.clone());
+                }
+                current = inner;
+            }
+            EvalAltResult::ErrorInModule(name, inner, _) => {
+                source = Some(name.clone());
+                current = inner;
+            }
+            _ => break,
+        }
+    }
+    let position = current.position();
+    let message = match current {
+        EvalAltResult::ErrorRuntime(value, _) => value.to_string(),
+        other => {
+            let text = other.to_string();
+            match text.rfind(" (line ") {
+                Some(cut) if text.ends_with(')') => text[..cut].to_string(),
+                _ => text,
+            }
+        }
+    };
+    match (position.line(), source) {
+        (Some(line), Some(source)) => {
+            let column = position.position().unwrap_or(1);
+            let function = functions
+                .last()
+                .map(|f| format!(" in fn {f}"))
+                .unwrap_or_default();
+            format!("{message} (at {source}:{line}:{column}{function})")
+        }
+        (Some(line), None) => format!("{message} (line {line})"),
+        _ => message,
+    }
+}
+
+fn compile(
+    engine: &Engine,
+    config: &Config,
+    task: &TaskPath,
+    task_at: &Location,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Arc<CompiledModule>> {
+    let (origin, text) = find_module(&config.settings.taskspath, &task.module)?;
+    let file = Arc::new(SourceFile::new(origin.path(), text.clone()));
+    let mut ast = match engine.compile(&text) {
+        Ok(ast) => ast,
+        Err(err) => {
+            let line = err.1.line().unwrap_or(1);
+            let column = err.1.position().unwrap_or(1);
+            diagnostics.push(
+                Diagnostic::error(format!(
+                    "task module {} does not compile: {}",
+                    origin.display(),
+                    err.0
+                ))
+                .at(Location::new(&file, line, column))
+                .help(format!("used by task `{task}` at {task_at}")),
+            );
+            return None;
+        }
+    };
+    let source = origin.path().display().to_string();
+    ast.set_source(source.clone());
+    let mut functions: HashMap<String, Vec<usize>> = HashMap::new();
+    for f in ast.iter_functions() {
+        if f.access != FnAccess::Private {
+            functions
+                .entry(f.name.to_string())
+                .or_default()
+                .push(f.params.len());
+        }
+    }
+    Some(Arc::new(CompiledModule {
+        ast,
+        source,
+        functions,
+    }))
+}
+
+fn no_module(config: &Config, job: &Job) -> Diagnostic {
+    let folders: Vec<String> = config
+        .settings
+        .taskspath
+        .iter()
+        .map(|p| p.display().to_string())
+        .chain(["the bundled stdlib".to_string()])
+        .collect();
+    Diagnostic::error(format!(
+        "task `{}` of job `{}` resolves to no module: {}.rhai is not in {}",
+        job.task,
+        job.name,
+        job.task.module,
+        folders.join(", ")
+    ))
+    .at(job.task_at.clone())
+}
+
+fn prepare(job: &Job, module: &Arc<CompiledModule>) -> Result<Prepared, Diagnostic> {
+    let function = &job.task.function;
+    let Some(arities) = module.functions.get(function) else {
+        let mut names: Vec<&str> = module.functions.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        return Err(Diagnostic::error(format!(
+            "task `{}` of job `{}`: module {}.rhai has no public function `{function}`",
+            job.task, job.name, job.task.module
+        ))
+        .at(job.task_at.clone())
+        .help(format!("functions there: {}", names.join(", "))));
+    };
+    let given = job.args.len();
+    let pass_kwargs = if job.kwargs.is_some() {
+        arities.contains(&(given + 2)).then_some(true)
+    } else if arities.contains(&(given + 1)) {
+        Some(false)
+    } else {
+        arities.contains(&(given + 2)).then_some(true)
+    };
+    let Some(pass_kwargs) = pass_kwargs else {
+        let takes: Vec<String> = arities.iter().map(|n| (n - 1).to_string()).collect();
+        let kwargs = if job.kwargs.is_some() {
+            " plus a kwargs map"
+        } else {
+            ""
+        };
+        return Err(Diagnostic::error(format!(
+            "task `{}` takes {} argument(s) after the handle, but job `{}` passes {given}{kwargs}",
+            job.task,
+            takes.join(" or "),
+            job.name
+        ))
+        .at(job.task_at.clone())
+        .help("a task is called as f(ssh, args..., kwargs) — kwargs only when the job has them or the function takes one more parameter"));
+    };
+    let args = job
+        .args
+        .iter()
+        .map(|v| rhai::serde::to_dynamic(v).expect("JSON values convert to Rhai values"))
+        .collect();
+    let kwargs = pass_kwargs.then(|| {
+        let map = job.kwargs.clone().unwrap_or_default();
+        rhai::serde::to_dynamic(serde_json::Value::Object(map))
+            .expect("JSON values convert to Rhai values")
+            .cast::<Map>()
+    });
+    Ok(Prepared {
+        module: Arc::clone(module),
+        function: function.clone(),
+        args,
+        kwargs,
+    })
+}

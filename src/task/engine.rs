@@ -1,0 +1,173 @@
+//! The Rhai engine tasks run in: sandbox, limits, module lookup, output capture.
+//!
+//! Rhai has no file or process access of its own; `eval` is disabled; the only door
+//! out is the handle. Each task call is bounded by `task_max_operations` and by
+//! `task_max_time` (checked while the script runs; time spent waiting on a remote
+//! command is bounded by the runner's timeouts instead). Evaluation is synchronous:
+//! callers run it on blocking threads.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rhai::module_resolvers::ModuleResolver;
+use rhai::{Dynamic, Engine, EvalAltResult, Module, Position, Scope, Shared};
+
+use super::handle::{self, Output};
+use super::stdlib;
+use crate::config::Settings;
+
+/// Where a module's text came from.
+#[derive(Debug, Clone)]
+pub(crate) enum Origin {
+    File(PathBuf),
+    Stdlib(&'static str),
+}
+
+impl Origin {
+    /// The path errors point at: the file, or where the bundled module lives in the source tree.
+    pub(crate) fn path(&self) -> PathBuf {
+        match self {
+            Origin::File(path) => path.clone(),
+            Origin::Stdlib(module) => PathBuf::from(format!("stdlib/{module}.rhai")),
+        }
+    }
+
+    pub(crate) fn display(&self) -> String {
+        match self {
+            Origin::File(path) => path.display().to_string(),
+            Origin::Stdlib(module) => format!("stdlib/{module}.rhai (bundled)"),
+        }
+    }
+}
+
+/// Finds module `a/b` as `a/b.rhai` in each tasks folder, then in the stdlib.
+pub(crate) fn find_module(taskspath: &[PathBuf], module: &str) -> Option<(Origin, String)> {
+    for folder in taskspath {
+        let path = folder.join(format!("{module}.rhai"));
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            return Some((Origin::File(path), text));
+        }
+    }
+    stdlib::find(module).map(|text| (Origin::Stdlib(module_name(module)), text.to_string()))
+}
+
+fn module_name(module: &str) -> &'static str {
+    stdlib::MODULES
+        .iter()
+        .find(|(name, _)| *name == module)
+        .map(|(name, _)| *name)
+        .expect("only called for bundled modules")
+}
+
+/// What the current thread's task call is, for print/debug and the time limit.
+struct CallContext {
+    output: Arc<Output>,
+    deadline: Instant,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<CallContext>> = const { RefCell::new(None) };
+}
+
+/// Marks the current thread as running a task call until the guard drops.
+pub(crate) struct CallGuard;
+
+impl CallGuard {
+    pub(crate) fn enter(output: Arc<Output>, deadline: Instant) -> CallGuard {
+        CURRENT.with(|c| *c.borrow_mut() = Some(CallContext { output, deadline }));
+        CallGuard
+    }
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        CURRENT.with(|c| *c.borrow_mut() = None);
+    }
+}
+
+/// The token a script is terminated with when its time is up.
+pub(crate) const TIME_UP: &str = "loom: task_max_time reached";
+
+pub(crate) fn build(settings: &Settings) -> Engine {
+    let mut engine = Engine::new();
+    engine.disable_symbol("eval");
+    engine.set_max_operations(settings.task_max_operations);
+    engine.set_max_call_levels(64);
+    engine.set_max_expr_depths(128, 64);
+    engine.set_max_string_size(64 << 20);
+    engine.set_max_array_size(1 << 20);
+    engine.set_max_map_size(1 << 20);
+    engine.set_max_modules(256);
+    engine.on_progress(|ops| {
+        // Reading the clock on every operation would halve the speed of scripts.
+        if ops % 1024 != 0 {
+            return None;
+        }
+        CURRENT.with(|c| match &*c.borrow() {
+            Some(call) if Instant::now() >= call.deadline => Some(Dynamic::from(TIME_UP)),
+            _ => None,
+        })
+    });
+    engine.on_print(|text| {
+        CURRENT.with(|c| {
+            if let Some(call) = &*c.borrow() {
+                call.output.append(&format!("{text}\n"));
+            }
+        });
+        tracing::info!(target: "loom::task", "{text}");
+    });
+    engine.on_debug(|text, source, pos| {
+        let at = source
+            .map(|s| format!("{s}:{pos}"))
+            .unwrap_or_else(|| pos.to_string());
+        tracing::debug!(target: "loom::task", "{at}: {text}");
+    });
+    handle::register(&mut engine);
+    engine.set_module_resolver(Resolver {
+        taskspath: settings.taskspath.clone(),
+        cache: Mutex::new(HashMap::new()),
+    });
+    engine
+}
+
+/// `import "a/b" as b;` inside a task module: the same lookup as task paths.
+struct Resolver {
+    taskspath: Vec<PathBuf>,
+    cache: Mutex<HashMap<String, Shared<Module>>>,
+}
+
+impl ModuleResolver for Resolver {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        _source: Option<&str>,
+        path: &str,
+        pos: Position,
+    ) -> Result<Shared<Module>, Box<EvalAltResult>> {
+        let key = path.trim_end_matches(".rhai").replace('.', "/");
+        if let Some(module) = self.cache.lock().expect("module cache").get(&key) {
+            return Ok(module.clone());
+        }
+        let Some((origin, text)) = find_module(&self.taskspath, &key) else {
+            return Err(Box::new(EvalAltResult::ErrorModuleNotFound(
+                path.to_string(),
+                pos,
+            )));
+        };
+        let mut ast = engine
+            .compile(text)
+            .map_err(|e| EvalAltResult::ErrorInModule(origin.display(), e.into(), pos))?;
+        ast.set_source(origin.display());
+        let module = Module::eval_ast_as_new(Scope::new(), &ast, engine)
+            .map_err(|e| EvalAltResult::ErrorInModule(origin.display(), e, pos))?;
+        let module: Shared<Module> = module.into();
+        self.cache
+            .lock()
+            .expect("module cache")
+            .insert(key, module.clone());
+        Ok(module)
+    }
+}

@@ -1,0 +1,304 @@
+//! The handle every task receives first (`ssh`), and what it exposes to scripts.
+//!
+//! `run`/`sudo` return `#{stdout, stderr, code}` and fail the task on a non-zero exit
+//! unless called with `#{check: false}`; `put`/`get` move files; `node`, `host` and
+//! `user` say where the task is. All output is captured per node (bounded) for the
+//! run's record. The handle is the only door a script has to files and processes.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rhai::{Dynamic, Engine, EvalAltResult, Map};
+
+use crate::config::Node;
+use crate::ssh::{CommandOutput, Connection, shell_quote};
+
+type ScriptResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// A node's output during one task call, cut at a size limit.
+#[derive(Debug)]
+pub struct Output {
+    text: Mutex<String>,
+    limit: usize,
+}
+
+impl Output {
+    pub fn new(limit: usize) -> Output {
+        Output {
+            text: Mutex::new(String::new()),
+            limit,
+        }
+    }
+
+    pub fn append(&self, piece: &str) {
+        let mut text = self.text.lock().expect("output lock");
+        if text.len() >= self.limit {
+            return;
+        }
+        let room = self.limit - text.len();
+        if piece.len() <= room {
+            text.push_str(piece);
+        } else {
+            let mut cut = room;
+            while !piece.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.push_str(&piece[..cut]);
+            text.push_str("\n[output cut: output_limit reached]\n");
+        }
+    }
+
+    pub fn take(&self) -> String {
+        std::mem::take(&mut *self.text.lock().expect("output lock"))
+    }
+}
+
+#[derive(Clone)]
+pub struct Ssh {
+    node: Arc<Node>,
+    connection: Arc<Connection>,
+    output: Arc<Output>,
+}
+
+impl Ssh {
+    pub fn new(node: Arc<Node>, connection: Arc<Connection>, output: Arc<Output>) -> Ssh {
+        Ssh {
+            node,
+            connection,
+            output,
+        }
+    }
+
+    fn exec(&self, command: &str, options: &Options) -> ScriptResult<Map> {
+        self.output.append(&format!(
+            "$ {}\n",
+            options.shown.as_deref().unwrap_or(command)
+        ));
+        let result = self
+            .connection
+            .exec(command, options.stdin.as_deref())
+            .map_err(|e| e.to_string())?;
+        self.record(&result);
+        let code = result.code.map_or(-1, i64::from);
+        if options.check && result.code != Some(0) {
+            let stderr = String::from_utf8_lossy(&result.stderr);
+            let tail = stderr.trim_end().lines().last().unwrap_or("").to_string();
+            let how = match result.code {
+                Some(code) => format!("exited with code {code}"),
+                None => "was killed by a signal".to_string(),
+            };
+            let shown = options.shown.as_deref().unwrap_or(command);
+            let mut message = format!("`{shown}` {how} on node `{}`", self.node.name);
+            if !tail.is_empty() {
+                message.push_str(&format!(": {tail}"));
+            }
+            return Err(message.into());
+        }
+        let mut map = Map::new();
+        map.insert(
+            "stdout".into(),
+            String::from_utf8_lossy(&result.stdout).into_owned().into(),
+        );
+        map.insert(
+            "stderr".into(),
+            String::from_utf8_lossy(&result.stderr).into_owned().into(),
+        );
+        map.insert("code".into(), code.into());
+        map.insert("ok".into(), (result.code == Some(0)).into());
+        Ok(map)
+    }
+
+    fn record(&self, result: &CommandOutput) {
+        for stream in [&result.stdout, &result.stderr] {
+            if !stream.is_empty() {
+                let text = String::from_utf8_lossy(stream);
+                self.output.append(&text);
+                if !text.ends_with('\n') {
+                    self.output.append("\n");
+                }
+            }
+        }
+        if result.code != Some(0) {
+            let code = result.code.map_or("signal".to_string(), |c| c.to_string());
+            self.output.append(&format!("[exit {code}]\n"));
+        }
+    }
+
+    fn run(&mut self, command: &str, options: Map) -> ScriptResult<Map> {
+        self.exec(command, &Options::from_map(options)?)
+    }
+
+    fn sudo(&mut self, command: &str, options: Map) -> ScriptResult<Map> {
+        let mut options = Options::from_map(options)?;
+        if self.is_root() {
+            return self.exec(command, &options);
+        }
+        options.shown = Some(format!("sudo {command}"));
+        let wrapped = match &self.node.password {
+            // The password travels on stdin, never on a command line.
+            Some(password) if !self.node.local => {
+                let mut stdin = format!("{}\n", password.expose()).into_bytes();
+                stdin.extend(options.stdin.take().unwrap_or_default());
+                options.stdin = Some(stdin);
+                format!("sudo -S -p '' -- sh -c {}", shell_quote(command))
+            }
+            _ => format!("sudo -n -- sh -c {}", shell_quote(command)),
+        };
+        self.exec(&wrapped, &options)
+    }
+
+    fn is_root(&self) -> bool {
+        if self.node.local {
+            use std::os::unix::fs::MetadataExt;
+            return std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+        }
+        self.node.user.as_deref() == Some("root")
+    }
+
+    fn put_bytes(&mut self, bytes: &[u8], remote: &str, options: Map) -> ScriptResult<()> {
+        let mode = match options.get("mode") {
+            None => None,
+            Some(mode) => Some(parse_mode(mode)?),
+        };
+        self.output
+            .append(&format!("put {} ({} bytes)\n", remote, bytes.len()));
+        self.connection
+            .write(remote, bytes, mode)
+            .map_err(|e| e.to_string().into())
+    }
+
+    fn put_text(&mut self, text: &str, remote: &str, options: Map) -> ScriptResult<()> {
+        self.put_bytes(text.as_bytes(), remote, options)
+    }
+
+    fn put_file(&mut self, local: &str, remote: &str, options: Map) -> ScriptResult<()> {
+        let bytes =
+            std::fs::read(local).map_err(|e| format!("failed to read local file {local}: {e}"))?;
+        self.put_bytes(&bytes, remote, options)
+    }
+
+    /// A single line naming an existing local file is uploaded as that file;
+    /// anything else is uploaded as text. `put_file`/`put_text` say it explicitly.
+    fn put(&mut self, source: &str, remote: &str, options: Map) -> ScriptResult<()> {
+        if !source.contains('\n') && Path::new(source).is_file() {
+            self.put_file(source, remote, options)
+        } else {
+            self.put_text(source, remote, options)
+        }
+    }
+
+    fn read(&mut self, remote: &str) -> ScriptResult<String> {
+        let bytes = self.connection.read(remote).map_err(|e| e.to_string())?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn get(&mut self, remote: &str, local: &str) -> ScriptResult<()> {
+        let bytes = self.connection.read(remote).map_err(|e| e.to_string())?;
+        self.output.append(&format!(
+            "get {remote} -> {local} ({} bytes)\n",
+            bytes.len()
+        ));
+        std::fs::write(local, bytes)
+            .map_err(|e| format!("failed to write local file {local}: {e}").into())
+    }
+
+    fn exists(&mut self, remote: &str) -> ScriptResult<bool> {
+        let options = Options {
+            check: false,
+            ..Options::default()
+        };
+        let result = self.exec(&format!("test -e {}", shell_quote(remote)), &options)?;
+        Ok(result.get("code").and_then(|c| c.as_int().ok()) == Some(0))
+    }
+
+    fn user(&mut self) -> String {
+        match &self.node.user {
+            Some(user) => user.clone(),
+            None => std::env::var("USER").unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Options {
+    check: bool,
+    stdin: Option<Vec<u8>>,
+    /// What the output shows as the command (sudo's wrapper is noise there).
+    shown: Option<String>,
+}
+
+impl Options {
+    fn from_map(map: Map) -> ScriptResult<Options> {
+        let mut options = Options {
+            check: true,
+            ..Options::default()
+        };
+        for (key, value) in map {
+            match key.as_str() {
+                "check" => {
+                    options.check = value
+                        .as_bool()
+                        .map_err(|_| "`check` must be true or false")?
+                }
+                "stdin" => {
+                    options.stdin = Some(
+                        value
+                            .into_string()
+                            .map_err(|_| "`stdin` must be a string")?
+                            .into_bytes(),
+                    )
+                }
+                other => {
+                    return Err(format!("unknown option `{other}`; known: check, stdin").into());
+                }
+            }
+        }
+        Ok(options)
+    }
+}
+
+fn parse_mode(mode: &Dynamic) -> ScriptResult<u32> {
+    if let Ok(int) = mode.as_int() {
+        return u32::try_from(int).map_err(|_| "mode out of range".into());
+    }
+    let text = mode
+        .clone()
+        .into_string()
+        .map_err(|_| "mode must be a string like \"0644\" or 0o644")?;
+    u32::from_str_radix(text.trim_start_matches("0o"), 8)
+        .map_err(|_| format!("mode `{text}` is not octal like \"0644\"").into())
+}
+
+/// Makes the handle's type and methods known to an engine.
+pub(crate) fn register(engine: &mut Engine) {
+    engine
+        .register_type_with_name::<Ssh>("Ssh")
+        .register_get("node", |s: &mut Ssh| s.node.name.clone())
+        .register_get("host", |s: &mut Ssh| s.node.host.clone())
+        .register_get("user", Ssh::user)
+        .register_get("local", |s: &mut Ssh| s.node.local)
+        .register_fn("run", |s: &mut Ssh, cmd: &str| s.run(cmd, Map::new()))
+        .register_fn("run", Ssh::run)
+        .register_fn("sudo", |s: &mut Ssh, cmd: &str| s.sudo(cmd, Map::new()))
+        .register_fn("sudo", Ssh::sudo)
+        .register_fn("put", |s: &mut Ssh, src: &str, dst: &str| {
+            s.put(src, dst, Map::new())
+        })
+        .register_fn("put", Ssh::put)
+        .register_fn("put_text", |s: &mut Ssh, text: &str, dst: &str| {
+            s.put_text(text, dst, Map::new())
+        })
+        .register_fn("put_text", Ssh::put_text)
+        .register_fn("put_file", |s: &mut Ssh, src: &str, dst: &str| {
+            s.put_file(src, dst, Map::new())
+        })
+        .register_fn("put_file", Ssh::put_file)
+        .register_fn("get", Ssh::get)
+        .register_fn("read", Ssh::read)
+        .register_fn("exists", Ssh::exists)
+        .register_fn("log", |s: &mut Ssh, text: &str| {
+            s.output.append(&format!("{text}\n"))
+        })
+        .register_fn("to_string", |s: &mut Ssh| format!("ssh://{}", s.node.name))
+        .register_fn("quote", |text: &str| shell_quote(text));
+}
