@@ -164,10 +164,8 @@ impl<'a> Fields<'a> {
 /// A path from a configuration file: `~/` is the home folder, relative paths are
 /// relative to the folder of the file that names them.
 pub(crate) fn resolve_path(text: &str, base: &Path) -> PathBuf {
-    if let Some(rest) = text.strip_prefix("~/") {
-        if let Some(home) = std::env::var_os("HOME") {
-            return PathBuf::from(home).join(rest);
-        }
+    if let (Some(rest), Some(home)) = (text.strip_prefix("~/"), std::env::var_os("HOME")) {
+        return PathBuf::from(home).join(rest);
     }
     base.join(text)
 }

@@ -67,13 +67,21 @@ impl fmt::Display for TaskPath {
     }
 }
 
-/// Parses the `jobs:` map of one manifest. Jobs with errors are left out.
+/// A job name as written, and the job if it is valid.
+pub(crate) struct Parsed {
+    pub(crate) name: String,
+    pub(crate) at: Location,
+    pub(crate) job: Option<Job>,
+}
+
+/// Parses the `jobs:` map of one manifest; invalid jobs come back without a `Job`
+/// so that name clashes are still found.
 pub(crate) fn parse_jobs(
     jobs: &YamlNode,
     nodes: &BTreeMap<String, Arc<Node>>,
     zone: Tz,
     diagnostics: &mut Vec<Diagnostic>,
-) -> Vec<Job> {
+) -> Vec<Parsed> {
     let Some(entries) = jobs.entries() else {
         if !matches!(jobs.value, Value::Null) {
             diagnostics.push(jobs.expected("a map of job names to job definitions under `jobs:`"));
@@ -86,9 +94,12 @@ pub(crate) fn parse_jobs(
             diagnostics.push(key.expected("a job name"));
             continue;
         };
-        if let Some(job) = parse_job(&name, key, value, nodes, zone, diagnostics) {
-            out.push(job);
-        }
+        let job = parse_job(&name, key, value, nodes, zone, diagnostics);
+        out.push(Parsed {
+            name,
+            at: key.at.clone(),
+            job,
+        });
     }
     out
 }

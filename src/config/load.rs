@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::diagnostics::{self, Diagnostic, Location};
-use super::job::{Job, parse_jobs};
+use super::job::{Job, Parsed, parse_jobs};
 use super::node::{Node, parse_nodes};
 use super::settings::{Settings, parse_settings};
 use super::yaml::{Joined, SourceFile};
@@ -116,18 +116,20 @@ pub fn load(path: &Path) -> (Config, Vec<Diagnostic>) {
                 continue;
             };
             let jobs = load_manifest(&file, datafile.as_ref(), &config, &mut diagnostics);
-            for job in jobs {
-                if let Some(first) = defined.get(&job.name) {
+            for parsed in jobs {
+                if let Some(first) = defined.get(&parsed.name) {
                     diagnostics.push(
-                        Diagnostic::error(format!("job `{}` is defined twice", job.name))
-                            .at(job.defined_at.clone())
+                        Diagnostic::error(format!("job `{}` is defined twice", parsed.name))
+                            .at(parsed.at.clone())
                             .help(format!("first defined at {first}; job names must be unique across manifests")),
                     );
-                    config.jobs.remove(&job.name);
+                    config.jobs.remove(&parsed.name);
                     continue;
                 }
-                defined.insert(job.name.clone(), job.defined_at.clone());
-                config.jobs.insert(job.name.clone(), Arc::new(job));
+                defined.insert(parsed.name.clone(), parsed.at.clone());
+                if let Some(job) = parsed.job {
+                    config.jobs.insert(parsed.name, Arc::new(job));
+                }
             }
         }
     }
@@ -140,7 +142,7 @@ fn load_manifest(
     datafile: Option<&Arc<SourceFile>>,
     config: &Config,
     diagnostics: &mut Vec<Diagnostic>,
-) -> Vec<Job> {
+) -> Vec<Parsed> {
     let parts: Vec<Arc<SourceFile>> = datafile
         .into_iter()
         .cloned()

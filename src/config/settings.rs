@@ -69,16 +69,16 @@ pub(crate) fn parse_settings(root: &YamlNode, base: &Path) -> (Settings, Vec<Dia
     if let Some(max) = fields.integer("max_workers", 1, 100_000) {
         settings.max_workers = max as usize;
     }
-    if settings.min_workers > settings.max_workers {
-        if let Some(node) = root.get("min_workers") {
-            errors.push(
-                Diagnostic::error(format!(
-                    "min_workers ({}) is larger than max_workers ({})",
-                    settings.min_workers, settings.max_workers
-                ))
-                .at(node.at.clone()),
-            );
-        }
+    if settings.min_workers > settings.max_workers
+        && let Some(node) = root.get("min_workers")
+    {
+        errors.push(
+            Diagnostic::error(format!(
+                "min_workers ({}) is larger than max_workers ({})",
+                settings.min_workers, settings.max_workers
+            ))
+            .at(node.at.clone()),
+        );
     }
     if let Some(folders) = fields.strings("taskspath") {
         settings.taskspath = folders.iter().filter_map(|n| path(n)).collect();

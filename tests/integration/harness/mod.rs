@@ -1,0 +1,184 @@
+//! What the integration tests start for real: the `loom` binary on a configuration
+//! written to a temporary folder, and (see `sshd.rs`) real sshd nodes on loopback.
+
+#![allow(dead_code)]
+
+pub mod sshd;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn loom_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_loom")
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A configuration in a temporary folder: `loom.yaml`, `nodes.yaml`, `jobs/`, `tasks/`.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    /// A workspace with the given main-file extras and node manifest.
+    pub fn new(main_extra: &str, nodes: &str) -> Workspace {
+        let dir = tempfile::Builder::new()
+            .prefix("loom-test-")
+            .tempdir()
+            .unwrap();
+        let ws = Workspace { dir };
+        ws.write(
+            "loom.yaml",
+            &format!("nodesfile: nodes.yaml\njobspath: jobs\n{main_extra}"),
+        );
+        ws.write("nodes.yaml", nodes);
+        std::fs::create_dir_all(ws.path("jobs")).unwrap();
+        std::fs::create_dir_all(ws.path("tasks")).unwrap();
+        ws
+    }
+
+    /// One `local: true` node named `local`.
+    pub fn local(main_extra: &str) -> Workspace {
+        Workspace::new(main_extra, "local:\n  local: true\n")
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    pub fn write(&self, relative: &str, text: &str) {
+        let path = self.path(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    pub fn read(&self, relative: &str) -> String {
+        std::fs::read_to_string(self.path(relative)).unwrap_or_default()
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.path("loom.yaml")
+    }
+
+    pub fn loom(&self, args: &[&str]) -> Run {
+        let config = self.config();
+        let mut all = vec!["-c", config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        loom(&all)
+    }
+
+    pub fn serve(&self) -> Daemon {
+        let child = Command::new(loom_bin())
+            .args(["serve", "-c", self.config().to_str().unwrap()])
+            .env("LOOM_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Daemon { child: Some(child) }
+    }
+}
+
+/// A finished `loom` command.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn assert_code(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "exit code; stdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+pub fn loom(args: &[&str]) -> Run {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = Command::new(loom_bin())
+        .args(args)
+        .current_dir(repo_root())
+        .env_remove("LOOM_CONFIG")
+        .output()
+        .unwrap();
+    Run {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// A running `loom serve`; killed if the test drops it without stopping it.
+pub struct Daemon {
+    child: Option<Child>,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn signal(&self, name: &str) {
+        Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns (exit code, log).
+    pub fn stop(self) -> (Option<i32>, String) {
+        self.signal("TERM");
+        self.wait()
+    }
+
+    /// Waits for the daemon to exit by itself; returns (exit code, log).
+    pub fn wait(mut self) -> (Option<i32>, String) {
+        let child = self.child.take().unwrap();
+        let output = child.wait_with_output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Waits until `ready` holds, checking every 50 ms, for at most `limit`.
+pub fn wait_for(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if ready() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ready()
+}
+
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}

@@ -1,0 +1,1 @@
+//! Real sshd nodes on loopback (filled in by the SSH transport).

@@ -1,0 +1,8 @@
+//! Integration tests: the real `loom` binary against real configurations (and, for
+//! SSH, real sshd processes on loopback), checking exit codes, output and effects.
+
+mod harness;
+
+mod check;
+mod run;
+mod serve;
