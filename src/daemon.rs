@@ -37,10 +37,9 @@ pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<()
         return Err(DaemonError::InvalidConfig(diagnostics));
     }
     let snapshot = Arc::new(snapshot);
-    let runner = Arc::new(Runner::new(
-        snapshot.config.settings.max_workers,
-        Arc::new(Pool::new()),
-    ));
+    let settings = &snapshot.config.settings;
+    let pool = Pool::new(settings.ssh.clone(), settings.output_limit);
+    let runner = Arc::new(Runner::new(settings.max_workers, Arc::new(pool)));
     let mut timeline = Timeline::new();
     let mut fires = JoinSet::new();
 
@@ -100,6 +99,7 @@ pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<()
         );
     }
     while fires.join_next().await.is_some() {}
+    runner.pool().close_all();
     tracing::info!("loom stopped");
     Ok(())
 }
@@ -125,9 +125,11 @@ fn start_fire(
             .unwrap_or(i64::MAX) as f64
             / 1000.0;
         tracing::debug!(job = %fire.job, lag_ms = lag, "fire due");
+        let clock = std::time::Instant::now();
         let report = runner.run(Arc::clone(&snapshot), fire, nodes, |_| {}).await;
         tracing::info!(
             job = %report.fire.job,
+            seconds = clock.elapsed().as_secs_f64(),
             ok = report.results.len() - report.failed(),
             failed = report.failed(),
             "fire finished"

@@ -3,6 +3,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    if let Some(code) = loom::ssh::askpass::answer_if_asked() {
+        return code;
+    }
     let cli = loom::cli::Cli::parse();
     loom::cli::init_tracing(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

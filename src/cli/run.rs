@@ -55,7 +55,8 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         }
     }
 
-    let runner = Runner::new(config.settings.max_workers, Arc::new(Pool::new()));
+    let pool = Pool::new(config.settings.ssh.clone(), config.settings.output_limit);
+    let runner = Runner::new(config.settings.max_workers, Arc::new(pool));
     let fire = Fire {
         job: job.name.clone(),
         scheduled: Utc::now(),

@@ -96,13 +96,7 @@ impl<'a> Fields<'a> {
     /// `30s`, `5m`, `1h 30m`, `250ms`, or a bare number of seconds.
     pub(crate) fn duration(&mut self, key: &'static str) -> Option<Duration> {
         let node = self.node(key)?;
-        let parsed = match &node.value {
-            Value::Int(secs) if *secs >= 0 => Ok(Duration::from_secs(*secs as u64)),
-            Value::Float(secs) if *secs >= 0.0 => Ok(Duration::from_secs_f64(*secs)),
-            Value::Str(text) => humantime::parse_duration(text).map_err(|e| e.to_string()),
-            _ => Err(format!("found {}", node.kind())),
-        };
-        match parsed {
+        match parse_duration(node) {
             Ok(duration) => Some(duration),
             Err(why) => {
                 let d = Diagnostic::error(format!(
@@ -158,6 +152,16 @@ impl<'a> Fields<'a> {
             }
         }
         self.diagnostics
+    }
+}
+
+/// `30s`, `5m`, `1h 30m`, `250ms`, or a bare number of seconds.
+pub(crate) fn parse_duration(node: &Node) -> Result<Duration, String> {
+    match &node.value {
+        Value::Int(secs) if *secs >= 0 => Ok(Duration::from_secs(*secs as u64)),
+        Value::Float(secs) if *secs >= 0.0 => Ok(Duration::from_secs_f64(*secs)),
+        Value::Str(text) => humantime::parse_duration(text).map_err(|e| e.to_string()),
+        _ => Err(format!("found {}", node.kind())),
     }
 }
 

@@ -8,9 +8,10 @@ use std::time::Duration;
 use chrono_tz::Tz;
 
 use super::diagnostics::Diagnostic;
-use super::fields::{Fields, resolve_path};
-use super::yaml::Node as YamlNode;
+use super::fields::{Fields, parse_duration, resolve_path};
+use super::yaml::{Node as YamlNode, Value};
 use crate::schedule::cron::host_zone;
+use crate::ssh::{HostKeyPolicy, SshSettings};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -31,6 +32,7 @@ pub struct Settings {
     pub task_max_time: Duration,
     /// Bytes of output kept per node and fire; the rest is cut with a marker.
     pub output_limit: usize,
+    pub ssh: SshSettings,
 }
 
 impl Settings {
@@ -46,6 +48,7 @@ impl Settings {
             task_max_operations: 100_000_000,
             task_max_time: Duration::from_secs(3600),
             output_limit: 1 << 20,
+            ssh: SshSettings::default(),
         }
     }
 }
@@ -102,7 +105,62 @@ pub(crate) fn parse_settings(root: &YamlNode, base: &Path) -> (Settings, Vec<Dia
     if let Some(limit) = fields.integer("output_limit", 1024, 1 << 30) {
         settings.output_limit = limit as usize;
     }
-    let mut diagnostics = fields.finish();
+    let mut diagnostics = Vec::new();
+    if let Some(section) = fields.node("ssh") {
+        settings.ssh = parse_ssh(section, base, &mut diagnostics);
+    }
+    diagnostics.extend(fields.finish());
     diagnostics.extend(errors);
     (settings, diagnostics)
+}
+
+fn parse_ssh(section: &YamlNode, base: &Path, diagnostics: &mut Vec<Diagnostic>) -> SshSettings {
+    let mut ssh = SshSettings::default();
+    let mut fields = Fields::new(section, "the `ssh` settings");
+    let path = |node: &YamlNode| node.scalar_text().map(|t| resolve_path(&t, base));
+    if let Some(program) = fields.node("program").and_then(path) {
+        ssh.program = program;
+    }
+    if let Some(timeout) = fields.duration("connect_timeout") {
+        ssh.connect_timeout = timeout;
+    }
+    if let Some(keepalive) = fields.duration("keepalive") {
+        ssh.keepalive = keepalive;
+    }
+    if let Some(node) = fields.node("host_key_checking") {
+        match node.scalar_text().as_deref().map(HostKeyPolicy::parse) {
+            Some(Ok(policy)) => ssh.host_key_checking = policy,
+            Some(Err(d)) => diagnostics.push(d.at(node.at.clone())),
+            None => diagnostics.push(node.expected("strict, accept-new or off")),
+        }
+    }
+    ssh.known_hosts = fields.node("known_hosts").and_then(path);
+    ssh.config_file = fields.node("config_file").and_then(path);
+    if let Some(dir) = fields.node("control_dir").and_then(path) {
+        ssh.control_dir = dir;
+    }
+    if let Some(node) = fields.node("control_persist") {
+        match (&node.value, parse_duration(node)) {
+            (Value::Bool(true), _) => ssh.control_persist = "yes".to_string(),
+            (_, Ok(d)) if !d.is_zero() => ssh.control_persist = format!("{}s", d.as_secs().max(1)),
+            _ => diagnostics
+                .push(node.expected("yes or a duration such as 1h for `control_persist`")),
+        }
+    }
+    if let Some(options) = fields.strings("options") {
+        for node in options {
+            let text = node.as_str().unwrap_or_default();
+            if text.contains('=') && !text.starts_with('-') {
+                ssh.options.push(text.to_string());
+            } else {
+                diagnostics.push(
+                    Diagnostic::error(format!("ssh option `{text}` is not of the form Key=Value"))
+                        .at(node.at.clone())
+                        .help("e.g. KexAlgorithms=curve25519-sha256"),
+                );
+            }
+        }
+    }
+    diagnostics.extend(fields.finish());
+    ssh
 }

@@ -1,6 +1,7 @@
 //! `local: true` nodes: commands run on the Loom host through `/bin/sh -c`.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use super::{CommandOutput, SshError};
@@ -47,26 +48,38 @@ impl LocalConnection {
     }
 
     pub fn write(&self, path: &str, bytes: &[u8], mode: Option<u32>) -> Result<(), SshError> {
-        let fail = |reason: std::io::Error| SshError::File {
+        std::fs::write(path, bytes).map_err(|reason| self.file_error("write", path, reason))?;
+        self.set_mode(path, mode)
+    }
+
+    pub fn upload(&self, local: &Path, path: &str, mode: Option<u32>) -> Result<(), SshError> {
+        std::fs::copy(local, path).map_err(|reason| self.file_error("write", path, reason))?;
+        self.set_mode(path, mode)
+    }
+
+    pub fn download(&self, path: &str, local: &Path) -> Result<u64, SshError> {
+        std::fs::copy(path, local).map_err(|reason| self.file_error("download", path, reason))
+    }
+
+    fn file_error(&self, action: &'static str, path: &str, reason: std::io::Error) -> SshError {
+        SshError::File {
             node: self.node.clone(),
-            action: "write",
+            action,
             path: path.to_string(),
             reason: reason.to_string(),
-        };
-        std::fs::write(path, bytes).map_err(fail)?;
+        }
+    }
+
+    fn set_mode(&self, path: &str, mode: Option<u32>) -> Result<(), SshError> {
         if let Some(mode) = mode {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(fail)?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .map_err(|reason| self.file_error("write", path, reason))?;
         }
         Ok(())
     }
 
     pub fn read(&self, path: &str) -> Result<Vec<u8>, SshError> {
-        std::fs::read(path).map_err(|reason| SshError::File {
-            node: self.node.clone(),
-            action: "read",
-            path: path.to_string(),
-            reason: reason.to_string(),
-        })
+        std::fs::read(path).map_err(|reason| self.file_error("read", path, reason))
     }
 }

@@ -2,15 +2,23 @@
 //!
 //! Task scripts run on blocking threads and see a synchronous `Connection`; the SSH
 //! side is async underneath and is driven from those threads with the runtime's
-//! handle. This module knows nothing about jobs or scripts.
+//! handle. One OpenSSH master per node is kept by the `Pool` and reused across tasks
+//! and fires. This module knows nothing about jobs or scripts.
 
+pub mod askpass;
 mod local;
+mod master;
 mod pool;
+mod session;
+pub mod settings;
 
 pub use local::LocalConnection;
 pub use pool::Pool;
+pub use session::SshConnection;
+pub use settings::{HostKeyPolicy, SshSettings};
 
 use std::fmt;
+use std::path::Path;
 
 /// What a command left behind.
 #[derive(Debug, Clone, Default)]
@@ -23,14 +31,38 @@ pub struct CommandOutput {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
+    #[error("failed to connect to node `{node}` ({address}): {reason}")]
+    Connect {
+        node: String,
+        address: String,
+        reason: String,
+    },
+    #[error("refused node `{node}` ({address}): {reason}")]
+    HostKey {
+        node: String,
+        address: String,
+        reason: String,
+    },
+    #[error("failed to log in to node `{node}` ({address}): {reason}")]
+    Auth {
+        node: String,
+        address: String,
+        reason: String,
+    },
+    #[error("failed to connect to node `{node}` ({address}): no answer within {after}")]
+    Timeout {
+        node: String,
+        address: String,
+        after: String,
+    },
+    #[error("lost the connection to node `{node}`: {reason}")]
+    Session { node: String, reason: String },
     #[error("failed to start `{command}` on node `{node}`: {source}")]
     Spawn {
         node: String,
         command: String,
         source: std::io::Error,
     },
-    #[error("node `{node}` is not local and this build has no SSH transport")]
-    Unsupported { node: String },
     #[error("failed to {action} {path} on node `{node}`: {reason}")]
     File {
         node: String,
@@ -40,15 +72,17 @@ pub enum SshError {
     },
 }
 
-/// A node's way in. Cheap to share; one per node.
+/// A node's way in. Shared by every task running on the node.
 pub enum Connection {
     Local(LocalConnection),
+    Ssh(SshConnection),
 }
 
 impl Connection {
     pub fn exec(&self, command: &str, stdin: Option<&[u8]>) -> Result<CommandOutput, SshError> {
         match self {
             Connection::Local(local) => local.exec(command, stdin),
+            Connection::Ssh(ssh) => ssh.exec(command, stdin),
         }
     }
 
@@ -56,12 +90,30 @@ impl Connection {
     pub fn write(&self, path: &str, bytes: &[u8], mode: Option<u32>) -> Result<(), SshError> {
         match self {
             Connection::Local(local) => local.write(path, bytes, mode),
+            Connection::Ssh(ssh) => ssh.write(path, bytes, mode),
+        }
+    }
+
+    /// Copies a file of the Loom host to `path` on the node, streaming it.
+    pub fn upload(&self, local: &Path, path: &str, mode: Option<u32>) -> Result<(), SshError> {
+        match self {
+            Connection::Local(connection) => connection.upload(local, path, mode),
+            Connection::Ssh(ssh) => ssh.upload(local, path, mode),
         }
     }
 
     pub fn read(&self, path: &str) -> Result<Vec<u8>, SshError> {
         match self {
             Connection::Local(local) => local.read(path),
+            Connection::Ssh(ssh) => ssh.read(path),
+        }
+    }
+
+    /// Copies `path` on the node to a file of the Loom host, streaming it.
+    pub fn download(&self, path: &str, local: &Path) -> Result<u64, SshError> {
+        match self {
+            Connection::Local(connection) => connection.download(path, local),
+            Connection::Ssh(ssh) => ssh.download(path, local),
         }
     }
 }
@@ -70,6 +122,7 @@ impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Connection::Local(_) => f.write_str("Connection::Local"),
+            Connection::Ssh(ssh) => write!(f, "Connection::Ssh({})", ssh.node().name),
         }
     }
 }

@@ -1,37 +1,100 @@
-//! One connection per node, made on first use and kept for later tasks and fires.
+//! One connection per node, opened on first use and kept for later tasks and fires.
+//!
+//! Before handing out a kept SSH connection the pool asks its master whether it is
+//! alive (one round trip on the control socket); a dead one, or one whose node
+//! settings changed, is replaced. Concurrent tasks for the same node wait for one
+//! connect instead of starting masters of their own. Dropping the pool (or
+//! `close_all`) stops every master and removes its control folder.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use super::session::SshConnection;
+use super::settings::SshSettings;
 use super::{Connection, LocalConnection, SshError};
 use crate::config::Node;
 
-#[derive(Default)]
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Connection>>>>;
+
 pub struct Pool {
-    connections: Mutex<HashMap<String, Arc<Connection>>>,
+    settings: SshSettings,
+    output_limit: usize,
+    slots: Mutex<HashMap<String, Slot>>,
 }
 
 impl Pool {
-    pub fn new() -> Pool {
-        Pool::default()
+    pub fn new(settings: SshSettings, output_limit: usize) -> Pool {
+        Pool {
+            settings,
+            output_limit,
+            slots: Mutex::new(HashMap::new()),
+        }
     }
 
-    /// The node's connection, opened now if there is none yet.
-    pub async fn connect(&self, node: &Node) -> Result<Arc<Connection>, SshError> {
-        if let Some(found) = self.connections.lock().expect("pool lock").get(&node.name) {
-            return Ok(Arc::clone(found));
+    fn slot(&self, node: &str) -> Slot {
+        let mut slots = self.slots.lock().expect("pool lock");
+        Arc::clone(slots.entry(node.to_string()).or_default())
+    }
+
+    /// The node's connection, opened now if there is none or the kept one is dead.
+    pub async fn connect(&self, node: &Arc<Node>) -> Result<Arc<Connection>, SshError> {
+        let slot = self.slot(&node.name);
+        let mut kept = slot.lock().await;
+        if let Some(connection) = kept.as_ref() {
+            match connection.as_ref() {
+                Connection::Local(_) if node.local => return Ok(Arc::clone(connection)),
+                Connection::Ssh(ssh) if ssh.node() == node => {
+                    if ssh.is_alive().await {
+                        return Ok(Arc::clone(connection));
+                    }
+                    tracing::info!(node = %node.name, "ssh master is gone; reconnecting");
+                }
+                _ => tracing::info!(node = %node.name, "node settings changed; reconnecting"),
+            }
         }
+        *kept = None;
         let connection = if node.local {
-            Arc::new(Connection::Local(LocalConnection::new(&node.name)))
+            Connection::Local(LocalConnection::new(&node.name))
         } else {
-            return Err(SshError::Unsupported {
-                node: node.name.clone(),
-            });
+            let opened =
+                SshConnection::open(Arc::clone(node), &self.settings, self.output_limit).await?;
+            tracing::debug!(node = %node.name, "ssh master started");
+            Connection::Ssh(opened)
         };
-        self.connections
+        let connection = Arc::new(connection);
+        *kept = Some(Arc::clone(&connection));
+        Ok(connection)
+    }
+
+    /// Stops every master. Connections still held by running tasks close when
+    /// those tasks drop them.
+    pub fn close_all(&self) {
+        let slots: Vec<Slot> = self
+            .slots
             .lock()
             .expect("pool lock")
-            .insert(node.name.clone(), Arc::clone(&connection));
-        Ok(connection)
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
+        for slot in slots {
+            if let Ok(mut kept) = slot.try_lock() {
+                kept.take();
+            }
+        }
+    }
+
+    /// How many nodes have a kept connection.
+    pub fn open_count(&self) -> usize {
+        let slots = self.slots.lock().expect("pool lock");
+        slots
+            .values()
+            .filter(|s| s.try_lock().map(|k| k.is_some()).unwrap_or(true))
+            .count()
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.close_all();
     }
 }

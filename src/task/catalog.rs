@@ -12,7 +12,8 @@ use std::time::Instant;
 
 use rhai::{AST, CallFnOptions, Dynamic, Engine, EvalAltResult, FnAccess, Map, Scope};
 
-use super::engine::{self, CallGuard, TIME_UP, find_module};
+use super::engine::{self, CallGuard, Origin, TIME_UP, find_module};
+use super::handle;
 use super::handle::{Output, Ssh};
 use crate::config::{Config, Diagnostic, Job, Location, SourceFile, TaskPath};
 
@@ -216,12 +217,40 @@ fn compile(
                 .or_default()
                 .push(f.params.len());
         }
+        if let (Origin::File(_), Some(warning)) =
+            (&origin, shadowed_method(f.name, f.params.len(), &file))
+        {
+            diagnostics.push(warning);
+        }
     }
     Some(Arc::new(CompiledModule {
         ast,
         source,
         functions,
     }))
+}
+
+/// Rhai calls a script function for `ssh.name(a, b)` when the module defines
+/// `fn name(x, y)` (binding `ssh` as `this`), which silently bypasses the handle.
+fn shadowed_method(name: &str, params: usize, file: &Arc<SourceFile>) -> Option<Diagnostic> {
+    let (_, arities) = handle::METHODS.iter().find(|(method, _)| *method == name)?;
+    if !arities.contains(&params) {
+        return None;
+    }
+    let needle = format!("fn {name}(");
+    let (line, column) = file
+        .text
+        .lines()
+        .enumerate()
+        .find_map(|(i, text)| text.find(&needle).map(|c| (i + 1, c + 4)))
+        .unwrap_or((1, 1));
+    Some(
+        Diagnostic::warning(format!(
+            "fn {name} with {params} parameter(s) captures `ssh.{name}(…)` calls with {params} argument(s) in this module"
+        ))
+        .at(Location::new(file, line, column))
+        .help(format!("Rhai binds `ssh` as `this` for such calls; write `{name}(ssh, …)` to reach the handle's method")),
+    )
 }
 
 fn no_module(config: &Config, job: &Job) -> Diagnostic {
@@ -243,7 +272,12 @@ fn no_module(config: &Config, job: &Job) -> Diagnostic {
 }
 
 fn prepare(job: &Job, module: &Arc<CompiledModule>) -> Result<Prepared, Diagnostic> {
-    let function = &job.task.function;
+    // A task named like a Rhai reserved word (`package`) is written `package_`.
+    let function = [job.task.function.clone(), format!("{}_", job.task.function)]
+        .into_iter()
+        .find(|name| module.functions.contains_key(name))
+        .unwrap_or_else(|| job.task.function.clone());
+    let function = &function;
     let Some(arities) = module.functions.get(function) else {
         let mut names: Vec<&str> = module.functions.keys().map(String::as_str).collect();
         names.sort_unstable();

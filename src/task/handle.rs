@@ -156,10 +156,7 @@ impl Ssh {
     }
 
     fn put_bytes(&mut self, bytes: &[u8], remote: &str, options: Map) -> ScriptResult<()> {
-        let mode = match options.get("mode") {
-            None => None,
-            Some(mode) => Some(parse_mode(mode)?),
-        };
+        let mode = parse_mode_option(&options)?;
         self.output
             .append(&format!("put {} ({} bytes)\n", remote, bytes.len()));
         self.connection
@@ -257,6 +254,15 @@ impl Options {
     }
 }
 
+fn parse_mode_option(options: &Map) -> ScriptResult<Option<u32>> {
+    for key in options.keys() {
+        if key.as_str() != "mode" {
+            return Err(format!("unknown option `{key}`; known: mode").into());
+        }
+    }
+    options.get("mode").map(parse_mode).transpose()
+}
+
 fn parse_mode(mode: &Dynamic) -> ScriptResult<u32> {
     if let Ok(int) = mode.as_int() {
         return u32::try_from(int).map_err(|_| "mode out of range".into());
@@ -268,6 +274,19 @@ fn parse_mode(mode: &Dynamic) -> ScriptResult<u32> {
     u32::from_str_radix(text.trim_start_matches("0o"), 8)
         .map_err(|_| format!("mode `{text}` is not octal like \"0644\"").into())
 }
+
+/// The handle's methods and how many arguments (after the handle) each takes.
+pub(crate) const METHODS: &[(&str, &[usize])] = &[
+    ("run", &[1, 2]),
+    ("sudo", &[1, 2]),
+    ("put", &[2, 3]),
+    ("put_text", &[2, 3]),
+    ("put_file", &[2, 3]),
+    ("get", &[2]),
+    ("read", &[1]),
+    ("exists", &[1]),
+    ("log", &[1]),
+];
 
 /// Makes the handle's type and methods known to an engine.
 pub(crate) fn register(engine: &mut Engine) {

@@ -184,3 +184,29 @@ fn a_missing_config_file_says_where_it_looked() {
         run.stderr
     );
 }
+
+#[test]
+fn a_module_function_that_captures_handle_method_calls_is_flagged() {
+    let ws = Workspace::local("");
+    ws.write(
+        "tasks/site/t.rhai",
+        "fn helper(ssh) { 1 }\nfn run(ssh, command) { ssh.run(command) }\n",
+    );
+    ws.write(
+        "jobs/a.yaml",
+        "jobs:\n  a:\n    task: site.t.run\n    args: [\"true\"]\n    targets: [local]\n",
+    );
+    let run = ws.loom(&["check"]);
+    run.assert_code(0);
+    assert!(
+        run.stderr
+            .contains("warning: fn run with 2 parameter(s) captures `ssh.run(…)` calls"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("tasks/site/t.rhai:2:4"),
+        "{}",
+        run.stderr
+    );
+}

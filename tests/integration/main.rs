@@ -6,3 +6,5 @@ mod harness;
 mod check;
 mod run;
 mod serve;
+mod ssh;
+mod stdlib;

@@ -64,16 +64,21 @@ impl Workspace {
     }
 
     pub fn loom(&self, args: &[&str]) -> Run {
+        self.loom_env(args, &[])
+    }
+
+    pub fn loom_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let config = self.config();
         let mut all = vec!["-c", config.to_str().unwrap()];
         all.extend_from_slice(args);
-        loom(&all)
+        loom_env(&all, env)
     }
 
     pub fn serve(&self) -> Daemon {
         let child = Command::new(loom_bin())
             .args(["serve", "-c", self.config().to_str().unwrap()])
             .env("LOOM_LOG", "info")
+            .env_remove("SSH_AUTH_SOCK")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -107,6 +112,12 @@ impl Run {
 }
 
 pub fn loom(args: &[&str]) -> Run {
+    loom_env(args, &[])
+}
+
+/// Runs `loom` with a clean environment for what matters to it (no config, no agent)
+/// plus `env`.
+pub fn loom_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     let Output {
         status,
         stdout,
@@ -115,6 +126,8 @@ pub fn loom(args: &[&str]) -> Run {
         .args(args)
         .current_dir(repo_root())
         .env_remove("LOOM_CONFIG")
+        .env_remove("SSH_AUTH_SOCK")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     Run {

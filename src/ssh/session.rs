@@ -1,0 +1,243 @@
+//! A node reached over SSH: commands and file transfers through its OpenSSH master.
+//!
+//! Commands go over the master's control socket with the multiplexing protocol
+//! (`openssh`'s native-mux), so a command on a warm connection costs no new process
+//! on the Loom host. Output is read concurrently with stdin being written (no pipe
+//! deadlocks) and is bounded: past the limit it is drained and dropped. The methods
+//! are synchronous for task scripts; they drive the async side with the runtime
+//! handle captured when the connection was opened.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use openssh::{Session, Stdio};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::runtime::Handle;
+
+use super::master::{self, Master};
+use super::settings::SshSettings;
+use super::{CommandOutput, SshError, shell_quote};
+use crate::config::Node;
+
+pub struct SshConnection {
+    node: Arc<Node>,
+    session: Session,
+    runtime: Handle,
+    output_limit: usize,
+}
+
+impl SshConnection {
+    pub(crate) async fn open(
+        node: Arc<Node>,
+        settings: &SshSettings,
+        output_limit: usize,
+    ) -> Result<SshConnection, SshError> {
+        let Master { dir } = master::start(&node, settings).await?;
+        // The session owns the folder: dropping it stops the master and removes both.
+        let session = Session::new_native_mux(dir);
+        Ok(SshConnection {
+            node,
+            session,
+            runtime: Handle::current(),
+            output_limit,
+        })
+    }
+
+    pub(crate) fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    /// Whether the master still answers on its socket.
+    pub(crate) async fn is_alive(&self) -> bool {
+        self.session.check().await.is_ok()
+    }
+
+    fn session_error(&self, err: openssh::Error) -> SshError {
+        SshError::Session {
+            node: self.node.name.clone(),
+            reason: err.to_string(),
+        }
+    }
+
+    pub(crate) async fn exec_async(
+        &self,
+        command: &str,
+        stdin: Option<&[u8]>,
+        upload: Option<&Path>,
+    ) -> Result<CommandOutput, SshError> {
+        let mut builder = self.session.raw_command(command);
+        let has_input = stdin.is_some() || upload.is_some();
+        builder
+            .stdin(if has_input {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = builder.spawn().await.map_err(|e| self.session_error(e))?;
+        let mut input = child.stdin().take();
+        let stdout = child.stdout().take();
+        let stderr = child.stderr().take();
+        let node = self.node.name.clone();
+        let write = async move {
+            let Some(pipe) = input.as_mut() else {
+                return Ok(());
+            };
+            if let Some(bytes) = stdin {
+                pipe.write_all(bytes).await?;
+            }
+            if let Some(path) = upload {
+                let mut file = tokio::fs::File::open(path).await?;
+                tokio::io::copy(&mut file, pipe).await?;
+            }
+            pipe.shutdown().await?;
+            drop(input);
+            Ok::<(), std::io::Error>(())
+        };
+        let limit = self.output_limit;
+        let (written, out, err) = tokio::join!(
+            write,
+            read_bounded(stdout, limit),
+            read_bounded(stderr, limit)
+        );
+        let status = child.wait().await.map_err(|e| self.session_error(e))?;
+        if let Err(e) = written {
+            // A command that exits without reading its input breaks the pipe: not an
+            // error unless the command itself failed.
+            if !status.success() {
+                return Err(SshError::File {
+                    node,
+                    action: "send input to",
+                    path: command.to_string(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+        Ok(CommandOutput {
+            stdout: out,
+            stderr: err,
+            code: status.code(),
+        })
+    }
+
+    pub fn exec(&self, command: &str, stdin: Option<&[u8]>) -> Result<CommandOutput, SshError> {
+        self.runtime.block_on(self.exec_async(command, stdin, None))
+    }
+
+    fn check(
+        &self,
+        action: &'static str,
+        path: &str,
+        output: CommandOutput,
+    ) -> Result<CommandOutput, SshError> {
+        if output.code == Some(0) {
+            return Ok(output);
+        }
+        Err(SshError::File {
+            node: self.node.name.clone(),
+            action,
+            path: path.to_string(),
+            reason: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        })
+    }
+
+    fn write_command(path: &str, mode: Option<u32>) -> String {
+        let quoted = shell_quote(path);
+        match mode {
+            Some(mode) => format!("cat > {quoted} && chmod {mode:o} {quoted}"),
+            None => format!("cat > {quoted}"),
+        }
+    }
+
+    pub fn write(&self, path: &str, bytes: &[u8], mode: Option<u32>) -> Result<(), SshError> {
+        let output = self.exec(&Self::write_command(path, mode), Some(bytes))?;
+        self.check("write", path, output).map(drop)
+    }
+
+    /// Streams a local file to the node.
+    pub fn upload(&self, local: &Path, path: &str, mode: Option<u32>) -> Result<(), SshError> {
+        let command = Self::write_command(path, mode);
+        let output = self
+            .runtime
+            .block_on(self.exec_async(&command, None, Some(local)))?;
+        self.check("write", path, output).map(drop)
+    }
+
+    pub fn read(&self, path: &str) -> Result<Vec<u8>, SshError> {
+        self.runtime.block_on(async {
+            let mut builder = self
+                .session
+                .raw_command(format!("cat {}", shell_quote(path)));
+            builder
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let output = builder.output().await.map_err(|e| self.session_error(e))?;
+            let output = CommandOutput {
+                stdout: output.stdout,
+                stderr: output.stderr,
+                code: output.status.code(),
+            };
+            self.check("read", path, output).map(|o| o.stdout)
+        })
+    }
+
+    /// Streams a file from the node into a local file.
+    pub fn download(&self, path: &str, local: &Path) -> Result<u64, SshError> {
+        self.runtime.block_on(async {
+            let fail = |reason: String| SshError::File {
+                node: self.node.name.clone(),
+                action: "download",
+                path: path.to_string(),
+                reason,
+            };
+            let mut builder = self
+                .session
+                .raw_command(format!("cat {}", shell_quote(path)));
+            builder
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let mut child = builder.spawn().await.map_err(|e| self.session_error(e))?;
+            let mut stdout = child.stdout().take().expect("stdout is piped");
+            let stderr = child.stderr().take();
+            let mut file = tokio::fs::File::create(local).await.map_err(|e| {
+                fail(format!(
+                    "failed to create local file {}: {e}",
+                    local.display()
+                ))
+            })?;
+            let (copied, err) = tokio::join!(
+                tokio::io::copy(&mut stdout, &mut file),
+                read_bounded(stderr, 64 << 10)
+            );
+            let status = child.wait().await.map_err(|e| self.session_error(e))?;
+            if !status.success() {
+                let _ = tokio::fs::remove_file(local).await;
+                return Err(fail(String::from_utf8_lossy(&err).trim().to_string()));
+            }
+            file.flush().await.map_err(|e| fail(e.to_string()))?;
+            copied.map_err(|e| fail(e.to_string()))
+        })
+    }
+}
+
+/// Reads a stream to its end, keeping at most `limit` bytes.
+async fn read_bounded<R: AsyncRead + Unpin>(stream: Option<R>, limit: usize) -> Vec<u8> {
+    let Some(mut stream) = stream else {
+        return Vec::new();
+    };
+    let mut kept = Vec::new();
+    let mut buffer = vec![0u8; 16 << 10];
+    loop {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = limit.saturating_sub(kept.len());
+                kept.extend_from_slice(&buffer[..n.min(room)]);
+            }
+        }
+    }
+    kept
+}
