@@ -1,32 +1,62 @@
-//! The daemon: load a snapshot, sleep until the next fire, run it, repeat.
+//! The daemon: load a snapshot, catch up on missed fires, then sleep until the next
+//! fire, run it, record it, repeat.
 //!
-//! The loop selects over the next due instant and the shutdown signal; there is no
-//! polling. Fires run as their own tasks, so a slow fire never delays the next one.
-//! On shutdown no new fire starts and running fires are awaited.
+//! The loop selects over the next due instant, finished fires and the shutdown
+//! signal; there is no polling. Fires run as their own tasks, so a slow fire never
+//! delays another job's. Per job it applies the overlap policy (skip, queue, allow)
+//! and the catch-up policy, both after downtime and after a stall of the host. On
+//! shutdown no new fire starts, queued fires are recorded as skipped, and running
+//! fires are awaited.
 
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Diagnostic;
-use crate::runner::{Fire, Runner, Trigger};
+use crate::config::job::Overlap;
+use crate::config::{Diagnostic, Job};
+use crate::runner::{Fire, Recorder, Runner};
 use crate::schedule::Timeline;
+use crate::schedule::catchup::missed;
 use crate::snapshot::Snapshot;
 use crate::ssh::Pool;
+use crate::store::{Store, StoreError, Trigger};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("the configuration has {} error(s); nothing was started", .0.iter().filter(|d| d.is_error()).count())]
     InvalidConfig(Vec<Diagnostic>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
-/// A fire more than this late (a suspended host, a stopped process) is dropped
-/// instead of being run in a burst with all the others missed meanwhile.
-const MISSED_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+/// A fire this late is handled by the job's catch-up policy (the host slept or the
+/// process stalled) rather than run in a burst with everything missed meanwhile.
+const LATE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// How often old history is pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+#[derive(Default)]
+struct JobState {
+    running: usize,
+    queued: VecDeque<Fire>,
+}
+
+struct Daemon {
+    snapshot: Arc<Snapshot>,
+    store: Arc<Store>,
+    runner: Arc<Runner>,
+    timeline: Timeline,
+    jobs: HashMap<String, JobState>,
+    fires: JoinSet<String>,
+    /// Cancels running fires only when the daemon is told to stop right away.
+    abort: CancellationToken,
+}
 
 pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<(), DaemonError> {
     let (snapshot, diagnostics) = Snapshot::load(&config_path);
@@ -36,103 +66,215 @@ pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<()
     if diagnostics.iter().any(Diagnostic::is_error) {
         return Err(DaemonError::InvalidConfig(diagnostics));
     }
-    let snapshot = Arc::new(snapshot);
     let settings = &snapshot.config.settings;
+    let store = Arc::new(Store::open(&settings.state)?);
+    let recovered = store.recover_interrupted()?;
+    if recovered > 0 {
+        tracing::warn!(fires = recovered, "fires left running by a previous daemon are now marked interrupted");
+    }
     let pool = Pool::new(settings.ssh.clone(), settings.output_limit);
     let runner = Arc::new(Runner::new(settings.max_workers, Arc::new(pool)));
-    let mut timeline = Timeline::new();
-    let mut fires = JoinSet::new();
-
-    let now = Utc::now();
-    for job in snapshot.config.jobs.values() {
-        match &job.schedule {
-            Some(schedule) if schedule.is_reboot() => {
-                let fire = Fire {
-                    job: job.name.clone(),
-                    scheduled: now,
-                    trigger: Trigger::Reboot,
-                };
-                fires.spawn(start_fire(&snapshot, &runner, fire));
-            }
-            Some(schedule) => timeline.plan(&job.name, schedule, now),
-            None => {}
-        }
-    }
+    let mut daemon = Daemon {
+        snapshot: Arc::new(snapshot),
+        store,
+        runner,
+        timeline: Timeline::new(),
+        jobs: HashMap::new(),
+        fires: JoinSet::new(),
+        abort: CancellationToken::new(),
+    };
+    daemon.start(Utc::now());
     tracing::info!(
         config = %config_path.display(),
-        jobs = snapshot.config.jobs.len(),
-        nodes = snapshot.config.nodes.len(),
-        next = ?timeline.next_instant(),
+        state = %daemon.store.path().display(),
+        jobs = daemon.snapshot.config.jobs.len(),
+        nodes = daemon.snapshot.config.nodes.len(),
+        next = ?daemon.timeline.next_instant(),
         "loom started"
     );
+    let pruning = tokio::spawn(prune_forever(Arc::clone(&daemon.store), daemon.snapshot.clone()));
 
     loop {
-        let wait = timeline
+        let wait = daemon
+            .timeline
             .next_instant()
             .map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(Duration::from_secs(86_400));
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(wait) => {
-                let now = Utc::now();
-                for (at, name) in timeline.take_due(now) {
-                    let Some(job) = snapshot.config.jobs.get(&name) else { continue };
-                    let Some(schedule) = &job.schedule else { continue };
-                    if now - at > MISSED_AFTER {
-                        tracing::warn!(job = %name, scheduled = %at, "fire missed (the host was asleep or stalled); skipping to the next one");
-                        timeline.plan(&name, schedule, now);
-                        continue;
-                    }
-                    timeline.plan(&name, schedule, at);
-                    let fire = Fire { job: name, scheduled: at, trigger: Trigger::Schedule };
-                    fires.spawn(start_fire(&snapshot, &runner, fire));
+            _ = tokio::time::sleep(wait) => daemon.fire_due(Utc::now()),
+            Some(finished) = daemon.fires.join_next(), if !daemon.fires.is_empty() => {
+                if let Ok(job) = finished {
+                    daemon.finished(&job);
                 }
             }
-            Some(_) = fires.join_next(), if !fires.is_empty() => {}
         }
     }
 
-    if !fires.is_empty() {
-        tracing::info!(
-            running = fires.len(),
-            "stopping: waiting for running fires to finish"
-        );
-    }
-    while fires.join_next().await.is_some() {}
-    runner.pool().close_all();
-    tracing::info!("loom stopped");
+    pruning.abort();
+    daemon.stop().await;
     Ok(())
 }
 
-fn start_fire(
-    snapshot: &Arc<Snapshot>,
-    runner: &Arc<Runner>,
-    fire: Fire,
-) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let snapshot = Arc::clone(snapshot);
-    let runner = Arc::clone(runner);
-    async move {
-        let Some(job) = snapshot.config.jobs.get(&fire.job) else {
+impl Daemon {
+    /// Catch-up and the first plan of every job.
+    fn start(&mut self, now: DateTime<Utc>) {
+        let snapshot = Arc::clone(&self.snapshot);
+        for job in snapshot.config.jobs.values() {
+            let Some(schedule) = &job.schedule else { continue };
+            if schedule.is_reboot() {
+                let fire = Fire { job: job.name.clone(), scheduled: now, trigger: Trigger::Reboot };
+                self.dispatch(job, fire, job.overlap);
+                continue;
+            }
+            match self.store.last_scheduled(&job.name) {
+                Ok(Some(last)) => self.catch_up(job, last, now),
+                Ok(None) => {}
+                Err(err) => tracing::error!(job = %job.name, "failed to read the job's last fire: {err}"),
+            }
+            if let Err(err) = self.store.ensure_job(&job.name, now) {
+                tracing::error!(job = %job.name, "failed to record the job: {err}");
+            }
+            self.timeline.plan(&job.name, schedule, now, job.jitter_offset());
+        }
+    }
+
+    /// Runs the missed fires in `(last, now]` that the job's policy asks for.
+    fn catch_up(&mut self, job: &Arc<Job>, last: DateTime<Utc>, now: DateTime<Utc>) {
+        let Some(schedule) = &job.schedule else { return };
+        let limit = self.snapshot.config.settings.catchup_limit;
+        let instants = missed(schedule, last, now, job.catchup, limit);
+        if !instants.is_empty() {
+            tracing::info!(job = %job.name, fires = instants.len(), policy = ?job.catchup, "catching up on missed fires");
+        }
+        for scheduled in instants {
+            // Missed fires run one after the other, oldest first, whatever `overlap` says.
+            self.dispatch(job, Fire { job: job.name.clone(), scheduled, trigger: Trigger::CatchUp }, Overlap::Queue);
+        }
+    }
+
+    fn fire_due(&mut self, now: DateTime<Utc>) {
+        let snapshot = Arc::clone(&self.snapshot);
+        for (scheduled, name) in self.timeline.take_due(now) {
+            let Some(job) = snapshot.config.jobs.get(&name) else { continue };
+            let Some(schedule) = &job.schedule else { continue };
+            if now - scheduled > LATE {
+                tracing::warn!(job = %name, %scheduled, "woke up late (the host slept or stalled); applying the catch-up policy");
+                let before = scheduled - chrono::TimeDelta::milliseconds(1);
+                self.catch_up(job, before, now);
+                self.timeline.plan(&name, schedule, now, job.jitter_offset());
+                continue;
+            }
+            self.timeline.plan(&name, schedule, scheduled, job.jitter_offset());
+            self.dispatch(job, Fire { job: name.clone(), scheduled, trigger: Trigger::Schedule }, job.overlap);
+        }
+    }
+
+    /// Starts, queues or skips a fire, by the overlap policy.
+    fn dispatch(&mut self, job: &Arc<Job>, fire: Fire, overlap: Overlap) {
+        match self.store.is_enabled(&job.name) {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(job = %job.name, "disabled; not firing");
+                return;
+            }
+            Err(err) => tracing::error!(job = %job.name, "failed to read whether the job is enabled: {err}"),
+        }
+        let state = self.jobs.entry(job.name.clone()).or_default();
+        if state.running > 0 {
+            match overlap {
+                Overlap::Allow => {}
+                Overlap::Queue => {
+                    tracing::info!(job = %job.name, scheduled = %fire.scheduled, "previous fire still running; queued");
+                    state.queued.push_back(fire);
+                    return;
+                }
+                Overlap::Skip => {
+                    tracing::warn!(job = %job.name, scheduled = %fire.scheduled, "previous fire still running; skipped");
+                    let note = "skipped: the previous fire was still running (overlap: skip)";
+                    if let Err(err) = self.store.record_skipped(&job.name, fire.scheduled, fire.trigger, note) {
+                        tracing::error!(job = %job.name, "failed to record a skipped fire: {err}");
+                    }
+                    return;
+                }
+            }
+        }
+        self.start_fire(job, fire);
+    }
+
+    fn start_fire(&mut self, job: &Arc<Job>, fire: Fire) {
+        let snapshot = Arc::clone(&self.snapshot);
+        let nodes: Vec<_> = job.targets.iter().filter_map(|n| snapshot.config.nodes.get(n).cloned()).collect();
+        let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+        let Some(recorder) = Recorder::begin(Some(&self.store), job, &fire, &names) else { return };
+        self.jobs.entry(job.name.clone()).or_default().running += 1;
+        let lag_ms = (Utc::now() - fire.scheduled).num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0;
+        tracing::debug!(job = %fire.job, lag_ms, "fire due");
+        let runner = Arc::clone(&self.runner);
+        let job = Arc::clone(job);
+        let cancel = self.abort.child_token();
+        self.fires.spawn(async move {
+            let report = runner.run(snapshot, Arc::clone(&job), fire, nodes, cancel, |r| recorder.node(r)).await;
+            recorder.finish(&report);
+            tracing::info!(
+                job = %job.name,
+                fire = ?recorder.fire_id(),
+                status = %report.status(),
+                seconds = report.duration.as_secs_f64(),
+                ok = report.results.len() - report.failed(),
+                failed = report.failed(),
+                "fire finished"
+            );
+            job.name.clone()
+        });
+    }
+
+    fn finished(&mut self, name: &str) {
+        let Some(state) = self.jobs.get_mut(name) else { return };
+        state.running = state.running.saturating_sub(1);
+        if state.running > 0 {
             return;
-        };
-        let nodes = job
-            .targets
-            .iter()
-            .filter_map(|name| snapshot.config.nodes.get(name).cloned())
-            .collect();
-        let lag = (Utc::now() - fire.scheduled)
-            .num_microseconds()
-            .unwrap_or(i64::MAX) as f64
-            / 1000.0;
-        tracing::debug!(job = %fire.job, lag_ms = lag, "fire due");
-        let clock = std::time::Instant::now();
-        let report = runner.run(Arc::clone(&snapshot), fire, nodes, |_| {}).await;
-        tracing::info!(
-            job = %report.fire.job,
-            seconds = clock.elapsed().as_secs_f64(),
-            ok = report.results.len() - report.failed(),
-            failed = report.failed(),
-            "fire finished"
-        );
+        }
+        let Some(next) = state.queued.pop_front() else { return };
+        if let Some(job) = self.snapshot.config.jobs.get(name).cloned() {
+            self.start_fire(&job, next);
+        }
+    }
+
+    async fn stop(mut self) {
+        for (name, state) in &mut self.jobs {
+            for fire in state.queued.drain(..) {
+                let note = "skipped: the daemon stopped before this queued fire could run";
+                if let Err(err) = self.store.record_skipped(name, fire.scheduled, fire.trigger, note) {
+                    tracing::error!(job = %name, "failed to record a skipped fire: {err}");
+                }
+            }
+        }
+        if !self.fires.is_empty() {
+            tracing::info!(running = self.fires.len(), "stopping: waiting for running fires to finish");
+        }
+        while self.fires.join_next().await.is_some() {}
+        self.abort.cancel();
+        self.runner.pool().close_all();
+        tracing::info!("loom stopped");
+    }
+}
+
+async fn prune_forever(store: Arc<Store>, snapshot: Arc<Snapshot>) {
+    let settings = &snapshot.config.settings;
+    let (keep, age) = (settings.retention_fires, settings.retention_age);
+    if keep.is_none() && age.is_none() {
+        return;
+    }
+    loop {
+        let before = age.and_then(|a| chrono::Duration::from_std(a).ok()).map(|a| Utc::now() - a);
+        let store = Arc::clone(&store);
+        match tokio::task::spawn_blocking(move || store.prune(keep, before)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(removed)) => tracing::info!(fires = removed, "pruned old history"),
+            Ok(Err(err)) => tracing::error!("failed to prune history: {err}"),
+            Err(_) => {}
+        }
+        tokio::time::sleep(PRUNE_EVERY).await;
     }
 }

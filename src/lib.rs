@@ -12,4 +12,5 @@ pub mod runner;
 pub mod schedule;
 pub mod snapshot;
 pub mod ssh;
+pub mod store;
 pub mod task;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use super::{check, jobs, nodes, run, serve};
+use super::{check, history, jobs, logs, nodes, run, serve};
 use crate::snapshot::Snapshot;
 
 #[derive(Debug, Parser)]
@@ -32,6 +32,10 @@ pub enum Command {
     Jobs(jobs::Args),
     /// List nodes and how Loom reaches them (secrets are never shown)
     Nodes(nodes::Args),
+    /// Past fires, newest first, from the state store
+    History(history::Args),
+    /// One fire's node results with their output
+    Logs(logs::Args),
 }
 
 /// How a command ended; `exit_code` is the only mapping to process exit codes.
@@ -71,6 +75,8 @@ impl Cli {
             Command::Run(args) => run::execute(&self, args).await,
             Command::Jobs(args) => jobs::execute(&self, args),
             Command::Nodes(args) => nodes::execute(&self, args),
+            Command::History(args) => history::execute(&self, args),
+            Command::Logs(args) => logs::execute(&self, args),
         };
         result.into()
     }
@@ -90,10 +96,7 @@ pub fn init_tracing(cli: &Cli) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("LOOM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 /// Loads a snapshot for a command that reads the configuration, printing problems.

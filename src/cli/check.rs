@@ -13,10 +13,7 @@ pub(crate) fn execute(cli: &Cli) -> anyhow::Result<Outcome> {
     let warnings = diagnostics.len() - errors;
     let config = &snapshot.config;
     if errors > 0 {
-        eprintln!(
-            "{}: {errors} error(s), {warnings} warning(s)",
-            path.display()
-        );
+        eprintln!("{}: {errors} error(s), {warnings} warning(s)", path.display());
         return Ok(Outcome::Failure);
     }
     println!(

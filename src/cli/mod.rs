@@ -2,7 +2,9 @@
 
 mod args;
 mod check;
+mod history;
 mod jobs;
+mod logs;
 mod nodes;
 mod run;
 mod serve;

@@ -43,9 +43,5 @@ pub(crate) fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
             .collect();
         super::table::print(&["NODE", "HOST", "PORT", "USER", "AUTH"], &table);
     }
-    Ok(if errors > 0 {
-        Outcome::Failure
-    } else {
-        Outcome::Success
-    })
+    Ok(if errors > 0 { Outcome::Failure } else { Outcome::Success })
 }

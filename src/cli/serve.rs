@@ -37,5 +37,6 @@ pub(crate) async fn execute(cli: &Cli) -> anyhow::Result<Outcome> {
             }
             Err(DaemonError::InvalidConfig(diagnostics).into())
         }
+        Err(err) => Err(err.into()),
     }
 }

@@ -26,11 +26,7 @@ pub struct Location {
 
 impl Location {
     pub(crate) fn new(file: &Arc<SourceFile>, line: usize, column: usize) -> Location {
-        Location {
-            file: Arc::clone(file),
-            line,
-            column,
-        }
+        Location { file: Arc::clone(file), line, column }
     }
 }
 
@@ -42,13 +38,7 @@ impl fmt::Debug for Location {
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}",
-            self.file.path.display(),
-            self.line,
-            self.column
-        )
+        write!(f, "{}:{}:{}", self.file.path.display(), self.line, self.column)
     }
 }
 
@@ -62,19 +52,11 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub(crate) fn error(message: impl Into<String>) -> Diagnostic {
-        Diagnostic {
-            severity: Severity::Error,
-            message: message.into(),
-            location: None,
-            help: None,
-        }
+        Diagnostic { severity: Severity::Error, message: message.into(), location: None, help: None }
     }
 
     pub(crate) fn warning(message: impl Into<String>) -> Diagnostic {
-        Diagnostic {
-            severity: Severity::Warning,
-            ..Diagnostic::error(message)
-        }
+        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(message) }
     }
 
     pub(crate) fn at(mut self, location: Location) -> Diagnostic {
@@ -133,14 +115,8 @@ impl fmt::Display for Diagnostic {
 /// Diagnostics collected while loading, errors first, then in file order.
 pub fn sort(diagnostics: &mut [Diagnostic]) {
     diagnostics.sort_by(|a, b| {
-        let key = |d: &Diagnostic| {
-            d.location
-                .as_ref()
-                .map(|l| (l.file.path.clone(), l.line, l.column))
-        };
-        a.severity
-            .cmp(&b.severity)
-            .then_with(|| key(a).cmp(&key(b)))
+        let key = |d: &Diagnostic| d.location.as_ref().map(|l| (l.file.path.clone(), l.line, l.column));
+        a.severity.cmp(&b.severity).then_with(|| key(a).cmp(&key(b)))
     });
 }
 

@@ -20,12 +20,7 @@ pub(crate) struct Fields<'a> {
 impl<'a> Fields<'a> {
     /// `what` names the record in messages, e.g. "job `backup`".
     pub(crate) fn new(node: &'a Node, what: impl Into<String>) -> Fields<'a> {
-        let mut fields = Fields {
-            node,
-            what: what.into(),
-            known: Vec::new(),
-            diagnostics: Vec::new(),
-        };
+        let mut fields = Fields { node, what: what.into(), known: Vec::new(), diagnostics: Vec::new() };
         if !matches!(node.value, Value::Map(_) | Value::Null) {
             let diagnostic = node.expected(&format!("a map of settings for {}", fields.what));
             fields.diagnostics.push(diagnostic);
@@ -35,16 +30,14 @@ impl<'a> Fields<'a> {
 
     pub(crate) fn node(&mut self, key: &'static str) -> Option<&'a Node> {
         self.known.push(key);
-        self.node
-            .get(key)
-            .filter(|n| !matches!(n.value, Value::Null))
+        self.node.get(key).filter(|n| !matches!(n.value, Value::Null))
     }
 
     pub(crate) fn required(&mut self, key: &'static str, what: &str) -> Option<&'a Node> {
         let found = self.node(key);
         if found.is_none() {
-            let diagnostic = Diagnostic::error(format!("{} has no `{key}` ({what})", self.what))
-                .at(self.node.at.clone());
+            let diagnostic =
+                Diagnostic::error(format!("{} has no `{key}` ({what})", self.what)).at(self.node.at.clone());
             self.diagnostics.push(diagnostic);
         }
         found
@@ -55,8 +48,7 @@ impl<'a> Fields<'a> {
         match node.scalar_text() {
             Some(text) => Some(text),
             None => {
-                self.diagnostics
-                    .push(node.expected(&format!("a string for `{key}`")));
+                self.diagnostics.push(node.expected(&format!("a string for `{key}`")));
                 None
             }
         }
@@ -67,8 +59,7 @@ impl<'a> Fields<'a> {
         match node.value {
             Value::Bool(b) => Some(b),
             _ => {
-                self.diagnostics
-                    .push(node.expected(&format!("true or false for `{key}`")));
+                self.diagnostics.push(node.expected(&format!("true or false for `{key}`")));
                 None
             }
         }
@@ -80,14 +71,12 @@ impl<'a> Fields<'a> {
             Value::Int(i) if (min..=max).contains(&i) => Some(i),
             Value::Int(i) => {
                 let d =
-                    Diagnostic::error(format!("`{key}` must be between {min} and {max}, not {i}"))
-                        .at(node.at.clone());
+                    Diagnostic::error(format!("`{key}` must be between {min} and {max}, not {i}")).at(node.at.clone());
                 self.diagnostics.push(d);
                 None
             }
             _ => {
-                self.diagnostics
-                    .push(node.expected(&format!("a whole number for `{key}`")));
+                self.diagnostics.push(node.expected(&format!("a whole number for `{key}`")));
                 None
             }
         }
@@ -99,10 +88,8 @@ impl<'a> Fields<'a> {
         match parse_duration(node) {
             Ok(duration) => Some(duration),
             Err(why) => {
-                let d = Diagnostic::error(format!(
-                    "expected a duration for `{key}` such as 30s, 5m or 2h: {why}"
-                ))
-                .at(node.at.clone());
+                let d = Diagnostic::error(format!("expected a duration for `{key}` such as 30s, 5m or 2h: {why}"))
+                    .at(node.at.clone());
                 self.diagnostics.push(d);
                 None
             }
@@ -119,16 +106,13 @@ impl<'a> Fields<'a> {
                 for item in items {
                     match item.value {
                         Value::Str(_) => out.push(item),
-                        _ => self
-                            .diagnostics
-                            .push(item.expected(&format!("a string in `{key}`"))),
+                        _ => self.diagnostics.push(item.expected(&format!("a string in `{key}`"))),
                     }
                 }
                 Some(out)
             }
             _ => {
-                self.diagnostics
-                    .push(node.expected(&format!("a string or a list of strings for `{key}`")));
+                self.diagnostics.push(node.expected(&format!("a string or a list of strings for `{key}`")));
                 None
             }
         }
@@ -142,12 +126,9 @@ impl<'a> Fields<'a> {
                 let mut known = self.known.clone();
                 known.sort_unstable();
                 known.dedup();
-                let d = Diagnostic::warning(format!(
-                    "unknown key `{name}` in {} is ignored",
-                    self.what
-                ))
-                .at(key.at.clone())
-                .help(format!("known keys: {}", known.join(", ")));
+                let d = Diagnostic::warning(format!("unknown key `{name}` in {} is ignored", self.what))
+                    .at(key.at.clone())
+                    .help(format!("known keys: {}", known.join(", ")));
                 self.diagnostics.push(d);
             }
         }

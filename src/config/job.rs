@@ -6,14 +6,17 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono_tz::Tz;
 
 use super::diagnostics::{Diagnostic, Location};
-use super::fields::Fields;
+use super::fields::{Fields, resolve_path};
 use super::node::Node;
+use super::settings::Settings;
 use super::yaml::{Node as YamlNode, Value};
 use crate::schedule::cron::Schedule;
 
@@ -31,6 +34,65 @@ pub struct Job {
     pub defined_at: Location,
     /// Where its `task:` value is written.
     pub task_at: Location,
+    /// Missed fires after downtime: run none, the latest, or all of them.
+    pub catchup: Catchup,
+    /// A fire due while the previous one still runs.
+    pub overlap: Overlap,
+    /// The whole fire's time limit.
+    pub timeout: Option<Duration>,
+    /// Each node's time limit (per attempt).
+    pub node_timeout: Option<Duration>,
+    /// Extra attempts for failed nodes, `retry_delay` apart, doubling each time.
+    pub retries: u32,
+    pub retry_delay: Duration,
+    /// Fires start this much after their scheduled instant: a fixed offset per job
+    /// in `[0, jitter)`, derived from its name, to spread shared schedules.
+    pub jitter: Duration,
+    /// A file each node's output is appended to.
+    pub log: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Catchup {
+    None,
+    Latest,
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Overlap {
+    Skip,
+    Queue,
+    Allow,
+}
+
+impl Catchup {
+    pub(crate) fn parse(text: &str) -> Option<Catchup> {
+        match text {
+            "none" => Some(Catchup::None),
+            "latest" => Some(Catchup::Latest),
+            "all" => Some(Catchup::All),
+            _ => None,
+        }
+    }
+}
+
+impl Job {
+    /// This job's fixed start offset within `[0, jitter)`.
+    pub fn jitter_offset(&self) -> Duration {
+        if self.jitter.is_zero() {
+            return Duration::ZERO;
+        }
+        // FNV-1a: stable across runs and builds, unlike the std hasher.
+        let mut hash: u64 = 0xcbf29ce484222325;
+        for byte in self.name.bytes() {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x100000001b3);
+        }
+        let span = self.jitter.as_millis().max(1) as u64;
+        Duration::from_millis(hash % span)
+    }
 }
 
 /// `a.b.c`: function `c` in module `a/b.rhai`.
@@ -46,18 +108,14 @@ impl FromStr for TaskPath {
 
     fn from_str(text: &str) -> Result<TaskPath, String> {
         let parts: Vec<&str> = text.split('.').collect();
-        let valid =
-            |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let valid = |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if parts.len() < 2 || !parts.iter().all(valid) {
             return Err(format!(
                 "`{text}` is not a task path; expected module.function, e.g. loom.system.run (function `run` in loom/system.rhai)"
             ));
         }
         let (function, module) = parts.split_last().expect("at least two parts");
-        Ok(TaskPath {
-            module: module.join("/"),
-            function: function.to_string(),
-        })
+        Ok(TaskPath { module: module.join("/"), function: function.to_string() })
     }
 }
 
@@ -79,7 +137,7 @@ pub(crate) struct Parsed {
 pub(crate) fn parse_jobs(
     jobs: &YamlNode,
     nodes: &BTreeMap<String, Arc<Node>>,
-    zone: Tz,
+    settings: &Settings,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<Parsed> {
     let Some(entries) = jobs.entries() else {
@@ -94,12 +152,8 @@ pub(crate) fn parse_jobs(
             diagnostics.push(key.expected("a job name"));
             continue;
         };
-        let job = parse_job(&name, key, value, nodes, zone, diagnostics);
-        out.push(Parsed {
-            name,
-            at: key.at.clone(),
-            job,
-        });
+        let job = parse_job(&name, key, value, nodes, settings, diagnostics);
+        out.push(Parsed { name, at: key.at.clone(), job });
     }
     out
 }
@@ -109,9 +163,10 @@ fn parse_job(
     key: &YamlNode,
     value: &YamlNode,
     nodes: &BTreeMap<String, Arc<Node>>,
-    default_zone: Tz,
+    settings: &Settings,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<Job> {
+    let default_zone = settings.timezone;
     let mut fields = Fields::new(value, format!("job `{name}`"));
     let mut errors = Vec::new();
 
@@ -130,22 +185,14 @@ fn parse_job(
 
     let args = match fields.node("args") {
         None => Vec::new(),
-        Some(YamlNode {
-            value: Value::Seq(items),
-            ..
-        }) => items.iter().map(YamlNode::to_json).collect(),
+        Some(YamlNode { value: Value::Seq(items), .. }) => items.iter().map(YamlNode::to_json).collect(),
         // A single value is one argument; the original passed it the same way.
         Some(single) => vec![single.to_json()],
     };
 
     let kwargs = match fields.node("kwargs") {
         None => None,
-        Some(
-            n @ YamlNode {
-                value: Value::Map(_),
-                ..
-            },
-        ) => match n.to_json() {
+        Some(n @ YamlNode { value: Value::Map(_), .. }) => match n.to_json() {
             serde_json::Value::Object(map) => Some(map),
             _ => None,
         },
@@ -208,11 +255,9 @@ fn parse_job(
                         }
                     }
                     Some(target) => errors.push(
-                        Diagnostic::error(format!(
-                            "unknown node `{target}` in targets of job `{name}`"
-                        ))
-                        .at(item.at.clone())
-                        .help(known_nodes(nodes)),
+                        Diagnostic::error(format!("unknown node `{target}` in targets of job `{name}`"))
+                            .at(item.at.clone())
+                            .help(known_nodes(nodes)),
                     ),
                     None => errors.push(item.expected("a node name")),
                 }
@@ -221,6 +266,34 @@ fn parse_job(
     }
 
     let description = fields.string("description");
+    let catchup = match fields.node("catchup") {
+        None => settings.catchup,
+        Some(n) => match n.as_str().and_then(Catchup::parse) {
+            Some(catchup) => catchup,
+            None => {
+                errors.push(n.expected("none, latest or all for `catchup`"));
+                settings.catchup
+            }
+        },
+    };
+    let overlap = match fields.node("overlap") {
+        None => Overlap::Skip,
+        Some(n) => match n.as_str() {
+            Some("skip") => Overlap::Skip,
+            Some("queue") => Overlap::Queue,
+            Some("allow") => Overlap::Allow,
+            _ => {
+                errors.push(n.expected("skip, queue or allow for `overlap`"));
+                Overlap::Skip
+            }
+        },
+    };
+    let timeout = fields.duration("timeout");
+    let node_timeout = fields.duration("node_timeout");
+    let retries = fields.integer("retries", 0, 100).unwrap_or(0) as u32;
+    let retry_delay = fields.duration("retry_delay").unwrap_or(Duration::from_secs(1));
+    let jitter = fields.duration("jitter").unwrap_or(Duration::ZERO);
+    let log = fields.string("log").map(|p| resolve_path(&p, &settings.base));
     let mut problems = fields.finish();
     problems.extend(errors);
     let failed = problems.iter().any(Diagnostic::is_error);
@@ -238,6 +311,14 @@ fn parse_job(
         targets,
         description,
         defined_at: key.at.clone(),
+        catchup,
+        overlap,
+        timeout,
+        node_timeout,
+        retries,
+        retry_delay,
+        jitter,
+        log,
     })
 }
 
@@ -246,11 +327,7 @@ fn known_nodes(nodes: &BTreeMap<String, Arc<Node>>) -> String {
         return "the node manifest defines no nodes".to_string();
     }
     let names: Vec<&str> = nodes.keys().map(String::as_str).take(20).collect();
-    let more = if nodes.len() > names.len() {
-        ", …"
-    } else {
-        ""
-    };
+    let more = if nodes.len() > names.len() { ", …" } else { "" };
     format!("nodes in the node manifest: {}{more}", names.join(", "))
 }
 
@@ -267,5 +344,25 @@ mod tests {
         assert!("run".parse::<TaskPath>().is_err());
         assert!("a..b".parse::<TaskPath>().is_err());
         assert!("a/b.c".parse::<TaskPath>().is_err());
+    }
+
+    #[test]
+    fn jitter_is_a_stable_offset_below_the_bound_that_differs_between_jobs() {
+        let config =
+            crate::config::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/loom.yaml"))).0;
+        let mut job = (**config.jobs.values().next().unwrap()).clone();
+        assert_eq!(job.jitter_offset(), Duration::ZERO);
+        job.jitter = Duration::from_secs(30);
+        let offsets: Vec<Duration> = ["a", "b", "c", "backup"]
+            .iter()
+            .map(|name| {
+                job.name = name.to_string();
+                job.jitter_offset()
+            })
+            .collect();
+        assert!(offsets.iter().all(|o| *o < Duration::from_secs(30)));
+        assert!(offsets.windows(2).any(|w| w[0] != w[1]));
+        job.name = "backup".into();
+        assert_eq!(job.jitter_offset(), offsets[3]);
     }
 }

@@ -45,11 +45,7 @@ pub fn find(explicit: Option<&Path>) -> Result<PathBuf, FindError> {
         candidates.push(home.join(".loom/loom.yaml"));
     }
     candidates.push(PathBuf::from("/etc/loom/loom.yaml"));
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .ok_or(FindError::NotFound(candidates))
+    candidates.iter().find(|p| p.is_file()).cloned().ok_or(FindError::NotFound(candidates))
 }
 
 pub fn load(path: &Path) -> (Config, Vec<Diagnostic>) {
@@ -77,11 +73,7 @@ pub fn load(path: &Path) -> (Config, Vec<Diagnostic>) {
 
     if let Some(nodesfile) = config.settings.nodesfile.clone() {
         config.files.push(nodesfile.clone());
-        if let Some(file) = read(
-            &nodesfile,
-            "the node manifest (nodesfile)",
-            &mut diagnostics,
-        ) {
+        if let Some(file) = read(&nodesfile, "the node manifest (nodesfile)", &mut diagnostics) {
             match Joined::new(&[file]).parse() {
                 Ok(root) => {
                     let base = nodesfile.parent().unwrap_or(Path::new(""));
@@ -104,11 +96,7 @@ pub fn load(path: &Path) -> (Config, Vec<Diagnostic>) {
     }
 
     if let Some(jobspath) = config.settings.jobspath.clone() {
-        let manifests = manifests_under(
-            &jobspath,
-            config.settings.datafile.as_deref(),
-            &mut diagnostics,
-        );
+        let manifests = manifests_under(&jobspath, config.settings.datafile.as_deref(), &mut diagnostics);
         let mut defined: BTreeMap<String, Location> = BTreeMap::new();
         for manifest in manifests {
             config.files.push(manifest.clone());
@@ -143,20 +131,13 @@ fn load_manifest(
     config: &Config,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<Parsed> {
-    let parts: Vec<Arc<SourceFile>> = datafile
-        .into_iter()
-        .cloned()
-        .chain([Arc::clone(file)])
-        .collect();
+    let parts: Vec<Arc<SourceFile>> = datafile.into_iter().cloned().chain([Arc::clone(file)]).collect();
     let joined = Joined::new(&parts);
     let root = match joined.parse() {
         Ok(root) => root,
         Err(d) => {
             // A datafile error was reported on its own already.
-            let in_datafile = d
-                .location
-                .as_ref()
-                .is_some_and(|l| !Arc::ptr_eq(&l.file, file));
+            let in_datafile = d.location.as_ref().is_some_and(|l| !Arc::ptr_eq(&l.file, file));
             if !in_datafile {
                 diagnostics.push(d);
             }
@@ -167,25 +148,18 @@ fn load_manifest(
     let Some(jobs) = root.get("jobs") else {
         return Vec::new();
     };
-    parse_jobs(jobs, &config.nodes, config.settings.timezone, diagnostics)
+    parse_jobs(jobs, &config.nodes, &config.settings, diagnostics)
 }
 
 /// Every `*.yaml`/`*.yml` under `folder`, recursively, in a stable order.
-fn manifests_under(
-    folder: &Path,
-    datafile: Option<&Path>,
-    diagnostics: &mut Vec<Diagnostic>,
-) -> Vec<PathBuf> {
+fn manifests_under(folder: &Path, datafile: Option<&Path>, diagnostics: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut pending = vec![folder.to_path_buf()];
     while let Some(dir) = pending.pop() {
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(err) => {
-                diagnostics.push(Diagnostic::error(format!(
-                    "failed to read the jobs folder {}: {err}",
-                    dir.display()
-                )));
+                diagnostics.push(Diagnostic::error(format!("failed to read the jobs folder {}: {err}", dir.display())));
                 continue;
             }
         };
@@ -220,10 +194,7 @@ fn read(path: &Path, what: &str, diagnostics: &mut Vec<Diagnostic>) -> Option<Ar
     match SourceFile::read(path) {
         Ok(file) => Some(file),
         Err(err) => {
-            diagnostics.push(Diagnostic::error(format!(
-                "failed to read {what} {}: {err}",
-                path.display()
-            )));
+            diagnostics.push(Diagnostic::error(format!("failed to read {what} {}: {err}", path.display())));
             None
         }
     }

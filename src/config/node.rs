@@ -110,10 +110,8 @@ pub(crate) fn parse_nodes(
                 ssh_options.push(text.to_string());
             } else {
                 diagnostics.push(
-                    Diagnostic::error(format!(
-                        "ssh option `{text}` of node `{name}` is not of the form Key=Value"
-                    ))
-                    .at(option.at.clone()),
+                    Diagnostic::error(format!("ssh option `{text}` of node `{name}` is not of the form Key=Value"))
+                        .at(option.at.clone()),
                 );
             }
         }
@@ -124,16 +122,7 @@ pub(crate) fn parse_nodes(
             continue;
         }
         let host = ip.unwrap_or_else(|| name.clone());
-        let node = Node {
-            name: name.clone(),
-            host,
-            user,
-            password,
-            identity,
-            port,
-            local,
-            ssh_options,
-        };
+        let node = Node { name: name.clone(), host, user, password, identity, port, local, ssh_options };
         nodes.insert(name, Arc::new(node));
     }
     nodes

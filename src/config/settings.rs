@@ -9,6 +9,7 @@ use chrono_tz::Tz;
 
 use super::diagnostics::Diagnostic;
 use super::fields::{Fields, parse_duration, resolve_path};
+use super::job::Catchup;
 use super::yaml::{Node as YamlNode, Value};
 use crate::schedule::cron::host_zone;
 use crate::ssh::{HostKeyPolicy, SshSettings};
@@ -33,6 +34,18 @@ pub struct Settings {
     /// Bytes of output kept per node and fire; the rest is cut with a marker.
     pub output_limit: usize,
     pub ssh: SshSettings,
+    /// The main file's folder; relative paths resolve against it.
+    pub base: PathBuf,
+    /// The SQLite file holding history and job state.
+    pub state: PathBuf,
+    /// The default for jobs that set no `catchup`.
+    pub catchup: Catchup,
+    /// At most this many missed fires per job are run by `catchup: all`.
+    pub catchup_limit: usize,
+    /// Keep the newest this many fires per job (`retention.fires`).
+    pub retention_fires: Option<usize>,
+    /// Keep fires no older than this (`retention.days`).
+    pub retention_age: Option<Duration>,
 }
 
 impl Settings {
@@ -49,7 +62,21 @@ impl Settings {
             task_max_time: Duration::from_secs(3600),
             output_limit: 1 << 20,
             ssh: SshSettings::default(),
+            base: base.to_path_buf(),
+            state: default_state(),
+            catchup: Catchup::Latest,
+            catchup_limit: 100,
+            retention_fires: Some(1000),
+            retention_age: Some(Duration::from_secs(90 * 86_400)),
         }
+    }
+}
+
+/// `~/.loom/state.db`, or `loom-state.db` in the working folder without a home.
+fn default_state() -> PathBuf {
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".loom/state.db"),
+        None => PathBuf::from("loom-state.db"),
     }
 }
 
@@ -59,12 +86,8 @@ pub(crate) fn parse_settings(root: &YamlNode, base: &Path) -> (Settings, Vec<Dia
     let mut errors = Vec::new();
 
     let path = |node: &YamlNode| node.scalar_text().map(|t| resolve_path(&t, base));
-    settings.nodesfile = fields
-        .required("nodesfile", "the path of the node manifest")
-        .and_then(path);
-    settings.jobspath = fields
-        .required("jobspath", "the folder holding job manifests")
-        .and_then(path);
+    settings.nodesfile = fields.required("nodesfile", "the path of the node manifest").and_then(path);
+    settings.jobspath = fields.required("jobspath", "the folder holding job manifests").and_then(path);
     settings.datafile = fields.node("datafile").and_then(path);
     if let Some(min) = fields.integer("min_workers", 0, 100_000) {
         settings.min_workers = min as usize;
@@ -105,7 +128,29 @@ pub(crate) fn parse_settings(root: &YamlNode, base: &Path) -> (Settings, Vec<Dia
     if let Some(limit) = fields.integer("output_limit", 1024, 1 << 30) {
         settings.output_limit = limit as usize;
     }
+    if let Some(state) = fields.node("state").and_then(path) {
+        settings.state = state;
+    }
+    if let Some(node) = fields.node("catchup") {
+        match node.as_str().and_then(Catchup::parse) {
+            Some(catchup) => settings.catchup = catchup,
+            None => errors.push(node.expected("none, latest or all for `catchup`")),
+        }
+    }
+    if let Some(limit) = fields.integer("catchup_limit", 1, 100_000) {
+        settings.catchup_limit = limit as usize;
+    }
     let mut diagnostics = Vec::new();
+    if let Some(section) = fields.node("retention") {
+        let mut retention = Fields::new(section, "the `retention` settings");
+        if let Some(fires) = retention.integer("fires", 0, i64::MAX) {
+            settings.retention_fires = (fires > 0).then_some(fires as usize);
+        }
+        if let Some(days) = retention.integer("days", 0, 100_000) {
+            settings.retention_age = (days > 0).then(|| Duration::from_secs(days as u64 * 86_400));
+        }
+        diagnostics.extend(retention.finish());
+    }
     if let Some(section) = fields.node("ssh") {
         settings.ssh = parse_ssh(section, base, &mut diagnostics);
     }
@@ -143,8 +188,7 @@ fn parse_ssh(section: &YamlNode, base: &Path, diagnostics: &mut Vec<Diagnostic>)
         match (&node.value, parse_duration(node)) {
             (Value::Bool(true), _) => ssh.control_persist = "yes".to_string(),
             (_, Ok(d)) if !d.is_zero() => ssh.control_persist = format!("{}s", d.as_secs().max(1)),
-            _ => diagnostics
-                .push(node.expected("yes or a duration such as 1h for `control_persist`")),
+            _ => diagnostics.push(node.expected("yes or a duration such as 1h for `control_persist`")),
         }
     }
     if let Some(options) = fields.strings("options") {

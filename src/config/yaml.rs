@@ -27,17 +27,11 @@ pub(crate) struct SourceFile {
 impl SourceFile {
     pub(crate) fn read(path: &Path) -> std::io::Result<Arc<SourceFile>> {
         let text = std::fs::read_to_string(path)?;
-        Ok(Arc::new(SourceFile {
-            path: path.to_path_buf(),
-            text,
-        }))
+        Ok(Arc::new(SourceFile { path: path.to_path_buf(), text }))
     }
 
     pub(crate) fn new(path: impl Into<PathBuf>, text: String) -> SourceFile {
-        SourceFile {
-            path: path.into(),
-            text,
-        }
+        SourceFile { path: path.into(), text }
     }
 
     pub(crate) fn line(&self, line: usize) -> Option<&str> {
@@ -70,10 +64,7 @@ impl Joined {
             if !file.text.is_empty() && !file.text.ends_with('\n') {
                 text.push('\n');
             }
-            debug_assert_eq!(
-                text.lines().count(),
-                parts.last().unwrap().0 + file.line_count()
-            );
+            debug_assert_eq!(text.lines().count(), parts.last().unwrap().0 + file.line_count());
         }
         Joined { parts, text }
     }
@@ -87,11 +78,7 @@ impl Joined {
             .find(|(start, _)| *start < line)
             .or(self.parts.first())
             .expect("a joined document has at least one file");
-        Location {
-            file: Arc::clone(file),
-            line: line - offset,
-            column: column.max(1) as usize,
-        }
+        Location { file: Arc::clone(file), line: line - offset, column: column.max(1) as usize }
     }
 
     /// Parses the joined text; a syntax error becomes a diagnostic in the right file.
@@ -152,17 +139,9 @@ impl Node {
             Raw::Int(i) => Value::Int(i),
             Raw::Float(f) => Value::Float(f),
             Raw::Str(s) => Value::Str(s),
-            Raw::Seq(items) => Value::Seq(
-                items
-                    .into_iter()
-                    .map(|item| Node::from_raw(item, joined))
-                    .collect(),
-            ),
+            Raw::Seq(items) => Value::Seq(items.into_iter().map(|item| Node::from_raw(item, joined)).collect()),
             Raw::Map(entries) => Value::Map(
-                entries
-                    .into_iter()
-                    .map(|(k, v)| (Node::from_raw(k, joined), Node::from_raw(v, joined)))
-                    .collect(),
+                entries.into_iter().map(|(k, v)| (Node::from_raw(k, joined), Node::from_raw(v, joined))).collect(),
             ),
         };
         Node { value, at }
@@ -206,10 +185,7 @@ impl Node {
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<&Node> {
-        self.entries()?
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(_, v)| v)
+        self.entries()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
     }
 
     pub(crate) fn expected(&self, what: &str) -> Diagnostic {
@@ -226,12 +202,9 @@ impl Node {
             Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
             Value::Str(s) => J::String(s.clone()),
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
-            Value::Map(entries) => J::Object(
-                entries
-                    .iter()
-                    .map(|(k, v)| (k.scalar_text().unwrap_or_default(), v.to_json()))
-                    .collect(),
-            ),
+            Value::Map(entries) => {
+                J::Object(entries.iter().map(|(k, v)| (k.scalar_text().unwrap_or_default(), v.to_json())).collect())
+            }
         }
     }
 }
@@ -309,10 +282,7 @@ mod tests {
     use super::*;
 
     fn file(name: &str, text: &str) -> Arc<SourceFile> {
-        Arc::new(SourceFile {
-            path: PathBuf::from(name),
-            text: text.to_string(),
-        })
+        Arc::new(SourceFile { path: PathBuf::from(name), text: text.to_string() })
     }
 
     #[test]
@@ -321,24 +291,13 @@ mod tests {
         let manifest = file("jobs.yaml", "jobs:\n  a:\n    targets: *db\n");
         let joined = Joined::new(&[data, manifest]);
         let root = joined.parse().unwrap();
-        let targets = root
-            .get("jobs")
-            .unwrap()
-            .get("a")
-            .unwrap()
-            .get("targets")
-            .unwrap();
-        let Value::Seq(items) = &targets.value else {
-            panic!("not a list")
-        };
+        let targets = root.get("jobs").unwrap().get("a").unwrap().get("targets").unwrap();
+        let Value::Seq(items) = &targets.value else { panic!("not a list") };
         let db2 = &items[1];
         assert_eq!(db2.at.file.path, PathBuf::from("data.yaml"));
         assert_eq!((db2.at.line, db2.at.column), (2, 15));
         let jobs = root.get("jobs").unwrap();
-        assert_eq!(
-            jobs.get("a").unwrap().at.file.path,
-            PathBuf::from("jobs.yaml")
-        );
+        assert_eq!(jobs.get("a").unwrap().at.file.path, PathBuf::from("jobs.yaml"));
         assert_eq!(jobs.get("a").unwrap().at.line, 3);
     }
 

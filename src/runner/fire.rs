@@ -3,29 +3,26 @@
 //! Every node gets its own blocking thread for the script and its own connection;
 //! a node that fails, throws or hangs affects only its own result. A semaphore
 //! shared by all fires bounds how many node tasks run at once (`max_workers`).
+//! Failed nodes are retried with exponential backoff; `node_timeout` and the fire's
+//! `timeout` cancel what runs too long (the script stops at its next step, the
+//! command in flight is abandoned: a local one is killed with its process group, a
+//! remote one loses its channel). Recording is the caller's: each attempt's result
+//! is handed to `on_result` as it arrives.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
 
-use super::node_result::{NodeResult, Status};
-use crate::config::Node;
+use super::node_result::NodeResult;
+use crate::config::{Job, Node};
 use crate::snapshot::Snapshot;
 use crate::ssh::Pool;
-use crate::task::{Output, Ssh};
-
-/// Why a fire happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Trigger {
-    Schedule,
-    Reboot,
-    Manual,
-}
+use crate::store::{FireStatus, NodeStatus, Trigger};
+use crate::task::{Output, Ssh, TaskError};
 
 /// A job at a time: identified by (job, scheduled instant).
 #[derive(Debug, Clone, Serialize)]
@@ -39,12 +36,28 @@ pub struct Fire {
 pub struct FireReport {
     pub fire: Fire,
     pub started: DateTime<Utc>,
+    #[serde(skip)]
+    pub duration: Duration,
+    /// The last attempt of each node, by node name.
     pub results: Vec<NodeResult>,
+    pub timed_out: bool,
 }
 
 impl FireReport {
     pub fn failed(&self) -> usize {
         self.results.iter().filter(|r| !r.is_ok()).count()
+    }
+
+    pub fn status(&self) -> FireStatus {
+        if self.timed_out {
+            FireStatus::TimedOut
+        } else if self.results.iter().any(|r| r.status == NodeStatus::Interrupted) {
+            FireStatus::Interrupted
+        } else if self.failed() > 0 {
+            FireStatus::Failed
+        } else {
+            FireStatus::Ok
+        }
     }
 }
 
@@ -54,103 +67,228 @@ pub struct Runner {
     pool: Arc<Pool>,
 }
 
+/// Time a cancelled script gets to notice before its result is given up on.
+const GRACE: Duration = Duration::from_secs(5);
+
 impl Runner {
     pub fn new(max_workers: usize, pool: Arc<Pool>) -> Runner {
-        Runner {
-            workers: Arc::new(Semaphore::new(max_workers)),
-            pool,
-        }
+        Runner { workers: Arc::new(Semaphore::new(max_workers)), pool }
     }
 
     pub fn pool(&self) -> &Arc<Pool> {
         &self.pool
     }
 
-    /// Applies the fire's job to `nodes`; `on_result` sees each node's result as it
-    /// finishes. The snapshot is the one the fire started with, to its end.
+    /// Applies the fire's job to `nodes`; `on_result` sees each attempt's result as
+    /// it arrives. The snapshot is the one the fire started with, to its end.
+    /// Cancelling `cancel` stops the fire; its unfinished nodes are `interrupted`.
     pub async fn run(
         &self,
         snapshot: Arc<Snapshot>,
+        job: Arc<Job>,
         fire: Fire,
         nodes: Vec<Arc<Node>>,
+        cancel: CancellationToken,
         mut on_result: impl FnMut(&NodeResult),
     ) -> FireReport {
         let started = Utc::now();
-        tracing::info!(job = %fire.job, trigger = ?fire.trigger, nodes = nodes.len(), "fire started");
-        let mut running = JoinSet::new();
-        for node in nodes {
-            let snapshot = Arc::clone(&snapshot);
-            let workers = Arc::clone(&self.workers);
-            let pool = Arc::clone(&self.pool);
-            let job = fire.job.clone();
-            running.spawn(async move {
-                let _permit = workers
-                    .acquire_owned()
-                    .await
-                    .expect("the worker semaphore is never closed");
-                run_node(snapshot, pool, job, node).await
-            });
+        let clock = Instant::now();
+        tracing::info!(job = %fire.job, trigger = %fire.trigger, nodes = nodes.len(), "fire started");
+        let (sender, mut receiver) = mpsc::unbounded_channel();
+        let fire_cancel = cancel.child_token();
+        let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        for node in nodes.iter().cloned() {
+            let task = NodeTask {
+                snapshot: Arc::clone(&snapshot),
+                pool: Arc::clone(&self.pool),
+                workers: Arc::clone(&self.workers),
+                job: Arc::clone(&job),
+                node,
+                cancel: fire_cancel.child_token(),
+                fire_timed_out: Arc::clone(&timed_out),
+                results: sender.clone(),
+            };
+            tokio::spawn(task.run());
         }
-        let mut results = Vec::new();
-        while let Some(joined) = running.join_next().await {
-            let result = joined.expect("node tasks catch their own panics");
+        drop(sender);
+        let deadline = job.timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut last: Vec<NodeResult> = Vec::new();
+        loop {
+            let next = match deadline {
+                Some(deadline) if !fire_cancel.is_cancelled() => {
+                    tokio::select! {
+                        result = receiver.recv() => result,
+                        _ = tokio::time::sleep_until(deadline) => {
+                            tracing::warn!(job = %fire.job, "fire timeout reached; stopping its nodes");
+                            timed_out.store(true, std::sync::atomic::Ordering::SeqCst);
+                            fire_cancel.cancel();
+                            continue;
+                        }
+                    }
+                }
+                _ => receiver.recv().await,
+            };
+            let Some(result) = next else { break };
             log_result(&fire.job, &result);
             on_result(&result);
-            results.push(result);
+            last.retain(|r| r.node != result.node);
+            last.push(result);
         }
-        results.sort_by(|a, b| a.node.cmp(&b.node));
+        last.sort_by(|a, b| a.node.cmp(&b.node));
         FireReport {
             fire,
             started,
-            results,
+            duration: clock.elapsed(),
+            results: last,
+            timed_out: timed_out.load(std::sync::atomic::Ordering::SeqCst),
         }
     }
 }
 
-async fn run_node(
+/// One node's attempts within a fire.
+struct NodeTask {
     snapshot: Arc<Snapshot>,
     pool: Arc<Pool>,
-    job: String,
+    workers: Arc<Semaphore>,
+    job: Arc<Job>,
     node: Arc<Node>,
-) -> NodeResult {
-    let started = Utc::now();
-    let clock = Instant::now();
-    let output = Arc::new(Output::new(snapshot.config.settings.output_limit));
-    let outcome = match pool.connect(&node).await {
-        Err(err) => Err(err.to_string()),
-        Ok(connection) => {
-            let ssh = Ssh::new(Arc::clone(&node), connection, Arc::clone(&output));
-            let task_output = Arc::clone(&output);
-            let call =
-                tokio::task::spawn_blocking(move || snapshot.catalog.call(&job, ssh, task_output));
-            match call.await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(err)) => Err(err.to_string()),
-                Err(panic) => Err(format!("the task crashed: {panic}")),
+    cancel: CancellationToken,
+    fire_timed_out: Arc<std::sync::atomic::AtomicBool>,
+    results: mpsc::UnboundedSender<NodeResult>,
+}
+
+impl NodeTask {
+    async fn run(self) {
+        let attempts = 1 + self.job.retries;
+        let mut delay = self.job.retry_delay;
+        for attempt in 1..=attempts {
+            let result = {
+                let _permit = tokio::select! {
+                    permit = Arc::clone(&self.workers).acquire_owned() => permit.expect("the worker semaphore is never closed"),
+                    _ = self.cancel.cancelled() => {
+                        let _ = self.results.send(self.not_run(attempt));
+                        return;
+                    }
+                };
+                self.attempt(attempt).await
+            };
+            let retry = matches!(result.status, NodeStatus::Failed | NodeStatus::TimedOut) && attempt < attempts;
+            let _ = self.results.send(result);
+            if !retry {
+                return;
             }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.cancel.cancelled() => return,
+            }
+            delay = delay.saturating_mul(2);
         }
-    };
-    NodeResult {
-        node: node.name.clone(),
-        status: if outcome.is_ok() {
-            Status::Ok
+    }
+
+    fn not_run(&self, attempt: u32) -> NodeResult {
+        let (status, error) = self.cancelled_status();
+        NodeResult {
+            node: self.node.name.clone(),
+            attempt,
+            status,
+            exit_code: None,
+            error: Some(error),
+            output: String::new(),
+            started: Utc::now(),
+            duration: Duration::ZERO,
+        }
+    }
+
+    fn cancelled_status(&self) -> (NodeStatus, String) {
+        if self.fire_timed_out.load(std::sync::atomic::Ordering::SeqCst) {
+            let limit = self.job.timeout.map(|t| humantime::format_duration(t).to_string()).unwrap_or_default();
+            (NodeStatus::TimedOut, format!("stopped: the fire's timeout ({limit}) was reached"))
         } else {
-            Status::Failed
-        },
-        error: outcome.err(),
-        output: output.take(),
-        started,
-        duration: clock.elapsed(),
+            (NodeStatus::Interrupted, "stopped: the fire was cancelled".to_string())
+        }
+    }
+
+    async fn attempt(&self, attempt: u32) -> NodeResult {
+        let started = Utc::now();
+        let clock = Instant::now();
+        let output = Arc::new(Output::new(self.snapshot.config.settings.output_limit));
+        let call_cancel = self.cancel.child_token();
+        let (status, error) = match self.pool.connect(&self.node).await {
+            Err(err) => (NodeStatus::Failed, Some(err.to_string())),
+            Ok(connection) => {
+                let ssh = Ssh::new(Arc::clone(&self.node), connection, Arc::clone(&output), call_cancel.clone());
+                let snapshot = Arc::clone(&self.snapshot);
+                let job = self.job.name.clone();
+                let task_output = Arc::clone(&output);
+                let mut call = tokio::task::spawn_blocking(move || snapshot.catalog.call(&job, ssh, task_output));
+                let node_limit = self.job.node_timeout.unwrap_or(Duration::MAX);
+                let outcome = tokio::select! {
+                    joined = &mut call => Some(joined),
+                    _ = tokio::time::sleep(node_limit) => None,
+                    _ = self.cancel.cancelled() => None,
+                };
+                let outcome = match outcome {
+                    Some(joined) => joined,
+                    None => {
+                        call_cancel.cancel();
+                        // Let the script see the cancellation and record what it did.
+                        let _ = tokio::time::timeout(GRACE, &mut call).await;
+                        let (status, error) = if self.cancel.is_cancelled() {
+                            self.cancelled_status()
+                        } else {
+                            let limit = humantime::format_duration(node_limit).to_string();
+                            (NodeStatus::TimedOut, format!("stopped after node_timeout ({limit})"))
+                        };
+                        return self.result(attempt, started, clock, &output, status, Some(error));
+                    }
+                };
+                match outcome {
+                    Ok(Ok(())) => (NodeStatus::Ok, None),
+                    Ok(Err(TaskError::Cancelled)) => (NodeStatus::Interrupted, Some("stopped".to_string())),
+                    Ok(Err(err)) => (NodeStatus::Failed, Some(err.to_string())),
+                    Err(panic) => (NodeStatus::Failed, Some(format!("the task crashed: {panic}"))),
+                }
+            }
+        };
+        self.result(attempt, started, clock, &output, status, error)
+    }
+
+    fn result(
+        &self,
+        attempt: u32,
+        started: DateTime<Utc>,
+        clock: Instant,
+        output: &Output,
+        status: NodeStatus,
+        error: Option<String>,
+    ) -> NodeResult {
+        NodeResult {
+            node: self.node.name.clone(),
+            attempt,
+            exit_code: if status == NodeStatus::Ok { None } else { output.last_failed_code() },
+            status,
+            error,
+            output: output.take(),
+            started,
+            duration: clock.elapsed(),
+        }
     }
 }
 
 fn log_result(job: &str, result: &NodeResult) {
     let seconds = result.duration.as_secs_f64();
     for line in result.output.lines() {
-        tracing::debug!(target: "loom::output", job, node = %result.node, "{line}");
+        tracing::info!(target: "loom::output", job, node = %result.node, "{line}");
     }
     match &result.error {
-        None => tracing::info!(job, node = %result.node, seconds, "node ok"),
-        Some(error) => tracing::warn!(job, node = %result.node, seconds, "node failed: {error}"),
+        None => tracing::info!(job, node = %result.node, attempt = result.attempt, seconds, "node ok"),
+        Some(error) => tracing::warn!(
+            job,
+            node = %result.node,
+            attempt = result.attempt,
+            status = %result.status,
+            seconds,
+            "node failed: {error}"
+        ),
     }
 }

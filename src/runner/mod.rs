@@ -1,7 +1,9 @@
-//! Turning a fire into one task call per target node.
+//! Turning a fire into one task call per target node, and recording what happened.
 
 pub mod fire;
 pub mod node_result;
+pub mod record;
 
-pub use fire::{Fire, FireReport, Runner, Trigger};
-pub use node_result::{NodeResult, Status};
+pub use fire::{Fire, FireReport, Runner};
+pub use node_result::NodeResult;
+pub use record::Recorder;

@@ -1,41 +1,35 @@
-//! What happened on one node in one fire.
+//! What happened on one node in one attempt of a fire.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Status {
-    Ok,
-    Failed,
-}
+use crate::store::NodeStatus;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeResult {
     pub node: String,
-    pub status: Status,
+    /// 1 for the first try, 2 for the first retry, …
+    pub attempt: u32,
+    pub status: NodeStatus,
+    /// The exit code of the command that failed the task, if one did.
+    pub exit_code: Option<i32>,
     /// Why it failed, in a sentence that names the node or the script position.
     pub error: Option<String>,
     /// Commands, their output and the script's prints, bounded by `output_limit`.
     pub output: String,
     pub started: DateTime<Utc>,
-    #[serde(with = "duration_seconds")]
+    #[serde(serialize_with = "seconds")]
     pub duration: Duration,
 }
 
 impl NodeResult {
     pub fn is_ok(&self) -> bool {
-        self.status == Status::Ok
+        self.status == NodeStatus::Ok
     }
 }
 
-mod duration_seconds {
-    pub(super) fn serialize<S: serde::Serializer>(
-        d: &std::time::Duration,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_secs_f64())
-    }
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
 }

@@ -37,26 +37,11 @@ impl Schedule {
     pub fn parse(text: &str, zone: Tz) -> Result<Schedule, String> {
         let trimmed = text.trim();
         if trimmed.eq_ignore_ascii_case("@reboot") {
-            return Ok(Schedule {
-                text: trimmed.to_string(),
-                kind: Kind::Reboot,
-                zone,
-            });
+            return Ok(Schedule { text: trimmed.to_string(), kind: Kind::Reboot, zone });
         }
-        let normalized = if trimmed.eq_ignore_ascii_case("@midnight") {
-            "@daily"
-        } else {
-            trimmed
-        };
+        let normalized = if trimmed.eq_ignore_ascii_case("@midnight") { "@daily" } else { trimmed };
         if normalized.starts_with('@') {
-            const ALIASES: [&str; 6] = [
-                "@yearly",
-                "@annually",
-                "@monthly",
-                "@weekly",
-                "@daily",
-                "@hourly",
-            ];
+            const ALIASES: [&str; 6] = ["@yearly", "@annually", "@monthly", "@weekly", "@daily", "@hourly"];
             if !ALIASES.iter().any(|a| a.eq_ignore_ascii_case(normalized)) {
                 return Err(format!(
                     "unknown shorthand `{trimmed}`; expected one of @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly, @reboot"
@@ -69,18 +54,9 @@ impl Schedule {
                 "expected 5 fields (minute hour day-of-month month day-of-week) or 6 with leading seconds, found {fields}"
             ));
         }
-        let parser = CronParser::builder()
-            .seconds(Seconds::Optional)
-            .year(Year::Disallowed)
-            .build();
-        let cron = parser
-            .parse(normalized)
-            .map_err(|e| lowercase_first(&e.to_string()))?;
-        Ok(Schedule {
-            text: trimmed.to_string(),
-            kind: Kind::Cron(Box::new(cron)),
-            zone,
-        })
+        let parser = CronParser::builder().seconds(Seconds::Optional).year(Year::Disallowed).build();
+        let cron = parser.parse(normalized).map_err(|e| lowercase_first(&e.to_string()))?;
+        Ok(Schedule { text: trimmed.to_string(), kind: Kind::Cron(Box::new(cron)), zone })
     }
 
     pub fn is_reboot(&self) -> bool {
@@ -102,9 +78,7 @@ impl Schedule {
             return None;
         };
         let local = after.with_timezone(&self.zone);
-        cron.find_next_occurrence(&local, false)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
+        cron.find_next_occurrence(&local, false).ok().map(|t| t.with_timezone(&Utc))
     }
 }
 
@@ -128,11 +102,7 @@ pub fn host_zone() -> Tz {
     std::env::var("TZ")
         .ok()
         .and_then(|tz| Tz::from_str(tz.trim_start_matches(':')).ok())
-        .or_else(|| {
-            iana_time_zone::get_timezone()
-                .ok()
-                .and_then(|tz| Tz::from_str(&tz).ok())
-        })
+        .or_else(|| iana_time_zone::get_timezone().ok().and_then(|tz| Tz::from_str(&tz).ok()))
         .unwrap_or(Tz::UTC)
 }
 
@@ -142,9 +112,7 @@ mod tests {
     use chrono::TimeZone;
 
     fn utc(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
     }
 
     fn fires(schedule: &Schedule, from: &str, count: usize) -> Vec<String> {
@@ -174,15 +142,9 @@ mod tests {
     #[test]
     fn aliases_and_reboot() {
         let hourly = Schedule::parse("@hourly", Tz::UTC).unwrap();
-        assert_eq!(
-            fires(&hourly, "2026-01-01T10:20:00Z", 1),
-            ["2026-01-01T11:00:00+00:00"]
-        );
+        assert_eq!(fires(&hourly, "2026-01-01T10:20:00Z", 1), ["2026-01-01T11:00:00+00:00"]);
         let daily = Schedule::parse("@daily", Tz::UTC).unwrap();
-        assert_eq!(
-            fires(&daily, "2026-01-01T10:20:00Z", 1),
-            ["2026-01-02T00:00:00+00:00"]
-        );
+        assert_eq!(fires(&daily, "2026-01-01T10:20:00Z", 1), ["2026-01-02T00:00:00+00:00"]);
         let reboot = Schedule::parse("@reboot", Tz::UTC).unwrap();
         assert!(reboot.is_reboot());
         assert_eq!(reboot.next_after(utc("2026-01-01T00:00:00Z")), None);
@@ -202,14 +164,8 @@ mod tests {
     fn time_zone_decides_the_wall_clock() {
         let zone: Tz = "Europe/Berlin".parse().unwrap();
         let nine = Schedule::parse("0 9 * * *", zone).unwrap();
-        assert_eq!(
-            nine.next_after(utc("2026-01-10T00:00:00Z")),
-            Some(utc("2026-01-10T08:00:00Z"))
-        );
-        assert_eq!(
-            nine.next_after(utc("2026-07-10T00:00:00Z")),
-            Some(utc("2026-07-10T07:00:00Z"))
-        );
+        assert_eq!(nine.next_after(utc("2026-01-10T00:00:00Z")), Some(utc("2026-01-10T08:00:00Z")));
+        assert_eq!(nine.next_after(utc("2026-07-10T00:00:00Z")), Some(utc("2026-07-10T07:00:00Z")));
     }
 
     #[test]
@@ -217,23 +173,11 @@ mod tests {
         // 2026-03-08: New York jumps from 02:00 to 03:00 local.
         let zone: Tz = "America/New_York".parse().unwrap();
         let half_past_two = Schedule::parse("30 2 * * *", zone).unwrap();
-        let next = half_past_two
-            .next_after(utc("2026-03-08T05:00:00Z"))
-            .unwrap();
-        assert_eq!(
-            next,
-            zone.with_ymd_and_hms(2026, 3, 8, 3, 0, 0)
-                .unwrap()
-                .with_timezone(&Utc)
-        );
+        let next = half_past_two.next_after(utc("2026-03-08T05:00:00Z")).unwrap();
+        assert_eq!(next, zone.with_ymd_and_hms(2026, 3, 8, 3, 0, 0).unwrap().with_timezone(&Utc));
         // And the day after, back to 02:30.
         let after = half_past_two.next_after(next).unwrap();
-        assert_eq!(
-            after,
-            zone.with_ymd_and_hms(2026, 3, 9, 2, 30, 0)
-                .unwrap()
-                .with_timezone(&Utc)
-        );
+        assert_eq!(after, zone.with_ymd_and_hms(2026, 3, 9, 2, 30, 0).unwrap().with_timezone(&Utc));
     }
 
     #[test]
@@ -242,10 +186,7 @@ mod tests {
         let zone: Tz = "America/New_York".parse().unwrap();
         let half_past_one = Schedule::parse("30 1 * * *", zone).unwrap();
         let got = fires(&half_past_one, "2026-11-01T04:00:00Z", 2);
-        assert_eq!(
-            got,
-            ["2026-11-01T01:30:00-04:00", "2026-11-02T01:30:00-05:00"]
-        );
+        assert_eq!(got, ["2026-11-01T01:30:00-04:00", "2026-11-02T01:30:00-05:00"]);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The ordered set of upcoming fires: `(instant, job)`, earliest first.
+//! The ordered set of upcoming fires: `(due, job)`, earliest first.
 //!
 //! Pure bookkeeping with the current time passed in, so it is tested without a
 //! runtime or sleeps; the daemon sleeps until `next_instant()` and then asks for
@@ -13,9 +13,10 @@ use super::cron::Schedule;
 
 #[derive(Default)]
 pub struct Timeline {
+    /// `(due, job)`: due is the scheduled instant plus the job's jitter offset.
     queue: BTreeSet<(DateTime<Utc>, String)>,
-    /// Each job's pending instant, to remove or replace it.
-    pending: HashMap<String, DateTime<Utc>>,
+    /// Each job's pending `(due, scheduled)`, to remove or replace it.
+    pending: HashMap<String, (DateTime<Utc>, DateTime<Utc>)>,
 }
 
 impl Timeline {
@@ -23,18 +24,20 @@ impl Timeline {
         Timeline::default()
     }
 
-    /// Schedules `job`'s next fire after `after`, replacing any pending one.
-    pub fn plan(&mut self, job: &str, schedule: &Schedule, after: DateTime<Utc>) {
+    /// Schedules `job`'s next fire after `after`, replacing any pending one; it
+    /// becomes due `offset` after its scheduled instant.
+    pub fn plan(&mut self, job: &str, schedule: &Schedule, after: DateTime<Utc>, offset: std::time::Duration) {
         self.remove(job);
         if let Some(next) = schedule.next_after(after) {
-            self.queue.insert((next, job.to_string()));
-            self.pending.insert(job.to_string(), next);
+            let due = next + chrono::Duration::from_std(offset).unwrap_or_default();
+            self.queue.insert((due, job.to_string()));
+            self.pending.insert(job.to_string(), (due, next));
         }
     }
 
     pub fn remove(&mut self, job: &str) {
-        if let Some(at) = self.pending.remove(job) {
-            self.queue.remove(&(at, job.to_string()));
+        if let Some((due, _)) = self.pending.remove(job) {
+            self.queue.remove(&(due, job.to_string()));
         }
     }
 
@@ -42,20 +45,21 @@ impl Timeline {
         self.queue.first().map(|(at, _)| *at)
     }
 
+    /// The scheduled instant of `job`'s next fire.
     pub fn next_for(&self, job: &str) -> Option<DateTime<Utc>> {
-        self.pending.get(job).copied()
+        self.pending.get(job).map(|(_, scheduled)| *scheduled)
     }
 
-    /// Removes and returns every fire due at `now`, earliest first.
+    /// Removes and returns every fire due at `now` as `(scheduled, job)`, earliest first.
     pub fn take_due(&mut self, now: DateTime<Utc>) -> Vec<(DateTime<Utc>, String)> {
         let mut due = Vec::new();
         while let Some((at, _)) = self.queue.first() {
             if *at > now {
                 break;
             }
-            let (at, job) = self.queue.pop_first().expect("checked above");
-            self.pending.remove(&job);
-            due.push((at, job));
+            let (_, job) = self.queue.pop_first().expect("checked above");
+            let (_, scheduled) = self.pending.remove(&job).expect("queued jobs are pending");
+            due.push((scheduled, job));
         }
         due
     }
@@ -75,9 +79,7 @@ mod tests {
     use chrono_tz::Tz;
 
     fn utc(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
     }
 
     /// Drives a timeline the way the daemon does, with a clock we move by hand.
@@ -95,7 +97,7 @@ mod tests {
             let now = next + chrono::Duration::milliseconds(wake_late_by);
             for (at, job) in timeline.take_due(now) {
                 let schedule = &schedules.iter().find(|(n, _)| *n == job).unwrap().1;
-                timeline.plan(&job, schedule, at);
+                timeline.plan(&job, schedule, at, std::time::Duration::ZERO);
                 fired.push((at, job));
             }
         }
@@ -109,23 +111,11 @@ mod tests {
         let schedules = [("fast", fast.clone()), ("slow", slow.clone())];
         let start = utc("2026-01-01T00:00:30Z");
         let mut timeline = Timeline::new();
-        timeline.plan("fast", &fast, start);
-        timeline.plan("slow", &slow, start);
+        timeline.plan("fast", &fast, start, std::time::Duration::ZERO);
+        timeline.plan("slow", &slow, start, std::time::Duration::ZERO);
         let fired = drive(&mut timeline, &schedules, utc("2026-01-01T00:01:40Z"), 0);
-        let shown: Vec<String> = fired
-            .iter()
-            .map(|(at, job)| format!("{} {job}", at.format("%M:%S")))
-            .collect();
-        assert_eq!(
-            shown,
-            [
-                "00:40 fast",
-                "01:00 fast",
-                "01:00 slow",
-                "01:20 fast",
-                "01:40 fast"
-            ]
-        );
+        let shown: Vec<String> = fired.iter().map(|(at, job)| format!("{} {job}", at.format("%M:%S"))).collect();
+        assert_eq!(shown, ["00:40 fast", "01:00 fast", "01:00 slow", "01:20 fast", "01:40 fast"]);
     }
 
     #[test]
@@ -133,22 +123,30 @@ mod tests {
         let every_second = Schedule::parse("* * * * * *", Tz::UTC).unwrap();
         let schedules = [("tick", every_second.clone())];
         let mut timeline = Timeline::new();
-        timeline.plan("tick", &every_second, utc("2026-01-01T00:00:00Z"));
+        timeline.plan("tick", &every_second, utc("2026-01-01T00:00:00Z"), std::time::Duration::ZERO);
         // Waking 2.5 s late each time: every instant still comes out exactly once.
         let fired = drive(&mut timeline, &schedules, utc("2026-01-01T00:00:10Z"), 2500);
-        let seconds: Vec<u32> = fired
-            .iter()
-            .map(|(at, _)| at.format("%S").to_string().parse().unwrap())
-            .collect();
+        let seconds: Vec<u32> = fired.iter().map(|(at, _)| at.format("%S").to_string().parse().unwrap()).collect();
         assert_eq!(seconds, (1..=10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn jitter_delays_the_due_time_but_not_the_fires_identity() {
+        let hourly = Schedule::parse("@hourly", Tz::UTC).unwrap();
+        let mut timeline = Timeline::new();
+        timeline.plan("a", &hourly, utc("2026-01-01T00:30:00Z"), std::time::Duration::from_secs(90));
+        assert_eq!(timeline.next_instant(), Some(utc("2026-01-01T01:01:30Z")));
+        assert!(timeline.take_due(utc("2026-01-01T01:01:29Z")).is_empty());
+        let due = timeline.take_due(utc("2026-01-01T01:01:30Z"));
+        assert_eq!(due, [(utc("2026-01-01T01:00:00Z"), "a".to_string())]);
     }
 
     #[test]
     fn replanning_or_removing_a_job_drops_its_pending_fire() {
         let hourly = Schedule::parse("@hourly", Tz::UTC).unwrap();
         let mut timeline = Timeline::new();
-        timeline.plan("a", &hourly, utc("2026-01-01T00:30:00Z"));
-        timeline.plan("a", &hourly, utc("2026-01-01T05:30:00Z"));
+        timeline.plan("a", &hourly, utc("2026-01-01T00:30:00Z"), std::time::Duration::ZERO);
+        timeline.plan("a", &hourly, utc("2026-01-01T05:30:00Z"), std::time::Duration::ZERO);
         assert_eq!(timeline.len(), 1);
         assert_eq!(timeline.next_for("a"), Some(utc("2026-01-01T06:00:00Z")));
         timeline.remove("a");

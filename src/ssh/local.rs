@@ -1,49 +1,67 @@
 //! `local: true` nodes: commands run on the Loom host through `/bin/sh -c`.
+//!
+//! Each command runs in its own process group, so a cancelled command is killed with
+//! everything it started.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
+
+use tokio::io::AsyncWriteExt;
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
 
 use super::{CommandOutput, SshError};
 
 pub struct LocalConnection {
     node: String,
+    runtime: Handle,
 }
 
 impl LocalConnection {
-    pub fn new(node: &str) -> LocalConnection {
-        LocalConnection {
-            node: node.to_string(),
-        }
+    pub fn new(node: &str, runtime: Handle) -> LocalConnection {
+        LocalConnection { node: node.to_string(), runtime }
     }
 
-    pub fn exec(&self, command: &str, stdin: Option<&[u8]>) -> Result<CommandOutput, SshError> {
-        let spawn_error = |source| SshError::Spawn {
-            node: self.node.clone(),
-            command: command.to_string(),
-            source,
-        };
-        let mut child = Command::new("/bin/sh")
-            .arg("-c")
-            .arg(command)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(spawn_error)?;
-        if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            // A command that does not read its input closes the pipe early; that is fine.
-            let _ = pipe.write_all(bytes);
-        }
-        let output = child.wait_with_output().map_err(spawn_error)?;
-        Ok(CommandOutput {
-            stdout: output.stdout,
-            stderr: output.stderr,
-            code: output.status.code(),
+    pub fn exec(
+        &self,
+        command: &str,
+        stdin: Option<&[u8]>,
+        cancel: &CancellationToken,
+    ) -> Result<CommandOutput, SshError> {
+        let spawn_error = |source| SshError::Spawn { node: self.node.clone(), command: command.to_string(), source };
+        self.runtime.block_on(async {
+            let mut child = tokio::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(command)
+                .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .process_group(0)
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(spawn_error)?;
+            let group = child.id();
+            if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
+                let bytes = bytes.to_vec();
+                // A command that does not read its input closes the pipe early; fine.
+                tokio::spawn(async move {
+                    let _ = pipe.write_all(&bytes).await;
+                });
+            }
+            tokio::select! {
+                output = child.wait_with_output() => {
+                    let output = output.map_err(spawn_error)?;
+                    Ok(CommandOutput { stdout: output.stdout, stderr: output.stderr, code: output.status.code() })
+                }
+                _ = cancel.cancelled() => {
+                    if let Some(group) = group {
+                        // SAFETY: kill(2) with a negative pid signals that process group;
+                        // it has no memory effects.
+                        unsafe { libc::kill(-(group as i32), libc::SIGKILL) };
+                    }
+                    Err(SshError::Cancelled { node: self.node.clone(), command: command.to_string() })
+                }
+            }
         })
     }
 
@@ -61,13 +79,12 @@ impl LocalConnection {
         std::fs::copy(path, local).map_err(|reason| self.file_error("download", path, reason))
     }
 
+    pub fn read(&self, path: &str) -> Result<Vec<u8>, SshError> {
+        std::fs::read(path).map_err(|reason| self.file_error("read", path, reason))
+    }
+
     fn file_error(&self, action: &'static str, path: &str, reason: std::io::Error) -> SshError {
-        SshError::File {
-            node: self.node.clone(),
-            action,
-            path: path.to_string(),
-            reason: reason.to_string(),
-        }
+        SshError::File { node: self.node.clone(), action, path: path.to_string(), reason: reason.to_string() }
     }
 
     fn set_mode(&self, path: &str, mode: Option<u32>) -> Result<(), SshError> {
@@ -77,9 +94,5 @@ impl LocalConnection {
                 .map_err(|reason| self.file_error("write", path, reason))?;
         }
         Ok(())
-    }
-
-    pub fn read(&self, path: &str) -> Result<Vec<u8>, SshError> {
-        std::fs::read(path).map_err(|reason| self.file_error("read", path, reason))
     }
 }

@@ -41,10 +41,7 @@ pub(crate) fn arguments(node: &Node, settings: &SshSettings, dir: &Path) -> Vec<
         option(text.clone());
     }
     option(format!("ControlPersist={}", settings.control_persist));
-    option(format!(
-        "BatchMode={}",
-        if node.password.is_some() { "no" } else { "yes" }
-    ));
+    option(format!("BatchMode={}", if node.password.is_some() { "no" } else { "yes" }));
     let strict = match settings.host_key_checking {
         HostKeyPolicy::Strict => "yes",
         HostKeyPolicy::AcceptNew => "accept-new",
@@ -57,15 +54,9 @@ pub(crate) fn arguments(node: &Node, settings: &SshSettings, dir: &Path) -> Vec<
     } else if let Some(known_hosts) = &settings.known_hosts {
         option(format!("UserKnownHostsFile={}", known_hosts.display()));
     }
-    option(format!(
-        "ConnectTimeout={}",
-        settings.connect_timeout.as_secs().max(1)
-    ));
+    option(format!("ConnectTimeout={}", settings.connect_timeout.as_secs().max(1)));
     if !settings.keepalive.is_zero() {
-        option(format!(
-            "ServerAliveInterval={}",
-            settings.keepalive.as_secs().max(1)
-        ));
+        option(format!("ServerAliveInterval={}", settings.keepalive.as_secs().max(1)));
         option("ServerAliveCountMax=3".to_string());
     }
     if node.password.is_some() {
@@ -101,16 +92,11 @@ pub(crate) fn arguments(node: &Node, settings: &SshSettings, dir: &Path) -> Vec<
 }
 
 pub(crate) async fn start(node: &Node, settings: &SshSettings) -> Result<Master, SshError> {
-    let dir = tempfile::Builder::new()
-        .prefix("loom-")
-        .tempdir_in(&settings.control_dir)
-        .map_err(|e| SshError::Connect {
+    let dir =
+        tempfile::Builder::new().prefix("loom-").tempdir_in(&settings.control_dir).map_err(|e| SshError::Connect {
             node: node.name.clone(),
             address: address(node),
-            reason: format!(
-                "failed to make a control folder in {}: {e}",
-                settings.control_dir.display()
-            ),
+            reason: format!("failed to make a control folder in {}: {e}", settings.control_dir.display()),
         })?;
     let mut command = tokio::process::Command::new(&settings.program);
     command
@@ -132,10 +118,7 @@ pub(crate) async fn start(node: &Node, settings: &SshSettings) -> Result<Master,
                 .env("SSH_ASKPASS", program)
                 .env("SSH_ASKPASS_REQUIRE", "force")
                 .env(super::askpass::FILE_VAR, &path)
-                .env(
-                    "DISPLAY",
-                    std::env::var_os("DISPLAY").unwrap_or_else(|| ":0".into()),
-                );
+                .env("DISPLAY", std::env::var_os("DISPLAY").unwrap_or_else(|| ":0".into()));
             Some(path)
         }
         None => None,
@@ -149,27 +132,22 @@ pub(crate) async fn start(node: &Node, settings: &SshSettings) -> Result<Master,
         Err(err) => Err(err),
         // ConnectTimeout covers the TCP connect and the banner; the extra margin
         // bounds a server that stalls later in the handshake.
-        Ok(child) => {
-            match tokio::time::timeout(settings.connect_timeout * 2, child.wait_with_output()).await
-            {
-                Err(_) => Err(SshError::Timeout {
-                    node: node.name.clone(),
-                    address: address(node),
-                    after: humantime::format_duration(settings.connect_timeout * 2).to_string(),
-                }),
-                Ok(Err(e)) => Err(SshError::Connect {
-                    node: node.name.clone(),
-                    address: address(node),
-                    reason: e.to_string(),
-                }),
-                Ok(Ok(output)) if output.status.success() => Ok(()),
-                Ok(Ok(output)) => {
-                    let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
-                    let stderr = String::from_utf8_lossy(&output.stderr);
-                    Err(interpret(node, &format!("{log}\n{stderr}")))
-                }
+        Ok(child) => match tokio::time::timeout(settings.connect_timeout * 2, child.wait_with_output()).await {
+            Err(_) => Err(SshError::Timeout {
+                node: node.name.clone(),
+                address: address(node),
+                after: humantime::format_duration(settings.connect_timeout * 2).to_string(),
+            }),
+            Ok(Err(e)) => {
+                Err(SshError::Connect { node: node.name.clone(), address: address(node), reason: e.to_string() })
             }
-        }
+            Ok(Ok(output)) if output.status.success() => Ok(()),
+            Ok(Ok(output)) => {
+                let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                Err(interpret(node, &format!("{log}\n{stderr}")))
+            }
+        },
     };
     if let Some(path) = password_file {
         let _ = std::fs::remove_file(path);
@@ -180,11 +158,7 @@ pub(crate) async fn start(node: &Node, settings: &SshSettings) -> Result<Master,
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
     file.write_all(bytes)
 }
 
@@ -193,9 +167,7 @@ pub(crate) fn interpret(node: &Node, log: &str) -> SshError {
     let lines: Vec<&str> = log
         .lines()
         .map(str::trim)
-        .filter(|l| {
-            !l.is_empty() && !l.starts_with("Warning: Permanently added") && !l.starts_with('@')
-        })
+        .filter(|l| !l.is_empty() && !l.starts_with("Warning: Permanently added") && !l.starts_with('@'))
         .collect();
     let has = |needle: &str| log.contains(needle);
     let node_name = node.name.clone();
@@ -215,27 +187,11 @@ pub(crate) fn interpret(node: &Node, log: &str) -> SshError {
         };
     }
     if let Some(line) = lines.iter().find(|l| l.contains("Permission denied")) {
-        return SshError::Auth {
-            node: node_name,
-            address,
-            reason: line.to_string(),
-        };
+        return SshError::Auth { node: node_name, address, reason: line.to_string() };
     }
     if has("timed out") {
-        return SshError::Timeout {
-            node: node_name,
-            address,
-            after: "ConnectTimeout".to_string(),
-        };
+        return SshError::Timeout { node: node_name, address, after: "ConnectTimeout".to_string() };
     }
-    let reason = lines
-        .last()
-        .map_or("ssh exited without saying why".to_string(), |l| {
-            l.to_string()
-        });
-    SshError::Connect {
-        node: node_name,
-        address,
-        reason,
-    }
+    let reason = lines.last().map_or("ssh exited without saying why".to_string(), |l| l.to_string());
+    SshError::Connect { node: node_name, address, reason }
 }

@@ -20,6 +20,8 @@ pub use settings::{HostKeyPolicy, SshSettings};
 use std::fmt;
 use std::path::Path;
 
+use tokio_util::sync::CancellationToken;
+
 /// What a command left behind.
 #[derive(Debug, Clone, Default)]
 pub struct CommandOutput {
@@ -32,44 +34,21 @@ pub struct CommandOutput {
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
     #[error("failed to connect to node `{node}` ({address}): {reason}")]
-    Connect {
-        node: String,
-        address: String,
-        reason: String,
-    },
+    Connect { node: String, address: String, reason: String },
     #[error("refused node `{node}` ({address}): {reason}")]
-    HostKey {
-        node: String,
-        address: String,
-        reason: String,
-    },
+    HostKey { node: String, address: String, reason: String },
     #[error("failed to log in to node `{node}` ({address}): {reason}")]
-    Auth {
-        node: String,
-        address: String,
-        reason: String,
-    },
+    Auth { node: String, address: String, reason: String },
     #[error("failed to connect to node `{node}` ({address}): no answer within {after}")]
-    Timeout {
-        node: String,
-        address: String,
-        after: String,
-    },
+    Timeout { node: String, address: String, after: String },
     #[error("lost the connection to node `{node}`: {reason}")]
     Session { node: String, reason: String },
+    #[error("stopped `{command}` on node `{node}`: the task was cancelled")]
+    Cancelled { node: String, command: String },
     #[error("failed to start `{command}` on node `{node}`: {source}")]
-    Spawn {
-        node: String,
-        command: String,
-        source: std::io::Error,
-    },
+    Spawn { node: String, command: String, source: std::io::Error },
     #[error("failed to {action} {path} on node `{node}`: {reason}")]
-    File {
-        node: String,
-        action: &'static str,
-        path: String,
-        reason: String,
-    },
+    File { node: String, action: &'static str, path: String, reason: String },
 }
 
 /// A node's way in. Shared by every task running on the node.
@@ -79,10 +58,17 @@ pub enum Connection {
 }
 
 impl Connection {
-    pub fn exec(&self, command: &str, stdin: Option<&[u8]>) -> Result<CommandOutput, SshError> {
+    /// Runs `command`; when `cancel` fires, stops waiting for it (a local command is
+    /// killed with its process group; a remote one loses its channel).
+    pub fn exec(
+        &self,
+        command: &str,
+        stdin: Option<&[u8]>,
+        cancel: &CancellationToken,
+    ) -> Result<CommandOutput, SshError> {
         match self {
-            Connection::Local(local) => local.exec(command, stdin),
-            Connection::Ssh(ssh) => ssh.exec(command, stdin),
+            Connection::Local(local) => local.exec(command, stdin, cancel),
+            Connection::Ssh(ssh) => ssh.exec(command, stdin, cancel),
         }
     }
 
@@ -129,11 +115,7 @@ impl fmt::Debug for Connection {
 
 /// Quotes `text` for a POSIX shell so it arrives as one literal word.
 pub fn shell_quote(text: &str) -> String {
-    if !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c))
-    {
+    if !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c)) {
         return text.to_string();
     }
     format!("'{}'", text.replace('\'', r"'\''"))
@@ -149,15 +131,10 @@ mod tests {
         assert_eq!(shell_quote(""), "''");
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's; $(rm -rf /)"), r"'it'\''s; $(rm -rf /)'");
-        let out = LocalConnection::new("t")
-            .exec(
-                &format!("printf %s {}", shell_quote("x'; echo $(id) `id` \"\\")),
-                None,
-            )
-            .unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "x'; echo $(id) `id` \"\\"
-        );
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let local = LocalConnection::new("t", runtime.handle().clone());
+        let command = format!("printf %s {}", shell_quote("x'; echo $(id) `id` \"\\"));
+        let out = local.exec(&command, None, &CancellationToken::new()).unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "x'; echo $(id) `id` \"\\");
     }
 }

@@ -24,11 +24,7 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(settings: SshSettings, output_limit: usize) -> Pool {
-        Pool {
-            settings,
-            output_limit,
-            slots: Mutex::new(HashMap::new()),
-        }
+        Pool { settings, output_limit, slots: Mutex::new(HashMap::new()) }
     }
 
     fn slot(&self, node: &str) -> Slot {
@@ -54,10 +50,9 @@ impl Pool {
         }
         *kept = None;
         let connection = if node.local {
-            Connection::Local(LocalConnection::new(&node.name))
+            Connection::Local(LocalConnection::new(&node.name, tokio::runtime::Handle::current()))
         } else {
-            let opened =
-                SshConnection::open(Arc::clone(node), &self.settings, self.output_limit).await?;
+            let opened = SshConnection::open(Arc::clone(node), &self.settings, self.output_limit).await?;
             tracing::debug!(node = %node.name, "ssh master started");
             Connection::Ssh(opened)
         };
@@ -69,13 +64,7 @@ impl Pool {
     /// Stops every master. Connections still held by running tasks close when
     /// those tasks drop them.
     pub fn close_all(&self) {
-        let slots: Vec<Slot> = self
-            .slots
-            .lock()
-            .expect("pool lock")
-            .drain()
-            .map(|(_, s)| s)
-            .collect();
+        let slots: Vec<Slot> = self.slots.lock().expect("pool lock").drain().map(|(_, s)| s).collect();
         for slot in slots {
             if let Ok(mut kept) = slot.try_lock() {
                 kept.take();
@@ -86,10 +75,7 @@ impl Pool {
     /// How many nodes have a kept connection.
     pub fn open_count(&self) -> usize {
         let slots = self.slots.lock().expect("pool lock");
-        slots
-            .values()
-            .filter(|s| s.try_lock().map(|k| k.is_some()).unwrap_or(true))
-            .count()
+        slots.values().filter(|s| s.try_lock().map(|k| k.is_some()).unwrap_or(true)).count()
     }
 }
 

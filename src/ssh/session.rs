@@ -13,6 +13,7 @@ use std::sync::Arc;
 use openssh::{Session, Stdio};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
 
 use super::master::{self, Master};
 use super::settings::SshSettings;
@@ -35,12 +36,7 @@ impl SshConnection {
         let Master { dir } = master::start(&node, settings).await?;
         // The session owns the folder: dropping it stops the master and removes both.
         let session = Session::new_native_mux(dir);
-        Ok(SshConnection {
-            node,
-            session,
-            runtime: Handle::current(),
-            output_limit,
-        })
+        Ok(SshConnection { node, session, runtime: Handle::current(), output_limit })
     }
 
     pub(crate) fn node(&self) -> &Arc<Node> {
@@ -53,10 +49,7 @@ impl SshConnection {
     }
 
     fn session_error(&self, err: openssh::Error) -> SshError {
-        SshError::Session {
-            node: self.node.name.clone(),
-            reason: err.to_string(),
-        }
+        SshError::Session { node: self.node.name.clone(), reason: err.to_string() }
     }
 
     pub(crate) async fn exec_async(
@@ -68,11 +61,7 @@ impl SshConnection {
         let mut builder = self.session.raw_command(command);
         let has_input = stdin.is_some() || upload.is_some();
         builder
-            .stdin(if has_input {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stdin(if has_input { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = builder.spawn().await.map_err(|e| self.session_error(e))?;
@@ -96,11 +85,7 @@ impl SshConnection {
             Ok::<(), std::io::Error>(())
         };
         let limit = self.output_limit;
-        let (written, out, err) = tokio::join!(
-            write,
-            read_bounded(stdout, limit),
-            read_bounded(stderr, limit)
-        );
+        let (written, out, err) = tokio::join!(write, read_bounded(stdout, limit), read_bounded(stderr, limit));
         let status = child.wait().await.map_err(|e| self.session_error(e))?;
         if let Err(e) = written {
             // A command that exits without reading its input breaks the pipe: not an
@@ -114,23 +99,25 @@ impl SshConnection {
                 });
             }
         }
-        Ok(CommandOutput {
-            stdout: out,
-            stderr: err,
-            code: status.code(),
+        Ok(CommandOutput { stdout: out, stderr: err, code: status.code() })
+    }
+
+    pub fn exec(
+        &self,
+        command: &str,
+        stdin: Option<&[u8]>,
+        cancel: &CancellationToken,
+    ) -> Result<CommandOutput, SshError> {
+        self.runtime.block_on(async {
+            tokio::select! {
+                result = self.exec_async(command, stdin, None) => result,
+                // Dropping the command closes its channel on the master.
+                _ = cancel.cancelled() => Err(SshError::Cancelled { node: self.node.name.clone(), command: command.to_string() }),
+            }
         })
     }
 
-    pub fn exec(&self, command: &str, stdin: Option<&[u8]>) -> Result<CommandOutput, SshError> {
-        self.runtime.block_on(self.exec_async(command, stdin, None))
-    }
-
-    fn check(
-        &self,
-        action: &'static str,
-        path: &str,
-        output: CommandOutput,
-    ) -> Result<CommandOutput, SshError> {
+    fn check(&self, action: &'static str, path: &str, output: CommandOutput) -> Result<CommandOutput, SshError> {
         if output.code == Some(0) {
             return Ok(output);
         }
@@ -151,34 +138,23 @@ impl SshConnection {
     }
 
     pub fn write(&self, path: &str, bytes: &[u8], mode: Option<u32>) -> Result<(), SshError> {
-        let output = self.exec(&Self::write_command(path, mode), Some(bytes))?;
+        let output = self.runtime.block_on(self.exec_async(&Self::write_command(path, mode), Some(bytes), None))?;
         self.check("write", path, output).map(drop)
     }
 
     /// Streams a local file to the node.
     pub fn upload(&self, local: &Path, path: &str, mode: Option<u32>) -> Result<(), SshError> {
         let command = Self::write_command(path, mode);
-        let output = self
-            .runtime
-            .block_on(self.exec_async(&command, None, Some(local)))?;
+        let output = self.runtime.block_on(self.exec_async(&command, None, Some(local)))?;
         self.check("write", path, output).map(drop)
     }
 
     pub fn read(&self, path: &str) -> Result<Vec<u8>, SshError> {
         self.runtime.block_on(async {
-            let mut builder = self
-                .session
-                .raw_command(format!("cat {}", shell_quote(path)));
-            builder
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
+            let mut builder = self.session.raw_command(format!("cat {}", shell_quote(path)));
+            builder.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
             let output = builder.output().await.map_err(|e| self.session_error(e))?;
-            let output = CommandOutput {
-                stdout: output.stdout,
-                stderr: output.stderr,
-                code: output.status.code(),
-            };
+            let output = CommandOutput { stdout: output.stdout, stderr: output.stderr, code: output.status.code() };
             self.check("read", path, output).map(|o| o.stdout)
         })
     }
@@ -192,26 +168,15 @@ impl SshConnection {
                 path: path.to_string(),
                 reason,
             };
-            let mut builder = self
-                .session
-                .raw_command(format!("cat {}", shell_quote(path)));
-            builder
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
+            let mut builder = self.session.raw_command(format!("cat {}", shell_quote(path)));
+            builder.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
             let mut child = builder.spawn().await.map_err(|e| self.session_error(e))?;
             let mut stdout = child.stdout().take().expect("stdout is piped");
             let stderr = child.stderr().take();
-            let mut file = tokio::fs::File::create(local).await.map_err(|e| {
-                fail(format!(
-                    "failed to create local file {}: {e}",
-                    local.display()
-                ))
-            })?;
-            let (copied, err) = tokio::join!(
-                tokio::io::copy(&mut stdout, &mut file),
-                read_bounded(stderr, 64 << 10)
-            );
+            let mut file = tokio::fs::File::create(local)
+                .await
+                .map_err(|e| fail(format!("failed to create local file {}: {e}", local.display())))?;
+            let (copied, err) = tokio::join!(tokio::io::copy(&mut stdout, &mut file), read_bounded(stderr, 64 << 10));
             let status = child.wait().await.map_err(|e| self.session_error(e))?;
             if !status.success() {
                 let _ = tokio::fs::remove_file(local).await;

@@ -21,12 +21,12 @@ use crate::config::{Config, Diagnostic, Job, Location, SourceFile, TaskPath};
 pub enum TaskError {
     #[error("job `{0}` is not in the current configuration")]
     UnknownJob(String),
-    #[error(
-        "task stopped after task_max_operations ({0}) script operations; is there an endless loop?"
-    )]
+    #[error("task stopped after task_max_operations ({0}) script operations; is there an endless loop?")]
     TooManyOperations(u64),
     #[error("task stopped after running longer than task_max_time ({0})")]
     TimeUp(String),
+    #[error("task stopped: it was cancelled")]
+    Cancelled,
     #[error("{0}")]
     Failed(String),
 }
@@ -66,9 +66,7 @@ impl Catalog {
         for job in config.jobs.values() {
             let module = modules
                 .entry(job.task.module.clone())
-                .or_insert_with(|| {
-                    compile(&engine, config, &job.task, &job.task_at, &mut diagnostics)
-                })
+                .or_insert_with(|| compile(&engine, config, &job.task, &job.task_at, &mut diagnostics))
                 .clone();
             let Some(module) = module else {
                 if find_module(&settings.taskspath, &job.task.module).is_none() {
@@ -83,12 +81,8 @@ impl Catalog {
                 Err(d) => diagnostics.push(d),
             }
         }
-        let catalog = Catalog {
-            engine,
-            jobs,
-            max_operations: settings.task_max_operations,
-            max_time: settings.task_max_time,
-        };
+        let catalog =
+            Catalog { engine, jobs, max_operations: settings.task_max_operations, max_time: settings.task_max_time };
         (catalog, diagnostics)
     }
 
@@ -98,17 +92,15 @@ impl Catalog {
 
     /// Applies `job`'s task to the node behind `ssh`. Blocks: run it on a blocking thread.
     pub fn call(&self, job: &str, ssh: Ssh, output: Arc<Output>) -> Result<(), TaskError> {
-        let prepared = self
-            .jobs
-            .get(job)
-            .ok_or_else(|| TaskError::UnknownJob(job.to_string()))?;
+        let ssh_cancel = ssh.cancel_token();
+        let prepared = self.jobs.get(job).ok_or_else(|| TaskError::UnknownJob(job.to_string()))?;
         let mut args = Vec::with_capacity(prepared.args.len() + 2);
         args.push(Dynamic::from(ssh));
         args.extend(prepared.args.iter().cloned());
         if let Some(kwargs) = &prepared.kwargs {
             args.push(Dynamic::from_map(kwargs.clone()));
         }
-        let _guard = CallGuard::enter(output, Instant::now() + self.max_time);
+        let _guard = CallGuard::enter(output, Instant::now() + self.max_time, ssh_cancel);
         let result = self.engine.call_fn_with_options::<Dynamic>(
             CallFnOptions::new(),
             &mut Scope::new(),
@@ -122,14 +114,11 @@ impl Catalog {
     fn explain(&self, err: &EvalAltResult, prepared: &Prepared) -> TaskError {
         let inner = err.unwrap_inner();
         match inner {
-            EvalAltResult::ErrorTooManyOperations(_) => {
-                TaskError::TooManyOperations(self.max_operations)
-            }
-            EvalAltResult::ErrorTerminated(token, _)
-                if token.clone().into_string().ok().as_deref() == Some(TIME_UP) =>
-            {
-                TaskError::TimeUp(humantime::format_duration(self.max_time).to_string())
-            }
+            EvalAltResult::ErrorTooManyOperations(_) => TaskError::TooManyOperations(self.max_operations),
+            EvalAltResult::ErrorTerminated(token, _) => match token.clone().into_string().ok().as_deref() {
+                Some(TIME_UP) => TaskError::TimeUp(humantime::format_duration(self.max_time).to_string()),
+                _ => TaskError::Cancelled,
+            },
             _ => TaskError::Failed(describe(err, &prepared.module.source, &prepared.function)),
         }
     }
@@ -170,10 +159,7 @@ fn describe(err: &EvalAltResult, module: &str, function: &str) -> String {
     match (position.line(), source) {
         (Some(line), Some(source)) => {
             let column = position.position().unwrap_or(1);
-            let function = functions
-                .last()
-                .map(|f| format!(" in fn {f}"))
-                .unwrap_or_default();
+            let function = functions.last().map(|f| format!(" in fn {f}")).unwrap_or_default();
             format!("{message} (at {source}:{line}:{column}{function})")
         }
         (Some(line), None) => format!("{message} (line {line})"),
@@ -196,13 +182,9 @@ fn compile(
             let line = err.1.line().unwrap_or(1);
             let column = err.1.position().unwrap_or(1);
             diagnostics.push(
-                Diagnostic::error(format!(
-                    "task module {} does not compile: {}",
-                    origin.display(),
-                    err.0
-                ))
-                .at(Location::new(&file, line, column))
-                .help(format!("used by task `{task}` at {task_at}")),
+                Diagnostic::error(format!("task module {} does not compile: {}", origin.display(), err.0))
+                    .at(Location::new(&file, line, column))
+                    .help(format!("used by task `{task}` at {task_at}")),
             );
             return None;
         }
@@ -212,22 +194,13 @@ fn compile(
     let mut functions: HashMap<String, Vec<usize>> = HashMap::new();
     for f in ast.iter_functions() {
         if f.access != FnAccess::Private {
-            functions
-                .entry(f.name.to_string())
-                .or_default()
-                .push(f.params.len());
+            functions.entry(f.name.to_string()).or_default().push(f.params.len());
         }
-        if let (Origin::File(_), Some(warning)) =
-            (&origin, shadowed_method(f.name, f.params.len(), &file))
-        {
+        if let (Origin::File(_), Some(warning)) = (&origin, shadowed_method(f.name, f.params.len(), &file)) {
             diagnostics.push(warning);
         }
     }
-    Some(Arc::new(CompiledModule {
-        ast,
-        source,
-        functions,
-    }))
+    Some(Arc::new(CompiledModule { ast, source, functions }))
 }
 
 /// Rhai calls a script function for `ssh.name(a, b)` when the module defines
@@ -298,11 +271,7 @@ fn prepare(job: &Job, module: &Arc<CompiledModule>) -> Result<Prepared, Diagnost
     };
     let Some(pass_kwargs) = pass_kwargs else {
         let takes: Vec<String> = arities.iter().map(|n| (n - 1).to_string()).collect();
-        let kwargs = if job.kwargs.is_some() {
-            " plus a kwargs map"
-        } else {
-            ""
-        };
+        let kwargs = if job.kwargs.is_some() { " plus a kwargs map" } else { "" };
         return Err(Diagnostic::error(format!(
             "task `{}` takes {} argument(s) after the handle, but job `{}` passes {given}{kwargs}",
             job.task,
@@ -312,21 +281,13 @@ fn prepare(job: &Job, module: &Arc<CompiledModule>) -> Result<Prepared, Diagnost
         .at(job.task_at.clone())
         .help("a task is called as f(ssh, args..., kwargs) — kwargs only when the job has them or the function takes one more parameter"));
     };
-    let args = job
-        .args
-        .iter()
-        .map(|v| rhai::serde::to_dynamic(v).expect("JSON values convert to Rhai values"))
-        .collect();
+    let args =
+        job.args.iter().map(|v| rhai::serde::to_dynamic(v).expect("JSON values convert to Rhai values")).collect();
     let kwargs = pass_kwargs.then(|| {
         let map = job.kwargs.clone().unwrap_or_default();
         rhai::serde::to_dynamic(serde_json::Value::Object(map))
             .expect("JSON values convert to Rhai values")
             .cast::<Map>()
     });
-    Ok(Prepared {
-        module: Arc::clone(module),
-        function: function.clone(),
-        args,
-        kwargs,
-    })
+    Ok(Prepared { module: Arc::clone(module), function: function.clone(), args, kwargs })
 }

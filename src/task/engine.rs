@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use rhai::module_resolvers::ModuleResolver;
 use rhai::{Dynamic, Engine, EvalAltResult, Module, Position, Scope, Shared};
+use tokio_util::sync::CancellationToken;
 
 use super::handle::{self, Output};
 use super::stdlib;
@@ -66,6 +67,7 @@ fn module_name(module: &str) -> &'static str {
 struct CallContext {
     output: Arc<Output>,
     deadline: Instant,
+    cancel: CancellationToken,
 }
 
 thread_local! {
@@ -76,8 +78,8 @@ thread_local! {
 pub(crate) struct CallGuard;
 
 impl CallGuard {
-    pub(crate) fn enter(output: Arc<Output>, deadline: Instant) -> CallGuard {
-        CURRENT.with(|c| *c.borrow_mut() = Some(CallContext { output, deadline }));
+    pub(crate) fn enter(output: Arc<Output>, deadline: Instant, cancel: CancellationToken) -> CallGuard {
+        CURRENT.with(|c| *c.borrow_mut() = Some(CallContext { output, deadline, cancel }));
         CallGuard
     }
 }
@@ -90,6 +92,13 @@ impl Drop for CallGuard {
 
 /// The token a script is terminated with when its time is up.
 pub(crate) const TIME_UP: &str = "loom: task_max_time reached";
+/// The token a script is terminated with when its node task was cancelled.
+pub(crate) const CANCELLED: &str = "loom: cancelled";
+
+/// The error a handle method returns once its task has been cancelled.
+pub(crate) fn cancelled() -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorTerminated(Dynamic::from(CANCELLED), Position::NONE))
+}
 
 pub(crate) fn build(settings: &Settings) -> Engine {
     let mut engine = Engine::new();
@@ -107,6 +116,7 @@ pub(crate) fn build(settings: &Settings) -> Engine {
             return None;
         }
         CURRENT.with(|c| match &*c.borrow() {
+            Some(call) if call.cancel.is_cancelled() => Some(Dynamic::from(CANCELLED)),
             Some(call) if Instant::now() >= call.deadline => Some(Dynamic::from(TIME_UP)),
             _ => None,
         })
@@ -120,16 +130,11 @@ pub(crate) fn build(settings: &Settings) -> Engine {
         tracing::info!(target: "loom::task", "{text}");
     });
     engine.on_debug(|text, source, pos| {
-        let at = source
-            .map(|s| format!("{s}:{pos}"))
-            .unwrap_or_else(|| pos.to_string());
+        let at = source.map(|s| format!("{s}:{pos}")).unwrap_or_else(|| pos.to_string());
         tracing::debug!(target: "loom::task", "{at}: {text}");
     });
     handle::register(&mut engine);
-    engine.set_module_resolver(Resolver {
-        taskspath: settings.taskspath.clone(),
-        cache: Mutex::new(HashMap::new()),
-    });
+    engine.set_module_resolver(Resolver { taskspath: settings.taskspath.clone(), cache: Mutex::new(HashMap::new()) });
     engine
 }
 
@@ -152,22 +157,15 @@ impl ModuleResolver for Resolver {
             return Ok(module.clone());
         }
         let Some((origin, text)) = find_module(&self.taskspath, &key) else {
-            return Err(Box::new(EvalAltResult::ErrorModuleNotFound(
-                path.to_string(),
-                pos,
-            )));
+            return Err(Box::new(EvalAltResult::ErrorModuleNotFound(path.to_string(), pos)));
         };
-        let mut ast = engine
-            .compile(text)
-            .map_err(|e| EvalAltResult::ErrorInModule(origin.display(), e.into(), pos))?;
+        let mut ast =
+            engine.compile(text).map_err(|e| EvalAltResult::ErrorInModule(origin.display(), e.into(), pos))?;
         ast.set_source(origin.display());
         let module = Module::eval_ast_as_new(Scope::new(), &ast, engine)
             .map_err(|e| EvalAltResult::ErrorInModule(origin.display(), e, pos))?;
         let module: Shared<Module> = module.into();
-        self.cache
-            .lock()
-            .expect("module cache")
-            .insert(key, module.clone());
+        self.cache.lock().expect("module cache").insert(key, module.clone());
         Ok(module)
     }
 }

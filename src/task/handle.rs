@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rhai::{Dynamic, Engine, EvalAltResult, Map};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Node;
 use crate::ssh::{CommandOutput, Connection, shell_quote};
@@ -20,14 +21,13 @@ type ScriptResult<T> = Result<T, Box<EvalAltResult>>;
 pub struct Output {
     text: Mutex<String>,
     limit: usize,
+    /// The exit code of the last command that exited non-zero.
+    failed_code: Mutex<Option<i32>>,
 }
 
 impl Output {
     pub fn new(limit: usize) -> Output {
-        Output {
-            text: Mutex::new(String::new()),
-            limit,
-        }
+        Output { text: Mutex::new(String::new()), limit, failed_code: Mutex::new(None) }
     }
 
     pub fn append(&self, piece: &str) {
@@ -48,6 +48,10 @@ impl Output {
         }
     }
 
+    pub fn last_failed_code(&self) -> Option<i32> {
+        *self.failed_code.lock().expect("output lock")
+    }
+
     pub fn take(&self) -> String {
         std::mem::take(&mut *self.text.lock().expect("output lock"))
     }
@@ -58,26 +62,27 @@ pub struct Ssh {
     node: Arc<Node>,
     connection: Arc<Connection>,
     output: Arc<Output>,
+    cancel: CancellationToken,
 }
 
 impl Ssh {
-    pub fn new(node: Arc<Node>, connection: Arc<Connection>, output: Arc<Output>) -> Ssh {
-        Ssh {
-            node,
-            connection,
-            output,
-        }
+    pub fn new(node: Arc<Node>, connection: Arc<Connection>, output: Arc<Output>, cancel: CancellationToken) -> Ssh {
+        Ssh { node, connection, output, cancel }
+    }
+
+    pub(crate) fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
     }
 
     fn exec(&self, command: &str, options: &Options) -> ScriptResult<Map> {
-        self.output.append(&format!(
-            "$ {}\n",
-            options.shown.as_deref().unwrap_or(command)
-        ));
-        let result = self
-            .connection
-            .exec(command, options.stdin.as_deref())
-            .map_err(|e| e.to_string())?;
+        if self.cancel.is_cancelled() {
+            return Err(super::engine::cancelled());
+        }
+        self.output.append(&format!("$ {}\n", options.shown.as_deref().unwrap_or(command)));
+        let result = self.connection.exec(command, options.stdin.as_deref(), &self.cancel).map_err(|e| match e {
+            crate::ssh::SshError::Cancelled { .. } => super::engine::cancelled(),
+            other => other.to_string().into(),
+        })?;
         self.record(&result);
         let code = result.code.map_or(-1, i64::from);
         if options.check && result.code != Some(0) {
@@ -95,14 +100,8 @@ impl Ssh {
             return Err(message.into());
         }
         let mut map = Map::new();
-        map.insert(
-            "stdout".into(),
-            String::from_utf8_lossy(&result.stdout).into_owned().into(),
-        );
-        map.insert(
-            "stderr".into(),
-            String::from_utf8_lossy(&result.stderr).into_owned().into(),
-        );
+        map.insert("stdout".into(), String::from_utf8_lossy(&result.stdout).into_owned().into());
+        map.insert("stderr".into(), String::from_utf8_lossy(&result.stderr).into_owned().into());
         map.insert("code".into(), code.into());
         map.insert("ok".into(), (result.code == Some(0)).into());
         Ok(map)
@@ -119,6 +118,7 @@ impl Ssh {
             }
         }
         if result.code != Some(0) {
+            *self.output.failed_code.lock().expect("output lock") = result.code;
             let code = result.code.map_or("signal".to_string(), |c| c.to_string());
             self.output.append(&format!("[exit {code}]\n"));
         }
@@ -157,11 +157,8 @@ impl Ssh {
 
     fn put_bytes(&mut self, bytes: &[u8], remote: &str, options: Map) -> ScriptResult<()> {
         let mode = parse_mode_option(&options)?;
-        self.output
-            .append(&format!("put {} ({} bytes)\n", remote, bytes.len()));
-        self.connection
-            .write(remote, bytes, mode)
-            .map_err(|e| e.to_string().into())
+        self.output.append(&format!("put {} ({} bytes)\n", remote, bytes.len()));
+        self.connection.write(remote, bytes, mode).map_err(|e| e.to_string().into())
     }
 
     fn put_text(&mut self, text: &str, remote: &str, options: Map) -> ScriptResult<()> {
@@ -169,8 +166,7 @@ impl Ssh {
     }
 
     fn put_file(&mut self, local: &str, remote: &str, options: Map) -> ScriptResult<()> {
-        let bytes =
-            std::fs::read(local).map_err(|e| format!("failed to read local file {local}: {e}"))?;
+        let bytes = std::fs::read(local).map_err(|e| format!("failed to read local file {local}: {e}"))?;
         self.put_bytes(&bytes, remote, options)
     }
 
@@ -191,19 +187,12 @@ impl Ssh {
 
     fn get(&mut self, remote: &str, local: &str) -> ScriptResult<()> {
         let bytes = self.connection.read(remote).map_err(|e| e.to_string())?;
-        self.output.append(&format!(
-            "get {remote} -> {local} ({} bytes)\n",
-            bytes.len()
-        ));
-        std::fs::write(local, bytes)
-            .map_err(|e| format!("failed to write local file {local}: {e}").into())
+        self.output.append(&format!("get {remote} -> {local} ({} bytes)\n", bytes.len()));
+        std::fs::write(local, bytes).map_err(|e| format!("failed to write local file {local}: {e}").into())
     }
 
     fn exists(&mut self, remote: &str) -> ScriptResult<bool> {
-        let options = Options {
-            check: false,
-            ..Options::default()
-        };
+        let options = Options { check: false, ..Options::default() };
         let result = self.exec(&format!("test -e {}", shell_quote(remote)), &options)?;
         Ok(result.get("code").and_then(|c| c.as_int().ok()) == Some(0))
     }
@@ -226,24 +215,12 @@ struct Options {
 
 impl Options {
     fn from_map(map: Map) -> ScriptResult<Options> {
-        let mut options = Options {
-            check: true,
-            ..Options::default()
-        };
+        let mut options = Options { check: true, ..Options::default() };
         for (key, value) in map {
             match key.as_str() {
-                "check" => {
-                    options.check = value
-                        .as_bool()
-                        .map_err(|_| "`check` must be true or false")?
-                }
+                "check" => options.check = value.as_bool().map_err(|_| "`check` must be true or false")?,
                 "stdin" => {
-                    options.stdin = Some(
-                        value
-                            .into_string()
-                            .map_err(|_| "`stdin` must be a string")?
-                            .into_bytes(),
-                    )
+                    options.stdin = Some(value.into_string().map_err(|_| "`stdin` must be a string")?.into_bytes())
                 }
                 other => {
                     return Err(format!("unknown option `{other}`; known: check, stdin").into());
@@ -267,10 +244,7 @@ fn parse_mode(mode: &Dynamic) -> ScriptResult<u32> {
     if let Ok(int) = mode.as_int() {
         return u32::try_from(int).map_err(|_| "mode out of range".into());
     }
-    let text = mode
-        .clone()
-        .into_string()
-        .map_err(|_| "mode must be a string like \"0644\" or 0o644")?;
+    let text = mode.clone().into_string().map_err(|_| "mode must be a string like \"0644\" or 0o644")?;
     u32::from_str_radix(text.trim_start_matches("0o"), 8)
         .map_err(|_| format!("mode `{text}` is not octal like \"0644\"").into())
 }
@@ -300,24 +274,16 @@ pub(crate) fn register(engine: &mut Engine) {
         .register_fn("run", Ssh::run)
         .register_fn("sudo", |s: &mut Ssh, cmd: &str| s.sudo(cmd, Map::new()))
         .register_fn("sudo", Ssh::sudo)
-        .register_fn("put", |s: &mut Ssh, src: &str, dst: &str| {
-            s.put(src, dst, Map::new())
-        })
+        .register_fn("put", |s: &mut Ssh, src: &str, dst: &str| s.put(src, dst, Map::new()))
         .register_fn("put", Ssh::put)
-        .register_fn("put_text", |s: &mut Ssh, text: &str, dst: &str| {
-            s.put_text(text, dst, Map::new())
-        })
+        .register_fn("put_text", |s: &mut Ssh, text: &str, dst: &str| s.put_text(text, dst, Map::new()))
         .register_fn("put_text", Ssh::put_text)
-        .register_fn("put_file", |s: &mut Ssh, src: &str, dst: &str| {
-            s.put_file(src, dst, Map::new())
-        })
+        .register_fn("put_file", |s: &mut Ssh, src: &str, dst: &str| s.put_file(src, dst, Map::new()))
         .register_fn("put_file", Ssh::put_file)
         .register_fn("get", Ssh::get)
         .register_fn("read", Ssh::read)
         .register_fn("exists", Ssh::exists)
-        .register_fn("log", |s: &mut Ssh, text: &str| {
-            s.output.append(&format!("{text}\n"))
-        })
+        .register_fn("log", |s: &mut Ssh, text: &str| s.output.append(&format!("{text}\n")))
         .register_fn("to_string", |s: &mut Ssh| format!("ssh://{}", s.node.name))
         .register_fn("quote", |text: &str| shell_quote(text));
 }

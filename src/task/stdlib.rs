@@ -8,10 +8,7 @@ pub(crate) const MODULES: &[(&str, &str)] = &[
 ];
 
 pub(crate) fn find(module: &str) -> Option<&'static str> {
-    MODULES
-        .iter()
-        .find(|(name, _)| *name == module)
-        .map(|(_, text)| *text)
+    MODULES.iter().find(|(name, _)| *name == module).map(|(_, text)| *text)
 }
 
 #[cfg(test)]
@@ -30,10 +27,7 @@ mod tests {
                 } else if path.extension().is_some_and(|e| e == "rhai") {
                     let module = path.strip_prefix(&root).unwrap().with_extension("");
                     let module = module.to_string_lossy();
-                    assert!(
-                        super::find(&module).is_some(),
-                        "{module} is not in stdlib::MODULES"
-                    );
+                    assert!(super::find(&module).is_some(), "{module} is not in stdlib::MODULES");
                 }
             }
         }

@@ -4,6 +4,7 @@
 mod harness;
 
 mod check;
+mod history;
 mod run;
 mod serve;
 mod ssh;

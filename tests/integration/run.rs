@@ -15,20 +15,14 @@ fn testtask_from_the_example_creates_its_file_on_the_local_node() {
 fn testtask_works_through_loom_system_and_fabric_api() {
     let ws = Workspace::local("");
     let mark = ws.path("mark");
-    for (job, task) in [
-        ("via-loom", "loom.system.run"),
-        ("via-fabric", "fabric.api.run"),
-    ] {
+    for (job, task) in [("via-loom", "loom.system.run"), ("via-fabric", "fabric.api.run")] {
         let file = format!("{}-{job}", mark.display());
         ws.write(
             &format!("jobs/{job}.yaml"),
             &format!("jobs:\n  {job}:\n    task: {task}\n    args: [\"touch {file}\"]\n    targets: [local]\n"),
         );
         ws.loom(&["run", job]).assert_code(0);
-        assert!(
-            std::path::Path::new(&file).exists(),
-            "{job} did not create {file}"
-        );
+        assert!(std::path::Path::new(&file).exists(), "{job} did not create {file}");
     }
 }
 
@@ -39,55 +33,28 @@ fn a_failing_node_makes_run_exit_1_and_says_why() {
         "tasks/site/flaky.rhai",
         "fn apply(ssh) {\n  if ssh.node == \"b\" { ssh.run(\"echo broken >&2; exit 3\"); }\n  ssh.run(\"echo fine\");\n}\n",
     );
-    ws.write(
-        "jobs/a.yaml",
-        "jobs:\n  flaky:\n    task: site.flaky.apply\n    targets: [a, b]\n",
-    );
+    ws.write("jobs/a.yaml", "jobs:\n  flaky:\n    task: site.flaky.apply\n    targets: [a, b]\n");
     let run = ws.loom(&["run", "flaky"]);
     run.assert_code(1);
     assert!(run.stdout.contains("ok      a"), "{}", run.stdout);
     assert!(run.stdout.contains("FAILED  b"), "{}", run.stdout);
-    assert!(
-        run.stdout
-            .contains("exited with code 3 on node `b`: broken"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("tasks/site/flaky.rhai:2:"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("flaky: 1 ok, 1 failed"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("exited with code 3 on node `b`: broken"), "{}", run.stdout);
+    assert!(run.stdout.contains("tasks/site/flaky.rhai:2:"), "{}", run.stdout);
+    assert!(run.stdout.contains("flaky: 1 ok, 1 failed"), "{}", run.stdout);
     // --node narrows the run to the healthy node.
     ws.loom(&["run", "flaky", "--node", "a"]).assert_code(0);
     let unknown = ws.loom(&["run", "flaky", "--node", "zz"]);
     unknown.assert_code(1);
-    assert!(
-        unknown.stderr.contains("no node named `zz`"),
-        "{}",
-        unknown.stderr
-    );
+    assert!(unknown.stderr.contains("no node named `zz`"), "{}", unknown.stderr);
     let nojob = ws.loom(&["run", "nope"]);
     nojob.assert_code(1);
-    assert!(
-        nojob.stderr.contains("no job named `nope`; jobs: flaky"),
-        "{}",
-        nojob.stderr
-    );
+    assert!(nojob.stderr.contains("no job named `nope`; jobs: flaky"), "{}", nojob.stderr);
 }
 
 #[test]
 fn args_and_kwargs_arrive_as_rhai_values() {
     let ws = Workspace::local("datafile: data.yaml\n");
-    ws.write(
-        "data.yaml",
-        "shared:\n  - &conf {name: web, ports: [80, 443], tls: true, ratio: 0.5}\n",
-    );
+    ws.write("data.yaml", "shared:\n  - &conf {name: web, ports: [80, 443], tls: true, ratio: 0.5}\n");
     let out = ws.path("out.txt");
     ws.write(
         "tasks/site/args.rhai",
@@ -110,15 +77,9 @@ fn kwargs_parameter_gets_an_empty_map_when_the_job_has_none() {
     let out = ws.path("out.txt");
     ws.write(
         "tasks/site/kw.rhai",
-        &format!(
-            "fn apply(ssh, opts) {{ ssh.put_text(`${{opts.len()}}`, \"{}\"); }}\n",
-            out.display()
-        ),
+        &format!("fn apply(ssh, opts) {{ ssh.put_text(`${{opts.len()}}`, \"{}\"); }}\n", out.display()),
     );
-    ws.write(
-        "jobs/a.yaml",
-        "jobs:\n  kw:\n    task: site.kw.apply\n    targets: [local]\n",
-    );
+    ws.write("jobs/a.yaml", "jobs:\n  kw:\n    task: site.kw.apply\n    targets: [local]\n");
     ws.loom(&["run", "kw"]).assert_code(0);
     assert_eq!(ws.read("out.txt"), "0");
 }
@@ -127,67 +88,35 @@ fn kwargs_parameter_gets_an_empty_map_when_the_job_has_none() {
 fn an_endless_loop_is_stopped_by_the_operation_limit() {
     let ws = Workspace::local("task_max_operations: 100000\n");
     ws.write("tasks/site/spin.rhai", "fn apply(ssh) { loop { } }\n");
-    ws.write(
-        "jobs/a.yaml",
-        "jobs:\n  spin:\n    task: site.spin.apply\n    targets: [local]\n",
-    );
+    ws.write("jobs/a.yaml", "jobs:\n  spin:\n    task: site.spin.apply\n    targets: [local]\n");
     let run = ws.loom(&["run", "spin"]);
     run.assert_code(1);
-    assert!(
-        run.stdout
-            .contains("task stopped after task_max_operations (100000)"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("task stopped after task_max_operations (100000)"), "{}", run.stdout);
 }
 
 #[test]
 fn an_endless_loop_is_stopped_by_the_time_limit() {
     let ws = Workspace::local("task_max_time: 1s\n");
-    ws.write(
-        "tasks/site/spin.rhai",
-        "fn apply(ssh) { let i = 0; loop { i += 1; } }\n",
-    );
-    ws.write(
-        "jobs/a.yaml",
-        "jobs:\n  spin:\n    task: site.spin.apply\n    targets: [local]\n",
-    );
+    ws.write("tasks/site/spin.rhai", "fn apply(ssh) { let i = 0; loop { i += 1; } }\n");
+    ws.write("jobs/a.yaml", "jobs:\n  spin:\n    task: site.spin.apply\n    targets: [local]\n");
     let run = ws.loom(&["run", "spin"]);
     run.assert_code(1);
-    assert!(
-        run.stdout
-            .contains("task stopped after running longer than task_max_time (1s)"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("task stopped after running longer than task_max_time (1s)"), "{}", run.stdout);
 }
 
 #[test]
 fn scripts_cannot_reach_files_or_processes_except_through_the_handle() {
     let ws = Workspace::local("");
-    ws.write(
-        "tasks/site/escape.rhai",
-        "fn apply(ssh) { let f = open_file(\"/etc/passwd\"); }\n",
-    );
-    ws.write(
-        "jobs/a.yaml",
-        "jobs:\n  escape:\n    task: site.escape.apply\n    targets: [local]\n",
-    );
+    ws.write("tasks/site/escape.rhai", "fn apply(ssh) { let f = open_file(\"/etc/passwd\"); }\n");
+    ws.write("jobs/a.yaml", "jobs:\n  escape:\n    task: site.escape.apply\n    targets: [local]\n");
     let run = ws.loom(&["run", "escape"]);
     run.assert_code(1);
-    assert!(
-        run.stdout.contains("Function not found: open_file"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("Function not found: open_file"), "{}", run.stdout);
 }
 
 #[test]
 fn nodes_listing_never_shows_passwords() {
-    let ws = Workspace::new(
-        "",
-        "web1:\n  ip: 127.0.0.9\n  user: deploy\n  password: hunter2-secret\n",
-    );
+    let ws = Workspace::new("", "web1:\n  ip: 127.0.0.9\n  user: deploy\n  password: hunter2-secret\n");
     for args in [vec!["nodes"], vec!["nodes", "--json"]] {
         let run = ws.loom(&args);
         run.assert_code(0);

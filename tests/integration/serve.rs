@@ -9,10 +9,7 @@ use crate::harness::{Workspace, wait_for};
 fn fires_every_second_keeps_going_past_a_runaway_script_and_stops_on_sigterm() {
     let ws = Workspace::local("task_max_time: 1s\n");
     let ticks = ws.path("ticks");
-    ws.write(
-        "tasks/site/spin.rhai",
-        "fn apply(ssh) { let i = 0; loop { i += 1; } }\n",
-    );
+    ws.write("tasks/site/spin.rhai", "fn apply(ssh) { let i = 0; loop { i += 1; } }\n");
     ws.write(
         "jobs/a.yaml",
         &format!(
@@ -22,28 +19,15 @@ fn fires_every_second_keeps_going_past_a_runaway_script_and_stops_on_sigterm() {
         ),
     );
     let daemon = ws.serve();
-    let fired = wait_for(Duration::from_secs(20), || {
-        ws.read("ticks").lines().count() >= 4
-    });
+    let fired = wait_for(Duration::from_secs(20), || ws.read("ticks").lines().count() >= 4);
     let (code, log) = daemon.stop();
-    assert!(
-        fired,
-        "tick fired {} times; log:\n{log}",
-        ws.read("ticks").lines().count()
-    );
+    assert!(fired, "tick fired {} times; log:\n{log}", ws.read("ticks").lines().count());
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("loom started"), "{log}");
-    assert!(
-        log.contains("task_max_time"),
-        "the runaway script was not reported:\n{log}"
-    );
+    assert!(log.contains("task_max_time"), "the runaway script was not reported:\n{log}");
     assert!(log.contains("loom stopped"), "{log}");
     // One fire per second: the whole seconds recorded are all different.
-    let seconds: Vec<String> = ws
-        .read("ticks")
-        .lines()
-        .map(|l| l.split('.').next().unwrap().to_string())
-        .collect();
+    let seconds: Vec<String> = ws.read("ticks").lines().map(|l| l.split('.').next().unwrap().to_string()).collect();
     let mut unique = seconds.clone();
     unique.dedup();
     assert_eq!(unique, seconds, "two fires in the same second");
@@ -61,7 +45,8 @@ fn sigterm_waits_for_a_running_fire_to_finish() {
         ),
     );
     let daemon = ws.serve();
-    std::thread::sleep(Duration::from_millis(700));
+    daemon.wait_started();
+    std::thread::sleep(Duration::from_millis(500));
     let (code, log) = daemon.stop();
     assert_eq!(code, Some(0), "{log}");
     assert!(done.exists(), "the running fire was cut short:\n{log}");
@@ -71,7 +56,10 @@ fn sigterm_waits_for_a_running_fire_to_finish() {
 #[test]
 fn serve_refuses_to_start_on_an_invalid_configuration() {
     let ws = Workspace::local("");
-    ws.write("jobs/a.yaml", "jobs:\n  a:\n    task: loom.system.run\n    args: [x]\n    schedule: \"bad\"\n    targets: [local]\n");
+    ws.write(
+        "jobs/a.yaml",
+        "jobs:\n  a:\n    task: loom.system.run\n    args: [x]\n    schedule: \"bad\"\n    targets: [local]\n",
+    );
     let (code, log) = ws.serve().wait();
     assert_eq!(code, Some(1), "{log}");
     assert!(log.contains("bad cron expression"), "{log}");

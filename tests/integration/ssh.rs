@@ -8,19 +8,13 @@ use crate::harness::{Workspace, wait_for};
 
 /// A workspace whose nodes are the fleet's, with one task module `site/t.rhai`.
 fn workspace(fleet: &Fleet, extra_nodes: &str, policy: &str, task: &str) -> Workspace {
-    let ws = Workspace::new(
-        &fleet.ssh_settings(policy),
-        &format!("{}{extra_nodes}", fleet.nodes_yaml()),
-    );
+    let ws = Workspace::new(&fleet.ssh_settings(policy), &format!("{}{extra_nodes}", fleet.nodes_yaml()));
     ws.write("tasks/site/t.rhai", task);
     ws
 }
 
 fn job(name: &str, task: &str, targets: &[&str], extra: &str) -> String {
-    format!(
-        "jobs:\n  {name}:\n    task: {task}\n    targets: [{}]\n{extra}",
-        targets.join(", ")
-    )
+    format!("jobs:\n  {name}:\n    task: {task}\n    targets: [{}]\n{extra}", targets.join(", "))
 }
 
 #[test]
@@ -28,10 +22,8 @@ fn twenty_nodes_succeed_while_a_down_and_a_hanging_node_fail_on_their_own() {
     let mut fleet = Fleet::start(20);
     let out = fleet.shared_dir("out");
     let extra = format!("{}{}", fleet.down_node("down"), fleet.hanging_node("hang"));
-    let task = format!(
-        "fn mark(ssh) {{ ssh.run(`echo \"$(id -un) ${{ssh.node}}\" > {}/${{ssh.node}}`); }}\n",
-        out.display()
-    );
+    let task =
+        format!("fn mark(ssh) {{ ssh.run(`echo \"$(id -un) ${{ssh.node}}\" > {}/${{ssh.node}}`); }}\n", out.display());
     let ws = workspace(&fleet, &extra, "strict", &task);
     let mut targets: Vec<String> = fleet.nodes.iter().map(|n| n.name.clone()).collect();
     targets.push("down".into());
@@ -50,32 +42,17 @@ fn twenty_nodes_succeed_while_a_down_and_a_hanging_node_fail_on_their_own() {
             node.name,
             run.stdout
         );
-        assert!(
-            run.stdout.contains(&format!("ok      {}", node.name)),
-            "{}",
-            run.stdout
-        );
+        assert!(run.stdout.contains(&format!("ok      {}", node.name)), "{}", run.stdout);
     }
     assert!(run.stdout.contains("FAILED  down"), "{}", run.stdout);
     assert!(run.stdout.contains("Connection refused"), "{}", run.stdout);
     assert!(run.stdout.contains("FAILED  hang"), "{}", run.stdout);
-    assert!(
-        run.stdout.contains("failed to connect to node `hang`"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("mark: 20 ok, 2 failed"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("failed to connect to node `hang`"), "{}", run.stdout);
+    assert!(run.stdout.contains("mark: 20 ok, 2 failed"), "{}", run.stdout);
     // Masters stop with the command: no ssh process, no control socket left.
     assert_eq!(fleet.ssh_processes(), 0);
     let leftovers: Vec<_> = std::fs::read_dir(fleet.path("control")).unwrap().collect();
-    assert!(
-        leftovers.is_empty(),
-        "control folders left behind: {leftovers:?}"
-    );
+    assert!(leftovers.is_empty(), "control folders left behind: {leftovers:?}");
 }
 
 #[test]
@@ -87,20 +64,14 @@ fn max_workers_bounds_how_many_nodes_run_at_once() {
         "fn count(ssh) {{ ssh.run(`d={d}; touch $d/run.${{ssh.node}}; ls $d | grep -c '^run\\.' > $d/seen.${{ssh.node}}; sleep 0.3; rm $d/run.${{ssh.node}}`); }}\n",
         d = out.display()
     );
-    let ws = Workspace::new(
-        &format!("max_workers: 2\n{}", fleet.ssh_settings("strict")),
-        &fleet.nodes_yaml(),
-    );
+    let ws = Workspace::new(&format!("max_workers: 2\n{}", fleet.ssh_settings("strict")), &fleet.nodes_yaml());
     ws.write("tasks/site/t.rhai", &task);
     let targets: Vec<&str> = fleet.nodes.iter().map(|n| n.name.as_str()).collect();
     ws.write("jobs/a.yaml", &job("count", "site.t.count", &targets, ""));
     ws.loom(&["run", "count"]).assert_code(0);
     for node in &fleet.nodes {
-        let seen: usize = std::fs::read_to_string(out.join(format!("seen.{}", node.name)))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let seen: usize =
+            std::fs::read_to_string(out.join(format!("seen.{}", node.name))).unwrap().trim().parse().unwrap();
         assert!(seen <= 2, "{} saw {seen} tasks running at once", node.name);
     }
 }
@@ -109,54 +80,24 @@ fn max_workers_bounds_how_many_nodes_run_at_once() {
 fn the_daemon_reuses_masters_across_fires_and_replaces_a_dead_one() {
     let fleet = Fleet::start(5);
     let out = fleet.shared_dir("out");
-    let task = format!(
-        "fn tick(ssh) {{ ssh.run(`date +%s.%N >> {}/${{ssh.node}}`); }}\n",
-        out.display()
-    );
+    let task = format!("fn tick(ssh) {{ ssh.run(`date +%s.%N >> {}/${{ssh.node}}`); }}\n", out.display());
     let ws = workspace(&fleet, "", "strict", &task);
     let targets: Vec<&str> = fleet.nodes.iter().map(|n| n.name.as_str()).collect();
-    ws.write(
-        "jobs/a.yaml",
-        &job(
-            "tick",
-            "site.t.tick",
-            &targets,
-            "    schedule: \"* * * * * *\"\n",
-        ),
-    );
-    let fires = |node: &str| {
-        std::fs::read_to_string(out.join(node))
-            .unwrap_or_default()
-            .lines()
-            .count()
-    };
+    ws.write("jobs/a.yaml", &job("tick", "site.t.tick", &targets, "    schedule: \"* * * * * *\"\n"));
+    let fires = |node: &str| std::fs::read_to_string(out.join(node)).unwrap_or_default().lines().count();
 
     let daemon = ws.serve();
-    assert!(
-        wait_for(Duration::from_secs(30), || fleet
-            .nodes
-            .iter()
-            .all(|n| fires(&n.name) >= 3)),
-        "too few fires"
-    );
+    assert!(wait_for(Duration::from_secs(30), || fleet.nodes.iter().all(|n| fires(&n.name) >= 3)), "too few fires");
     // Several fires, one login per node, one master per node.
     for node in &fleet.nodes {
-        assert_eq!(
-            node.logins(),
-            1,
-            "{} was logged into more than once",
-            node.name
-        );
+        assert_eq!(node.logins(), 1, "{} was logged into more than once", node.name);
     }
     assert_eq!(fleet.ssh_processes(), 5);
 
     // Kill one node's master: the next fire notices and opens a new one.
     let n01 = fleet.node("n01");
     let pattern = format!("ssh .*{}", fleet.path("control").display());
-    let masters = std::process::Command::new("pgrep")
-        .args(["-f", &pattern])
-        .output()
-        .unwrap();
+    let masters = std::process::Command::new("pgrep").args(["-f", &pattern]).output().unwrap();
     let pid = String::from_utf8_lossy(&masters.stdout)
         .lines()
         .find(|pid| {
@@ -166,10 +107,7 @@ fn the_daemon_reuses_masters_across_fires_and_replaces_a_dead_one() {
         })
         .expect("a master for n01")
         .to_string();
-    std::process::Command::new("kill")
-        .args(["-9", &pid])
-        .status()
-        .unwrap();
+    std::process::Command::new("kill").args(["-9", &pid]).status().unwrap();
     let before = fires("n01");
     assert!(
         wait_for(Duration::from_secs(20), || fires("n01") >= before + 2),
@@ -180,16 +118,8 @@ fn the_daemon_reuses_masters_across_fires_and_replaces_a_dead_one() {
     let (code, log) = daemon.stop();
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("ssh master is gone; reconnecting"), "{log}");
-    assert_eq!(
-        fleet.ssh_processes(),
-        0,
-        "masters left running after the daemon stopped"
-    );
-    let first = log
-        .lines()
-        .filter(|l| l.contains("fire finished"))
-        .take(2)
-        .collect::<Vec<_>>();
+    assert_eq!(fleet.ssh_processes(), 0, "masters left running after the daemon stopped");
+    let first = log.lines().filter(|l| l.contains("fire finished")).take(2).collect::<Vec<_>>();
     eprintln!("first two fires (cold, then warm):\n{}", first.join("\n"));
 }
 
@@ -214,71 +144,32 @@ fn password_authentication_keeps_the_password_out_of_sight() {
         d = out.display()
     );
     ws.write("tasks/site/t.rhai", &task);
-    ws.write(
-        "jobs/a.yaml",
-        &job(
-            "who",
-            "site.t.who",
-            &["pw"],
-            "    schedule: \"*/2 * * * * *\"\n",
-        ),
-    );
+    ws.write("jobs/a.yaml", &job("who", "site.t.who", &["pw"], "    schedule: \"*/2 * * * * *\"\n"));
 
     let daemon = ws.serve();
-    assert!(
-        wait_for(Duration::from_secs(20), || out.join("sudo-who").exists()),
-        "the task never ran"
-    );
-    let processes = String::from_utf8_lossy(
-        &std::process::Command::new("ps")
-            .args(["-eo", "args"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .into_owned();
+    assert!(wait_for(Duration::from_secs(20), || out.join("sudo-who").exists()), "the task never ran");
+    let processes =
+        String::from_utf8_lossy(&std::process::Command::new("ps").args(["-eo", "args"]).output().unwrap().stdout)
+            .into_owned();
     let (code, log) = daemon.stop();
     assert_eq!(code, Some(0), "{log}");
-    assert_eq!(
-        std::fs::read_to_string(out.join("who")).unwrap().trim(),
-        PASSWORD_USER
-    );
+    assert_eq!(std::fs::read_to_string(out.join("who")).unwrap().trim(), PASSWORD_USER);
     // sudo asked for the password and got it over stdin.
-    assert_eq!(
-        std::fs::read_to_string(out.join("sudo-who"))
-            .unwrap()
-            .trim(),
-        "root"
-    );
-    assert!(
-        !processes.contains(PASSWORD),
-        "the password is in the process list"
-    );
+    assert_eq!(std::fs::read_to_string(out.join("sudo-who")).unwrap().trim(), "root");
+    assert!(!processes.contains(PASSWORD), "the password is in the process list");
     assert!(!log.contains(PASSWORD), "the password is in the log");
     let listed = ws.loom(&["nodes", "--json"]);
     assert!(!listed.all().contains(PASSWORD));
     let leftovers = walk(&fleet.path("control"));
-    assert!(
-        leftovers.iter().all(|f| !f.ends_with("askpass")),
-        "password file left behind: {leftovers:?}"
-    );
+    assert!(leftovers.iter().all(|f| !f.ends_with("askpass")), "password file left behind: {leftovers:?}");
 
     // A wrong password is a clear per-node failure naming the node.
-    let wrong = nodes.replace(
-        &format!(
-            "\"{}\"",
-            PASSWORD.replace('\\', "\\\\").replace('"', "\\\"")
-        ),
-        "wrong-password",
-    );
+    let wrong =
+        nodes.replace(&format!("\"{}\"", PASSWORD.replace('\\', "\\\\").replace('"', "\\\"")), "wrong-password");
     ws.write("nodes.yaml", &wrong);
     let run = ws.loom(&["run", "who"]);
     run.assert_code(1);
-    assert!(
-        run.stdout.contains("failed to log in to node `pw`"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("failed to log in to node `pw`"), "{}", run.stdout);
     assert!(run.stdout.contains("Permission denied"), "{}", run.stdout);
 }
 
@@ -302,12 +193,7 @@ fn agent_and_ssh_config_authentication() {
     let (n1, n2) = (&fleet.nodes[0], &fleet.nodes[1]);
     // n1: no identity in the manifest; the key is in an ssh-agent.
     let agent_socket = fleet.path("agent.sock");
-    let agent = std::process::Command::new("ssh-agent")
-        .arg("-D")
-        .arg("-a")
-        .arg(&agent_socket)
-        .spawn()
-        .unwrap();
+    let agent = std::process::Command::new("ssh-agent").arg("-D").arg("-a").arg(&agent_socket).spawn().unwrap();
     struct Kill(std::process::Child);
     impl Drop for Kill {
         fn drop(&mut self) {
@@ -322,11 +208,7 @@ fn agent_and_ssh_config_authentication() {
         .env("SSH_AUTH_SOCK", &agent_socket)
         .output()
         .unwrap();
-    assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
-    );
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
     // n2: only a name; address, port, user and key come from the ssh_config file.
     std::fs::write(
         &fleet.ssh_config,
@@ -339,38 +221,18 @@ fn agent_and_ssh_config_authentication() {
         ),
     )
     .unwrap();
-    let nodes = format!(
-        "agent:\n  ip: {}\n  port: {}\n  user: {}\ncfgnode: {{}}\n",
-        n1.address,
-        n1.port,
-        sshd::key_user()
-    );
+    let nodes =
+        format!("agent:\n  ip: {}\n  port: {}\n  user: {}\ncfgnode: {{}}\n", n1.address, n1.port, sshd::key_user());
     let ws = Workspace::new(&fleet.ssh_settings("strict"), &nodes);
-    ws.write(
-        "tasks/site/t.rhai",
-        &format!(
-            "fn mark(ssh) {{ ssh.run(`touch {}/${{ssh.node}}`); }}\n",
-            out.display()
-        ),
-    );
-    ws.write(
-        "jobs/a.yaml",
-        &job("mark", "site.t.mark", &["agent", "cfgnode"], ""),
-    );
-    let run = ws.loom_env(
-        &["run", "mark"],
-        &[("SSH_AUTH_SOCK", agent_socket.to_str().unwrap())],
-    );
+    ws.write("tasks/site/t.rhai", &format!("fn mark(ssh) {{ ssh.run(`touch {}/${{ssh.node}}`); }}\n", out.display()));
+    ws.write("jobs/a.yaml", &job("mark", "site.t.mark", &["agent", "cfgnode"], ""));
+    let run = ws.loom_env(&["run", "mark"], &[("SSH_AUTH_SOCK", agent_socket.to_str().unwrap())]);
     run.assert_code(0);
     assert!(out.join("agent").exists() && out.join("cfgnode").exists());
     // Without the agent, the node with no identity cannot log in.
     let run = ws.loom(&["run", "mark", "--node", "agent"]);
     run.assert_code(1);
-    assert!(
-        run.stdout.contains("failed to log in to node `agent`"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("failed to log in to node `agent`"), "{}", run.stdout);
 }
 
 #[test]
@@ -392,33 +254,15 @@ fn host_keys_are_checked_by_policy() {
     // A node known_hosts has never seen.
     fleet.add_node("fresh", Some(&other_key));
 
-    let task = format!(
-        "fn mark(ssh) {{ ssh.run(`touch {}/${{ssh.node}}`); }}\n",
-        out.display()
-    );
+    let task = format!("fn mark(ssh) {{ ssh.run(`touch {}/${{ssh.node}}`); }}\n", out.display());
     for policy in ["strict", "accept-new"] {
         let ws = workspace(&fleet, "", policy, &task);
-        ws.write(
-            "jobs/a.yaml",
-            &job("mark", "site.t.mark", &["n01", "changed"], ""),
-        );
+        ws.write("jobs/a.yaml", &job("mark", "site.t.mark", &["n01", "changed"], ""));
         let run = ws.loom(&["run", "mark"]);
         run.assert_code(1);
-        assert!(
-            run.stdout.contains("ok      n01"),
-            "{policy}: {}",
-            run.stdout
-        );
-        assert!(
-            run.stdout.contains("refused node `changed`"),
-            "{policy}: {}",
-            run.stdout
-        );
-        assert!(
-            run.stdout.contains("host key has changed"),
-            "{policy}: {}",
-            run.stdout
-        );
+        assert!(run.stdout.contains("ok      n01"), "{policy}: {}", run.stdout);
+        assert!(run.stdout.contains("refused node `changed`"), "{policy}: {}", run.stdout);
+        assert!(run.stdout.contains("host key has changed"), "{policy}: {}", run.stdout);
         assert!(!out.join("changed").exists());
     }
     // Unknown host: refused under strict, recorded and accepted under accept-new.
@@ -426,21 +270,13 @@ fn host_keys_are_checked_by_policy() {
     ws.write("jobs/a.yaml", &job("mark", "site.t.mark", &["fresh"], ""));
     let run = ws.loom(&["run", "mark"]);
     run.assert_code(1);
-    assert!(
-        run.stdout
-            .contains("not in known_hosts and host_key_checking is strict"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("not in known_hosts and host_key_checking is strict"), "{}", run.stdout);
     let ws = workspace(&fleet, "", "accept-new", &task);
     ws.write("jobs/a.yaml", &job("mark", "site.t.mark", &["fresh"], ""));
     ws.loom(&["run", "mark"]).assert_code(0);
     let fresh = fleet.node("fresh");
     let recorded = std::fs::read_to_string(&fleet.known_hosts).unwrap();
-    assert!(
-        recorded.contains(&format!("[{}]:{}", fresh.address, fresh.port)),
-        "{recorded}"
-    );
+    assert!(recorded.contains(&format!("[{}]:{}", fresh.address, fresh.port)), "{recorded}");
 }
 
 #[test]
@@ -448,9 +284,7 @@ fn run_sudo_and_file_transfers_through_the_handle() {
     let fleet = Fleet::start(1);
     let out = fleet.shared_dir("out");
     // 3 MiB of every byte value, to be moved byte for byte.
-    let blob: Vec<u8> = (0..3 * 1024 * 1024u32)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
+    let blob: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
     let local = fleet.path("blob.bin");
     std::fs::write(&local, &blob).unwrap();
     let back = fleet.path("blob.back");
@@ -479,71 +313,33 @@ fn run_sudo_and_file_transfers_through_the_handle() {
     let run = ws.loom(&["run", "files"]);
     // The last command fails the task: exit 1, and the message says what and where.
     run.assert_code(1);
+    assert!(run.stdout.contains("`false` exited with code 1 on node `n01`"), "{}", run.stdout);
     assert!(
-        run.stdout
-            .contains("`false` exited with code 1 on node `n01`"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains(&format!(
-            "node=n01 host={} user={}",
-            fleet.nodes[0].address,
-            sshd::key_user()
-        )),
+        run.stdout.contains(&format!("node=n01 host={} user={}", fleet.nodes[0].address, sshd::key_user())),
         "{}",
         run.stdout
     );
     if sshd::is_root() {
-        assert_eq!(
-            std::fs::read_to_string(out.join("sudo-user"))
-                .unwrap()
-                .trim(),
-            "root"
-        );
+        assert_eq!(std::fs::read_to_string(out.join("sudo-user")).unwrap().trim(), "root");
     }
-    assert!(
-        std::fs::read(out.join("blob.bin")).unwrap() == blob,
-        "upload changed the bytes"
-    );
-    assert!(
-        std::fs::read(&back).unwrap() == blob,
-        "download changed the bytes"
-    );
+    assert!(std::fs::read(out.join("blob.bin")).unwrap() == blob, "upload changed the bytes");
+    assert!(std::fs::read(&back).unwrap() == blob, "download changed the bytes");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(out.join("blob.bin"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777,
-        0o640
-    );
-    assert_eq!(
-        std::fs::read_to_string(out.join("text.txt")).unwrap(),
-        "two\nlines"
-    );
+    assert_eq!(std::fs::metadata(out.join("blob.bin")).unwrap().permissions().mode() & 0o777, 0o640);
+    assert_eq!(std::fs::read_to_string(out.join("text.txt")).unwrap(), "two\nlines");
 }
 
 #[test]
 fn output_is_captured_per_node_and_bounded() {
     let fleet = Fleet::start(1);
-    let ws = Workspace::new(
-        &format!("output_limit: 4096\n{}", fleet.ssh_settings("strict")),
-        &fleet.nodes_yaml(),
+    let ws = Workspace::new(&format!("output_limit: 4096\n{}", fleet.ssh_settings("strict")), &fleet.nodes_yaml());
+    ws.write(
+        "tasks/site/t.rhai",
+        "fn noisy(ssh) { ssh.run(\"yes loom | head -c 1000000\"); ssh.run(\"echo after\"); ssh.run(\"false\"); }\n",
     );
-    ws.write("tasks/site/t.rhai", "fn noisy(ssh) { ssh.run(\"yes loom | head -c 1000000\"); ssh.run(\"echo after\"); ssh.run(\"false\"); }\n");
     ws.write("jobs/a.yaml", &job("noisy", "site.t.noisy", &["n01"], ""));
     let run = ws.loom(&["run", "noisy"]);
     run.assert_code(1);
-    assert!(
-        run.stdout.contains("output cut: output_limit reached"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.len() < 20_000,
-        "output not bounded: {} bytes",
-        run.stdout.len()
-    );
+    assert!(run.stdout.contains("output cut: output_limit reached"), "{}", run.stdout);
+    assert!(run.stdout.len() < 20_000, "output not bounded: {} bytes", run.stdout.len());
 }

@@ -12,20 +12,13 @@ use crate::harness::sshd::{self, Fleet};
 const HOSTILE: &str = "it's; $(touch /tmp/loom-pwned) `id` \"q\" \\ $HOME";
 
 fn setup(fleet: &Fleet, jobs: &str) -> Workspace {
-    let ws = Workspace::new(
-        &format!("datafile: data.yaml\n{}", fleet.ssh_settings("strict")),
-        &fleet.nodes_yaml(),
-    );
+    let ws = Workspace::new(&format!("datafile: data.yaml\n{}", fleet.ssh_settings("strict")), &fleet.nodes_yaml());
     ws.write("jobs/a.yaml", jobs);
     ws
 }
 
 fn lines(path: &std::path::Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
+    std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_string).collect()
 }
 
 #[test]
@@ -45,13 +38,7 @@ fn add_sshfs_mount_is_idempotent_and_skips_excluded_nodes() {
             d = dir.display()
         ),
     );
-    fleet.stand_in(
-        "mountpoint",
-        &format!(
-            "test -e {d}/mounted-\"$(basename \"$2\")\"",
-            d = dir.display()
-        ),
-    );
+    fleet.stand_in("mountpoint", &format!("test -e {d}/mounted-\"$(basename \"$2\")\"", d = dir.display()));
     let fstab = dir.join("fstab");
     std::fs::write(&fstab, "# fstab\n").unwrap();
     let mountpoint = dir.join("mnt").join("storage");
@@ -74,20 +61,13 @@ fn add_sshfs_mount_is_idempotent_and_skips_excluded_nodes() {
     );
     assert_eq!(lines(&fstab), vec!["# fstab".to_string(), expected.clone()]);
     assert!(mountpoint.is_dir());
-    assert_eq!(
-        lines(&calls),
-        vec![format!("mount {}", mountpoint.display())]
-    );
+    assert_eq!(lines(&calls), vec![format!("mount {}", mountpoint.display())]);
     // Second run: nothing changes (n02 stays excluded, n01 is already set up).
     let second = ws.loom(&["run", "mountstorage", "-v"]);
     second.assert_code(0);
     assert_eq!(lines(&fstab), vec!["# fstab".to_string(), expected]);
     assert_eq!(lines(&calls).len(), 1, "mounted again: {:?}", lines(&calls));
-    assert!(
-        second.stdout.contains("skipped: node n02 is in excludes"),
-        "{}",
-        second.stdout
-    );
+    assert!(second.stdout.contains("skipped: node n02 is in excludes"), "{}", second.stdout);
 }
 
 #[test]
@@ -112,31 +92,21 @@ fn ensure_line_and_ensure_dir_change_only_what_differs_and_keep_hostile_text_lit
             HOSTILE.replace('\'', "''")
         ),
     );
-    ws.write("tasks/site/t.rhai", "fn echo(ssh, path, text) { ssh.run(`printf '%s\\n' ${quote(text)} > ${quote(path + \".echo\")}`); }\n");
+    ws.write(
+        "tasks/site/t.rhai",
+        "fn echo(ssh, path, text) { ssh.run(`printf '%s\\n' ${quote(text)} > ${quote(path + \".echo\")}`); }\n",
+    );
     for _ in 0..2 {
         ws.loom(&["run", "line"]).assert_code(0);
         ws.loom(&["run", "dir"]).assert_code(0);
     }
     ws.loom(&["run", "echo"]).assert_code(0);
-    assert_eq!(
-        lines(&file),
-        vec![HOSTILE.to_string()],
-        "the line arrived changed or twice"
-    );
-    assert_eq!(
-        lines(&dir.join("conf file.txt.echo")),
-        vec![HOSTILE.to_string()]
-    );
+    assert_eq!(lines(&file), vec![HOSTILE.to_string()], "the line arrived changed or twice");
+    assert_eq!(lines(&dir.join("conf file.txt.echo")), vec![HOSTILE.to_string()]);
     assert!(folder.is_dir());
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(&folder).unwrap().permissions().mode() & 0o777,
-        0o750
-    );
-    assert!(
-        !std::path::Path::new("/tmp/loom-pwned").exists(),
-        "a hostile value ran as a command"
-    );
+    assert_eq!(std::fs::metadata(&folder).unwrap().permissions().mode() & 0o777, 0o750);
+    assert!(!std::path::Path::new("/tmp/loom-pwned").exists(), "a hostile value ran as a command");
 }
 
 #[test]
@@ -151,36 +121,14 @@ fn service_package_script_and_upload() {
     let log = |name: &str| format!("echo \"{name} $(id -un) $*\" >> {}", calls.display());
     fleet.stand_in("systemctl", &log("systemctl"));
     // Installed packages are remembered by a hash of their name (names may hold `/`).
-    let mark = |arg: &str| {
-        format!(
-            "{}/installed-$(printf %s \"{arg}\" | md5sum | cut -c1-8)",
-            dir.display()
-        )
-    };
-    fleet.stand_in(
-        "apt-get",
-        &format!(
-            "{}; shift 2; for p in \"$@\"; do touch {}; done",
-            log("apt-get"),
-            mark("$p")
-        ),
-    );
+    let mark = |arg: &str| format!("{}/installed-$(printf %s \"{arg}\" | md5sum | cut -c1-8)", dir.display());
+    fleet.stand_in("apt-get", &format!("{}; shift 2; for p in \"$@\"; do touch {}; done", log("apt-get"), mark("$p")));
     fleet.stand_in(
         "dpkg-query",
-        &format!(
-            "if [ -e {} ]; then printf 'install ok installed'; else exit 1; fi",
-            mark("$3")
-        ),
+        &format!("if [ -e {} ]; then printf 'install ok installed'; else exit 1; fi", mark("$3")),
     );
     let script = fleet.path("hello.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nprintf '%s|' \"$@\" > {}/script-args\n",
-            dir.display()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&script, format!("#!/bin/sh\nprintf '%s|' \"$@\" > {}/script-args\n", dir.display())).unwrap();
     let uploaded = dir.join("motd");
     let ws = setup(
         &fleet,
@@ -194,37 +142,21 @@ fn service_package_script_and_upload() {
             uploaded.display()
         ),
     );
-    ws.write(
-        "data.yaml",
-        &format!("values:\n  - &hostile '{}'\n", HOSTILE.replace('\'', "''")),
-    );
+    ws.write("data.yaml", &format!("values:\n  - &hostile '{}'\n", HOSTILE.replace('\'', "''")));
     ws.loom(&["run", "svc"]).assert_code(0);
     let bad = ws.loom(&["run", "badsvc"]);
     bad.assert_code(1);
-    assert!(
-        bad.stdout.contains("unknown service action 'explode'"),
-        "{}",
-        bad.stdout
-    );
+    assert!(bad.stdout.contains("unknown service action 'explode'"), "{}", bad.stdout);
     ws.loom(&["run", "pkg"]).assert_code(0);
     ws.loom(&["run", "pkg"]).assert_code(0);
     ws.loom(&["run", "script"]).assert_code(0);
     ws.loom(&["run", "upload"]).assert_code(0);
     let recorded = lines(&calls);
     assert_eq!(recorded[0], "systemctl root restart nginx");
-    assert_eq!(
-        recorded[1],
-        format!("apt-get root install -y curl {HOSTILE}")
-    );
+    assert_eq!(recorded[1], format!("apt-get root install -y curl {HOSTILE}"));
     assert_eq!(recorded.len(), 2, "package installed twice: {recorded:?}");
-    assert_eq!(
-        std::fs::read_to_string(dir.join("script-args")).unwrap(),
-        format!("one|{HOSTILE}|")
-    );
+    assert_eq!(std::fs::read_to_string(dir.join("script-args")).unwrap(), format!("one|{HOSTILE}|"));
     assert_eq!(std::fs::read_to_string(&uploaded).unwrap(), "hello\n");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(&uploaded).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(&uploaded).unwrap().permissions().mode() & 0o777, 0o600);
 }

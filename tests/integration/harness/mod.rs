@@ -25,15 +25,11 @@ pub struct Workspace {
 impl Workspace {
     /// A workspace with the given main-file extras and node manifest.
     pub fn new(main_extra: &str, nodes: &str) -> Workspace {
-        let dir = tempfile::Builder::new()
-            .prefix("loom-test-")
-            .tempdir()
-            .unwrap();
+        let dir = tempfile::Builder::new().prefix("loom-test-").tempdir().unwrap();
         let ws = Workspace { dir };
-        ws.write(
-            "loom.yaml",
-            &format!("nodesfile: nodes.yaml\njobspath: jobs\n{main_extra}"),
-        );
+        // History goes into the workspace, never into the user's ~/.loom.
+        let state = if main_extra.contains("state:") { "" } else { "state: state.db\n" };
+        ws.write("loom.yaml", &format!("nodesfile: nodes.yaml\njobspath: jobs\n{state}{main_extra}"));
         ws.write("nodes.yaml", nodes);
         std::fs::create_dir_all(ws.path("jobs")).unwrap();
         std::fs::create_dir_all(ws.path("tasks")).unwrap();
@@ -74,16 +70,21 @@ impl Workspace {
         loom_env(&all, env)
     }
 
+    /// Starts `loom serve`; its log goes to a file read by `Daemon::log`.
     pub fn serve(&self) -> Daemon {
+        static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = self.path(&format!("daemon-{n}.log"));
         let child = Command::new(loom_bin())
             .args(["serve", "-c", self.config().to_str().unwrap()])
             .env("LOOM_LOG", "info")
+            .env("NO_COLOR", "1")
             .env_remove("SSH_AUTH_SOCK")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        Daemon { child: Some(child) }
+        Daemon { child: Some(child), log }
     }
 }
 
@@ -96,13 +97,7 @@ pub struct Run {
 
 impl Run {
     pub fn assert_code(&self, code: i32) -> &Run {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "exit code; stdout:\n{}\nstderr:\n{}",
-            self.stdout,
-            self.stderr
-        );
+        assert_eq!(self.code, Some(code), "exit code; stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
         self
     }
 
@@ -118,11 +113,7 @@ pub fn loom(args: &[&str]) -> Run {
 /// Runs `loom` with a clean environment for what matters to it (no config, no agent)
 /// plus `env`.
 pub fn loom_env(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = Command::new(loom_bin())
+    let Output { status, stdout, stderr } = Command::new(loom_bin())
         .args(args)
         .current_dir(repo_root())
         .env_remove("LOOM_CONFIG")
@@ -140,18 +131,29 @@ pub fn loom_env(args: &[&str], env: &[(&str, &str)]) -> Run {
 /// A running `loom serve`; killed if the test drops it without stopping it.
 pub struct Daemon {
     child: Option<Child>,
+    log: PathBuf,
 }
 
 impl Daemon {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the daemon has loaded everything and planned its fires.
+    pub fn wait_started(&self) {
+        assert!(
+            wait_for(Duration::from_secs(20), || self.log().contains("loom started")),
+            "not started:\n{}",
+            self.log()
+        );
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }
 
     pub fn signal(&self, name: &str) {
-        Command::new("kill")
-            .args([&format!("-{name}"), &self.pid().to_string()])
-            .status()
-            .unwrap();
+        Command::new("kill").args([&format!("-{name}"), &self.pid().to_string()]).status().unwrap();
     }
 
     /// Sends SIGTERM and waits for the exit; returns (exit code, log).
@@ -162,12 +164,9 @@ impl Daemon {
 
     /// Waits for the daemon to exit by itself; returns (exit code, log).
     pub fn wait(mut self) -> (Option<i32>, String) {
-        let child = self.child.take().unwrap();
-        let output = child.wait_with_output().unwrap();
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        let mut child = self.child.take().unwrap();
+        let status = child.wait().unwrap();
+        (status.code(), self.log())
     }
 }
 

@@ -20,56 +20,35 @@ pub const PASSWORD_USER: &str = "loompass";
 pub const PASSWORD: &str = "Pw-9f3k'x;$(id)";
 
 fn run(program: &str, args: &[&str]) -> bool {
-    Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
 pub fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
 /// The user nodes log in as: the test user when root, else whoever runs the tests.
 pub fn key_user() -> String {
-    if is_root() {
-        KEY_USER.to_string()
-    } else {
-        std::env::var("USER").unwrap_or_default()
-    }
+    if is_root() { KEY_USER.to_string() } else { std::env::var("USER").unwrap_or_default() }
 }
 
 /// One-time machine set-up: test users, sudo rules, sshd's privilege-separation folder.
 fn machine() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
-        assert!(
-            Path::new("/usr/sbin/sshd").exists(),
-            "sshd is missing: run .ci/run, which installs openssh-server"
-        );
+        assert!(Path::new("/usr/sbin/sshd").exists(), "sshd is missing: run .ci/run, which installs openssh-server");
         if !is_root() {
             return;
         }
         std::fs::create_dir_all("/run/sshd").unwrap();
         for user in [KEY_USER, PASSWORD_USER] {
             if !run("id", &[user]) {
-                assert!(
-                    run("useradd", &["-m", "-s", "/bin/sh", user]),
-                    "failed to create test user {user}"
-                );
+                assert!(run("useradd", &["-m", "-s", "/bin/sh", user]), "failed to create test user {user}");
             }
         }
         // A usable (not locked) password field: `*` for the key user, a real one for the other.
         assert!(run("usermod", &["-p", "*", KEY_USER]));
-        let mut chpasswd = Command::new("chpasswd")
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut chpasswd = Command::new("chpasswd").stdin(Stdio::piped()).spawn().unwrap();
         use std::io::Write;
         writeln!(chpasswd.stdin.take().unwrap(), "{PASSWORD_USER}:{PASSWORD}").unwrap();
         assert!(chpasswd.wait().unwrap().success());
@@ -79,11 +58,8 @@ fn machine() {
                  {KEY_USER} ALL=(ALL) NOPASSWD: ALL\n{PASSWORD_USER} ALL=(ALL) ALL\n"
             );
             std::fs::write("/etc/sudoers.d/loom-tests", rules).unwrap();
-            std::fs::set_permissions(
-                "/etc/sudoers.d/loom-tests",
-                std::os::unix::fs::PermissionsExt::from_mode(0o440),
-            )
-            .unwrap();
+            std::fs::set_permissions("/etc/sudoers.d/loom-tests", std::os::unix::fs::PermissionsExt::from_mode(0o440))
+                .unwrap();
         }
     });
 }
@@ -96,11 +72,7 @@ fn next_address() -> String {
 }
 
 fn free_port(address: &str) -> u16 {
-    TcpListener::bind((address, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind((address, 0)).unwrap().local_addr().unwrap().port()
 }
 
 fn keygen(path: &Path) {
@@ -124,9 +96,7 @@ impl SshNode {
     /// How many logins sshd accepted (one per master Loom started).
     pub fn logins(&self) -> usize {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        log.lines()
-            .filter(|l| l.contains("Accepted publickey for") || l.contains("Accepted password for"))
-            .count()
+        log.lines().filter(|l| l.contains("Accepted publickey for") || l.contains("Accepted password for")).count()
     }
 
     pub fn known_hosts_entry(&self, public_key: &str) -> String {
@@ -149,9 +119,7 @@ impl Drop for Fleet {
         // A test that failed half-way may leave masters behind; they would keep the
         // nodes' session processes alive.
         let marker = self.dir.path().display().to_string();
-        let _ = Command::new("pkill")
-            .args(["-f", &format!("^ssh .*{marker}")])
-            .status();
+        let _ = Command::new("pkill").args(["-f", &format!("^ssh .*{marker}")]).status();
     }
 }
 
@@ -170,25 +138,14 @@ pub struct Fleet {
 impl Fleet {
     pub fn start(count: usize) -> Fleet {
         machine();
-        let dir = tempfile::Builder::new()
-            .prefix("loom-fleet-")
-            .tempdir()
-            .unwrap();
+        let dir = tempfile::Builder::new().prefix("loom-fleet-").tempdir().unwrap();
         // The test users must reach authorized_keys, the stand-ins and shared folders.
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         let client_key = dir.path().join("client_key");
         let host_key = dir.path().join("host_key");
         keygen(&client_key);
         keygen(&host_key);
-        std::fs::copy(
-            dir.path().join("client_key.pub"),
-            dir.path().join("authorized_keys"),
-        )
-        .unwrap();
+        std::fs::copy(dir.path().join("client_key.pub"), dir.path().join("authorized_keys")).unwrap();
         std::fs::create_dir_all(dir.path().join("bin")).unwrap();
         let ssh_config = dir.path().join("ssh_config");
         std::fs::write(&ssh_config, "").unwrap();
@@ -223,11 +180,7 @@ impl Fleet {
         let config = self.path(&format!("sshd_{name}.conf"));
         let log = self.path(&format!("sshd_{name}.log"));
         let key = host_key.unwrap_or(&self.host_key);
-        let users = if is_root() {
-            format!("{KEY_USER} {PASSWORD_USER}")
-        } else {
-            key_user()
-        };
+        let users = if is_root() { format!("{KEY_USER} {PASSWORD_USER}") } else { key_user() };
         std::fs::write(
             &config,
             format!(
@@ -252,22 +205,10 @@ impl Fleet {
             .stderr(Stdio::null())
             .spawn()
             .expect("failed to start sshd");
-        let ready = super::wait_for(Duration::from_secs(10), || {
-            TcpStream::connect((address.as_str(), port)).is_ok()
-        });
-        assert!(
-            ready,
-            "sshd for {name} did not start; log:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
+        let ready = super::wait_for(Duration::from_secs(10), || TcpStream::connect((address.as_str(), port)).is_ok());
+        assert!(ready, "sshd for {name} did not start; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
         let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-        let node = SshNode {
-            name: name.to_string(),
-            address,
-            port,
-            log,
-            child: Some(child),
-        };
+        let node = SshNode { name: name.to_string(), address, port, log, child: Some(child) };
         if host_key.is_none() {
             let mut known = std::fs::read_to_string(&self.known_hosts).unwrap();
             known.push_str(&node.known_hosts_entry(&public));
@@ -313,8 +254,7 @@ impl Fleet {
     pub fn shared_dir(&self, name: &str) -> PathBuf {
         let path = self.path(name);
         std::fs::create_dir_all(&path).unwrap();
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o777))
-            .unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
         path
     }
 
@@ -351,8 +291,7 @@ impl Fleet {
     pub fn stand_in(&self, program: &str, script: &str) {
         let path = self.path(&format!("bin/{program}"));
         std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     }
 
     /// `ssh` processes whose command line mentions this fleet's folder (our masters).
@@ -360,9 +299,6 @@ impl Fleet {
     pub fn ssh_processes(&self) -> usize {
         let out = Command::new("ps").args(["-eo", "args"]).output().unwrap();
         let marker = self.dir.path().display().to_string();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| l.starts_with("ssh ") && l.contains(&marker))
-            .count()
+        String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with("ssh ") && l.contains(&marker)).count()
     }
 }

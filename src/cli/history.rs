@@ -1,0 +1,67 @@
+//! `loom history [JOB]`: past fires from the state store (no daemon needed).
+
+use anyhow::Context;
+
+use super::args::{Cli, Outcome};
+use crate::store::{FireFilter, FireRecord, Store};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only this job's fires
+    pub job: Option<String>,
+    /// Only fires that ran on this node
+    #[arg(short, long)]
+    pub node: Option<String>,
+    /// Only failed, timed-out and interrupted fires
+    #[arg(long)]
+    pub failed: bool,
+    /// How many fires, newest first
+    #[arg(short, long, default_value_t = 20)]
+    pub limit: usize,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub(crate) fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
+    let store = open_store(cli)?;
+    let filter =
+        FireFilter { job: args.job.clone(), node: args.node.clone(), failed_only: args.failed, limit: args.limit };
+    let fires = store.fires(&filter)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&fires)?);
+        return Ok(Outcome::Success);
+    }
+    let rows: Vec<[String; 7]> = fires.iter().map(row).collect();
+    super::table::print(&["FIRE", "JOB", "SCHEDULED", "TRIGGER", "STATUS", "NODES", "TOOK"], &rows);
+    Ok(Outcome::Success)
+}
+
+fn row(fire: &FireRecord) -> [String; 7] {
+    let took = match (fire.started, fire.finished) {
+        (Some(start), Some(end)) => format!("{:.2}s", (end - start).num_milliseconds() as f64 / 1000.0),
+        (Some(_), None) => "running".to_string(),
+        _ => "-".to_string(),
+    };
+    let nodes = if fire.nodes.is_empty() { "-".to_string() } else { format!("{} ok, {} failed", fire.ok, fire.failed) };
+    [
+        fire.id.to_string(),
+        fire.job.clone(),
+        fire.scheduled.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string(),
+        fire.trigger.to_string(),
+        fire.status.to_string(),
+        nodes,
+        took,
+    ]
+}
+
+/// The store named by the configuration, opened for reading.
+pub(crate) fn open_store(cli: &Cli) -> anyhow::Result<Store> {
+    let path = cli.config_path()?;
+    let (config, _) = crate::config::load(&path);
+    let state = &config.settings.state;
+    if !state.exists() {
+        anyhow::bail!("no history yet: {} does not exist (it is made by `loom serve` or `loom run`)", state.display());
+    }
+    Store::open_read_only(state).with_context(|| format!("failed to read the history in {}", state.display()))
+}

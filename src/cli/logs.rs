@@ -1,0 +1,61 @@
+//! `loom logs FIRE`: what each node of a fire did, with its output.
+
+use anyhow::bail;
+
+use super::args::{Cli, Outcome};
+use super::history::open_store;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The fire's number (see `loom history`)
+    pub fire: i64,
+    /// Only this node
+    #[arg(short, long)]
+    pub node: Option<String>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub(crate) fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
+    let store = open_store(cli)?;
+    let Some(fire) = store.fire(args.fire)? else { bail!("no fire {} in the history", args.fire) };
+    let mut results = store.node_results(fire.id)?;
+    if let Some(node) = &args.node {
+        results.retain(|r| &r.node == node);
+        if results.is_empty() {
+            bail!("fire {} has no result for node `{node}`", fire.id);
+        }
+    }
+    if args.json {
+        let value = serde_json::json!({ "fire": fire, "results": results });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(Outcome::Success);
+    }
+    println!(
+        "fire {} of {}: scheduled {}, trigger {}, {}{}",
+        fire.id,
+        fire.job,
+        fire.scheduled.format("%Y-%m-%d %H:%M:%S%.3f UTC"),
+        fire.trigger,
+        fire.status,
+        fire.note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default()
+    );
+    for result in &results {
+        let code = result.exit_code.map(|c| format!(", exit {c}")).unwrap_or_default();
+        println!(
+            "\n== {} attempt {}: {} in {:.2}s{code}",
+            result.node,
+            result.attempt,
+            result.status,
+            result.duration_ms as f64 / 1000.0
+        );
+        if let Some(error) = &result.error {
+            println!("error: {error}");
+        }
+        for line in result.output.lines() {
+            println!("| {line}");
+        }
+    }
+    Ok(Outcome::Success)
+}

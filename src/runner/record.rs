@@ -1,0 +1,106 @@
+//! Writing a fire down: the state store, the job's own log file, the daemon's log.
+//!
+//! Shared by the daemon and `loom run`, so a fire is recorded the same way whoever
+//! started it. A failure to record is logged and never stops the fire: the work on
+//! the nodes matters more than its paperwork.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use chrono::{SecondsFormat, Utc};
+
+use super::fire::{Fire, FireReport};
+use super::node_result::NodeResult;
+use crate::config::Job;
+use crate::store::{NodeRecord, Store};
+
+pub struct Recorder {
+    store: Option<Arc<Store>>,
+    fire_id: Option<i64>,
+    job: Arc<Job>,
+    log: Option<Mutex<std::fs::File>>,
+}
+
+impl Recorder {
+    /// Records the fire as running, before any task starts. `None` means this
+    /// scheduled fire is already in the record and must not run again.
+    pub fn begin(store: Option<&Arc<Store>>, job: &Arc<Job>, fire: &Fire, nodes: &[String]) -> Option<Recorder> {
+        let fire_id = match store.map(|s| s.begin_fire(&fire.job, fire.scheduled, fire.trigger, nodes)) {
+            None => None,
+            Some(Ok(Some(id))) => Some(id),
+            Some(Ok(None)) => {
+                tracing::info!(job = %fire.job, scheduled = %fire.scheduled, "fire already recorded; not running it twice");
+                return None;
+            }
+            Some(Err(err)) => {
+                tracing::error!(job = %fire.job, "failed to record the fire (it runs anyway): {err}");
+                None
+            }
+        };
+        let log = job.log.as_ref().and_then(|path| {
+            if let Some(folder) = path.parent() {
+                let _ = std::fs::create_dir_all(folder);
+            }
+            match std::fs::OpenOptions::new().create(true).append(true).open(path) {
+                Ok(file) => Some(Mutex::new(file)),
+                Err(err) => {
+                    tracing::error!(job = %job.name, "failed to open the job log {}: {err}", path.display());
+                    None
+                }
+            }
+        });
+        Some(Recorder { store: store.cloned(), fire_id, job: Arc::clone(job), log })
+    }
+
+    pub fn fire_id(&self) -> Option<i64> {
+        self.fire_id
+    }
+
+    pub fn node(&self, result: &NodeResult) {
+        if let (Some(store), Some(fire_id)) = (&self.store, self.fire_id) {
+            let record = NodeRecord {
+                fire_id,
+                node: result.node.clone(),
+                attempt: result.attempt,
+                status: result.status,
+                exit_code: result.exit_code,
+                started: result.started,
+                duration_ms: result.duration.as_millis() as u64,
+                error: result.error.clone(),
+                output: result.output.clone(),
+            };
+            if let Err(err) = store.record_node(&record) {
+                tracing::error!(job = %self.job.name, node = %result.node, "failed to record a node result: {err}");
+            }
+        }
+        if let Some(log) = &self.log {
+            let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+            let (job, node) = (&self.job.name, &result.node);
+            let mut text = format!(
+                "{now} job={job} node={node} attempt={} status={} seconds={:.3}",
+                result.attempt,
+                result.status,
+                result.duration.as_secs_f64()
+            );
+            if let Some(error) = &result.error {
+                text.push_str(&format!(" error={error:?}"));
+            }
+            text.push('\n');
+            for line in result.output.lines() {
+                text.push_str(&format!("{now} job={job} node={node} | {line}\n"));
+            }
+            let mut file = log.lock().expect("job log lock");
+            if let Err(err) = file.write_all(text.as_bytes()) {
+                tracing::error!(job = %self.job.name, "failed to write the job log: {err}");
+            }
+        }
+    }
+
+    pub fn finish(&self, report: &FireReport) {
+        if let (Some(store), Some(fire_id)) = (&self.store, self.fire_id)
+            && let Err(err) = store.finish_fire(fire_id, report.status(), None)
+        {
+            tracing::error!(job = %self.job.name, "failed to record the end of a fire: {err}");
+        }
+    }
+}

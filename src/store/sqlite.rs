@@ -1,0 +1,484 @@
+//! The state store: SQLite in WAL mode, one file, schema migrations in the code.
+//!
+//! A fire is written before its tasks start and each node result as it arrives, each
+//! in its own transaction, so a crash loses nothing that was recorded; fires found
+//! `running` at start-up belonged to a daemon that died and become `interrupted`.
+//! (WAL with `synchronous=NORMAL` survives a killed process; only a power loss can
+//! undo the last commits.) Uniqueness of (job, scheduled instant) for scheduled and
+//! catch-up fires is enforced by the database, so the same fire never runs twice.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use super::model::{FireRecord, FireStatus, NodeRecord, NodeStatus, Trigger};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("failed to open the state store {path}: {source}")]
+    Open { path: PathBuf, source: rusqlite::Error },
+    #[error("failed to create the folder for the state store {path}: {source}")]
+    Folder { path: PathBuf, source: std::io::Error },
+    #[error("the state store {path} has schema version {found}, newer than this loom ({supported}); upgrade loom")]
+    TooNew { path: PathBuf, found: i64, supported: i64 },
+    #[error("state store: {0}")]
+    Query(#[from] rusqlite::Error),
+}
+
+/// Schema migrations; `PRAGMA user_version` is how many have run.
+const MIGRATIONS: &[&str] = &[
+    // 1: fires, node results, per-job state.
+    "CREATE TABLE fires (
+        id INTEGER PRIMARY KEY,
+        job TEXT NOT NULL,
+        scheduled INTEGER NOT NULL,
+        trigger TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started INTEGER,
+        finished INTEGER,
+        nodes TEXT NOT NULL DEFAULT '[]',
+        note TEXT
+    );
+    CREATE UNIQUE INDEX fires_identity ON fires(job, scheduled) WHERE trigger IN ('schedule', 'catch-up');
+    CREATE INDEX fires_by_job ON fires(job, id);
+    CREATE INDEX fires_by_status ON fires(status);
+    CREATE TABLE node_results (
+        id INTEGER PRIMARY KEY,
+        fire_id INTEGER NOT NULL REFERENCES fires(id) ON DELETE CASCADE,
+        node TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        exit_code INTEGER,
+        started INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        error TEXT,
+        output TEXT NOT NULL
+    );
+    CREATE INDEX node_results_by_fire ON node_results(fire_id);
+    CREATE TABLE jobs (
+        job TEXT PRIMARY KEY,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        last_scheduled INTEGER
+    );",
+];
+
+pub struct Store {
+    path: PathBuf,
+    connection: Mutex<Connection>,
+}
+
+fn millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+fn instant(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// Filters for `fires`.
+#[derive(Debug, Clone, Default)]
+pub struct FireFilter {
+    pub job: Option<String>,
+    pub node: Option<String>,
+    pub failed_only: bool,
+    pub limit: usize,
+}
+
+impl Store {
+    /// Opens (creating it and its folder if needed) and migrates the store.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(folder)
+                .map_err(|source| StoreError::Folder { path: folder.to_path_buf(), source })?;
+        }
+        let open_error = |source| StoreError::Open { path: path.to_path_buf(), source };
+        let connection = Connection::open(path).map_err(open_error)?;
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+            )
+            .map_err(open_error)?;
+        let store = Store { path: path.to_path_buf(), connection: Mutex::new(connection) };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens an existing store for reading only (the CLI, while a daemon may write).
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+        connection.execute_batch("PRAGMA busy_timeout = 5000;")?;
+        Ok(Store { path: path.to_path_buf(), connection: Mutex::new(connection) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let mut connection = self.connection.lock().expect("store lock");
+        let version: i64 = connection.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let supported = MIGRATIONS.len() as i64;
+        if version > supported {
+            return Err(StoreError::TooNew { path: self.path.clone(), found: version, supported });
+        }
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let transaction = connection.transaction()?;
+            transaction.execute_batch(migration)?;
+            transaction.pragma_update(None, "user_version", index as i64 + 1)?;
+            transaction.commit()?;
+        }
+        Ok(())
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let mut connection = self.connection.lock().expect("store lock");
+        Ok(f(&mut connection)?)
+    }
+
+    /// Marks fires left `running` by a daemon that stopped as `interrupted`, with an
+    /// `interrupted` result for each node that had none. Returns how many.
+    pub fn recover_interrupted(&self) -> Result<usize, StoreError> {
+        let now = millis(Utc::now());
+        self.with(|c| {
+            let transaction = c.transaction()?;
+            let running: Vec<(i64, String)> = {
+                let mut statement = transaction.prepare("SELECT id, nodes FROM fires WHERE status = 'running'")?;
+                statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
+            };
+            for (id, nodes) in &running {
+                let nodes: Vec<String> = serde_json::from_str(nodes).unwrap_or_default();
+                for node in nodes {
+                    transaction.execute(
+                        "INSERT INTO node_results (fire_id, node, attempt, status, started, duration_ms, error, output)
+                         SELECT ?1, ?2, 1, 'interrupted', ?3, 0, 'the daemon stopped while this node ran', ''
+                         WHERE NOT EXISTS (SELECT 1 FROM node_results WHERE fire_id = ?1 AND node = ?2)",
+                        params![id, node, now],
+                    )?;
+                }
+                transaction.execute(
+                    "UPDATE fires SET status = 'interrupted', finished = ?2 WHERE id = ?1",
+                    params![id, now],
+                )?;
+            }
+            transaction.commit()?;
+            Ok(running.len())
+        })
+    }
+
+    /// Records a fire as running, before any of its tasks start. `None` when this
+    /// (job, scheduled instant) was already recorded: it must not run again.
+    pub fn begin_fire(
+        &self,
+        job: &str,
+        scheduled: DateTime<Utc>,
+        trigger: Trigger,
+        nodes: &[String],
+    ) -> Result<Option<i64>, StoreError> {
+        self.insert_fire(job, scheduled, trigger, FireStatus::Running, nodes, None)
+    }
+
+    /// Records a fire that did not run, and why.
+    pub fn record_skipped(
+        &self,
+        job: &str,
+        scheduled: DateTime<Utc>,
+        trigger: Trigger,
+        note: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        self.insert_fire(job, scheduled, trigger, FireStatus::Skipped, &[], Some(note))
+    }
+
+    fn insert_fire(
+        &self,
+        job: &str,
+        scheduled: DateTime<Utc>,
+        trigger: Trigger,
+        status: FireStatus,
+        nodes: &[String],
+        note: Option<&str>,
+    ) -> Result<Option<i64>, StoreError> {
+        let now = millis(Utc::now());
+        let nodes = serde_json::to_string(nodes).expect("names serialize");
+        self.with(|c| {
+            let transaction = c.transaction()?;
+            let inserted = transaction.execute(
+                "INSERT OR IGNORE INTO fires (job, scheduled, trigger, status, started, finished, nodes, note)
+                 VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?4 = 'running' THEN NULL ELSE ?5 END, ?6, ?7)",
+                params![job, millis(scheduled), trigger.as_str(), status.as_str(), now, nodes, note],
+            )?;
+            if inserted == 0 {
+                return Ok(None);
+            }
+            let id = transaction.last_insert_rowid();
+            if matches!(trigger, Trigger::Schedule | Trigger::CatchUp) {
+                transaction.execute(
+                    "INSERT INTO jobs (job, last_scheduled) VALUES (?1, ?2)
+                     ON CONFLICT(job) DO UPDATE SET last_scheduled = max(coalesce(last_scheduled, 0), ?2)",
+                    params![job, millis(scheduled)],
+                )?;
+            }
+            transaction.commit()?;
+            Ok(Some(id))
+        })
+    }
+
+    pub fn record_node(&self, record: &NodeRecord) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO node_results (fire_id, node, attempt, status, exit_code, started, duration_ms, error, output)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    record.fire_id,
+                    record.node,
+                    record.attempt,
+                    record.status.as_str(),
+                    record.exit_code,
+                    millis(record.started),
+                    record.duration_ms as i64,
+                    record.error,
+                    record.output
+                ],
+            )
+            .map(drop)
+        })
+    }
+
+    pub fn finish_fire(&self, id: i64, status: FireStatus, note: Option<&str>) -> Result<(), StoreError> {
+        let now = millis(Utc::now());
+        self.with(|c| {
+            c.execute(
+                "UPDATE fires SET status = ?2, finished = ?3, note = coalesce(?4, note) WHERE id = ?1",
+                params![id, status.as_str(), now, note],
+            )
+            .map(drop)
+        })
+    }
+
+    /// The latest scheduled instant recorded for `job` (fired, caught up or skipped).
+    pub fn last_scheduled(&self, job: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.with(|c| {
+            c.query_row("SELECT last_scheduled FROM jobs WHERE job = ?1", [job], |r| r.get::<_, Option<i64>>(0))
+                .optional()
+                .map(|v| v.flatten().map(instant))
+        })
+    }
+
+    /// Remembers `at` as a job's starting point unless it has one, so a job seen for
+    /// the first time has nothing to catch up.
+    pub fn ensure_job(&self, job: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO jobs (job, last_scheduled) VALUES (?1, ?2)
+                 ON CONFLICT(job) DO UPDATE SET last_scheduled = coalesce(last_scheduled, ?2)",
+                params![job, millis(at)],
+            )
+            .map(drop)
+        })
+    }
+
+    pub fn is_enabled(&self, job: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            c.query_row("SELECT enabled FROM jobs WHERE job = ?1", [job], |r| r.get::<_, bool>(0))
+                .optional()
+                .map(|v| v.unwrap_or(true))
+        })
+    }
+
+    pub fn set_enabled(&self, job: &str, enabled: bool) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO jobs (job, enabled) VALUES (?1, ?2) ON CONFLICT(job) DO UPDATE SET enabled = ?2",
+                params![job, enabled],
+            )
+            .map(drop)
+        })
+    }
+
+    const FIRE_COLUMNS: &'static str = "f.id, f.job, f.scheduled, f.trigger, f.status, f.started, f.finished, f.nodes, f.note,
+        (SELECT count(DISTINCT node) FROM node_results n WHERE n.fire_id = f.id AND n.status = 'ok'),
+        (SELECT count(DISTINCT node) FROM node_results n WHERE n.fire_id = f.id AND n.status <> 'ok'
+            AND NOT EXISTS (SELECT 1 FROM node_results m WHERE m.fire_id = f.id AND m.node = n.node AND m.status = 'ok'))";
+
+    fn fire_row(row: &rusqlite::Row) -> rusqlite::Result<FireRecord> {
+        let nodes: String = row.get(7)?;
+        Ok(FireRecord {
+            id: row.get(0)?,
+            job: row.get(1)?,
+            scheduled: instant(row.get(2)?),
+            trigger: Trigger::parse(&row.get::<_, String>(3)?).unwrap_or(Trigger::Manual),
+            status: FireStatus::parse(&row.get::<_, String>(4)?).unwrap_or(FireStatus::Failed),
+            started: row.get::<_, Option<i64>>(5)?.map(instant),
+            finished: row.get::<_, Option<i64>>(6)?.map(instant),
+            nodes: serde_json::from_str(&nodes).unwrap_or_default(),
+            note: row.get(8)?,
+            ok: row.get(9)?,
+            failed: row.get(10)?,
+        })
+    }
+
+    /// Fires, newest first.
+    pub fn fires(&self, filter: &FireFilter) -> Result<Vec<FireRecord>, StoreError> {
+        let mut sql = format!("SELECT {} FROM fires f WHERE 1 = 1", Self::FIRE_COLUMNS);
+        let mut values: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(job) = &filter.job {
+            sql.push_str(" AND f.job = ?");
+            values.push(job.clone().into());
+        }
+        if let Some(node) = &filter.node {
+            sql.push_str(" AND EXISTS (SELECT 1 FROM node_results n WHERE n.fire_id = f.id AND n.node = ?)");
+            values.push(node.clone().into());
+        }
+        if filter.failed_only {
+            sql.push_str(" AND f.status IN ('failed', 'timed-out', 'interrupted')");
+        }
+        sql.push_str(" ORDER BY f.id DESC LIMIT ?");
+        values.push((filter.limit.max(1) as i64).into());
+        self.with(|c| {
+            let mut statement = c.prepare(&sql)?;
+            let rows = statement.query_map(rusqlite::params_from_iter(values), Self::fire_row)?;
+            rows.collect()
+        })
+    }
+
+    pub fn fire(&self, id: i64) -> Result<Option<FireRecord>, StoreError> {
+        let sql = format!("SELECT {} FROM fires f WHERE f.id = ?1", Self::FIRE_COLUMNS);
+        self.with(|c| c.query_row(&sql, [id], Self::fire_row).optional())
+    }
+
+    /// The last fire of a job that ran (not skipped).
+    pub fn last_fire(&self, job: &str) -> Result<Option<FireRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM fires f WHERE f.job = ?1 AND f.status <> 'skipped' ORDER BY f.id DESC LIMIT 1",
+            Self::FIRE_COLUMNS
+        );
+        self.with(|c| c.query_row(&sql, [job], Self::fire_row).optional())
+    }
+
+    /// A fire's node results, in the order they were recorded.
+    pub fn node_results(&self, fire_id: i64) -> Result<Vec<NodeRecord>, StoreError> {
+        self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT fire_id, node, attempt, status, exit_code, started, duration_ms, error, output
+                 FROM node_results WHERE fire_id = ?1 ORDER BY id",
+            )?;
+            let rows = statement.query_map([fire_id], |r| {
+                Ok(NodeRecord {
+                    fire_id: r.get(0)?,
+                    node: r.get(1)?,
+                    attempt: r.get(2)?,
+                    status: NodeStatus::parse(&r.get::<_, String>(3)?).unwrap_or(NodeStatus::Failed),
+                    exit_code: r.get(4)?,
+                    started: instant(r.get(5)?),
+                    duration_ms: r.get::<_, i64>(6)? as u64,
+                    error: r.get(7)?,
+                    output: r.get(8)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Deletes fires beyond the newest `keep` per job and fires older than `before`
+    /// (running fires are kept). Returns how many fires went.
+    pub fn prune(&self, keep: Option<usize>, before: Option<DateTime<Utc>>) -> Result<usize, StoreError> {
+        self.with(|c| {
+            let transaction = c.transaction()?;
+            let mut removed = 0;
+            if let Some(keep) = keep {
+                removed += transaction.execute(
+                    "DELETE FROM fires WHERE status <> 'running' AND id IN (
+                        SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY job ORDER BY id DESC) AS rank FROM fires)
+                        WHERE rank > ?1)",
+                    [keep as i64],
+                )?;
+            }
+            if let Some(before) = before {
+                removed += transaction.execute(
+                    "DELETE FROM fires WHERE status <> 'running' AND coalesce(finished, started, scheduled) < ?1",
+                    [millis(before)],
+                )?;
+            }
+            transaction.commit()?;
+            Ok(removed)
+        })
+    }
+
+    /// `PRAGMA integrity_check`, for tests and `loom doctor`-style checks.
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        self.with(|c| c.query_row("PRAGMA integrity_check", [], |r| r.get(0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state/loom.db")).unwrap();
+        (dir, store)
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_scheduled_fire_is_recorded_once() {
+        let (_dir, store) = store();
+        let nodes = vec!["a".to_string()];
+        let first = store.begin_fire("job", at("2026-01-01T00:00:00Z"), Trigger::Schedule, &nodes).unwrap();
+        assert!(first.is_some());
+        assert_eq!(store.begin_fire("job", at("2026-01-01T00:00:00Z"), Trigger::CatchUp, &nodes).unwrap(), None);
+        // Manual runs are never duplicates of anything.
+        assert!(store.begin_fire("job", at("2026-01-01T00:00:00Z"), Trigger::Manual, &nodes).unwrap().is_some());
+        assert_eq!(store.last_scheduled("job").unwrap(), Some(at("2026-01-01T00:00:00Z")));
+    }
+
+    #[test]
+    fn running_fires_become_interrupted_with_a_result_per_missing_node() {
+        let (_dir, store) = store();
+        let nodes = vec!["a".to_string(), "b".to_string()];
+        let id = store.begin_fire("job", at("2026-01-01T00:00:00Z"), Trigger::Schedule, &nodes).unwrap().unwrap();
+        store
+            .record_node(&NodeRecord {
+                fire_id: id,
+                node: "a".into(),
+                attempt: 1,
+                status: NodeStatus::Ok,
+                exit_code: Some(0),
+                started: Utc::now(),
+                duration_ms: 5,
+                error: None,
+                output: "hi\n".into(),
+            })
+            .unwrap();
+        assert_eq!(store.recover_interrupted().unwrap(), 1);
+        let fire = store.fire(id).unwrap().unwrap();
+        assert_eq!(fire.status, FireStatus::Interrupted);
+        let results = store.node_results(id).unwrap();
+        assert_eq!(results.len(), 2);
+        assert_eq!(results[1].node, "b");
+        assert_eq!(results[1].status, NodeStatus::Interrupted);
+        assert_eq!(store.integrity_check().unwrap(), "ok");
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_fires_per_job() {
+        let (_dir, store) = store();
+        for minute in 0..5 {
+            let id = store
+                .begin_fire("job", at(&format!("2026-01-01T00:0{minute}:00Z")), Trigger::Schedule, &[])
+                .unwrap()
+                .unwrap();
+            store.finish_fire(id, FireStatus::Ok, None).unwrap();
+        }
+        assert_eq!(store.prune(Some(2), None).unwrap(), 3);
+        let left = store.fires(&FireFilter { limit: 10, ..FireFilter::default() }).unwrap();
+        assert_eq!(left.len(), 2);
+        assert_eq!(left[0].scheduled, at("2026-01-01T00:04:00Z"));
+    }
+}

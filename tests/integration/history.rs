@@ -1,0 +1,272 @@
+//! Run tracking against the real daemon and binary: catch-up after downtime,
+//! interrupted fires after `kill -9`, overlap policies, timeouts, retries, per-job
+//! logs, retention, and the history/logs commands.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Timelike, Utc};
+use serde_json::Value;
+
+use crate::harness::{Workspace, wait_for};
+
+fn history(ws: &Workspace, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["history", "--json", "--limit", "1000"];
+    all.extend_from_slice(args);
+    let run = ws.loom(&all);
+    run.assert_code(0);
+    serde_json::from_str::<Value>(&run.stdout).unwrap().as_array().unwrap().clone()
+}
+
+fn logs(ws: &Workspace, fire: i64) -> Value {
+    let run = ws.loom(&["logs", &fire.to_string(), "--json"]);
+    run.assert_code(0);
+    serde_json::from_str(&run.stdout).unwrap()
+}
+
+fn db(ws: &Workspace) -> rusqlite::Connection {
+    rusqlite::Connection::open(ws.path("state.db")).unwrap()
+}
+
+fn time(value: &Value) -> DateTime<Utc> {
+    value.as_str().unwrap().parse().unwrap()
+}
+
+fn start_and_wait(ws: &Workspace) -> crate::harness::Daemon {
+    let daemon = ws.serve();
+    daemon.wait_started();
+    daemon
+}
+
+#[test]
+fn catch_up_runs_none_the_latest_or_all_missed_fires_once() {
+    let ws = Workspace::local("");
+    let job = |name: &str, policy: &str| {
+        format!(
+            "  {name}:\n    task: loom.system.run\n    args: [\"true\"]\n    schedule: \"0 * * * *\"\n    catchup: {policy}\n    targets: [local]\n"
+        )
+    };
+    ws.write("jobs/a.yaml", &format!("jobs:\n{}{}{}", job("none", "none"), job("latest", "latest"), job("all", "all")));
+    // First start records the jobs; then pretend the daemon was down for two hours.
+    let (code, log) = start_and_wait(&ws).stop();
+    assert_eq!(code, Some(0), "{log}");
+    let now = Utc::now();
+    let top_of_hour = now.with_minute(0).unwrap().with_second(0).unwrap().with_nanosecond(0).unwrap();
+    let last = top_of_hour - chrono::Duration::hours(2);
+    db(&ws).execute("UPDATE jobs SET last_scheduled = ?1", [last.timestamp_millis()]).unwrap();
+
+    for _ in 0..2 {
+        // Started twice: the second start must not run the same fires again.
+        let daemon = start_and_wait(&ws);
+        assert!(wait_for(Duration::from_secs(20), || {
+            let fires = history(&ws, &[]);
+            fires.len() >= 3 && fires.iter().all(|f| f["status"] != "running")
+        }));
+        let (code, log) = daemon.stop();
+        assert_eq!(code, Some(0), "{log}");
+    }
+    let fires = history(&ws, &[]);
+    let of = |job: &str| -> Vec<DateTime<Utc>> {
+        let mut at: Vec<_> = fires.iter().filter(|f| f["job"] == job).map(|f| time(&f["scheduled"])).collect();
+        at.sort();
+        at
+    };
+    assert!(fires.iter().all(|f| f["trigger"] == "catch-up" && f["status"] == "ok"), "{fires:#?}");
+    assert_eq!(of("none"), Vec::<DateTime<Utc>>::new());
+    assert_eq!(of("latest"), vec![top_of_hour]);
+    assert_eq!(of("all"), vec![top_of_hour - chrono::Duration::hours(1), top_of_hour]);
+}
+
+#[test]
+fn kill_9_mid_fire_leaves_an_interrupted_fire_and_loses_nothing() {
+    let ws = Workspace::new("", "a:\n  local: true\nb:\n  local: true\n");
+    ws.write(
+        "jobs/a.yaml",
+        "jobs:\n  quick:\n    task: loom.system.run\n    args: [\"echo earlier\"]\n    targets: [a]\n  \
+         slow:\n    task: site.t.slow\n    schedule: \"@reboot\"\n    targets: [a, b]\n",
+    );
+    ws.write(
+        "tasks/site/t.rhai",
+        "fn slow(ssh) { if ssh.node == \"a\" { ssh.run(\"echo fast\"); } else { ssh.run(\"sleep 27.5\"); } }\n",
+    );
+    ws.loom(&["run", "quick"]).assert_code(0);
+    let daemon = start_and_wait(&ws);
+    assert!(wait_for(Duration::from_secs(20), || {
+        history(&ws, &["slow"]).first().is_some_and(|f| f["status"] == "running" && f["ok"] == 1)
+    }));
+    daemon.signal("KILL");
+    let (_, _) = daemon.wait();
+    let _ = std::process::Command::new("pkill").args(["-f", "sleep 27.5"]).status();
+
+    let (code, log) = start_and_wait(&ws).stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("marked interrupted"), "{log}");
+    let slow = history(&ws, &["slow"]);
+    let interrupted = slow.iter().find(|f| f["status"] == "interrupted").expect("an interrupted fire");
+    let detail = logs(&ws, interrupted["id"].as_i64().unwrap());
+    let results = detail["results"].as_array().unwrap();
+    let status = |node: &str| results.iter().find(|r| r["node"] == node).unwrap()["status"].clone();
+    assert_eq!(status("a"), "ok");
+    assert_eq!(status("b"), "interrupted");
+    let quick = history(&ws, &["quick"]);
+    assert_eq!(quick.len(), 1);
+    assert_eq!(quick[0]["status"], "ok");
+    let check: String = db(&ws).query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok");
+}
+
+#[test]
+fn overlap_skip_records_skipped_fires() {
+    let ws = Workspace::local("");
+    ws.write(
+        "jobs/a.yaml",
+        "jobs:\n  slow:\n    task: loom.system.run\n    args: [\"sleep 2.2\"]\n    schedule: \"* * * * * *\"\n    targets: [local]\n",
+    );
+    let daemon = start_and_wait(&ws);
+    assert!(wait_for(Duration::from_secs(30), || {
+        let fires = history(&ws, &[]);
+        fires.iter().filter(|f| f["status"] == "skipped").count() >= 2 && fires.iter().any(|f| f["status"] == "ok")
+    }));
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+    let fires = history(&ws, &[]);
+    let skipped = fires.iter().find(|f| f["status"] == "skipped").unwrap();
+    assert!(skipped["note"].as_str().unwrap().contains("previous fire was still running"), "{skipped}");
+    // The fires that ran never overlapped.
+    let mut ran: Vec<(DateTime<Utc>, DateTime<Utc>)> =
+        fires.iter().filter(|f| f["status"] == "ok").map(|f| (time(&f["started"]), time(&f["finished"]))).collect();
+    ran.sort();
+    for pair in ran.windows(2) {
+        assert!(pair[1].0 >= pair[0].1, "fires overlapped: {pair:?}");
+    }
+}
+
+#[test]
+fn overlap_queue_runs_the_waiting_fires_in_order() {
+    let ws = Workspace::local("");
+    let order = ws.path("order");
+    ws.write(
+        "jobs/a.yaml",
+        "jobs:\n  queued:\n    task: site.t.note\n    schedule: \"*/1 * * * * *\"\n    overlap: queue\n    targets: [local]\n",
+    );
+    ws.write(
+        "tasks/site/t.rhai",
+        &format!("fn note(ssh) {{ ssh.run(\"sleep 1.6; date +%s%N >> {}\"); }}\n", order.display()),
+    );
+    let daemon = start_and_wait(&ws);
+    assert!(wait_for(Duration::from_secs(30), || ws.read("order").lines().count() >= 3));
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+    let fires = history(&ws, &[]);
+    let mut ran: Vec<(DateTime<Utc>, DateTime<Utc>, DateTime<Utc>)> = fires
+        .iter()
+        .filter(|f| f["status"] == "ok")
+        .map(|f| (time(&f["started"]), time(&f["finished"]), time(&f["scheduled"])))
+        .collect();
+    assert!(ran.len() >= 3);
+    ran.sort();
+    for pair in ran.windows(2) {
+        assert!(pair[1].0 >= pair[0].1, "queued fires overlapped: {pair:?}");
+        assert!(pair[1].2 > pair[0].2, "queued fires ran out of order: {pair:?}");
+    }
+    // Fires still waiting when the daemon stopped are on record, not lost.
+    assert!(
+        fires.iter().any(|f| f["status"] == "skipped" && f["note"].as_str().unwrap().contains("daemon stopped")),
+        "{fires:#?}"
+    );
+}
+
+#[test]
+fn timeouts_and_retries_are_recorded_with_attempt_numbers() {
+    let ws = Workspace::new("", "a:\n  local: true\nb:\n  local: true\n");
+    let counter = ws.path("counter");
+    ws.write(
+        "tasks/site/t.rhai",
+        &format!(
+            "fn flaky(ssh) {{ ssh.run(\"echo x >> {c}; test $(wc -l < {c}) -ge 2\"); }}\nfn fail(ssh) {{ ssh.run(\"echo nope >&2; exit 3\"); }}\n",
+            c = counter.display()
+        ),
+    );
+    ws.write(
+        "jobs/a.yaml",
+        "jobs:\n  \
+         hang:\n    task: loom.system.run\n    args: [\"sleep 30\"]\n    node_timeout: 1s\n    targets: [a]\n  \
+         whole:\n    task: loom.system.run\n    args: [\"sleep 30\"]\n    timeout: 1s\n    targets: [a, b]\n  \
+         fail:\n    task: site.t.fail\n    retries: 2\n    retry_delay: 100ms\n    targets: [a]\n  \
+         flaky:\n    task: site.t.flaky\n    retries: 3\n    retry_delay: 100ms\n    targets: [a]\n",
+    );
+    let run = ws.loom(&["run", "hang"]);
+    run.assert_code(1);
+    assert!(run.stdout.contains("TIMED-OUT a"), "{}", run.stdout);
+    assert!(run.stdout.contains("stopped after node_timeout (1s)"), "{}", run.stdout);
+    let run = ws.loom(&["run", "whole"]);
+    run.assert_code(1);
+    assert!(run.stdout.contains("the fire's timeout (1s) was reached"), "{}", run.stdout);
+    ws.loom(&["run", "fail"]).assert_code(1);
+    let run = ws.loom(&["run", "flaky"]);
+    run.assert_code(0);
+    assert!(run.stdout.contains("ok      a  ") && run.stdout.contains("(attempt 2)"), "{}", run.stdout);
+
+    let status_of = |job: &str| history(&ws, &[job])[0].clone();
+    assert_eq!(status_of("hang")["status"], "failed");
+    assert_eq!(status_of("whole")["status"], "timed-out");
+    let hang = logs(&ws, status_of("hang")["id"].as_i64().unwrap());
+    assert_eq!(hang["results"][0]["status"], "timed-out");
+    let fail = logs(&ws, status_of("fail")["id"].as_i64().unwrap());
+    let attempts: Vec<(i64, String, i64)> = fail["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["attempt"].as_i64().unwrap(),
+                r["status"].as_str().unwrap().to_string(),
+                r["exit_code"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(attempts, vec![(1, "failed".into(), 3), (2, "failed".into(), 3), (3, "failed".into(), 3)]);
+    let flaky = logs(&ws, status_of("flaky")["id"].as_i64().unwrap());
+    assert_eq!(flaky["results"].as_array().unwrap().len(), 2);
+    assert_eq!(status_of("flaky")["status"], "ok");
+    // The text forms.
+    let text = ws.loom(&["logs", &status_of("fail")["id"].to_string(), "--node", "a"]);
+    text.assert_code(0);
+    assert!(text.stdout.contains("== a attempt 3: failed"), "{}", text.stdout);
+    assert!(text.stdout.contains("exit 3"), "{}", text.stdout);
+    let failed = ws.loom(&["history", "--failed"]);
+    assert!(failed.stdout.contains("fail") && !failed.stdout.contains("flaky"), "{}", failed.stdout);
+    let jobs = ws.loom(&["jobs"]);
+    assert!(jobs.stdout.contains("ok ") && jobs.stdout.contains("(fire"), "{}", jobs.stdout);
+}
+
+#[test]
+fn a_job_log_gets_each_nodes_output_with_time_job_and_node() {
+    let ws = Workspace::local("");
+    ws.write(
+        "jobs/a.yaml",
+        "jobs:\n  hello:\n    task: loom.system.run\n    args: [\"echo hello from $(hostname)\"]\n    log: logs/hello.log\n    targets: [local]\n",
+    );
+    ws.loom(&["run", "hello"]).assert_code(0);
+    ws.loom(&["run", "hello"]).assert_code(0);
+    let log = ws.read("logs/hello.log");
+    let status_lines = log.lines().filter(|l| l.contains("job=hello node=local attempt=1 status=ok")).count();
+    assert_eq!(status_lines, 2, "{log}");
+    let output = log.lines().find(|l| l.contains("| hello from")).unwrap_or_else(|| panic!("{log}"));
+    assert!(output.starts_with(&Utc::now().format("%Y-").to_string()), "{output}");
+    assert!(output.contains("job=hello node=local | hello from"), "{output}");
+}
+
+#[test]
+fn retention_prunes_old_fires_when_the_daemon_starts() {
+    let ws = Workspace::local("retention:\n  fires: 2\n");
+    ws.write("jobs/a.yaml", "jobs:\n  hello:\n    task: loom.system.run\n    args: [\"true\"]\n    targets: [local]\n");
+    for _ in 0..4 {
+        ws.loom(&["run", "hello"]).assert_code(0);
+    }
+    assert_eq!(history(&ws, &[]).len(), 4);
+    let daemon = start_and_wait(&ws);
+    assert!(wait_for(Duration::from_secs(20), || history(&ws, &[]).len() == 2));
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("pruned old history"), "{log}");
+}
