@@ -275,20 +275,17 @@ impl NodeTask {
     }
 }
 
+/// Logs a node's result and output inside a `node{job, node}` span, so filters such
+/// as `loom::output[node{job=backup}]=info` select one job's or node's lines.
 fn log_result(job: &str, result: &NodeResult) {
+    let span = tracing::info_span!(target: "loom::output", "node", job, node = %result.node, attempt = result.attempt);
+    let _entered = span.enter();
     let seconds = result.duration.as_secs_f64();
     for line in result.output.lines() {
-        tracing::info!(target: "loom::output", job, node = %result.node, "{line}");
+        tracing::info!(target: "loom::output", "{line}");
     }
     match &result.error {
-        None => tracing::info!(job, node = %result.node, attempt = result.attempt, seconds, "node ok"),
-        Some(error) => tracing::warn!(
-            job,
-            node = %result.node,
-            attempt = result.attempt,
-            status = %result.status,
-            seconds,
-            "node failed: {error}"
-        ),
+        None => tracing::info!(seconds, "node ok"),
+        Some(error) => tracing::warn!(status = %result.status, seconds, "node failed: {error}"),
     }
 }

@@ -64,3 +64,19 @@ fn serve_refuses_to_start_on_an_invalid_configuration() {
     assert_eq!(code, Some(1), "{log}");
     assert!(log.contains("bad cron expression"), "{log}");
 }
+
+#[test]
+fn task_output_in_the_daemon_log_can_be_filtered_by_job() {
+    let ws = Workspace::local("");
+    ws.write(
+        "jobs/a.yaml",
+        "jobs:\n  a:\n    task: loom.system.run\n    args: [\"echo from-a\"]\n    schedule: \"* * * * * *\"\n    targets: [local]\n  \
+         b:\n    task: loom.system.run\n    args: [\"echo from-b\"]\n    schedule: \"* * * * * *\"\n    targets: [local]\n",
+    );
+    let daemon = ws.serve_env(&[("LOOM_LOG", "warn,loom::output[node{job=b}]=info")]);
+    assert!(wait_for(Duration::from_secs(20), || daemon.log().matches("from-b").count() >= 4));
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("node{job=\"b\" node=local"), "{log}");
+    assert!(!log.contains("from-a"), "{log}");
+}

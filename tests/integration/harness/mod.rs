@@ -72,6 +72,10 @@ impl Workspace {
 
     /// Starts `loom serve`; its log goes to a file read by `Daemon::log`.
     pub fn serve(&self) -> Daemon {
+        self.serve_env(&[])
+    }
+
+    pub fn serve_env(&self, env: &[(&str, &str)]) -> Daemon {
         static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = self.path(&format!("daemon-{n}.log"));
@@ -80,6 +84,7 @@ impl Workspace {
             .env("LOOM_LOG", "info")
             .env("NO_COLOR", "1")
             .env_remove("SSH_AUTH_SOCK")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
