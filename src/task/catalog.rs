@@ -33,6 +33,7 @@ pub enum TaskError {
 
 struct CompiledModule {
     ast: AST,
+    text: String,
     /// The module's file, as errors name it.
     source: String,
     /// Public functions and their parameter counts (the handle included).
@@ -50,6 +51,8 @@ struct Prepared {
 
 pub struct Catalog {
     engine: Engine,
+    /// Each compiled module's text, to tell which changed between two catalogs.
+    sources: HashMap<String, String>,
     jobs: HashMap<String, Prepared>,
     max_operations: u64,
     max_time: std::time::Duration,
@@ -81,9 +84,30 @@ impl Catalog {
                 Err(d) => diagnostics.push(d),
             }
         }
-        let catalog =
-            Catalog { engine, jobs, max_operations: settings.task_max_operations, max_time: settings.task_max_time };
+        let sources = modules
+            .iter()
+            .filter_map(|(name, module)| module.as_ref().map(|m| (name.clone(), m.text.clone())))
+            .collect();
+        let catalog = Catalog {
+            engine,
+            sources,
+            jobs,
+            max_operations: settings.task_max_operations,
+            max_time: settings.task_max_time,
+        };
         (catalog, diagnostics)
+    }
+
+    /// Modules compiled here whose text `before` did not have.
+    pub fn changed_modules(&self, before: &Catalog) -> Vec<String> {
+        let mut changed: Vec<String> = self
+            .sources
+            .iter()
+            .filter(|(module, text)| before.sources.get(*module) != Some(*text))
+            .map(|(module, _)| module.clone())
+            .collect();
+        changed.sort();
+        changed
     }
 
     pub fn contains(&self, job: &str) -> bool {
@@ -200,7 +224,7 @@ fn compile(
             diagnostics.push(warning);
         }
     }
-    Some(Arc::new(CompiledModule { ast, source, functions }))
+    Some(Arc::new(CompiledModule { ast, text, source, functions }))
 }
 
 /// Rhai calls a script function for `ssh.name(a, b)` when the module defines

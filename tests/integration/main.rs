@@ -5,6 +5,7 @@ mod harness;
 
 mod check;
 mod history;
+mod reload;
 mod run;
 mod serve;
 mod ssh;

@@ -14,9 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::reload::diff;
+use super::watch::{self, Watch, Watched};
 use crate::config::job::Overlap;
 use crate::config::{Diagnostic, Job};
 use crate::runner::{Fire, Recorder, Runner};
@@ -32,11 +36,16 @@ pub enum DaemonError {
     InvalidConfig(Vec<Diagnostic>),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("failed to listen for SIGHUP: {0}")]
+    Signal(std::io::Error),
 }
 
 /// A fire this late is handled by the job's catch-up policy (the host slept or the
 /// process stalled) rather than run in a burst with everything missed meanwhile.
 const LATE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// Quiet time after a file change before reloading.
+const DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// How often old history is pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -48,7 +57,12 @@ struct JobState {
 }
 
 struct Daemon {
+    config_path: PathBuf,
     snapshot: Arc<Snapshot>,
+    /// Errors of the last reload that failed (cleared by one that succeeds).
+    reload_errors: Vec<Diagnostic>,
+    watch: Option<Watch>,
+    changes: mpsc::UnboundedSender<()>,
     store: Arc<Store>,
     runner: Arc<Runner>,
     timeline: Timeline,
@@ -74,8 +88,14 @@ pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<()
     }
     let pool = Pool::new(settings.ssh.clone(), settings.output_limit);
     let runner = Arc::new(Runner::new(settings.max_workers, Arc::new(pool)));
+    let (changes, mut changed) = mpsc::unbounded_channel();
+    let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
     let mut daemon = Daemon {
+        config_path: config_path.clone(),
         snapshot: Arc::new(snapshot),
+        reload_errors: Vec::new(),
+        watch: None,
+        changes,
         store,
         runner,
         timeline: Timeline::new(),
@@ -84,6 +104,7 @@ pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<()
         abort: CancellationToken::new(),
     };
     daemon.start(Utc::now());
+    daemon.watch_files();
     tracing::info!(
         config = %config_path.display(),
         state = %daemon.store.path().display(),
@@ -94,12 +115,15 @@ pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<()
     );
     let pruning = tokio::spawn(prune_forever(Arc::clone(&daemon.store), daemon.snapshot.clone()));
 
+    // Editors write a file in several steps: reload once things are quiet.
+    let mut reload_at: Option<tokio::time::Instant> = None;
     loop {
         let wait = daemon
             .timeline
             .next_instant()
             .map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(Duration::from_secs(86_400));
+        let debounce = reload_at.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(wait) => daemon.fire_due(Utc::now()),
@@ -108,6 +132,12 @@ pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<()
                     daemon.finished(&job);
                 }
             }
+            Some(()) = changed.recv() => reload_at = Some(tokio::time::Instant::now() + DEBOUNCE),
+            _ = tokio::time::sleep_until(debounce), if reload_at.is_some() => {
+                reload_at = None;
+                daemon.reload("files changed");
+            }
+            Some(()) = hangup.recv() => daemon.reload("SIGHUP"),
         }
     }
 
@@ -136,6 +166,90 @@ impl Daemon {
                 tracing::error!(job = %job.name, "failed to record the job: {err}");
             }
             self.timeline.plan(&job.name, schedule, now, job.jitter_offset());
+        }
+    }
+
+    /// Watches the files of the current configuration (again, if they moved).
+    fn watch_files(&mut self) {
+        let wanted = Watched::of(&self.snapshot.config);
+        if self.watch.as_ref().is_some_and(|w| w.watched == wanted) {
+            return;
+        }
+        match watch::start(wanted, self.changes.clone()) {
+            Ok(watch) => self.watch = Some(watch),
+            Err(err) => tracing::warn!("failed to watch the configuration for changes (SIGHUP still reloads): {err}"),
+        }
+    }
+
+    /// Loads the configuration anew and swaps it in whole, or keeps the current one
+    /// if the new one has errors.
+    fn reload(&mut self, reason: &str) {
+        let (snapshot, diagnostics) = Snapshot::load(&self.config_path);
+        if diagnostics.iter().any(Diagnostic::is_error) {
+            let errors: Vec<Diagnostic> = diagnostics.into_iter().filter(Diagnostic::is_error).collect();
+            for error in &errors {
+                tracing::error!("{}", error.one_line());
+            }
+            tracing::error!(reason, errors = errors.len(), "reload failed; the previous configuration stays in force");
+            self.reload_errors = errors;
+            // A fix may come in a file that is not watched yet (a new folder).
+            self.watch_files();
+            return;
+        }
+        for warning in &diagnostics {
+            tracing::warn!("{}", warning.one_line());
+        }
+        let changes = diff(&self.snapshot, &snapshot);
+        let old = std::mem::replace(&mut self.snapshot, Arc::new(snapshot));
+        self.reload_errors.clear();
+        let now = Utc::now();
+        let snapshot = Arc::clone(&self.snapshot);
+        for name in &changes.removed {
+            self.timeline.remove(name);
+            if let Some(state) = self.jobs.get_mut(name) {
+                state.queued.clear();
+            }
+        }
+        for name in changes.added.iter().chain(&changes.rescheduled) {
+            let Some(job) = snapshot.config.jobs.get(name) else { continue };
+            self.timeline.remove(name);
+            if let Some(schedule) = job.schedule.as_ref().filter(|s| !s.is_reboot()) {
+                if let Err(err) = self.store.ensure_job(name, now) {
+                    tracing::error!(job = %name, "failed to record the job: {err}");
+                }
+                self.timeline.plan(name, schedule, now, job.jitter_offset());
+            }
+        }
+        let (before, after) = (&old.config.settings, &snapshot.config.settings);
+        if before.ssh != after.ssh
+            || before.max_workers != after.max_workers
+            || before.output_limit != after.output_limit
+        {
+            // Running fires keep the runner they started with.
+            let pool = if before.ssh == after.ssh && before.output_limit == after.output_limit {
+                Arc::clone(self.runner.pool())
+            } else {
+                Arc::new(Pool::new(after.ssh.clone(), after.output_limit))
+            };
+            self.runner = Arc::new(Runner::new(after.max_workers, pool));
+        }
+        if before.state != after.state {
+            tracing::warn!("the `state` setting changed; the daemon keeps its store until it is restarted");
+        }
+        self.watch_files();
+        if changes.is_empty() {
+            tracing::info!(reason, "reloaded; nothing changed");
+        } else {
+            tracing::info!(
+                reason,
+                added = ?changes.added,
+                removed = ?changes.removed,
+                changed = ?changes.changed,
+                nodes = ?changes.nodes,
+                tasks = ?changes.tasks,
+                "reloaded: {}",
+                changes.summary()
+            );
         }
     }
 
