@@ -5,6 +5,7 @@
 //! into one task call per node, reaching nodes through `ssh`. `cli` is the command
 //! line; `daemon::run` is a library function so tests start it in-process.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use super::{check, history, jobs, logs, nodes, run, serve};
+use super::{check, completions, history, jobs, logs, nodes, run, serve, status, tail, toggle};
 use crate::snapshot::Snapshot;
 
 #[derive(Debug, Parser)]
@@ -15,6 +15,19 @@ pub struct Cli {
     /// ~/.loom/loom.yaml, /etc/loom/loom.yaml]
     #[arg(short, long, global = true, env = "LOOM_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
+
+    /// Talk to the daemon at this URL (e.g. https://loom.example:8765) instead of the
+    /// local configuration
+    #[arg(long, global = true, env = "LOOM_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+
+    /// API token for the daemon
+    #[arg(long, global = true, env = "LOOM_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// File holding the API token
+    #[arg(long, global = true, env = "LOOM_TOKEN_FILE", value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -36,6 +49,18 @@ pub enum Command {
     History(history::Args),
     /// One fire's node results with their output
     Logs(logs::Args),
+    /// Let a job fire on its schedule again (kept across restarts and reloads)
+    Enable(toggle::Args),
+    /// Stop a job from firing on its schedule (kept across restarts and reloads)
+    Disable(toggle::Args),
+    /// The running daemon: uptime, running fires, next fires, configuration errors
+    Status(status::Args),
+    /// Follow live output of fires as they run
+    Tail(tail::Args),
+    /// Make the running daemon reload its configuration now
+    Reload,
+    /// Print a shell completion script (completes job and node names too)
+    Completions(completions::Args),
 }
 
 /// How a command ended; `exit_code` is the only mapping to process exit codes.
@@ -73,10 +98,16 @@ impl Cli {
             Command::Serve => serve::execute(&self).await,
             Command::Check => check::execute(&self),
             Command::Run(args) => run::execute(&self, args).await,
-            Command::Jobs(args) => jobs::execute(&self, args),
-            Command::Nodes(args) => nodes::execute(&self, args),
-            Command::History(args) => history::execute(&self, args),
-            Command::Logs(args) => logs::execute(&self, args),
+            Command::Jobs(args) => jobs::execute(&self, args).await,
+            Command::Nodes(args) => nodes::execute(&self, args).await,
+            Command::History(args) => history::execute(&self, args).await,
+            Command::Logs(args) => logs::execute(&self, args).await,
+            Command::Enable(args) => toggle::execute(&self, args, true).await,
+            Command::Disable(args) => toggle::execute(&self, args, false).await,
+            Command::Status(args) => status::execute(&self, args).await,
+            Command::Tail(args) => tail::execute(&self, args).await,
+            Command::Reload => status::reload(&self).await,
+            Command::Completions(args) => completions::execute(args),
         };
         result.into()
     }

@@ -3,14 +3,16 @@
 use anyhow::Context;
 
 use super::args::{Cli, Outcome};
+use super::client::{Client, Need, connect};
 use crate::store::{FireFilter, FireRecord, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Only this job's fires
+    #[arg(value_name = "JOB")]
     pub job: Option<String>,
     /// Only fires that ran on this node
-    #[arg(short, long)]
+    #[arg(short, long, value_name = "NODE")]
     pub node: Option<String>,
     /// Only failed, timed-out and interrupted fires
     #[arg(long)]
@@ -23,11 +25,25 @@ pub struct Args {
     pub json: bool,
 }
 
-pub(crate) fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
-    let store = open_store(cli)?;
-    let filter =
-        FireFilter { job: args.job.clone(), node: args.node.clone(), failed_only: args.failed, limit: args.limit };
-    let fires = store.fires(&filter)?;
+pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
+    let fires: Vec<FireRecord> = match remote(cli).await? {
+        Some(client) => {
+            let mut query = vec![("limit", args.limit.to_string()), ("failed", args.failed.to_string())];
+            query.extend(args.job.clone().map(|j| ("job", j)));
+            query.extend(args.node.clone().map(|n| ("node", n)));
+            client.get("/fires", &query).await?
+        }
+        None => {
+            let store = open_store(cli)?;
+            let filter = FireFilter {
+                job: args.job.clone(),
+                node: args.node.clone(),
+                failed_only: args.failed,
+                limit: args.limit,
+            };
+            store.fires(&filter)?
+        }
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&fires)?);
         return Ok(Outcome::Success);
@@ -53,6 +69,12 @@ fn row(fire: &FireRecord) -> [String; 7] {
         nodes,
         took,
     ]
+}
+
+/// The daemon named with `--server`, if any: history is otherwise read from the
+/// store directly, which gives the same answers without a daemon.
+pub(crate) async fn remote(cli: &Cli) -> anyhow::Result<Option<Client>> {
+    if cli.server.is_some() { connect(cli, Need::Required).await } else { Ok(None) }
 }
 
 /// The store named by the configuration, opened for reading.

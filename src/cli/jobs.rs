@@ -3,64 +3,72 @@
 use chrono::Utc;
 
 use super::args::{Cli, Outcome, load_reporting};
-use crate::store::{FireRecord, Store};
+use super::history::remote;
+use crate::api::model::JobView;
+use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+    /// Print only the names, one per line (for shell completion)
+    #[arg(long, hide = true)]
+    pub names: bool,
 }
 
-pub(crate) fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
+pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
+    if args.names {
+        let (config, _) = crate::config::load(&cli.config_path()?);
+        config.jobs.keys().for_each(|name| println!("{name}"));
+        return Ok(Outcome::Success);
+    }
+    let (jobs, errors) = match remote(cli).await? {
+        Some(client) => (client.get::<Vec<JobView>>("/jobs", &[]).await?, 0),
+        None => local(cli)?,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&jobs)?);
+    } else {
+        let table: Vec<[String; 6]> = jobs.iter().map(row).collect();
+        super::table::print(&["JOB", "SCHEDULE", "NEXT", "LAST", "TARGETS", "TASK"], &table);
+    }
+    Ok(if errors > 0 { Outcome::Failure } else { Outcome::Success })
+}
+
+/// The jobs as the configuration and the store have them.
+fn local(cli: &Cli) -> anyhow::Result<(Vec<JobView>, usize)> {
     let path = cli.config_path()?;
     let (snapshot, errors) = load_reporting(&path, true);
     let state = &snapshot.config.settings.state;
     let store = state.exists().then(|| Store::open_read_only(state).ok()).flatten();
     let now = Utc::now();
-    let mut rows = Vec::new();
-    for job in snapshot.config.jobs.values() {
-        let next = job.schedule.as_ref().and_then(|s| s.next_after(now).map(|at| at.with_timezone(&s.zone())));
-        let schedule = job.schedule.as_ref().map_or("(manual)".to_string(), |s| s.text().to_string());
-        let next_text = match (&job.schedule, next) {
-            (_, Some(at)) => at.format("%Y-%m-%d %H:%M:%S %Z").to_string(),
-            (Some(s), None) if s.is_reboot() => "at daemon start".to_string(),
-            _ => "-".to_string(),
-        };
-        let last: Option<FireRecord> = store.as_ref().and_then(|s| s.last_fire(&job.name).ok().flatten());
-        let enabled = store.as_ref().is_none_or(|s| s.is_enabled(&job.name).unwrap_or(true));
-        rows.push((job, schedule, next, next_text, last, enabled));
-    }
-    if args.json {
-        let list: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|(job, schedule, next, _, last, enabled)| {
-                serde_json::json!({
-                    "name": job.name,
-                    "task": job.task.to_string(),
-                    "schedule": schedule,
-                    "timezone": job.schedule.as_ref().map(|s| s.zone().to_string()),
-                    "next": next.map(|at| at.to_rfc3339()),
-                    "targets": job.targets,
-                    "description": job.description,
-                    "enabled": enabled,
-                    "last": last,
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
-    } else {
-        let table: Vec<[String; 6]> = rows
-            .iter()
-            .map(|(job, schedule, _, next, last, enabled)| {
-                let last = last.as_ref().map_or("-".to_string(), |f| {
-                    format!("{} {} (fire {})", f.status, f.scheduled.format("%Y-%m-%d %H:%M:%S UTC"), f.id)
-                });
-                let next = if *enabled { next.clone() } else { "(disabled)".to_string() };
-                [job.name.clone(), schedule.clone(), next, last, job.targets.join(","), job.task.to_string()]
-            })
-            .collect();
-        super::table::print(&["JOB", "SCHEDULE", "NEXT", "LAST", "TARGETS", "TASK"], &table);
-    }
-    Ok(if errors > 0 { Outcome::Failure } else { Outcome::Success })
+    let jobs = snapshot
+        .config
+        .jobs
+        .values()
+        .map(|job| {
+            let enabled = store.as_ref().is_none_or(|s| s.is_enabled(&job.name).unwrap_or(true));
+            let last = store.as_ref().and_then(|s| s.last_fire(&job.name).ok().flatten());
+            let next = job.schedule.as_ref().and_then(|s| s.next_after(now)).filter(|_| enabled);
+            JobView::new(job, next, enabled, last)
+        })
+        .collect();
+    Ok((jobs, errors))
+}
+
+fn row(job: &JobView) -> [String; 6] {
+    let schedule = job.schedule.clone().unwrap_or_else(|| "(manual)".to_string());
+    let zone: Option<chrono_tz::Tz> = job.timezone.as_deref().and_then(|z| z.parse().ok());
+    let next = match (&job.next, zone) {
+        _ if !job.enabled => "(disabled)".to_string(),
+        (Some(at), Some(zone)) => at.with_timezone(&zone).format("%Y-%m-%d %H:%M:%S %Z").to_string(),
+        (Some(at), None) => at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        (None, _) if schedule.eq_ignore_ascii_case("@reboot") => "at daemon start".to_string(),
+        (None, _) => "-".to_string(),
+    };
+    let last = job.last.as_ref().map_or("-".to_string(), |f| {
+        format!("{} {} (fire {})", f.status, f.scheduled.format("%Y-%m-%d %H:%M:%S UTC"), f.id)
+    });
+    [job.name.clone(), schedule, next, last, job.targets.join(","), job.task.clone()]
 }

@@ -3,7 +3,8 @@
 use anyhow::bail;
 
 use super::args::{Cli, Outcome};
-use super::history::open_store;
+use super::history::{open_store, remote};
+use crate::api::model::FireDetail;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -17,10 +18,16 @@ pub struct Args {
     pub json: bool,
 }
 
-pub(crate) fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
-    let store = open_store(cli)?;
-    let Some(fire) = store.fire(args.fire)? else { bail!("no fire {} in the history", args.fire) };
-    let mut results = store.node_results(fire.id)?;
+pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
+    let FireDetail { fire, mut results } = match remote(cli).await? {
+        Some(client) => client.get(&format!("/fires/{}", args.fire), &[]).await?,
+        None => {
+            let store = open_store(cli)?;
+            let Some(fire) = store.fire(args.fire)? else { bail!("no fire {} in the history", args.fire) };
+            let results = store.node_results(fire.id)?;
+            FireDetail { fire, results }
+        }
+    };
     if let Some(node) = &args.node {
         results.retain(|r| &r.node == node);
         if results.is_empty() {

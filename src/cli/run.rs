@@ -8,6 +8,8 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use super::args::{Cli, Outcome, load_reporting};
+use super::client::{Client, Need, connect};
+use crate::api::model::{FireDetail, RunRequest};
 use crate::runner::{Fire, NodeResult, Recorder, Runner};
 use crate::ssh::Pool;
 use crate::store::{Store, Trigger};
@@ -15,6 +17,7 @@ use crate::store::{Store, Trigger};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The job to run
+    #[arg(value_name = "JOB")]
     pub job: String,
     /// Run only on this node (repeatable); any node of the manifest may be named
     #[arg(short, long = "node", value_name = "NODE")]
@@ -25,6 +28,10 @@ pub struct Args {
 }
 
 pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
+    // A running daemon has warm connections and records the fire itself.
+    if let Some(client) = connect(cli, Need::Optional).await? {
+        return through_daemon(&client, args).await;
+    }
     let path = cli.config_path()?;
     let (snapshot, errors) = load_reporting(&path, false);
     let config = &snapshot.config;
@@ -57,18 +64,16 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
 
     let pool = Pool::new(config.settings.ssh.clone(), config.settings.output_limit);
     let runner = Runner::new(config.settings.max_workers, Arc::new(pool));
-    let fire = Fire { job: job.name.clone(), scheduled: Utc::now(), trigger: Trigger::Manual };
-    let recorder = Recorder::begin(store.as_ref(), &job, &fire, &names).expect("manual fires are never duplicates");
+    let mut fire = Fire::new(&job.name, Utc::now(), Trigger::Manual);
+    let recorder = Recorder::begin(store.as_ref(), &job, &mut fire, &names).expect("manual fires are never duplicates");
     let width = names.iter().map(String::len).max().unwrap_or(4);
     let verbose = args.verbose;
     let snapshot = Arc::new(snapshot);
     let report = runner
-        .run(Arc::clone(&snapshot), Arc::clone(&job), fire, nodes, CancellationToken::new(), |result| {
-            recorder.node(result);
-            print_result(result, width, verbose);
+        .run(Arc::clone(&snapshot), fire, nodes, CancellationToken::new(), &recorder, |result| {
+            print_result(result, width, verbose)
         })
         .await;
-    recorder.finish(&report);
     let failed = report.failed();
     let id = recorder.fire_id().map(|id| format!(" (fire {id})")).unwrap_or_default();
     println!(
@@ -78,6 +83,39 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         report.duration.as_secs_f64()
     );
     Ok(if failed > 0 { Outcome::Failure } else { Outcome::Success })
+}
+
+async fn through_daemon(client: &Client, args: &Args) -> anyhow::Result<Outcome> {
+    let request = RunRequest { nodes: args.nodes.clone() };
+    let detail: FireDetail = client.post(&format!("/jobs/{}/run?wait=true", args.job), &request).await?;
+    let width = detail.results.iter().map(|r| r.node.len()).max().unwrap_or(4);
+    for record in &detail.results {
+        let result = NodeResult {
+            node: record.node.clone(),
+            attempt: record.attempt,
+            status: record.status,
+            exit_code: record.exit_code,
+            error: record.error.clone(),
+            output: record.output.clone(),
+            started: record.started,
+            duration: std::time::Duration::from_millis(record.duration_ms),
+        };
+        print_result(&result, width, args.verbose);
+    }
+    let fire = &detail.fire;
+    let seconds = match (fire.started, fire.finished) {
+        (Some(start), Some(end)) => (end - start).num_milliseconds() as f64 / 1000.0,
+        _ => 0.0,
+    };
+    println!(
+        "{}: {} ok, {} failed in {seconds:.2}s (fire {}, by the daemon at {})",
+        fire.job,
+        fire.ok,
+        fire.failed,
+        fire.id,
+        client.server()
+    );
+    Ok(if fire.failed > 0 || fire.status != crate::store::FireStatus::Ok { Outcome::Failure } else { Outcome::Success })
 }
 
 fn print_result(result: &NodeResult, width: usize, verbose: bool) {

@@ -12,5 +12,5 @@ pub use diagnostics::{Diagnostic, Location, Severity};
 pub use job::{Job, TaskPath};
 pub use load::{Config, find, load};
 pub use node::{Node, Password};
-pub use settings::Settings;
+pub use settings::{ApiToken, Role, Settings};
 pub(crate) use yaml::SourceFile;

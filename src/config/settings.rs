@@ -46,6 +46,34 @@ pub struct Settings {
     pub retention_fires: Option<usize>,
     /// Keep fires no older than this (`retention.days`).
     pub retention_age: Option<Duration>,
+    /// Where the REST API listens; `None` when `listen: off`.
+    pub listen: Option<String>,
+    /// API bearer tokens; none means loopback only, without authentication.
+    pub tokens: Vec<ApiToken>,
+    /// Certificate and key (PEM) for HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Reads only.
+    Read,
+    /// Reads, runs, enables, disables, cancels, reloads.
+    Admin,
+}
+
+/// An API token; its secret never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    pub secret: String,
+    pub role: Role,
+}
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApiToken(***, {:?})", self.role)
+    }
 }
 
 impl Settings {
@@ -68,6 +96,9 @@ impl Settings {
             catchup_limit: 100,
             retention_fires: Some(1000),
             retention_age: Some(Duration::from_secs(90 * 86_400)),
+            listen: Some("127.0.0.1:8765".to_string()),
+            tokens: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -151,12 +182,84 @@ pub(crate) fn parse_settings(root: &YamlNode, base: &Path) -> (Settings, Vec<Dia
         }
         diagnostics.extend(retention.finish());
     }
+    if let Some(node) = fields.node("listen") {
+        match node.scalar_text().as_deref() {
+            Some("off") | Some("false") => settings.listen = None,
+            Some(address) if address.parse::<std::net::SocketAddr>().is_ok() => {
+                settings.listen = Some(address.to_string())
+            }
+            _ => errors.push(node.expected("an address such as 127.0.0.1:8765, or off, for `listen`")),
+        }
+    }
+    if let Some(node) = fields.node("tokens") {
+        settings.tokens = parse_tokens(node, base, &mut diagnostics);
+    }
+    if let Some(section) = fields.node("tls") {
+        let mut tls = Fields::new(section, "the `tls` settings");
+        let cert = tls.required("cert", "the certificate chain, PEM").and_then(path);
+        let key = tls.required("key", "the private key, PEM").and_then(path);
+        diagnostics.extend(tls.finish());
+        if let (Some(cert), Some(key)) = (cert, key) {
+            settings.tls = Some((cert, key));
+        }
+    }
     if let Some(section) = fields.node("ssh") {
         settings.ssh = parse_ssh(section, base, &mut diagnostics);
     }
     diagnostics.extend(fields.finish());
     diagnostics.extend(errors);
     (settings, diagnostics)
+}
+
+/// `tokens: [{token: SECRET, role: admin}, {token_file: PATH, role: read}]`.
+fn parse_tokens(node: &YamlNode, base: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<ApiToken> {
+    let Value::Seq(items) = &node.value else {
+        diagnostics.push(node.expected("a list of {token or token_file, role} for `tokens`"));
+        return Vec::new();
+    };
+    let mut tokens = Vec::new();
+    for item in items {
+        let mut fields = Fields::new(item, "an API token");
+        let inline = fields.string("token");
+        let file = fields.string("token_file").map(|p| resolve_path(&p, base));
+        let role = match fields.string("role").as_deref() {
+            None | Some("admin") => Some(Role::Admin),
+            Some("read") => Some(Role::Read),
+            Some(other) => {
+                diagnostics.push(
+                    Diagnostic::error(format!("unknown role `{other}`; expected admin or read")).at(item.at.clone()),
+                );
+                None
+            }
+        };
+        diagnostics.extend(fields.finish());
+        let secret = match (inline, file) {
+            (Some(secret), None) => Some(secret),
+            (None, Some(file)) => match std::fs::read_to_string(&file) {
+                Ok(text) => Some(text.trim().to_string()),
+                Err(err) => {
+                    diagnostics.push(
+                        Diagnostic::error(format!("failed to read token_file {}: {err}", file.display()))
+                            .at(item.at.clone()),
+                    );
+                    None
+                }
+            },
+            _ => {
+                diagnostics.push(
+                    Diagnostic::error("a token needs exactly one of `token` and `token_file`").at(item.at.clone()),
+                );
+                None
+            }
+        };
+        match (secret, role) {
+            (Some(secret), Some(role)) if secret.len() >= 16 => tokens.push(ApiToken { secret, role }),
+            (Some(_), Some(_)) => diagnostics
+                .push(Diagnostic::error("an API token must be at least 16 characters long").at(item.at.clone())),
+            _ => {}
+        }
+    }
+    tokens
 }
 
 fn parse_ssh(section: &YamlNode, base: &Path, diagnostics: &mut Vec<Diagnostic>) -> SshSettings {

@@ -15,12 +15,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::control::{Command, ControlError, DaemonHandle};
 use super::reload::diff;
 use super::watch::{self, Watch, Watched};
+use crate::api;
+use crate::api::model::{Event, JobView, NextFire, NodeView, ReloadView, RunningFire, StatusView};
 use crate::config::job::Overlap;
 use crate::config::{Diagnostic, Job};
 use crate::runner::{Fire, Recorder, Runner};
@@ -38,6 +41,8 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error("failed to listen for SIGHUP: {0}")]
     Signal(std::io::Error),
+    #[error(transparent)]
+    Api(#[from] api::ApiError),
 }
 
 /// A fire this late is handled by the job's catch-up policy (the host slept or the
@@ -67,9 +72,14 @@ struct Daemon {
     runner: Arc<Runner>,
     timeline: Timeline,
     jobs: HashMap<String, JobState>,
-    fires: JoinSet<String>,
+    /// Running fires, by a key of the daemon's own (a fire may lack a store number).
+    fires: JoinSet<(String, u64)>,
+    running: HashMap<u64, (RunningFire, CancellationToken)>,
+    next_key: u64,
     /// Cancels running fires only when the daemon is told to stop right away.
     abort: CancellationToken,
+    events: broadcast::Sender<Event>,
+    started: DateTime<Utc>,
 }
 
 pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<(), DaemonError> {
@@ -87,8 +97,17 @@ pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<()
         tracing::warn!(fires = recovered, "fires left running by a previous daemon are now marked interrupted");
     }
     let pool = Pool::new(settings.ssh.clone(), settings.output_limit);
-    let runner = Arc::new(Runner::new(settings.max_workers, Arc::new(pool)));
+    let (events, _) = broadcast::channel(4096);
+    let runner = Arc::new(Runner::new(settings.max_workers, Arc::new(pool)).with_events(events.clone()));
     let (changes, mut changed) = mpsc::unbounded_channel();
+    let (commands, mut requests) = mpsc::channel(64);
+    let handle = DaemonHandle::new(commands, Arc::clone(&store), events.clone());
+    let api = match &settings.listen {
+        Some(address) => {
+            Some(api::serve(address, &settings.tokens, settings.tls.as_ref(), handle, shutdown.clone()).await?)
+        }
+        None => None,
+    };
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
     let mut daemon = Daemon {
         config_path: config_path.clone(),
@@ -101,7 +120,11 @@ pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<()
         timeline: Timeline::new(),
         jobs: HashMap::new(),
         fires: JoinSet::new(),
+        running: HashMap::new(),
+        next_key: 0,
         abort: CancellationToken::new(),
+        events,
+        started: Utc::now(),
     };
     daemon.start(Utc::now());
     daemon.watch_files();
@@ -128,21 +151,27 @@ pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<()
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(wait) => daemon.fire_due(Utc::now()),
             Some(finished) = daemon.fires.join_next(), if !daemon.fires.is_empty() => {
-                if let Ok(job) = finished {
-                    daemon.finished(&job);
+                if let Ok((job, key)) = finished {
+                    daemon.finished(&job, key);
                 }
             }
+            Some(request) = requests.recv() => daemon.handle(request),
             Some(()) = changed.recv() => reload_at = Some(tokio::time::Instant::now() + DEBOUNCE),
             _ = tokio::time::sleep_until(debounce), if reload_at.is_some() => {
                 reload_at = None;
                 daemon.reload("files changed");
             }
-            Some(()) = hangup.recv() => daemon.reload("SIGHUP"),
+            Some(()) = hangup.recv() => {
+                daemon.reload("SIGHUP");
+            }
         }
     }
 
     pruning.abort();
     daemon.stop().await;
+    if let Some(api) = api {
+        api.abort();
+    }
     Ok(())
 }
 
@@ -153,8 +182,7 @@ impl Daemon {
         for job in snapshot.config.jobs.values() {
             let Some(schedule) = &job.schedule else { continue };
             if schedule.is_reboot() {
-                let fire = Fire { job: job.name.clone(), scheduled: now, trigger: Trigger::Reboot };
-                self.dispatch(job, fire, job.overlap);
+                self.dispatch(job, Fire::new(&job.name, now, Trigger::Reboot), job.overlap);
                 continue;
             }
             match self.store.last_scheduled(&job.name) {
@@ -183,7 +211,7 @@ impl Daemon {
 
     /// Loads the configuration anew and swaps it in whole, or keeps the current one
     /// if the new one has errors.
-    fn reload(&mut self, reason: &str) {
+    fn reload(&mut self, reason: &str) -> ReloadView {
         let (snapshot, diagnostics) = Snapshot::load(&self.config_path);
         if diagnostics.iter().any(Diagnostic::is_error) {
             let errors: Vec<Diagnostic> = diagnostics.into_iter().filter(Diagnostic::is_error).collect();
@@ -194,7 +222,7 @@ impl Daemon {
             self.reload_errors = errors;
             // A fix may come in a file that is not watched yet (a new folder).
             self.watch_files();
-            return;
+            return ReloadView { ok: false, summary: None, errors: self.config_errors() };
         }
         for warning in &diagnostics {
             tracing::warn!("{}", warning.one_line());
@@ -231,10 +259,13 @@ impl Daemon {
             } else {
                 Arc::new(Pool::new(after.ssh.clone(), after.output_limit))
             };
-            self.runner = Arc::new(Runner::new(after.max_workers, pool));
+            self.runner = Arc::new(Runner::new(after.max_workers, pool).with_events(self.events.clone()));
         }
         if before.state != after.state {
             tracing::warn!("the `state` setting changed; the daemon keeps its store until it is restarted");
+        }
+        if before.listen != after.listen || before.tokens != after.tokens || before.tls != after.tls {
+            tracing::warn!("API settings (listen, tokens, tls) changed; they take effect when the daemon restarts");
         }
         self.watch_files();
         if changes.is_empty() {
@@ -251,6 +282,11 @@ impl Daemon {
                 changes.summary()
             );
         }
+        ReloadView { ok: true, summary: Some(changes.summary()), errors: Vec::new() }
+    }
+
+    fn config_errors(&self) -> Vec<String> {
+        self.reload_errors.iter().map(Diagnostic::one_line).collect()
     }
 
     /// Runs the missed fires in `(last, now]` that the job's policy asks for.
@@ -263,7 +299,7 @@ impl Daemon {
         }
         for scheduled in instants {
             // Missed fires run one after the other, oldest first, whatever `overlap` says.
-            self.dispatch(job, Fire { job: job.name.clone(), scheduled, trigger: Trigger::CatchUp }, Overlap::Queue);
+            self.dispatch(job, Fire::new(&job.name, scheduled, Trigger::CatchUp), Overlap::Queue);
         }
     }
 
@@ -280,7 +316,7 @@ impl Daemon {
                 continue;
             }
             self.timeline.plan(&name, schedule, scheduled, job.jitter_offset());
-            self.dispatch(job, Fire { job: name.clone(), scheduled, trigger: Trigger::Schedule }, job.overlap);
+            self.dispatch(job, Fire::new(&name, scheduled, Trigger::Schedule), job.overlap);
         }
     }
 
@@ -313,23 +349,30 @@ impl Daemon {
                 }
             }
         }
-        self.start_fire(job, fire);
+        self.start_fire(job, fire, None);
     }
 
-    fn start_fire(&mut self, job: &Arc<Job>, fire: Fire) {
+    /// Starts a fire on the job's targets (or on `only` these nodes); returns its
+    /// number in the store.
+    fn start_fire(&mut self, job: &Arc<Job>, mut fire: Fire, only: Option<&[String]>) -> Option<i64> {
         let snapshot = Arc::clone(&self.snapshot);
-        let nodes: Vec<_> = job.targets.iter().filter_map(|n| snapshot.config.nodes.get(n).cloned()).collect();
+        let names: &[String] = only.unwrap_or(&job.targets);
+        let nodes: Vec<_> = names.iter().filter_map(|n| snapshot.config.nodes.get(n).cloned()).collect();
         let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
-        let Some(recorder) = Recorder::begin(Some(&self.store), job, &fire, &names) else { return };
+        let recorder = Recorder::begin(Some(&self.store), job, &mut fire, &names)?;
         self.jobs.entry(job.name.clone()).or_default().running += 1;
         let lag_ms = (Utc::now() - fire.scheduled).num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0;
         tracing::debug!(job = %fire.job, lag_ms, "fire due");
         let runner = Arc::clone(&self.runner);
         let job = Arc::clone(job);
         let cancel = self.abort.child_token();
+        let key = self.next_key;
+        self.next_key += 1;
+        let view = RunningFire { id: fire.id, job: job.name.clone(), scheduled: fire.scheduled, trigger: fire.trigger };
+        self.running.insert(key, (view, cancel.clone()));
+        let id = fire.id;
         self.fires.spawn(async move {
-            let report = runner.run(snapshot, Arc::clone(&job), fire, nodes, cancel, |r| recorder.node(r)).await;
-            recorder.finish(&report);
+            let report = runner.run(snapshot, fire, nodes, cancel, &recorder, |_| {}).await;
             tracing::info!(
                 job = %job.name,
                 fire = ?recorder.fire_id(),
@@ -339,11 +382,13 @@ impl Daemon {
                 failed = report.failed(),
                 "fire finished"
             );
-            job.name.clone()
+            (job.name.clone(), key)
         });
+        id
     }
 
-    fn finished(&mut self, name: &str) {
+    fn finished(&mut self, name: &str, key: u64) {
+        self.running.remove(&key);
         let Some(state) = self.jobs.get_mut(name) else { return };
         state.running = state.running.saturating_sub(1);
         if state.running > 0 {
@@ -351,8 +396,100 @@ impl Daemon {
         }
         let Some(next) = state.queued.pop_front() else { return };
         if let Some(job) = self.snapshot.config.jobs.get(name).cloned() {
-            self.start_fire(&job, next);
+            self.start_fire(&job, next, None);
         }
+    }
+
+    /// Answers a request from the API.
+    fn handle(&mut self, request: Command) {
+        match request {
+            Command::Jobs(reply) => {
+                let jobs = self.snapshot.config.jobs.values().map(|job| self.job_view(job)).collect();
+                let _ = reply.send(jobs);
+            }
+            Command::Nodes(reply) => {
+                let _ = reply.send(self.snapshot.config.nodes.values().map(|n| NodeView::from(n.as_ref())).collect());
+            }
+            Command::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Command::Run { job, nodes, reply } => {
+                let _ = reply.send(self.run_now(&job, &nodes));
+            }
+            Command::SetEnabled { job, enabled, reply } => {
+                let result = if self.snapshot.config.jobs.contains_key(&job) {
+                    self.store.set_enabled(&job, enabled).map_err(|e| ControlError::Invalid(e.to_string()))
+                } else {
+                    Err(ControlError::NotFound(format!("no job named `{job}`")))
+                };
+                if result.is_ok() {
+                    tracing::info!(job = %job, enabled, "job {}", if enabled { "enabled" } else { "disabled" });
+                }
+                let _ = reply.send(result);
+            }
+            Command::Cancel { fire, reply } => {
+                let found = self.running.values().find(|(view, _)| view.id == Some(fire));
+                let result = match found {
+                    Some((view, token)) => {
+                        tracing::warn!(job = %view.job, fire, "fire cancelled on request");
+                        token.cancel();
+                        Ok(())
+                    }
+                    None => Err(ControlError::NotFound(format!("fire {fire} is not running"))),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Reload(reply) => {
+                let _ = reply.send(self.reload("API request"));
+            }
+        }
+    }
+
+    fn job_view(&self, job: &Job) -> JobView {
+        let enabled = self.store.is_enabled(&job.name).unwrap_or(true);
+        let last = self.store.last_fire(&job.name).ok().flatten();
+        let next = self.timeline.next_for(&job.name).filter(|_| enabled);
+        JobView::new(job, next, enabled, last)
+    }
+
+    fn status(&self) -> StatusView {
+        let now = Utc::now();
+        let mut next: Vec<NextFire> = self
+            .snapshot
+            .config
+            .jobs
+            .keys()
+            .filter_map(|name| self.timeline.next_for(name).map(|at| NextFire { job: name.clone(), at }))
+            .collect();
+        next.sort_by_key(|n| n.at);
+        next.truncate(20);
+        StatusView {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            config: self.config_path.display().to_string(),
+            started: self.started,
+            uptime_seconds: (now - self.started).num_milliseconds() as f64 / 1000.0,
+            jobs: self.snapshot.config.jobs.len(),
+            nodes: self.snapshot.config.nodes.len(),
+            running: self.running.values().map(|(view, _)| view.clone()).collect(),
+            next,
+            config_errors: self.config_errors(),
+        }
+    }
+
+    fn run_now(&mut self, name: &str, nodes: &[String]) -> Result<i64, ControlError> {
+        let job = self
+            .snapshot
+            .config
+            .jobs
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ControlError::NotFound(format!("no job named `{name}`")))?;
+        if let Some(unknown) = nodes.iter().find(|n| !self.snapshot.config.nodes.contains_key(*n)) {
+            return Err(ControlError::Invalid(format!("no node named `{unknown}` in the node manifest")));
+        }
+        let only = (!nodes.is_empty()).then_some(nodes);
+        self.start_fire(&job, Fire::new(name, Utc::now(), Trigger::Manual), only)
+            .ok_or_else(|| ControlError::Invalid("the fire could not be recorded; see the daemon's log".to_string()))
     }
 
     async fn stop(mut self) {

@@ -14,10 +14,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::node_result::NodeResult;
+use super::record::Recorder;
+use crate::api::model::Event;
 use crate::config::{Job, Node};
 use crate::snapshot::Snapshot;
 use crate::ssh::Pool;
@@ -30,6 +32,14 @@ pub struct Fire {
     pub job: String,
     pub scheduled: DateTime<Utc>,
     pub trigger: Trigger,
+    /// The fire's number in the store, once recorded.
+    pub id: Option<i64>,
+}
+
+impl Fire {
+    pub fn new(job: &str, scheduled: DateTime<Utc>, trigger: Trigger) -> Fire {
+        Fire { job: job.to_string(), scheduled, trigger, id: None }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -65,6 +75,7 @@ impl FireReport {
 pub struct Runner {
     workers: Arc<Semaphore>,
     pool: Arc<Pool>,
+    events: Option<broadcast::Sender<Event>>,
 }
 
 /// Time a cancelled script gets to notice before its result is given up on.
@@ -72,28 +83,49 @@ const GRACE: Duration = Duration::from_secs(5);
 
 impl Runner {
     pub fn new(max_workers: usize, pool: Arc<Pool>) -> Runner {
-        Runner { workers: Arc::new(Semaphore::new(max_workers)), pool }
+        Runner { workers: Arc::new(Semaphore::new(max_workers)), pool, events: None }
+    }
+
+    /// Publishes fire, output and result events on `events` (for the API).
+    pub fn with_events(mut self, events: broadcast::Sender<Event>) -> Runner {
+        self.events = Some(events);
+        self
+    }
+
+    fn publish(&self, event: Event) {
+        if let Some(events) = &self.events {
+            // No subscriber is not an error.
+            let _ = events.send(event);
+        }
     }
 
     pub fn pool(&self) -> &Arc<Pool> {
         &self.pool
     }
 
-    /// Applies the fire's job to `nodes`; `on_result` sees each attempt's result as
-    /// it arrives. The snapshot is the one the fire started with, to its end.
+    /// Applies the fire's job to `nodes`; `recorder` writes each attempt's result
+    /// down as it arrives, and `on_result` sees it too. The snapshot is the one the fire started with, to its end.
     /// Cancelling `cancel` stops the fire; its unfinished nodes are `interrupted`.
     pub async fn run(
         &self,
         snapshot: Arc<Snapshot>,
-        job: Arc<Job>,
         fire: Fire,
         nodes: Vec<Arc<Node>>,
         cancel: CancellationToken,
+        recorder: &Recorder,
         mut on_result: impl FnMut(&NodeResult),
     ) -> FireReport {
+        let job = Arc::clone(recorder.job());
         let started = Utc::now();
         let clock = Instant::now();
         tracing::info!(job = %fire.job, trigger = %fire.trigger, nodes = nodes.len(), "fire started");
+        self.publish(Event::FireStarted {
+            fire: fire.id,
+            job: fire.job.clone(),
+            scheduled: fire.scheduled,
+            trigger: fire.trigger,
+            nodes: nodes.iter().map(|n| n.name.clone()).collect(),
+        });
         let (sender, mut receiver) = mpsc::unbounded_channel();
         let fire_cancel = cancel.child_token();
         let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -107,6 +139,7 @@ impl Runner {
                 cancel: fire_cancel.child_token(),
                 fire_timed_out: Arc::clone(&timed_out),
                 results: sender.clone(),
+                events: self.events.clone().map(|e| (e, fire.id)),
             };
             tokio::spawn(task.run());
         }
@@ -130,18 +163,37 @@ impl Runner {
             };
             let Some(result) = next else { break };
             log_result(&fire.job, &result);
+            self.publish(Event::NodeFinished {
+                fire: fire.id,
+                job: fire.job.clone(),
+                node: result.node.clone(),
+                attempt: result.attempt,
+                status: result.status,
+                error: result.error.clone(),
+                seconds: result.duration.as_secs_f64(),
+            });
+            recorder.node(&result);
             on_result(&result);
             last.retain(|r| r.node != result.node);
             last.push(result);
         }
         last.sort_by(|a, b| a.node.cmp(&b.node));
-        FireReport {
+        let report = FireReport {
             fire,
             started,
             duration: clock.elapsed(),
             results: last,
             timed_out: timed_out.load(std::sync::atomic::Ordering::SeqCst),
-        }
+        };
+        // Recorded before it is announced, so a listener reading the store sees the end.
+        recorder.finish(&report);
+        self.publish(Event::FireFinished {
+            fire: report.fire.id,
+            job: report.fire.job.clone(),
+            status: report.status(),
+            seconds: report.duration.as_secs_f64(),
+        });
+        report
     }
 }
 
@@ -155,6 +207,8 @@ struct NodeTask {
     cancel: CancellationToken,
     fire_timed_out: Arc<std::sync::atomic::AtomicBool>,
     results: mpsc::UnboundedSender<NodeResult>,
+    /// Where live output goes, with the fire's number.
+    events: Option<(broadcast::Sender<Event>, Option<i64>)>,
 }
 
 impl NodeTask {
@@ -211,7 +265,21 @@ impl NodeTask {
     async fn attempt(&self, attempt: u32) -> NodeResult {
         let started = Utc::now();
         let clock = Instant::now();
-        let output = Arc::new(Output::new(self.snapshot.config.settings.output_limit));
+        let limit = self.snapshot.config.settings.output_limit;
+        let output = Arc::new(match &self.events {
+            None => Output::new(limit),
+            Some((events, fire)) => {
+                let (events, fire, job, node) = (events.clone(), *fire, self.job.name.clone(), self.node.name.clone());
+                Output::with_sink(
+                    limit,
+                    Box::new(move |text| {
+                        let event =
+                            Event::Output { fire, job: job.clone(), node: node.clone(), text: text.to_string() };
+                        let _ = events.send(event);
+                    }),
+                )
+            }
+        });
         let call_cancel = self.cancel.child_token();
         let (status, error) = match self.pool.connect(&self.node).await {
             Err(err) => (NodeStatus::Failed, Some(err.to_string())),

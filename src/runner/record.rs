@@ -22,9 +22,9 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Records the fire as running, before any task starts. `None` means this
-    /// scheduled fire is already in the record and must not run again.
-    pub fn begin(store: Option<&Arc<Store>>, job: &Arc<Job>, fire: &Fire, nodes: &[String]) -> Option<Recorder> {
+    /// Records the fire as running, before any task starts, and gives it its number.
+    /// `None` means this scheduled fire is already in the record and must not run again.
+    pub fn begin(store: Option<&Arc<Store>>, job: &Arc<Job>, fire: &mut Fire, nodes: &[String]) -> Option<Recorder> {
         let fire_id = match store.map(|s| s.begin_fire(&fire.job, fire.scheduled, fire.trigger, nodes)) {
             None => None,
             Some(Ok(Some(id))) => Some(id),
@@ -37,6 +37,7 @@ impl Recorder {
                 None
             }
         };
+        fire.id = fire_id;
         let log = job.log.as_ref().and_then(|path| {
             if let Some(folder) = path.parent() {
                 let _ = std::fs::create_dir_all(folder);
@@ -50,6 +51,10 @@ impl Recorder {
             }
         });
         Some(Recorder { store: store.cloned(), fire_id, job: Arc::clone(job), log })
+    }
+
+    pub fn job(&self) -> &Arc<Job> {
+        &self.job
     }
 
     pub fn fire_id(&self) -> Option<i64> {

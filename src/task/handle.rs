@@ -17,9 +17,13 @@ use crate::ssh::{CommandOutput, Connection, shell_quote};
 type ScriptResult<T> = Result<T, Box<EvalAltResult>>;
 
 /// A node's output during one task call, cut at a size limit.
-#[derive(Debug)]
+/// Receives each piece of output as it is appended.
+pub type Sink = Box<dyn Fn(&str) + Send + Sync>;
+
 pub struct Output {
     text: Mutex<String>,
+    /// Sees every piece as it is appended (live output for the API).
+    sink: Option<Sink>,
     limit: usize,
     /// The exit code of the last command that exited non-zero.
     failed_code: Mutex<Option<i32>>,
@@ -27,10 +31,17 @@ pub struct Output {
 
 impl Output {
     pub fn new(limit: usize) -> Output {
-        Output { text: Mutex::new(String::new()), limit, failed_code: Mutex::new(None) }
+        Output { text: Mutex::new(String::new()), sink: None, limit, failed_code: Mutex::new(None) }
+    }
+
+    pub fn with_sink(limit: usize, sink: Sink) -> Output {
+        Output { sink: Some(sink), ..Output::new(limit) }
     }
 
     pub fn append(&self, piece: &str) {
+        if let Some(sink) = &self.sink {
+            sink(piece);
+        }
         let mut text = self.text.lock().expect("output lock");
         if text.len() >= self.limit {
             return;
@@ -54,6 +65,12 @@ impl Output {
 
     pub fn take(&self) -> String {
         std::mem::take(&mut *self.text.lock().expect("output lock"))
+    }
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Output").field("limit", &self.limit).finish_non_exhaustive()
     }
 }
 

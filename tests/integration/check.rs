@@ -115,7 +115,7 @@ fn bad_main_settings_and_node_attributes_are_reported() {
     run.assert_code(1);
     let out = &run.stderr;
     assert!(out.contains("expected a whole number for `max_workers`"), "{out}");
-    assert!(out.contains("loom.yaml:4:14"), "{out}");
+    assert!(out.contains("loom.yaml:5:14"), "{out}");
     assert!(out.contains("unknown time zone"), "{out}");
     assert!(out.contains("`port` must be between 1 and 65535"), "{out}");
     assert!(out.contains("unknown key `passwrd` in node `web1`"), "{out}");

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod api;
 mod check;
 mod history;
 mod reload;

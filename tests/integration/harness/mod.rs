@@ -28,8 +28,11 @@ impl Workspace {
         let dir = tempfile::Builder::new().prefix("loom-test-").tempdir().unwrap();
         let ws = Workspace { dir };
         // History goes into the workspace, never into the user's ~/.loom.
-        let state = if main_extra.contains("state:") { "" } else { "state: state.db\n" };
-        ws.write("loom.yaml", &format!("nodesfile: nodes.yaml\njobspath: jobs\n{state}{main_extra}"));
+        let state = if main_extra.contains("state:") { String::new() } else { "state: state.db\n".to_string() };
+        // Each workspace's API gets a port of its own.
+        let listen =
+            if main_extra.contains("listen:") { String::new() } else { format!("listen: 127.0.0.1:{}\n", free_port()) };
+        ws.write("loom.yaml", &format!("nodesfile: nodes.yaml\njobspath: jobs\n{state}{listen}{main_extra}"));
         ws.write("nodes.yaml", nodes);
         std::fs::create_dir_all(ws.path("jobs")).unwrap();
         std::fs::create_dir_all(ws.path("tasks")).unwrap();
@@ -53,6 +56,13 @@ impl Workspace {
 
     pub fn read(&self, relative: &str) -> String {
         std::fs::read_to_string(self.path(relative)).unwrap_or_default()
+    }
+
+    /// The URL of this workspace's API (`listen:` of its main file).
+    pub fn server(&self) -> String {
+        let main = self.read("loom.yaml");
+        let address = main.lines().find_map(|l| l.strip_prefix("listen: ")).expect("a listen address");
+        format!("http://{}", address.trim())
     }
 
     pub fn config(&self) -> PathBuf {
@@ -194,6 +204,11 @@ pub fn wait_for(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     ready()
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub fn exists(path: &Path) -> bool {

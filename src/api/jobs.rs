@@ -1,0 +1,78 @@
+//! `/jobs`: list, show, run now, enable, disable.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+use super::model::{FireDetail, JobView, RunRequest};
+use super::server::{AppState, Failure};
+use crate::api::model::Event;
+
+pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Vec<JobView>>, Failure> {
+    Ok(Json(state.daemon.jobs().await?))
+}
+
+pub(crate) async fn get(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<JobView>, Failure> {
+    let jobs = state.daemon.jobs().await?;
+    jobs.into_iter()
+        .find(|j| j.name == name)
+        .map(Json)
+        .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no job named `{name}`")))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RunQuery {
+    /// Answer when the fire has finished, with every node's result.
+    #[serde(default)]
+    wait: bool,
+}
+
+pub(crate) async fn run(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<RunQuery>,
+    body: Option<Json<RunRequest>>,
+) -> Result<(StatusCode, Json<serde_json::Value>), Failure> {
+    let request = body.map(|Json(b)| b).unwrap_or_default();
+    // Subscribe before starting, so the end of a quick fire is not missed.
+    let mut events = state.daemon.events.subscribe();
+    let fire = state.daemon.run(name, request.nodes).await?;
+    if !query.wait {
+        return Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "fire": fire }))));
+    }
+    loop {
+        match events.recv().await {
+            Ok(Event::FireFinished { fire: Some(id), .. }) if id == fire => break,
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                // Lagging only loses events; the record below is complete regardless.
+                if state.daemon.store.fire(fire)?.is_some_and(|f| f.finished.is_some()) {
+                    break;
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+        }
+    }
+    let detail = FireDetail {
+        fire: state
+            .daemon
+            .store
+            .fire(fire)?
+            .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no fire {fire}")))?,
+        results: state.daemon.store.node_results(fire)?,
+    };
+    Ok((StatusCode::OK, Json(serde_json::to_value(detail).expect("fires serialize"))))
+}
+
+pub(crate) async fn enable(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<JobView>, Failure> {
+    set(state, name, true).await
+}
+
+pub(crate) async fn disable(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<JobView>, Failure> {
+    set(state, name, false).await
+}
+
+async fn set(state: AppState, name: String, enabled: bool) -> Result<Json<JobView>, Failure> {
+    state.daemon.set_enabled(name.clone(), enabled).await?;
+    get(State(state), Path(name)).await
+}

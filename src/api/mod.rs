@@ -1,0 +1,12 @@
+//! The REST API: `/api/v1`, JSON, bearer tokens, Server-Sent Events.
+
+mod auth;
+mod events;
+mod fires;
+mod jobs;
+pub mod model;
+mod openapi;
+mod server;
+mod status;
+
+pub use server::{ApiError, serve};

@@ -1,0 +1,170 @@
+//! What the API and the CLI say to each other: defined once, used by both ends.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Job, Node};
+use crate::store::{FireRecord, FireStatus, NodeRecord, NodeStatus, Trigger};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobView {
+    pub name: String,
+    pub task: String,
+    pub description: Option<String>,
+    /// `None` for jobs that run only on demand.
+    pub schedule: Option<String>,
+    pub timezone: Option<String>,
+    pub next: Option<DateTime<Utc>>,
+    pub targets: Vec<String>,
+    pub enabled: bool,
+    pub last: Option<FireRecord>,
+}
+
+impl JobView {
+    pub fn new(job: &Job, next: Option<DateTime<Utc>>, enabled: bool, last: Option<FireRecord>) -> JobView {
+        JobView {
+            name: job.name.clone(),
+            task: job.task.to_string(),
+            description: job.description.clone(),
+            schedule: job.schedule.as_ref().map(|s| s.text().to_string()),
+            timezone: job.schedule.as_ref().map(|s| s.zone().to_string()),
+            next,
+            targets: job.targets.clone(),
+            enabled,
+            last,
+        }
+    }
+}
+
+/// A node as the API shows it: never its password.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeView {
+    pub name: String,
+    pub host: String,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub auth: String,
+    pub local: bool,
+}
+
+impl From<&Node> for NodeView {
+    fn from(node: &Node) -> NodeView {
+        NodeView {
+            name: node.name.clone(),
+            host: node.host.clone(),
+            port: node.port,
+            user: node.user.clone(),
+            auth: node.auth().to_string(),
+            local: node.local,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunningFire {
+    pub id: Option<i64>,
+    pub job: String,
+    pub scheduled: DateTime<Utc>,
+    pub trigger: Trigger,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NextFire {
+    pub job: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusView {
+    pub version: String,
+    pub config: String,
+    pub started: DateTime<Utc>,
+    pub uptime_seconds: f64,
+    pub jobs: usize,
+    pub nodes: usize,
+    pub running: Vec<RunningFire>,
+    pub next: Vec<NextFire>,
+    /// Errors of the last failed reload, `file:line:col: message`; empty when the
+    /// configuration in force is the one on disk.
+    pub config_errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunRequest {
+    /// Run only on these nodes; all targets when empty.
+    #[serde(default)]
+    pub nodes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FireDetail {
+    pub fire: FireRecord,
+    pub results: Vec<NodeRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReloadView {
+    pub ok: bool,
+    pub summary: Option<String>,
+    pub errors: Vec<String>,
+}
+
+/// Live events, streamed as Server-Sent Events (`event:` is the `type`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Event {
+    FireStarted {
+        fire: Option<i64>,
+        job: String,
+        scheduled: DateTime<Utc>,
+        trigger: Trigger,
+        nodes: Vec<String>,
+    },
+    /// A piece of a node's output, as soon as Loom has it.
+    Output {
+        fire: Option<i64>,
+        job: String,
+        node: String,
+        text: String,
+    },
+    NodeFinished {
+        fire: Option<i64>,
+        job: String,
+        node: String,
+        attempt: u32,
+        status: NodeStatus,
+        error: Option<String>,
+        seconds: f64,
+    },
+    FireFinished {
+        fire: Option<i64>,
+        job: String,
+        status: FireStatus,
+        seconds: f64,
+    },
+}
+
+impl Event {
+    pub fn job(&self) -> &str {
+        match self {
+            Event::FireStarted { job, .. }
+            | Event::Output { job, .. }
+            | Event::NodeFinished { job, .. }
+            | Event::FireFinished { job, .. } => job,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::FireStarted { .. } => "fire-started",
+            Event::Output { .. } => "output",
+            Event::NodeFinished { .. } => "node-finished",
+            Event::FireFinished { .. } => "fire-finished",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}

@@ -1,0 +1,63 @@
+//! `loom status` and `loom reload`: the running daemon.
+
+use super::args::{Cli, Outcome};
+use super::client::{Need, connect};
+use crate::api::model::{ReloadView, StatusView};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
+    let client = connect(cli, Need::Required).await?.expect("required");
+    let status: StatusView = client.get("/status", &[]).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(Outcome::Success);
+    }
+    println!("loom {} at {}: up {}", status.version, client.server(), uptime(status.uptime_seconds));
+    println!("configuration {}: {} job(s), {} node(s)", status.config, status.jobs, status.nodes);
+    if !status.config_errors.is_empty() {
+        println!("the last reload failed; the previous configuration is in force:");
+        for error in &status.config_errors {
+            println!("  {error}");
+        }
+    }
+    println!("running: {}", if status.running.is_empty() { "nothing".to_string() } else { String::new() });
+    for fire in &status.running {
+        let id = fire.id.map(|i| format!("fire {i}")).unwrap_or_default();
+        println!("  {} {} ({}, scheduled {})", fire.job, id, fire.trigger, fire.scheduled.format("%H:%M:%S"));
+    }
+    println!("next:");
+    for next in status.next.iter().take(10) {
+        println!("  {}  {}", next.at.format("%Y-%m-%d %H:%M:%S UTC"), next.job);
+    }
+    Ok(Outcome::Success)
+}
+
+pub(crate) async fn reload(cli: &Cli) -> anyhow::Result<Outcome> {
+    let client = connect(cli, Need::Required).await?.expect("required");
+    let outcome: ReloadView = client.post("/reload", &serde_json::json!({})).await?;
+    if outcome.ok {
+        println!("reloaded: {}", outcome.summary.unwrap_or_default());
+        Ok(Outcome::Success)
+    } else {
+        eprintln!("reload failed; the previous configuration stays in force:");
+        for error in &outcome.errors {
+            eprintln!("  {error}");
+        }
+        Ok(Outcome::Failure)
+    }
+}
+
+fn uptime(seconds: f64) -> String {
+    let seconds = seconds as u64;
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m {}s", seconds / 60, seconds % 60),
+        _ => format!("{}h {}m", seconds / 3600, seconds % 3600 / 60),
+    }
+}

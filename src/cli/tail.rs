@@ -1,0 +1,49 @@
+//! `loom tail [JOB]`: live output of fires as they run, from the daemon's events.
+
+use super::args::{Cli, Outcome};
+use super::client::{Need, connect};
+use crate::api::model::Event;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only this job's fires
+    #[arg(value_name = "JOB")]
+    pub job: Option<String>,
+    /// Stop after this many fires have finished
+    #[arg(long, value_name = "N")]
+    pub fires: Option<usize>,
+}
+
+pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
+    let client = connect(cli, Need::Required).await?.expect("required");
+    eprintln!("following {} (Ctrl-C stops)", client.server());
+    let mut finished = 0;
+    client
+        .events(args.job.as_deref(), |event| {
+            match &event {
+                Event::FireStarted { fire, job, trigger, nodes, .. } => {
+                    println!("== {job} fire {} started ({trigger}) on {}", number(*fire), nodes.join(", "));
+                }
+                Event::Output { job, node, text, .. } => {
+                    for line in text.lines() {
+                        println!("[{job} {node}] {line}");
+                    }
+                }
+                Event::NodeFinished { job, node, status, error, seconds, attempt, .. } => {
+                    let error = error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
+                    println!("[{job} {node}] {status} in {seconds:.2}s (attempt {attempt}){error}");
+                }
+                Event::FireFinished { fire, job, status, seconds } => {
+                    println!("== {job} fire {} {status} in {seconds:.2}s", number(*fire));
+                    finished += 1;
+                }
+            }
+            args.fires.is_none_or(|limit| finished < limit)
+        })
+        .await?;
+    Ok(Outcome::Success)
+}
+
+fn number(fire: Option<i64>) -> String {
+    fire.map_or("-".to_string(), |f| f.to_string())
+}
