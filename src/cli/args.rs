@@ -94,6 +94,7 @@ impl From<anyhow::Result<Outcome>> for Outcome {
 
 impl Cli {
     pub async fn execute(self) -> Outcome {
+        crate::ssh::raise_open_file_limit();
         let result = match &self.command {
             Command::Serve => serve::execute(&self).await,
             Command::Check => check::execute(&self),

@@ -18,7 +18,7 @@ use super::fields::{Fields, resolve_path};
 use super::node::Node;
 use super::settings::Settings;
 use super::yaml::{Node as YamlNode, Value};
-use crate::schedule::cron::Schedule;
+use crate::schedule::cron::{Schedule, Schedules};
 
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -138,6 +138,7 @@ pub(crate) fn parse_jobs(
     jobs: &YamlNode,
     nodes: &BTreeMap<String, Arc<Node>>,
     settings: &Settings,
+    schedules: &mut Schedules,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<Parsed> {
     let Some(entries) = jobs.entries() else {
@@ -152,7 +153,7 @@ pub(crate) fn parse_jobs(
             diagnostics.push(key.expected("a job name"));
             continue;
         };
-        let job = parse_job(&name, key, value, nodes, settings, diagnostics);
+        let job = parse_job(&name, key, value, nodes, settings, schedules, diagnostics);
         out.push(Parsed { name, at: key.at.clone(), job });
     }
     out
@@ -164,6 +165,7 @@ fn parse_job(
     value: &YamlNode,
     nodes: &BTreeMap<String, Arc<Node>>,
     settings: &Settings,
+    schedules: &mut Schedules,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<Job> {
     let default_zone = settings.timezone;
@@ -222,7 +224,7 @@ fn parse_job(
             errors.push(n.expected("a cron expression in quotes, e.g. \"*/5 * * * *\""));
             return None;
         };
-        match Schedule::parse(text, zone) {
+        match schedules.parse(text, zone) {
             Ok(schedule) => Some(schedule),
             Err(why) => {
                 errors.push(

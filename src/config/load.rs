@@ -15,6 +15,7 @@ use super::job::{Job, Parsed, parse_jobs};
 use super::node::{Node, parse_nodes};
 use super::settings::{Settings, parse_settings};
 use super::yaml::{Joined, SourceFile};
+use crate::schedule::cron::Schedules;
 
 /// A loaded configuration: what parsed, and everything that did not.
 #[derive(Debug, Clone)]
@@ -98,12 +99,13 @@ pub fn load(path: &Path) -> (Config, Vec<Diagnostic>) {
     if let Some(jobspath) = config.settings.jobspath.clone() {
         let manifests = manifests_under(&jobspath, config.settings.datafile.as_deref(), &mut diagnostics);
         let mut defined: BTreeMap<String, Location> = BTreeMap::new();
+        let mut schedules = Schedules::default();
         for manifest in manifests {
             config.files.push(manifest.clone());
             let Some(file) = read(&manifest, "a job manifest", &mut diagnostics) else {
                 continue;
             };
-            let jobs = load_manifest(&file, datafile.as_ref(), &config, &mut diagnostics);
+            let jobs = load_manifest(&file, datafile.as_ref(), &config, &mut schedules, &mut diagnostics);
             for parsed in jobs {
                 if let Some(first) = defined.get(&parsed.name) {
                     diagnostics.push(
@@ -129,6 +131,7 @@ fn load_manifest(
     file: &Arc<SourceFile>,
     datafile: Option<&Arc<SourceFile>>,
     config: &Config,
+    schedules: &mut Schedules,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<Parsed> {
     let parts: Vec<Arc<SourceFile>> = datafile.into_iter().cloned().chain([Arc::clone(file)]).collect();
@@ -148,7 +151,7 @@ fn load_manifest(
     let Some(jobs) = root.get("jobs") else {
         return Vec::new();
     };
-    parse_jobs(jobs, &config.nodes, &config.settings, diagnostics)
+    parse_jobs(jobs, &config.nodes, &config.settings, schedules, diagnostics)
 }
 
 /// Every `*.yaml`/`*.yml` under `folder`, recursively, in a stable order.

@@ -31,7 +31,7 @@ use crate::schedule::Timeline;
 use crate::schedule::catchup::missed;
 use crate::snapshot::Snapshot;
 use crate::ssh::Pool;
-use crate::store::{Store, StoreError, Trigger};
+use crate::store::{NewFire, Store, StoreError, Trigger};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -80,6 +80,11 @@ struct Daemon {
     abort: CancellationToken,
     events: broadcast::Sender<Event>,
     started: DateTime<Utc>,
+    /// Fires decided on but not yet recorded and started; `flush` does both, for
+    /// all of them in one store transaction.
+    pending: Vec<(Arc<Job>, Fire, Option<Vec<String>>)>,
+    /// Jobs disabled in the store, read once per batch of fires.
+    disabled: std::collections::HashSet<String>,
 }
 
 pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<(), DaemonError> {
@@ -125,9 +130,12 @@ pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<()
         abort: CancellationToken::new(),
         events,
         started: Utc::now(),
+        pending: Vec::new(),
+        disabled: Default::default(),
     };
     daemon.start(Utc::now());
     daemon.watch_files();
+    release_memory();
     tracing::info!(
         config = %config_path.display(),
         state = %daemon.store.path().display(),
@@ -179,21 +187,33 @@ impl Daemon {
     /// Catch-up and the first plan of every job.
     fn start(&mut self, now: DateTime<Utc>) {
         let snapshot = Arc::clone(&self.snapshot);
+        self.refresh_disabled();
+        let last = self.store.last_scheduled_all().unwrap_or_else(|err| {
+            tracing::error!("failed to read the jobs' last fires; nothing is caught up: {err}");
+            Default::default()
+        });
         for job in snapshot.config.jobs.values() {
             let Some(schedule) = &job.schedule else { continue };
             if schedule.is_reboot() {
                 self.dispatch(job, Fire::new(&job.name, now, Trigger::Reboot), job.overlap);
                 continue;
             }
-            match self.store.last_scheduled(&job.name) {
-                Ok(Some(last)) => self.catch_up(job, last, now),
-                Ok(None) => {}
-                Err(err) => tracing::error!(job = %job.name, "failed to read the job's last fire: {err}"),
-            }
-            if let Err(err) = self.store.ensure_job(&job.name, now) {
-                tracing::error!(job = %job.name, "failed to record the job: {err}");
+            if let Some(last) = last.get(&job.name) {
+                self.catch_up(job, *last, now);
             }
             self.timeline.plan(&job.name, schedule, now, job.jitter_offset());
+        }
+        let scheduled = snapshot.config.jobs.values().filter(|j| j.schedule.as_ref().is_some_and(|s| !s.is_reboot()));
+        if let Err(err) = self.store.ensure_jobs(scheduled.map(|j| j.name.as_str()), now) {
+            tracing::error!("failed to record the jobs: {err}");
+        }
+        self.flush();
+    }
+
+    fn refresh_disabled(&mut self) {
+        match self.store.disabled_jobs() {
+            Ok(disabled) => self.disabled = disabled,
+            Err(err) => tracing::error!("failed to read which jobs are disabled: {err}"),
         }
     }
 
@@ -242,11 +262,11 @@ impl Daemon {
             let Some(job) = snapshot.config.jobs.get(name) else { continue };
             self.timeline.remove(name);
             if let Some(schedule) = job.schedule.as_ref().filter(|s| !s.is_reboot()) {
-                if let Err(err) = self.store.ensure_job(name, now) {
-                    tracing::error!(job = %name, "failed to record the job: {err}");
-                }
                 self.timeline.plan(name, schedule, now, job.jitter_offset());
             }
+        }
+        if let Err(err) = self.store.ensure_jobs(changes.added.iter().map(String::as_str), now) {
+            tracing::error!("failed to record the new jobs: {err}");
         }
         let (before, after) = (&old.config.settings, &snapshot.config.settings);
         if before.ssh != after.ssh
@@ -282,6 +302,7 @@ impl Daemon {
                 changes.summary()
             );
         }
+        release_memory();
         ReloadView { ok: true, summary: Some(changes.summary()), errors: Vec::new() }
     }
 
@@ -305,7 +326,12 @@ impl Daemon {
 
     fn fire_due(&mut self, now: DateTime<Utc>) {
         let snapshot = Arc::clone(&self.snapshot);
-        for (scheduled, name) in self.timeline.take_due(now) {
+        let due = self.timeline.take_due(now);
+        if due.is_empty() {
+            return;
+        }
+        self.refresh_disabled();
+        for (scheduled, name) in due {
             let Some(job) = snapshot.config.jobs.get(&name) else { continue };
             let Some(schedule) = &job.schedule else { continue };
             if now - scheduled > LATE {
@@ -318,17 +344,14 @@ impl Daemon {
             self.timeline.plan(&name, schedule, scheduled, job.jitter_offset());
             self.dispatch(job, Fire::new(&name, scheduled, Trigger::Schedule), job.overlap);
         }
+        self.flush();
     }
 
     /// Starts, queues or skips a fire, by the overlap policy.
     fn dispatch(&mut self, job: &Arc<Job>, fire: Fire, overlap: Overlap) {
-        match self.store.is_enabled(&job.name) {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::debug!(job = %job.name, "disabled; not firing");
-                return;
-            }
-            Err(err) => tracing::error!(job = %job.name, "failed to read whether the job is enabled: {err}"),
+        if self.disabled.contains(&job.name) {
+            tracing::debug!(job = %job.name, "disabled; not firing");
+            return;
         }
         let state = self.jobs.entry(job.name.clone()).or_default();
         if state.running > 0 {
@@ -352,15 +375,70 @@ impl Daemon {
         self.start_fire(job, fire, None);
     }
 
-    /// Starts a fire on the job's targets (or on `only` these nodes); returns its
-    /// number in the store.
-    fn start_fire(&mut self, job: &Arc<Job>, mut fire: Fire, only: Option<&[String]>) -> Option<i64> {
-        let snapshot = Arc::clone(&self.snapshot);
-        let names: &[String] = only.unwrap_or(&job.targets);
-        let nodes: Vec<_> = names.iter().filter_map(|n| snapshot.config.nodes.get(n).cloned()).collect();
-        let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
-        let recorder = Recorder::begin(Some(&self.store), job, &mut fire, &names)?;
+    /// Queues a fire to start on the job's targets (or on `only` these nodes) at the
+    /// next `flush`. It counts as running from now on.
+    fn start_fire(&mut self, job: &Arc<Job>, fire: Fire, only: Option<Vec<String>>) {
         self.jobs.entry(job.name.clone()).or_default().running += 1;
+        self.pending.push((Arc::clone(job), fire, only));
+    }
+
+    /// Records every pending fire (one transaction) and starts them; returns their
+    /// numbers in the store, in order.
+    fn flush(&mut self) -> Vec<Option<i64>> {
+        if self.pending.is_empty() {
+            return Vec::new();
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let snapshot = Arc::clone(&self.snapshot);
+        let targets: Vec<Vec<String>> = pending
+            .iter()
+            .map(|(job, _, only)| {
+                let names = only.as_deref().unwrap_or(&job.targets);
+                names.iter().filter(|n| snapshot.config.nodes.contains_key(*n)).cloned().collect()
+            })
+            .collect();
+        let rows: Vec<NewFire<'_>> = pending
+            .iter()
+            .zip(&targets)
+            .map(|((_, fire, _), nodes)| NewFire { job: &fire.job, scheduled: fire.scheduled, trigger: fire.trigger, nodes })
+            .collect();
+        let ids: Vec<Result<Option<i64>, ()>> = match self.store.begin_fires(&rows) {
+            Ok(ids) => ids.into_iter().map(Ok).collect(),
+            Err(err) => {
+                tracing::error!(fires = rows.len(), "failed to record fires (they run anyway): {err}");
+                vec![Err(()); rows.len()]
+            }
+        };
+        drop(rows);
+        let mut started = Vec::new();
+        for (((job, mut fire, _), names), id) in pending.into_iter().zip(targets).zip(ids) {
+            let id = match id {
+                Ok(None) => {
+                    tracing::info!(job = %fire.job, scheduled = %fire.scheduled, "fire already recorded; not running it twice");
+                    self.finished_without_running(&job.name);
+                    started.push(None);
+                    continue;
+                }
+                Ok(Some(id)) => Some(id),
+                Err(()) => None,
+            };
+            fire.id = id;
+            let recorder = Recorder::recorded(Some(&self.store), &job, id);
+            let nodes = names.iter().filter_map(|n| snapshot.config.nodes.get(n).cloned()).collect();
+            self.launch(&job, fire, nodes, recorder);
+            started.push(id);
+        }
+        started
+    }
+
+    fn finished_without_running(&mut self, name: &str) {
+        if let Some(state) = self.jobs.get_mut(name) {
+            state.running = state.running.saturating_sub(1);
+        }
+    }
+
+    fn launch(&mut self, job: &Arc<Job>, fire: Fire, nodes: Vec<Arc<crate::config::Node>>, recorder: Recorder) {
+        let snapshot = Arc::clone(&self.snapshot);
         let lag_ms = (Utc::now() - fire.scheduled).num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0;
         tracing::debug!(job = %fire.job, lag_ms, "fire due");
         let runner = Arc::clone(&self.runner);
@@ -370,7 +448,6 @@ impl Daemon {
         self.next_key += 1;
         let view = RunningFire { id: fire.id, job: job.name.clone(), scheduled: fire.scheduled, trigger: fire.trigger };
         self.running.insert(key, (view, cancel.clone()));
-        let id = fire.id;
         self.fires.spawn(async move {
             let report = runner.run(snapshot, fire, nodes, cancel, &recorder, |_| {}).await;
             tracing::info!(
@@ -384,7 +461,6 @@ impl Daemon {
             );
             (job.name.clone(), key)
         });
-        id
     }
 
     fn finished(&mut self, name: &str, key: u64) {
@@ -397,6 +473,7 @@ impl Daemon {
         let Some(next) = state.queued.pop_front() else { return };
         if let Some(job) = self.snapshot.config.jobs.get(name).cloned() {
             self.start_fire(&job, next, None);
+            self.flush();
         }
     }
 
@@ -487,8 +564,11 @@ impl Daemon {
         if let Some(unknown) = nodes.iter().find(|n| !self.snapshot.config.nodes.contains_key(*n)) {
             return Err(ControlError::Invalid(format!("no node named `{unknown}` in the node manifest")));
         }
-        let only = (!nodes.is_empty()).then_some(nodes);
-        self.start_fire(&job, Fire::new(name, Utc::now(), Trigger::Manual), only)
+        let only = (!nodes.is_empty()).then(|| nodes.to_vec());
+        self.start_fire(&job, Fire::new(name, Utc::now(), Trigger::Manual), only);
+        self.flush()
+            .pop()
+            .flatten()
             .ok_or_else(|| ControlError::Invalid("the fire could not be recorded; see the daemon's log".to_string()))
     }
 
@@ -508,6 +588,16 @@ impl Daemon {
         self.abort.cancel();
         self.runner.pool().close_all();
         tracing::info!("loom stopped");
+    }
+}
+
+/// Hands the memory freed after loading a configuration (parse trees, compiler
+/// state) back to the system, so a daemon's resident size reflects what it keeps.
+fn release_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free heap memory to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -186,7 +186,7 @@ impl Runner {
             timed_out: timed_out.load(std::sync::atomic::Ordering::SeqCst),
         };
         // Recorded before it is announced, so a listener reading the store sees the end.
-        recorder.finish(&report);
+        recorder.finish(&report).await;
         self.publish(Event::FireFinished {
             fire: report.fire.id,
             job: report.fire.job.clone(),

@@ -38,6 +38,12 @@ impl Recorder {
             }
         };
         fire.id = fire_id;
+        Some(Recorder::recorded(store, job, fire_id))
+    }
+
+    /// A recorder for a fire already written to the store as `fire_id` (or not
+    /// recorded at all, when `None`).
+    pub fn recorded(store: Option<&Arc<Store>>, job: &Arc<Job>, fire_id: Option<i64>) -> Recorder {
         let log = job.log.as_ref().and_then(|path| {
             if let Some(folder) = path.parent() {
                 let _ = std::fs::create_dir_all(folder);
@@ -50,7 +56,7 @@ impl Recorder {
                 }
             }
         });
-        Some(Recorder { store: store.cloned(), fire_id, job: Arc::clone(job), log })
+        Recorder { store: store.cloned(), fire_id, job: Arc::clone(job), log }
     }
 
     pub fn job(&self) -> &Arc<Job> {
@@ -74,7 +80,7 @@ impl Recorder {
                 error: result.error.clone(),
                 output: result.output.clone(),
             };
-            if let Err(err) = store.record_node(&record) {
+            if let Err(err) = store.queue_node(record) {
                 tracing::error!(job = %self.job.name, node = %result.node, "failed to record a node result: {err}");
             }
         }
@@ -101,9 +107,10 @@ impl Recorder {
         }
     }
 
-    pub fn finish(&self, report: &FireReport) {
+    /// Records the fire's end; returns once it is committed.
+    pub async fn finish(&self, report: &FireReport) {
         if let (Some(store), Some(fire_id)) = (&self.store, self.fire_id)
-            && let Err(err) = store.finish_fire(fire_id, report.status(), None)
+            && let Err(err) = store.finish_queued(fire_id, report.status()).await
         {
             tracing::error!(job = %self.job.name, "failed to record the end of a fire: {err}");
         }

@@ -7,8 +7,10 @@
 //! instant; callers ask for the next fire strictly after the last one, so the same
 //! instant can never be produced twice. This module does not keep state or sleep.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -25,7 +27,8 @@ pub struct Schedule {
 
 #[derive(Clone)]
 enum Kind {
-    Cron(Box<Cron>),
+    /// Shared: a parsed pattern takes kilobytes, and jobs often share patterns.
+    Cron(Arc<Cron>),
     /// `@reboot`: once when the daemon starts, never from the clock.
     Reboot,
 }
@@ -56,7 +59,7 @@ impl Schedule {
         }
         let parser = CronParser::builder().seconds(Seconds::Optional).year(Year::Disallowed).build();
         let cron = parser.parse(normalized).map_err(|e| lowercase_first(&e.to_string()))?;
-        Ok(Schedule { text: trimmed.to_string(), kind: Kind::Cron(Box::new(cron)), zone })
+        Ok(Schedule { text: trimmed.to_string(), kind: Kind::Cron(Arc::new(cron)), zone })
     }
 
     pub fn is_reboot(&self) -> bool {
@@ -79,6 +82,18 @@ impl Schedule {
         };
         let local = after.with_timezone(&self.zone);
         cron.find_next_occurrence(&local, false).ok().map(|t| t.with_timezone(&Utc))
+    }
+}
+
+/// Parses schedules once per distinct (text, zone), sharing the result.
+#[derive(Default)]
+pub struct Schedules {
+    parsed: HashMap<(String, Tz), Result<Schedule, String>>,
+}
+
+impl Schedules {
+    pub fn parse(&mut self, text: &str, zone: Tz) -> Result<Schedule, String> {
+        self.parsed.entry((text.to_string(), zone)).or_insert_with(|| Schedule::parse(text, zone)).clone()
     }
 }
 

@@ -113,6 +113,19 @@ impl fmt::Debug for Connection {
     }
 }
 
+/// Lifts the soft limit of open files to the hard one: each node's connection takes
+/// a few descriptors, and the usual soft limit (1024) runs out at a few hundred nodes.
+pub fn raise_open_file_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 /// Quotes `text` for a POSIX shell so it arrives as one literal word.
 pub fn shell_quote(text: &str) -> String {
     if !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "@%+=:,./-_".contains(c)) {

@@ -2,6 +2,7 @@
 
 pub mod model;
 mod sqlite;
+mod writer;
 
 pub use model::{FireRecord, FireStatus, NodeRecord, NodeStatus, Trigger};
-pub use sqlite::{FireFilter, Store, StoreError};
+pub use sqlite::{FireFilter, NewFire, Store, StoreError};

@@ -14,6 +14,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::model::{FireRecord, FireStatus, NodeRecord, NodeStatus, Trigger};
+use super::writer::{Write, Writer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -67,6 +68,8 @@ const MIGRATIONS: &[&str] = &[
 pub struct Store {
     path: PathBuf,
     connection: Mutex<Connection>,
+    /// Group-commits node results and fire endings; `None` when read-only.
+    writer: Option<Writer>,
 }
 
 fn millis(at: DateTime<Utc>) -> i64 {
@@ -75,6 +78,42 @@ fn millis(at: DateTime<Utc>) -> i64 {
 
 fn instant(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// A fire to record as started.
+pub struct NewFire<'a> {
+    pub job: &'a str,
+    pub scheduled: DateTime<Utc>,
+    pub trigger: Trigger,
+    pub nodes: &'a [String],
+}
+
+fn insert_fire(
+    transaction: &rusqlite::Transaction<'_>,
+    fire: &NewFire<'_>,
+    status: FireStatus,
+    note: Option<&str>,
+    now: i64,
+) -> rusqlite::Result<Option<i64>> {
+    let nodes = serde_json::to_string(fire.nodes).expect("names serialize");
+    let mut insert = transaction.prepare_cached(
+        "INSERT OR IGNORE INTO fires (job, scheduled, trigger, status, started, finished, nodes, note)
+         VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?4 = 'running' THEN NULL ELSE ?5 END, ?6, ?7)",
+    )?;
+    let inserted =
+        insert.execute(params![fire.job, millis(fire.scheduled), fire.trigger.as_str(), status.as_str(), now, nodes, note])?;
+    if inserted == 0 {
+        return Ok(None);
+    }
+    let id = transaction.last_insert_rowid();
+    if matches!(fire.trigger, Trigger::Schedule | Trigger::CatchUp) {
+        let mut last = transaction.prepare_cached(
+            "INSERT INTO jobs (job, last_scheduled) VALUES (?1, ?2)
+             ON CONFLICT(job) DO UPDATE SET last_scheduled = max(coalesce(last_scheduled, 0), ?2)",
+        )?;
+        last.execute(params![fire.job, millis(fire.scheduled)])?;
+    }
+    Ok(Some(id))
 }
 
 /// Filters for `fires`.
@@ -100,8 +139,12 @@ impl Store {
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
             )
             .map_err(open_error)?;
-        let store = Store { path: path.to_path_buf(), connection: Mutex::new(connection) };
+        let mut store = Store { path: path.to_path_buf(), connection: Mutex::new(connection), writer: None };
         store.migrate()?;
+        let writing = Connection::open(path).map_err(open_error)?;
+        writing.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")?;
+        store.writer =
+            Some(Writer::start(writing).map_err(|source| StoreError::Folder { path: path.to_path_buf(), source })?);
         Ok(store)
     }
 
@@ -110,7 +153,7 @@ impl Store {
         let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
         connection.execute_batch("PRAGMA busy_timeout = 5000;")?;
-        Ok(Store { path: path.to_path_buf(), connection: Mutex::new(connection) })
+        Ok(Store { path: path.to_path_buf(), connection: Mutex::new(connection), writer: None })
     }
 
     pub fn path(&self) -> &Path {
@@ -191,6 +234,21 @@ impl Store {
         self.insert_fire(job, scheduled, trigger, FireStatus::Skipped, &[], Some(note))
     }
 
+    /// Records many fires as running in one transaction (fires due together are
+    /// recorded together); each answer is as for `begin_fire`.
+    pub fn begin_fires(&self, fires: &[NewFire<'_>]) -> Result<Vec<Option<i64>>, StoreError> {
+        let now = millis(Utc::now());
+        self.with(|c| {
+            let transaction = c.transaction()?;
+            let ids = fires
+                .iter()
+                .map(|f| insert_fire(&transaction, f, FireStatus::Running, None, now))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            transaction.commit()?;
+            Ok(ids)
+        })
+    }
+
     fn insert_fire(
         &self,
         job: &str,
@@ -201,36 +259,42 @@ impl Store {
         note: Option<&str>,
     ) -> Result<Option<i64>, StoreError> {
         let now = millis(Utc::now());
-        let nodes = serde_json::to_string(nodes).expect("names serialize");
         self.with(|c| {
             let transaction = c.transaction()?;
-            let inserted = transaction.execute(
-                "INSERT OR IGNORE INTO fires (job, scheduled, trigger, status, started, finished, nodes, note)
-                 VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?4 = 'running' THEN NULL ELSE ?5 END, ?6, ?7)",
-                params![job, millis(scheduled), trigger.as_str(), status.as_str(), now, nodes, note],
-            )?;
-            if inserted == 0 {
-                return Ok(None);
-            }
-            let id = transaction.last_insert_rowid();
-            if matches!(trigger, Trigger::Schedule | Trigger::CatchUp) {
-                transaction.execute(
-                    "INSERT INTO jobs (job, last_scheduled) VALUES (?1, ?2)
-                     ON CONFLICT(job) DO UPDATE SET last_scheduled = max(coalesce(last_scheduled, 0), ?2)",
-                    params![job, millis(scheduled)],
-                )?;
-            }
+            let id = insert_fire(&transaction, &NewFire { job, scheduled, trigger, nodes }, status, note, now)?;
             transaction.commit()?;
-            Ok(Some(id))
+            Ok(id)
         })
+    }
+
+    /// Queues a node result for the writer thread (in order with `finish_queued`).
+    pub fn queue_node(&self, record: NodeRecord) -> Result<(), StoreError> {
+        match &self.writer {
+            Some(writer) => {
+                writer.send(Write::Node(record));
+                Ok(())
+            }
+            None => self.record_node(&record),
+        }
+    }
+
+    /// Marks a fire finished through the writer thread; resolves once it, and every
+    /// result queued before it, is committed.
+    pub async fn finish_queued(&self, id: i64, status: FireStatus) -> Result<(), StoreError> {
+        let Some(writer) = &self.writer else { return self.finish_fire(id, status, None) };
+        let (done, committed) = tokio::sync::oneshot::channel();
+        writer.send(Write::Finish { id, status, finished: millis(Utc::now()), done });
+        let _ = committed.await;
+        Ok(())
     }
 
     pub fn record_node(&self, record: &NodeRecord) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO node_results (fire_id, node, attempt, status, exit_code, started, duration_ms, error, output)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
+            )?
+            .execute(params![
                     record.fire_id,
                     record.node,
                     record.attempt,
@@ -266,16 +330,39 @@ impl Store {
         })
     }
 
-    /// Remembers `at` as a job's starting point unless it has one, so a job seen for
-    /// the first time has nothing to catch up.
-    pub fn ensure_job(&self, job: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+    /// Remembers `at` as each job's starting point unless it has one, so a job seen
+    /// for the first time has nothing to catch up.
+    pub fn ensure_jobs<'a>(&self, jobs: impl IntoIterator<Item = &'a str>, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute(
-                "INSERT INTO jobs (job, last_scheduled) VALUES (?1, ?2)
-                 ON CONFLICT(job) DO UPDATE SET last_scheduled = coalesce(last_scheduled, ?2)",
-                params![job, millis(at)],
-            )
-            .map(drop)
+            let transaction = c.transaction()?;
+            {
+                let mut statement = transaction.prepare_cached(
+                    "INSERT INTO jobs (job, last_scheduled) VALUES (?1, ?2)
+                     ON CONFLICT(job) DO UPDATE SET last_scheduled = coalesce(last_scheduled, ?2)",
+                )?;
+                for job in jobs {
+                    statement.execute(params![job, millis(at)])?;
+                }
+            }
+            transaction.commit()
+        })
+    }
+
+    /// Every job's latest scheduled instant on record.
+    pub fn last_scheduled_all(&self) -> Result<std::collections::HashMap<String, DateTime<Utc>>, StoreError> {
+        self.with(|c| {
+            let mut statement = c.prepare("SELECT job, last_scheduled FROM jobs WHERE last_scheduled IS NOT NULL")?;
+            let rows = statement.query_map([], |r| Ok((r.get::<_, String>(0)?, instant(r.get(1)?))))?;
+            rows.collect()
+        })
+    }
+
+    /// The jobs that are disabled.
+    pub fn disabled_jobs(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+        self.with(|c| {
+            let mut statement = c.prepare_cached("SELECT job FROM jobs WHERE enabled = 0")?;
+            let rows = statement.query_map([], |r| r.get::<_, String>(0))?;
+            rows.collect()
         })
     }
 

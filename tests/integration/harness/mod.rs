@@ -154,6 +154,18 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits until the daemon has started, whatever its log level.
+    pub fn wait_started_quietly(&self) {
+        let port = std::fs::read_to_string(self.log.parent().unwrap().join("loom.yaml"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("listen: ").map(str::to_string));
+        let ready = wait_for(Duration::from_secs(60), || {
+            port.as_deref().is_some_and(|address| std::net::TcpStream::connect(address.trim()).is_ok())
+        });
+        assert!(ready, "the daemon did not start:\n{}", self.log());
+    }
+
     /// Waits until the daemon has loaded everything and planned its fires.
     pub fn wait_started(&self) {
         assert!(
