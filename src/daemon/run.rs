@@ -400,9 +400,17 @@ impl Daemon {
         let rows: Vec<NewFire<'_>> = pending
             .iter()
             .zip(&targets)
-            .map(|((_, fire, _), nodes)| NewFire { job: &fire.job, scheduled: fire.scheduled, trigger: fire.trigger, nodes })
+            .map(|((_, fire, _), nodes)| NewFire {
+                job: &fire.job,
+                scheduled: fire.scheduled,
+                trigger: fire.trigger,
+                nodes,
+            })
             .collect();
-        let ids: Vec<Result<Option<i64>, ()>> = match self.store.begin_fires(&rows) {
+        let clock = std::time::Instant::now();
+        let recorded = self.store.begin_fires(&rows);
+        tracing::debug!(fires = rows.len(), micros = clock.elapsed().as_micros() as u64, "fires recorded");
+        let ids: Vec<Result<Option<i64>, ()>> = match recorded {
             Ok(ids) => ids.into_iter().map(Ok).collect(),
             Err(err) => {
                 tracing::error!(fires = rows.len(), "failed to record fires (they run anyway): {err}");
@@ -428,6 +436,7 @@ impl Daemon {
             self.launch(&job, fire, nodes, recorder);
             started.push(id);
         }
+        tracing::debug!(micros = clock.elapsed().as_micros() as u64, "fires started");
         started
     }
 

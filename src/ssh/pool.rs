@@ -1,8 +1,7 @@
 //! One connection per node, opened on first use and kept for later tasks and fires.
 //!
-//! Before handing out a kept SSH connection the pool asks its master whether it is
-//! alive (one round trip on the control socket); a dead one, or one whose node
-//! settings changed, is replaced. Concurrent tasks for the same node wait for one
+//! A kept SSH connection repairs a dead master itself (see `session.rs`); the pool
+//! replaces a connection whose node settings changed. Concurrent tasks for the same node wait for one
 //! connect instead of starting masters of their own. Dropping the pool (or
 //! `close_all`) stops every master and removes its control folder.
 
@@ -39,12 +38,8 @@ impl Pool {
         if let Some(connection) = kept.as_ref() {
             match connection.as_ref() {
                 Connection::Local(_) if node.local => return Ok(Arc::clone(connection)),
-                Connection::Ssh(ssh) if ssh.node() == node => {
-                    if ssh.is_alive().await {
-                        return Ok(Arc::clone(connection));
-                    }
-                    tracing::info!(node = %node.name, "ssh master is gone; reconnecting");
-                }
+                // A master that died is reopened by the connection itself on next use.
+                Connection::Ssh(ssh) if ssh.node() == node => return Ok(Arc::clone(connection)),
                 _ => tracing::info!(node = %node.name, "node settings changed; reconnecting"),
             }
         }

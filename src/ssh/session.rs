@@ -8,7 +8,7 @@
 //! handle captured when the connection was opened.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use openssh::{Session, Stdio};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -22,7 +22,11 @@ use crate::config::Node;
 
 pub struct SshConnection {
     node: Arc<Node>,
-    session: Session,
+    settings: SshSettings,
+    /// Replaced whole when a dead master is reopened; dropping a session stops its
+    /// master and removes its control folder.
+    session: RwLock<Arc<Session>>,
+    reopening: tokio::sync::Mutex<()>,
     runtime: Handle,
     output_limit: usize,
 }
@@ -34,37 +38,86 @@ impl SshConnection {
         output_limit: usize,
     ) -> Result<SshConnection, SshError> {
         let Master { dir } = master::start(&node, settings).await?;
-        // The session owns the folder: dropping it stops the master and removes both.
-        let session = Session::new_native_mux(dir);
-        Ok(SshConnection { node, session, runtime: Handle::current(), output_limit })
+        Ok(SshConnection {
+            node,
+            settings: settings.clone(),
+            session: RwLock::new(Arc::new(Session::new_native_mux(dir))),
+            reopening: tokio::sync::Mutex::new(()),
+            runtime: Handle::current(),
+            output_limit,
+        })
     }
 
     pub(crate) fn node(&self) -> &Arc<Node> {
         &self.node
     }
 
-    /// Whether the master still answers on its socket.
-    pub(crate) async fn is_alive(&self) -> bool {
-        self.session.check().await.is_ok()
+    fn current(&self) -> Arc<Session> {
+        Arc::clone(&self.session.read().expect("session lock"))
+    }
+
+    /// Starts a new master in place of `failed`, unless another task already did.
+    async fn reopen(&self, failed: &Arc<Session>) -> Result<(), SshError> {
+        let _one_at_a_time = self.reopening.lock().await;
+        if !Arc::ptr_eq(&self.current(), failed) {
+            return Ok(());
+        }
+        tracing::info!(node = %self.node.name, "ssh master is gone; reconnecting");
+        let Master { dir } = master::start(&self.node, &self.settings).await?;
+        *self.session.write().expect("session lock") = Arc::new(Session::new_native_mux(dir));
+        Ok(())
     }
 
     fn session_error(&self, err: openssh::Error) -> SshError {
         SshError::Session { node: self.node.name.clone(), reason: err.to_string() }
     }
 
+    /// Runs `command` on the node. A master found dead before the command could
+    /// start (its socket refuses) is reopened once and the command started again;
+    /// that is how a master that died between fires is replaced, without asking the
+    /// master whether it lives before every task.
     pub(crate) async fn exec_async(
         &self,
         command: &str,
         stdin: Option<&[u8]>,
         upload: Option<&Path>,
     ) -> Result<CommandOutput, SshError> {
-        let mut builder = self.session.raw_command(command);
+        let session = self.current();
+        match self.exec_on(&session, command, stdin, upload).await {
+            Err(Attempt::MasterGone(_)) => {
+                self.reopen(&session).await?;
+                let session = self.current();
+                self.exec_on(&session, command, stdin, upload).await.map_err(|a| self.attempt_error(a))
+            }
+            other => other.map_err(|a| self.attempt_error(a)),
+        }
+    }
+
+    fn attempt_error(&self, attempt: Attempt) -> SshError {
+        match attempt {
+            Attempt::MasterGone(err) => self.session_error(err),
+            Attempt::Failed(err) => err,
+        }
+    }
+
+    async fn exec_on(
+        &self,
+        session: &Session,
+        command: &str,
+        stdin: Option<&[u8]>,
+        upload: Option<&Path>,
+    ) -> Result<CommandOutput, Attempt> {
+        let mut builder = session.raw_command(command);
         let has_input = stdin.is_some() || upload.is_some();
         builder
             .stdin(if has_input { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = builder.spawn().await.map_err(|e| self.session_error(e))?;
+        let mut child = match builder.spawn().await {
+            Ok(child) => child,
+            Err(err) if master_gone(&err) => return Err(Attempt::MasterGone(err)),
+            Err(err) => return Err(Attempt::Failed(self.session_error(err))),
+        };
         let mut input = child.stdin().take();
         let stdout = child.stdout().take();
         let stderr = child.stderr().take();
@@ -86,17 +139,17 @@ impl SshConnection {
         };
         let limit = self.output_limit;
         let (written, out, err) = tokio::join!(write, read_bounded(stdout, limit), read_bounded(stderr, limit));
-        let status = child.wait().await.map_err(|e| self.session_error(e))?;
+        let status = child.wait().await.map_err(|e| Attempt::Failed(self.session_error(e)))?;
         if let Err(e) = written {
             // A command that exits without reading its input breaks the pipe: not an
             // error unless the command itself failed.
             if !status.success() {
-                return Err(SshError::File {
+                return Err(Attempt::Failed(SshError::File {
                     node,
                     action: "send input to",
                     path: command.to_string(),
                     reason: e.to_string(),
-                });
+                }));
             }
         }
         Ok(CommandOutput { stdout: out, stderr: err, code: status.code() })
@@ -151,7 +204,8 @@ impl SshConnection {
 
     pub fn read(&self, path: &str) -> Result<Vec<u8>, SshError> {
         self.runtime.block_on(async {
-            let mut builder = self.session.raw_command(format!("cat {}", shell_quote(path)));
+            let session = self.current();
+            let mut builder = session.raw_command(format!("cat {}", shell_quote(path)));
             builder.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
             let output = builder.output().await.map_err(|e| self.session_error(e))?;
             let output = CommandOutput { stdout: output.stdout, stderr: output.stderr, code: output.status.code() };
@@ -168,7 +222,8 @@ impl SshConnection {
                 path: path.to_string(),
                 reason,
             };
-            let mut builder = self.session.raw_command(format!("cat {}", shell_quote(path)));
+            let session = self.current();
+            let mut builder = session.raw_command(format!("cat {}", shell_quote(path)));
             builder.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
             let mut child = builder.spawn().await.map_err(|e| self.session_error(e))?;
             let mut stdout = child.stdout().take().expect("stdout is piped");
@@ -186,6 +241,31 @@ impl SshConnection {
             copied.map_err(|e| fail(e.to_string()))
         })
     }
+}
+
+/// How one try to run a command ended, when it did not.
+enum Attempt {
+    /// The master's socket refused: the command never started.
+    MasterGone(openssh::Error),
+    Failed(SshError),
+}
+
+/// Whether `err`, met while starting a command, says the master's control socket
+/// is not there or refuses (openssh reports both as `Disconnected`).
+fn master_gone(err: &openssh::Error) -> bool {
+    if matches!(err, openssh::Error::Disconnected) {
+        return true;
+    }
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(error) = current {
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && matches!(io.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound)
+        {
+            return true;
+        }
+        current = error.source();
+    }
+    false
 }
 
 /// Reads a stream to its end, keeping at most `limit` bytes.

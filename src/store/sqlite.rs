@@ -100,8 +100,15 @@ fn insert_fire(
         "INSERT OR IGNORE INTO fires (job, scheduled, trigger, status, started, finished, nodes, note)
          VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?4 = 'running' THEN NULL ELSE ?5 END, ?6, ?7)",
     )?;
-    let inserted =
-        insert.execute(params![fire.job, millis(fire.scheduled), fire.trigger.as_str(), status.as_str(), now, nodes, note])?;
+    let inserted = insert.execute(params![
+        fire.job,
+        millis(fire.scheduled),
+        fire.trigger.as_str(),
+        status.as_str(),
+        now,
+        nodes,
+        note
+    ])?;
     if inserted == 0 {
         return Ok(None);
     }
@@ -114,6 +121,27 @@ fn insert_fire(
         last.execute(params![fire.job, millis(fire.scheduled)])?;
     }
     Ok(Some(id))
+}
+
+/// Writes one node result (the writer thread uses it too).
+pub(super) fn insert_node(connection: &Connection, record: &NodeRecord) -> rusqlite::Result<()> {
+    connection
+        .prepare_cached(
+            "INSERT INTO node_results (fire_id, node, attempt, status, exit_code, started, duration_ms, error, output)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
+            record.fire_id,
+            record.node,
+            record.attempt,
+            record.status.as_str(),
+            record.exit_code,
+            millis(record.started),
+            record.duration_ms as i64,
+            record.error,
+            record.output
+        ])
+        .map(drop)
 }
 
 /// Filters for `fires`.
@@ -289,25 +317,7 @@ impl Store {
     }
 
     pub fn record_node(&self, record: &NodeRecord) -> Result<(), StoreError> {
-        self.with(|c| {
-            c.prepare_cached(
-                "INSERT INTO node_results (fire_id, node, attempt, status, exit_code, started, duration_ms, error, output)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?
-            .execute(params![
-                    record.fire_id,
-                    record.node,
-                    record.attempt,
-                    record.status.as_str(),
-                    record.exit_code,
-                    millis(record.started),
-                    record.duration_ms as i64,
-                    record.error,
-                    record.output
-                ],
-            )
-            .map(drop)
-        })
+        self.with(|c| insert_node(c, record))
     }
 
     pub fn finish_fire(&self, id: i64, status: FireStatus, note: Option<&str>) -> Result<(), StoreError> {
@@ -332,7 +342,11 @@ impl Store {
 
     /// Remembers `at` as each job's starting point unless it has one, so a job seen
     /// for the first time has nothing to catch up.
-    pub fn ensure_jobs<'a>(&self, jobs: impl IntoIterator<Item = &'a str>, at: DateTime<Utc>) -> Result<(), StoreError> {
+    pub fn ensure_jobs<'a>(
+        &self,
+        jobs: impl IntoIterator<Item = &'a str>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         self.with(|c| {
             let transaction = c.transaction()?;
             {

@@ -12,6 +12,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
 use super::model::{FireStatus, NodeRecord};
+use super::sqlite::insert_node;
 
 pub(crate) enum Write {
     Node(NodeRecord),
@@ -57,28 +58,15 @@ fn write_forever(mut connection: Connection, writes: mpsc::Receiver<Write>) {
     }
 }
 
-fn commit(connection: &mut Connection, group: Vec<Write>, answers: &mut Vec<oneshot::Sender<()>>) -> rusqlite::Result<()> {
+fn commit(
+    connection: &mut Connection,
+    group: Vec<Write>,
+    answers: &mut Vec<oneshot::Sender<()>>,
+) -> rusqlite::Result<()> {
     let transaction = connection.transaction()?;
     for write in group {
         match write {
-            Write::Node(record) => {
-                transaction
-                    .prepare_cached(
-                        "INSERT INTO node_results (fire_id, node, attempt, status, exit_code, started, duration_ms, error, output)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    )?
-                    .execute(params![
-                        record.fire_id,
-                        record.node,
-                        record.attempt,
-                        record.status.as_str(),
-                        record.exit_code,
-                        record.started.timestamp_millis(),
-                        record.duration_ms as i64,
-                        record.error,
-                        record.output
-                    ])?;
-            }
+            Write::Node(record) => insert_node(&transaction, &record)?,
             Write::Finish { id, status, finished, done } => {
                 transaction
                     .prepare_cached("UPDATE fires SET status = ?2, finished = ?3 WHERE id = ?1")?

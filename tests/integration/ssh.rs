@@ -111,7 +111,8 @@ fn the_daemon_reuses_masters_across_fires_and_replaces_a_dead_one() {
     let before = fires("n01");
     assert!(
         wait_for(Duration::from_secs(20), || fires("n01") >= before + 2),
-        "n01 stopped firing after its master died"
+        "n01 stopped firing after its master died:\n{}",
+        daemon.log()
     );
     assert_eq!(n01.logins(), 2);
 
