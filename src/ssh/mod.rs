@@ -54,7 +54,7 @@ pub enum SshError {
 /// A node's way in. Shared by every task running on the node.
 pub enum Connection {
     Local(LocalConnection),
-    Ssh(SshConnection),
+    Ssh(Box<SshConnection>),
 }
 
 impl Connection {

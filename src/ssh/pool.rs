@@ -49,7 +49,7 @@ impl Pool {
         } else {
             let opened = SshConnection::open(Arc::clone(node), &self.settings, self.output_limit).await?;
             tracing::debug!(node = %node.name, "ssh master started");
-            Connection::Ssh(opened)
+            Connection::Ssh(Box::new(opened))
         };
         let connection = Arc::new(connection);
         *kept = Some(Arc::clone(&connection));
