@@ -10,12 +10,15 @@
 #[path = "../tests/integration/harness/mod.rs"]
 mod harness;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use harness::sshd::{self, Fleet};
 use harness::{Workspace, wait_for};
+
+/// Seconds, or why there is no figure.
+type Figure = Result<f64, String>;
 
 struct Row {
     section: &'static str,
@@ -135,7 +138,7 @@ impl Bench {
         // Warm: connections already open.
         let floor = self.openssh_floor(&fleet, n);
         self.row("warm", "OpenSSH floor: ssh -S, masters open", n, floor);
-        let (client, fire, peak) = self.loom_warm(&ws, n);
+        let (client, fire, peak) = self.loom_warm(&ws, &fleet.path("control").display().to_string());
         self.row("warm", "loom fire (daemon, first task to last result)", n, fire);
         self.row("warm", "loom run via daemon (client wall time)", n, client);
         self.row("warm", "ansible -m raw, ControlPersist", n, ansible_warm);
@@ -194,7 +197,7 @@ impl Bench {
         ]))
     }
 
-    fn ansible(&self, fleet: &Fleet, n: usize) -> (Result<f64, String>, Result<f64, String>) {
+    fn ansible(&self, fleet: &Fleet, n: usize) -> (Figure, Figure) {
         let ansible = self.venv.join("bin/ansible");
         if !ansible.exists() {
             let skip = || Err("skipped: ansible-core not installed in the bench virtualenv".to_string());
@@ -238,7 +241,7 @@ impl Bench {
         (cold, warm)
     }
 
-    fn parallel_ssh_lib(&self, fleet: &Fleet, n: usize) -> (Result<f64, String>, Result<f64, String>) {
+    fn parallel_ssh_lib(&self, fleet: &Fleet, n: usize) -> (Figure, Figure) {
         let python = self.venv.join("bin/python");
         let usable = python.exists()
             && Command::new(&python)
@@ -351,7 +354,7 @@ print(json.dumps({{"cold": cold, "warm": warm[len(warm) // 2]}}))
 
     /// Fires through the running daemon: the first opens the masters, the others
     /// are warm. Returns (client wall time, the daemon's own fire duration, peak RSS).
-    fn loom_warm(&self, ws: &Workspace, n: usize) -> (Result<f64, String>, Result<f64, String>, Option<(u64, u64)>) {
+    fn loom_warm(&self, ws: &Workspace, masters: &str) -> (Figure, Figure, Option<(u64, u64)>) {
         let daemon = ws.serve_env(&[("LOOM_LOG", "warn")]);
         daemon.wait_started_quietly();
         let run =
@@ -370,8 +373,7 @@ print(json.dumps({{"cold": cold, "warm": warm[len(warm) // 2]}}))
             fires.push(last_fire_seconds(ws));
         }
         let peak = rss_kib(daemon.pid(), "VmHWM");
-        let masters = ssh_rss_kib(&ws.dir.path().display().to_string(), ws);
-        let _ = n;
+        let masters = ssh_rss_kib(masters);
         daemon.stop();
         (Ok(median(client)), Ok(median(fires)), Some((peak, masters)))
     }
@@ -542,16 +544,11 @@ fn last_fire_seconds(ws: &Workspace) -> f64 {
 }
 
 /// Summed RSS of the `ssh` processes whose command line mentions `marker`.
-fn ssh_rss_kib(marker: &str, _ws: &Workspace) -> u64 {
+fn ssh_rss_kib(marker: &str) -> u64 {
     let out = Command::new("ps").args(["-eo", "rss=,args="]).output().unwrap();
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter(|l| l.contains(" ssh ") && l.contains(marker))
+        .filter(|l| l.split_whitespace().nth(1) == Some("ssh") && l.contains(marker))
         .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
         .sum()
-}
-
-#[allow(dead_code)]
-fn exists(path: &Path) -> bool {
-    path.exists()
 }
