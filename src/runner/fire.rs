@@ -312,7 +312,11 @@ impl NodeTask {
                 };
                 match outcome {
                     Ok(Ok(())) => (NodeStatus::Ok, None),
-                    Ok(Err(TaskError::Cancelled)) => (NodeStatus::Interrupted, Some("stopped".to_string())),
+                    Ok(Err(TaskError::Cancelled)) => {
+                        // The fire's cancellation can reach the script before this select does.
+                        let (status, error) = self.cancelled_status();
+                        (status, Some(error))
+                    }
                     Ok(Err(err)) => (NodeStatus::Failed, Some(err.to_string())),
                     Err(panic) => (NodeStatus::Failed, Some(format!("the task crashed: {panic}"))),
                 }
