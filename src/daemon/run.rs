@@ -423,7 +423,7 @@ impl Daemon {
             let id = match id {
                 Ok(None) => {
                     tracing::info!(job = %fire.job, scheduled = %fire.scheduled, "fire already recorded; not running it twice");
-                    self.finished_without_running(&job.name);
+                    self.release(&job.name);
                     started.push(None);
                     continue;
                 }
@@ -437,13 +437,11 @@ impl Daemon {
             started.push(id);
         }
         tracing::debug!(micros = clock.elapsed().as_micros() as u64, "fires started");
-        started
-    }
-
-    fn finished_without_running(&mut self, name: &str) {
-        if let Some(state) = self.jobs.get_mut(name) {
-            state.running = state.running.saturating_sub(1);
+        // A fire that did not run may have let a queued one go.
+        if !self.pending.is_empty() {
+            started.extend(self.flush());
         }
+        started
     }
 
     fn launch(&mut self, job: &Arc<Job>, fire: Fire, nodes: Vec<Arc<crate::config::Node>>, recorder: Recorder) {
@@ -474,6 +472,13 @@ impl Daemon {
 
     fn finished(&mut self, name: &str, key: u64) {
         self.running.remove(&key);
+        self.release(name);
+        self.flush();
+    }
+
+    /// One fire of `name` is over (or never ran): the next queued one may start at
+    /// the next `flush`.
+    fn release(&mut self, name: &str) {
         let Some(state) = self.jobs.get_mut(name) else { return };
         state.running = state.running.saturating_sub(1);
         if state.running > 0 {
@@ -482,7 +487,6 @@ impl Daemon {
         let Some(next) = state.queued.pop_front() else { return };
         if let Some(job) = self.snapshot.config.jobs.get(name).cloned() {
             self.start_fire(&job, next, None);
-            self.flush();
         }
     }
 
@@ -576,7 +580,8 @@ impl Daemon {
         let only = (!nodes.is_empty()).then(|| nodes.to_vec());
         self.start_fire(&job, Fire::new(name, Utc::now(), Trigger::Manual), only);
         self.flush()
-            .pop()
+            .first()
+            .copied()
             .flatten()
             .ok_or_else(|| ControlError::Invalid("the fire could not be recorded; see the daemon's log".to_string()))
     }
