@@ -76,10 +76,17 @@ impl Client {
         self.send(self.request(reqwest::Method::POST, path).json(body)).await
     }
 
-    /// Whether a daemon answers at all (any HTTP answer counts).
+    /// Whether a Loom daemon answers there (a refusal of our token still counts:
+    /// the command then says why; a 404 from something else does not).
     async fn answers(&self) -> bool {
         let probe = self.request(reqwest::Method::GET, "/status").timeout(Duration::from_millis(800)).send();
-        probe.await.is_ok()
+        match probe.await {
+            Ok(response) => {
+                let status = response.status();
+                status.is_success() || status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN
+            }
+            Err(_) => false,
+        }
     }
 
     /// Follows the live event stream, handing each event to `each` until it says stop.
