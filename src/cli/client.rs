@@ -83,7 +83,9 @@ impl Client {
         match probe.await {
             Ok(response) => {
                 let status = response.status();
-                status.is_success() || status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN
+                status.is_success()
+                    || status == reqwest::StatusCode::UNAUTHORIZED
+                    || status == reqwest::StatusCode::FORBIDDEN
             }
             Err(_) => false,
         }
