@@ -132,31 +132,27 @@ pub(crate) struct Parsed {
     pub(crate) job: Option<Job>,
 }
 
-/// Parses the `jobs:` map of one manifest; invalid jobs come back without a `Job`
-/// so that name clashes are still found.
-pub(crate) fn parse_jobs(
-    jobs: &YamlNode,
-    nodes: &BTreeMap<String, Arc<Node>>,
-    settings: &Settings,
-    schedules: &mut Schedules,
+/// Context for parsing the jobs of a manifest.
+pub(crate) struct JobContext<'a> {
+    pub(crate) nodes: &'a BTreeMap<String, Arc<Node>>,
+    pub(crate) settings: &'a Settings,
+    pub(crate) schedules: &'a mut Schedules,
+}
+
+/// Parses one entry of a manifest's `jobs:` map; an invalid job comes back without
+/// a `Job`, so that name clashes are still found.
+pub(crate) fn parse_entry(
+    key: &YamlNode,
+    value: &YamlNode,
+    context: &mut JobContext<'_>,
     diagnostics: &mut Vec<Diagnostic>,
-) -> Vec<Parsed> {
-    let Some(entries) = jobs.entries() else {
-        if !matches!(jobs.value, Value::Null) {
-            diagnostics.push(jobs.expected("a map of job names to job definitions under `jobs:`"));
-        }
-        return Vec::new();
+) -> Option<Parsed> {
+    let Some(name) = key.scalar_text() else {
+        diagnostics.push(key.expected("a job name"));
+        return None;
     };
-    let mut out = Vec::new();
-    for (key, value) in entries {
-        let Some(name) = key.scalar_text() else {
-            diagnostics.push(key.expected("a job name"));
-            continue;
-        };
-        let job = parse_job(&name, key, value, nodes, settings, schedules, diagnostics);
-        out.push(Parsed { name, at: key.at.clone(), job });
-    }
-    out
+    let job = parse_job(&name, key, value, context.nodes, context.settings, context.schedules, diagnostics);
+    Some(Parsed { name, at: key.at.clone(), job })
 }
 
 fn parse_job(

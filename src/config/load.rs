@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::diagnostics::{self, Diagnostic, Location};
-use super::job::{Job, Parsed, parse_jobs};
+use super::job::{Job, JobContext, Parsed, parse_entry};
 use super::node::{Node, parse_nodes};
 use super::settings::{Settings, parse_settings};
 use super::yaml::{Joined, SourceFile};
@@ -136,22 +136,30 @@ fn load_manifest(
 ) -> Vec<Parsed> {
     let parts: Vec<Arc<SourceFile>> = datafile.into_iter().cloned().chain([Arc::clone(file)]).collect();
     let joined = Joined::new(&parts);
-    let root = match joined.parse() {
-        Ok(root) => root,
+    let mut context = JobContext { nodes: &config.nodes, settings: &config.settings, schedules };
+    let mut parsed = Vec::new();
+    let mut found = Vec::new();
+    // Each job is parsed as soon as it is read: a manifest of thousands of jobs is
+    // never held as one tree. Other top-level keys are data (the datafile's anchors).
+    let streamed = joined.parse_jobs(&mut |key, value| {
+        if let Some(job) = parse_entry(&key, &value, &mut context, &mut found) {
+            parsed.push(job);
+        }
+    });
+    match streamed {
+        Ok(()) => {
+            diagnostics.extend(found);
+            parsed
+        }
         Err(d) => {
             // A datafile error was reported on its own already.
             let in_datafile = d.location.as_ref().is_some_and(|l| !Arc::ptr_eq(&l.file, file));
             if !in_datafile {
                 diagnostics.push(d);
             }
-            return Vec::new();
+            Vec::new()
         }
-    };
-    // Other top-level keys are data (the datafile's anchors live under them).
-    let Some(jobs) = root.get("jobs") else {
-        return Vec::new();
-    };
-    parse_jobs(jobs, &config.nodes, &config.settings, schedules, diagnostics)
+    }
 }
 
 /// Every `*.yaml`/`*.yml` under `folder`, recursively, in a stable order.

@@ -12,7 +12,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
 use super::diagnostics::{Diagnostic, Location};
@@ -95,6 +95,145 @@ impl Joined {
                 })
             }
         }
+    }
+}
+
+impl Joined {
+    /// Parses the joined text, handing each entry of the top-level `jobs:` map to
+    /// `entry` as soon as it is read and dropping it after; other top-level keys are
+    /// skipped (anchors in them still resolve). A `jobs:` that is not a map is an error.
+    pub(crate) fn parse_jobs(&self, entry: &mut dyn FnMut(Node, Node)) -> Result<(), Diagnostic> {
+        let seed = TopLevel { joined: self, entry, wrong: None };
+        let result = serde_saphyr::with_deserializer_from_str(&self.text, |de| seed.deserialize(de));
+        match result {
+            Ok(None) => Ok(()),
+            Ok(Some(key)) => {
+                Err(Diagnostic::error("expected a map of job names to job definitions under `jobs:`").at(key))
+            }
+            Err(err) => {
+                let location =
+                    err.location().map(|l| self.locate(l.line(), l.column())).unwrap_or_else(|| self.locate(1, 1));
+                Err(Diagnostic::error(format!("invalid YAML: {}", syntax_message(&err))).at(location))
+            }
+        }
+    }
+}
+
+/// The document's root, read for its `jobs:` entry only. Answers the place of a
+/// `jobs:` key whose value is not a map.
+struct TopLevel<'a> {
+    joined: &'a Joined,
+    entry: &'a mut dyn FnMut(Node, Node),
+    wrong: Option<Location>,
+}
+
+impl<'de> DeserializeSeed<'de> for TopLevel<'_> {
+    type Value = Option<Location>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopLevel<'_> {
+    type Value = Option<Location>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a YAML document")
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
+        while let Some(key) = map.next_key::<Spanned<Raw>>()? {
+            if !matches!(&key.value, Raw::Str(k) if k == "jobs") {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            let at = self.joined.locate(key.defined.line(), key.defined.column());
+            let jobs = Jobs { joined: self.joined, entry: &mut *self.entry };
+            if !map.next_value_seed(jobs)? {
+                self.wrong = Some(at);
+            }
+        }
+        Ok(self.wrong)
+    }
+}
+
+/// The value of `jobs:`, streamed entry by entry. Answers whether it was a map (or
+/// empty).
+struct Jobs<'a> {
+    joined: &'a Joined,
+    entry: &'a mut dyn FnMut(Node, Node),
+}
+
+impl<'de> DeserializeSeed<'de> for Jobs<'_> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Jobs<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a map of job names to job definitions")
+    }
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(true)
+    }
+    fn visit_none<E>(self) -> Result<bool, E> {
+        Ok(true)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(false)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        while let Some(key) = map.next_key::<Spanned<Raw>>()? {
+            let value = map.next_value::<Spanned<Raw>>()?;
+            (self.entry)(Node::from_raw(key, self.joined), Node::from_raw(value, self.joined));
+        }
+        Ok(true)
     }
 }
 

@@ -138,3 +138,13 @@ fn a_module_function_that_captures_handle_method_calls_is_flagged() {
     assert!(run.stderr.contains("warning: fn run with 2 parameter(s) captures `ssh.run(…)` calls"), "{}", run.stderr);
     assert!(run.stderr.contains("tasks/site/t.rhai:2:4"), "{}", run.stderr);
 }
+
+#[test]
+fn jobs_that_are_not_a_map_are_reported_at_the_key() {
+    let ws = Workspace::local("");
+    ws.write("jobs/a.yaml", "other: 1\njobs: [1, 2]\n");
+    let run = ws.loom(&["check"]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("expected a map of job names to job definitions under `jobs:`"), "{}", run.stderr);
+    assert!(run.stderr.contains("jobs/a.yaml:2:1"), "{}", run.stderr);
+}
