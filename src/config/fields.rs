@@ -5,7 +5,10 @@
 //! disables part of a job.
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
+
+use chrono_tz::Tz;
 
 use super::diagnostics::Diagnostic;
 use super::yaml::{Node, Value};
@@ -116,6 +119,38 @@ impl<'a> Fields<'a> {
                 None
             }
         }
+    }
+
+    /// An IANA time zone name such as `Europe/Berlin`.
+    pub(crate) fn time_zone(&mut self, key: &'static str) -> Option<Tz> {
+        let node = self.node(key)?;
+        match node.as_str().map(Tz::from_str) {
+            Some(Ok(zone)) => Some(zone),
+            _ => {
+                let d = Diagnostic::error("unknown time zone")
+                    .at(node.at.clone())
+                    .help("use an IANA name such as Europe/Berlin or UTC");
+                self.diagnostics.push(d);
+                None
+            }
+        }
+    }
+
+    /// OpenSSH options, each `Key=Value` (passed as `-o Key=Value`).
+    pub(crate) fn ssh_options(&mut self, key: &'static str) -> Vec<String> {
+        let mut options = Vec::new();
+        for node in self.strings(key).unwrap_or_default() {
+            let text = node.as_str().unwrap_or_default();
+            if text.contains('=') && !text.starts_with('-') {
+                options.push(text.to_string());
+            } else {
+                let d = Diagnostic::error(format!("ssh option `{text}` in {} is not of the form Key=Value", self.what))
+                    .at(node.at.clone())
+                    .help("e.g. KexAlgorithms=curve25519-sha256");
+                self.diagnostics.push(d);
+            }
+        }
+        options
     }
 
     /// Warns about every key that no read asked for, and hands back what was found.

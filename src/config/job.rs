@@ -11,8 +11,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono_tz::Tz;
-
 use super::diagnostics::{Diagnostic, Location};
 use super::fields::{Fields, resolve_path};
 use super::node::Node;
@@ -200,20 +198,7 @@ fn parse_job(
         }
     };
 
-    let zone = match fields.node("timezone") {
-        None => default_zone,
-        Some(n) => match n.as_str().map(Tz::from_str) {
-            Some(Ok(zone)) => zone,
-            _ => {
-                errors.push(
-                    Diagnostic::error("unknown time zone")
-                        .at(n.at.clone())
-                        .help("use an IANA name such as Europe/Berlin or UTC"),
-                );
-                default_zone
-            }
-        },
-    };
+    let zone = fields.time_zone("timezone").unwrap_or(default_zone);
 
     let schedule = fields.node("schedule").and_then(|n| {
         let Some(text) = n.as_str() else {

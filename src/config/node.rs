@@ -103,18 +103,7 @@ pub(crate) fn parse_nodes(
         let identity = fields.string("identity").map(|p| resolve_path(&p, base));
         let port = fields.integer("port", 1, 65535).map(|p| p as u16);
         let local = fields.boolean("local").unwrap_or(false);
-        let mut ssh_options = Vec::new();
-        for option in fields.strings("ssh_options").unwrap_or_default() {
-            let text = option.as_str().unwrap_or_default();
-            if text.contains('=') && !text.starts_with('-') {
-                ssh_options.push(text.to_string());
-            } else {
-                diagnostics.push(
-                    Diagnostic::error(format!("ssh option `{text}` of node `{name}` is not of the form Key=Value"))
-                        .at(option.at.clone()),
-                );
-            }
-        }
+        let ssh_options = fields.ssh_options("ssh_options");
         let problems = fields.finish();
         let failed = problems.iter().any(Diagnostic::is_error);
         diagnostics.extend(problems);

@@ -2,7 +2,6 @@
 //! behaves. Relative paths in it resolve against the file's own folder.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use chrono_tz::Tz;
@@ -140,15 +139,8 @@ pub(crate) fn parse_settings(root: &YamlNode, base: &Path) -> (Settings, Vec<Dia
     if let Some(folders) = fields.strings("taskspath") {
         settings.taskspath = folders.iter().filter_map(|n| path(n)).collect();
     }
-    if let Some(node) = fields.node("timezone") {
-        match node.as_str().map(Tz::from_str) {
-            Some(Ok(zone)) => settings.timezone = zone,
-            _ => errors.push(
-                Diagnostic::error("unknown time zone")
-                    .at(node.at.clone())
-                    .help("use an IANA name such as Europe/Berlin or UTC"),
-            ),
-        }
+    if let Some(zone) = fields.time_zone("timezone") {
+        settings.timezone = zone;
     }
     if let Some(ops) = fields.integer("task_max_operations", 1000, i64::MAX) {
         settings.task_max_operations = ops as u64;
@@ -294,20 +286,7 @@ fn parse_ssh(section: &YamlNode, base: &Path, diagnostics: &mut Vec<Diagnostic>)
             _ => diagnostics.push(node.expected("yes or a duration such as 1h for `control_persist`")),
         }
     }
-    if let Some(options) = fields.strings("options") {
-        for node in options {
-            let text = node.as_str().unwrap_or_default();
-            if text.contains('=') && !text.starts_with('-') {
-                ssh.options.push(text.to_string());
-            } else {
-                diagnostics.push(
-                    Diagnostic::error(format!("ssh option `{text}` is not of the form Key=Value"))
-                        .at(node.at.clone())
-                        .help("e.g. KexAlgorithms=curve25519-sha256"),
-                );
-            }
-        }
-    }
+    ssh.options = fields.ssh_options("options");
     diagnostics.extend(fields.finish());
     ssh
 }
