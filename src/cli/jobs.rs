@@ -42,13 +42,14 @@ fn local(cli: &Cli) -> anyhow::Result<(Vec<JobView>, usize)> {
     let (snapshot, errors) = load_reporting(&path, true);
     let state = &snapshot.config.settings.state;
     let store = state.exists().then(|| Store::open_read_only(state).ok()).flatten();
+    let disabled = store.as_ref().and_then(|s| s.disabled_jobs().ok()).unwrap_or_default();
     let now = Utc::now();
     let jobs = snapshot
         .config
         .jobs
         .values()
         .map(|job| {
-            let enabled = store.as_ref().is_none_or(|s| s.is_enabled(&job.name).unwrap_or(true));
+            let enabled = !disabled.contains(&job.name);
             let last = store.as_ref().and_then(|s| s.last_fire(&job.name).ok().flatten());
             let next = job.schedule.as_ref().and_then(|s| s.next_after(now)).filter(|_| enabled);
             JobView::new(job, next, enabled, last)

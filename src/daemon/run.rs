@@ -494,6 +494,7 @@ impl Daemon {
     fn handle(&mut self, request: Command) {
         match request {
             Command::Jobs(reply) => {
+                self.refresh_disabled();
                 let jobs = self.snapshot.config.jobs.values().map(|job| self.job_view(job)).collect();
                 let _ = reply.send(jobs);
             }
@@ -536,7 +537,7 @@ impl Daemon {
     }
 
     fn job_view(&self, job: &Job) -> JobView {
-        let enabled = self.store.is_enabled(&job.name).unwrap_or(true);
+        let enabled = !self.disabled.contains(&job.name);
         let last = self.store.last_fire(&job.name).ok().flatten();
         let next = self.timeline.next_for(&job.name).filter(|_| enabled);
         JobView::new(job, next, enabled, last)

@@ -331,15 +331,6 @@ impl Store {
         })
     }
 
-    /// The latest scheduled instant recorded for `job` (fired, caught up or skipped).
-    pub fn last_scheduled(&self, job: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.with(|c| {
-            c.query_row("SELECT last_scheduled FROM jobs WHERE job = ?1", [job], |r| r.get::<_, Option<i64>>(0))
-                .optional()
-                .map(|v| v.flatten().map(instant))
-        })
-    }
-
     /// Remembers `at` as each job's starting point unless it has one, so a job seen
     /// for the first time has nothing to catch up.
     pub fn ensure_jobs<'a>(
@@ -377,14 +368,6 @@ impl Store {
             let mut statement = c.prepare_cached("SELECT job FROM jobs WHERE enabled = 0")?;
             let rows = statement.query_map([], |r| r.get::<_, String>(0))?;
             rows.collect()
-        })
-    }
-
-    pub fn is_enabled(&self, job: &str) -> Result<bool, StoreError> {
-        self.with(|c| {
-            c.query_row("SELECT enabled FROM jobs WHERE job = ?1", [job], |r| r.get::<_, bool>(0))
-                .optional()
-                .map(|v| v.unwrap_or(true))
         })
     }
 
@@ -536,7 +519,7 @@ mod tests {
         assert_eq!(store.begin_fire("job", at("2026-01-01T00:00:00Z"), Trigger::CatchUp, &nodes).unwrap(), None);
         // Manual runs are never duplicates of anything.
         assert!(store.begin_fire("job", at("2026-01-01T00:00:00Z"), Trigger::Manual, &nodes).unwrap().is_some());
-        assert_eq!(store.last_scheduled("job").unwrap(), Some(at("2026-01-01T00:00:00Z")));
+        assert_eq!(store.last_scheduled_all().unwrap().get("job"), Some(&at("2026-01-01T00:00:00Z")));
     }
 
     #[test]
