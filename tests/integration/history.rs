@@ -279,3 +279,29 @@ fn retention_prunes_old_fires_when_the_daemon_starts() {
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("pruned old history"), "{log}");
 }
+
+#[test]
+fn history_filters_by_node_and_jobs_are_disabled_without_a_daemon() {
+    let ws = Workspace::new("", "a:\n  local: true\nb:\n  local: true\n");
+    ws.write("jobs/a.yaml", "jobs:\n  hello:\n    task: loom.system.run\n    args: [\"true\"]\n    schedule: \"@daily\"\n    targets: [a, b]\n");
+    ws.loom(&["run", "hello", "--node", "a"]).assert_code(0);
+    ws.loom(&["run", "hello", "--node", "b"]).assert_code(0);
+    ws.loom(&["run", "hello", "--node", "b"]).assert_code(0);
+    assert_eq!(history(&ws, &["--node", "a"]).len(), 1);
+    assert_eq!(history(&ws, &["--node", "b"]).len(), 2);
+    assert_eq!(history(&ws, &["hello"]).len(), 3);
+
+    // No daemon runs: the flag goes straight to the store, and the listing shows it.
+    let disabled = ws.loom(&["disable", "hello"]);
+    disabled.assert_code(0);
+    assert!(disabled.stdout.contains("hello: disabled"), "{}", disabled.stdout);
+    let jobs: Value = serde_json::from_str(&ws.loom(&["jobs", "--json"]).stdout).unwrap();
+    assert_eq!(jobs[0]["enabled"], false);
+    assert!(jobs[0]["next"].is_null(), "{jobs}");
+    ws.loom(&["enable", "hello"]).assert_code(0);
+    let jobs: Value = serde_json::from_str(&ws.loom(&["jobs", "--json"]).stdout).unwrap();
+    assert_eq!(jobs[0]["enabled"], true);
+    let unknown = ws.loom(&["disable", "nope"]);
+    unknown.assert_code(1);
+    assert!(unknown.stderr.contains("no job named `nope`; jobs: hello"), "{}", unknown.stderr);
+}
