@@ -3,7 +3,9 @@
 //!
 //! The loop selects over the next due instant, finished fires and the shutdown
 //! signal; there is no polling. Fires run as their own tasks, so a slow fire never
-//! delays another job's. Per job it applies the overlap policy (skip, queue, allow)
+//! delays another job's. A fire is prepared shortly before its instant (recorded,
+//! its node tasks spawned and connected, their script threads parked), and starts at
+//! the instant itself, however many others are due with it. Per job it applies the overlap policy (skip, queue, allow)
 //! and the catch-up policy, both after downtime and after a stall of the host. On
 //! shutdown no new fire starts, queued fires are recorded as skipped, and running
 //! fires are awaited.
@@ -26,8 +28,9 @@ use crate::api;
 use crate::api::model::{Event, JobView, NextFire, NodeView, ReloadView, RunningFire, StatusView};
 use crate::config::job::Overlap;
 use crate::config::{Diagnostic, Job};
-use crate::runner::{Fire, Recorder, Runner};
+use crate::runner::{Fire, Gate, Recorder, Runner};
 use crate::schedule::Timeline;
+use crate::schedule::timeline::Due;
 use crate::schedule::catchup::missed;
 use crate::snapshot::Snapshot;
 use crate::ssh::Pool;
@@ -48,6 +51,13 @@ pub enum DaemonError {
 /// A fire this late is handled by the job's catch-up policy (the host slept or the
 /// process stalled) rather than run in a burst with everything missed meanwhile.
 const LATE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// How long before their instant the fires due at it are prepared: enough to record
+/// and spawn them and park their script threads (tens of microseconds each), so
+/// that at the instant nothing is left but to start.
+fn lead(fires: usize) -> chrono::TimeDelta {
+    chrono::TimeDelta::microseconds((5_000 + 100 * fires as i64).min(500_000))
+}
 
 /// Quiet time after a file change before reloading.
 const DEBOUNCE: Duration = Duration::from_millis(300);
@@ -85,6 +95,9 @@ struct Daemon {
     pending: Vec<(Arc<Job>, Fire, Option<Vec<String>>)>,
     /// Jobs disabled in the store, read once per batch of fires.
     disabled: std::collections::HashSet<String>,
+    /// Fires of jobs still running when they were due to be prepared: whether they
+    /// overlap is decided at their instant, `(instant, fire)`.
+    deferred: Vec<(DateTime<Utc>, Fire)>,
 }
 
 pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<(), DaemonError> {
@@ -132,6 +145,7 @@ pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<()
         started: Utc::now(),
         pending: Vec::new(),
         disabled: Default::default(),
+        deferred: Vec::new(),
     };
     daemon.start(Utc::now());
     daemon.watch_files();
@@ -150,8 +164,7 @@ pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<()
     let mut reload_at: Option<tokio::time::Instant> = None;
     loop {
         let wait = daemon
-            .timeline
-            .next_instant()
+            .next_wake()
             .map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(Duration::from_secs(86_400));
         let debounce = reload_at.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
@@ -252,6 +265,7 @@ impl Daemon {
         self.reload_errors.clear();
         let now = Utc::now();
         let snapshot = Arc::clone(&self.snapshot);
+        self.deferred.retain(|(_, fire)| !changes.removed.contains(&fire.job) && !changes.rescheduled.contains(&fire.job));
         for name in &changes.removed {
             self.timeline.remove(name);
             if let Some(state) = self.jobs.get_mut(name) {
@@ -324,14 +338,35 @@ impl Daemon {
         }
     }
 
+    /// When the loop must next act: the earliest preparation or deferred fire.
+    fn next_wake(&self) -> Option<DateTime<Utc>> {
+        let prepare = self.timeline.next_instant().map(|at| at - lead(self.timeline.count_at(at)));
+        let deferred = self.deferred.iter().map(|(at, _)| *at).min();
+        prepare.into_iter().chain(deferred).min()
+    }
+
+    /// Prepares the fires whose instant is within its lead of `now`, to start at that
+    /// instant, and dispatches the deferred fires now due.
     fn fire_due(&mut self, now: DateTime<Utc>) {
         let snapshot = Arc::clone(&self.snapshot);
-        let due = self.timeline.take_due(now);
-        if due.is_empty() {
+        let mut due = Vec::new();
+        while let Some(at) = self.timeline.next_instant() {
+            if at - lead(self.timeline.count_at(at)) > now {
+                break;
+            }
+            due.extend(self.timeline.take_due(at));
+        }
+        let (ready, waiting) = std::mem::take(&mut self.deferred).into_iter().partition(|(at, _)| *at <= now);
+        self.deferred = waiting;
+        if due.is_empty() && ready.is_empty() {
             return;
         }
         self.refresh_disabled();
-        for (scheduled, name) in due {
+        for (_, fire) in ready {
+            let Some(job) = snapshot.config.jobs.get(&fire.job) else { continue };
+            self.dispatch(job, fire, job.overlap);
+        }
+        for Due { at, scheduled, job: name } in due {
             let Some(job) = snapshot.config.jobs.get(&name) else { continue };
             let Some(schedule) = &job.schedule else { continue };
             if now - scheduled > LATE {
@@ -342,7 +377,15 @@ impl Daemon {
                 continue;
             }
             self.timeline.plan(&name, schedule, scheduled, job.jitter_offset());
-            self.dispatch(job, Fire::new(&name, scheduled, Trigger::Schedule), job.overlap);
+            let mut fire = Fire::new(&name, scheduled, Trigger::Schedule);
+            let busy = self.jobs.get(&name).is_some_and(|state| state.running > 0);
+            if busy && job.overlap != Overlap::Allow && at > now {
+                // The running fire may well end before this one's instant.
+                self.deferred.push((at, fire));
+                continue;
+            }
+            fire.gate = Gate::at(at);
+            self.dispatch(job, fire, job.overlap);
         }
         self.flush();
     }
@@ -397,6 +440,7 @@ impl Daemon {
                 names.iter().filter(|n| snapshot.config.nodes.contains_key(*n)).cloned().collect()
             })
             .collect();
+        let now = Utc::now();
         let rows: Vec<NewFire<'_>> = pending
             .iter()
             .zip(&targets)
@@ -405,6 +449,7 @@ impl Daemon {
                 scheduled: fire.scheduled,
                 trigger: fire.trigger,
                 nodes,
+                started: fire.gate.started(now),
             })
             .collect();
         let clock = std::time::Instant::now();
@@ -447,7 +492,7 @@ impl Daemon {
     fn launch(&mut self, job: &Arc<Job>, fire: Fire, nodes: Vec<Arc<crate::config::Node>>, recorder: Recorder) {
         let snapshot = Arc::clone(&self.snapshot);
         let lag_ms = (Utc::now() - fire.scheduled).num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0;
-        tracing::debug!(job = %fire.job, lag_ms, "fire due");
+        tracing::debug!(job = %fire.job, lag_ms, "fire prepared");
         let runner = Arc::clone(&self.runner);
         let job = Arc::clone(job);
         let cancel = self.abort.child_token();

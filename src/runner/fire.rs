@@ -17,6 +17,7 @@ use serde::Serialize;
 use tokio::sync::{Semaphore, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use super::gate::Gate;
 use super::node_result::NodeResult;
 use super::record::Recorder;
 use crate::api::model::Event;
@@ -24,7 +25,7 @@ use crate::config::{Job, Node};
 use crate::snapshot::Snapshot;
 use crate::ssh::Pool;
 use crate::store::{FireStatus, NodeStatus, Trigger};
-use crate::task::{Output, Ssh, TaskError};
+use crate::task::{Output, Ssh, TaskError, scripts};
 
 /// A job at a time: identified by (job, scheduled instant).
 #[derive(Debug, Clone, Serialize)]
@@ -34,11 +35,14 @@ pub struct Fire {
     pub trigger: Trigger,
     /// The fire's number in the store, once recorded.
     pub id: Option<i64>,
+    /// When its tasks may start: the daemon prepares a fire ahead of its instant.
+    #[serde(skip)]
+    pub gate: Gate,
 }
 
 impl Fire {
     pub fn new(job: &str, scheduled: DateTime<Utc>, trigger: Trigger) -> Fire {
-        Fire { job: job.to_string(), scheduled, trigger, id: None }
+        Fire { job: job.to_string(), scheduled, trigger, id: None, gate: Gate::open() }
     }
 }
 
@@ -104,7 +108,9 @@ impl Runner {
     }
 
     /// Applies the fire's job to `nodes`; `recorder` writes each attempt's result
-    /// down as it arrives, and `on_result` sees it too. The snapshot is the one the fire started with, to its end.
+    /// down as it arrives, and `on_result` sees it too. The snapshot is the one the
+    /// fire started with, to its end. Node tasks are prepared (connected, their
+    /// script threads parked) right away and start when the fire's gate opens.
     /// Cancelling `cancel` stops the fire; its unfinished nodes are `interrupted`.
     pub async fn run(
         &self,
@@ -116,9 +122,6 @@ impl Runner {
         mut on_result: impl FnMut(&NodeResult),
     ) -> FireReport {
         let job = Arc::clone(recorder.job());
-        let started = Utc::now();
-        let clock = Instant::now();
-        tracing::info!(job = %fire.job, trigger = %fire.trigger, nodes = nodes.len(), "fire started");
         self.publish(Event::FireStarted {
             fire: fire.id,
             job: fire.job.clone(),
@@ -140,11 +143,16 @@ impl Runner {
                 fire_timed_out: Arc::clone(&timed_out),
                 results: sender.clone(),
                 events: self.events.clone().map(|e| (e, fire.id)),
+                gate: fire.gate,
             };
             tokio::spawn(task.run());
         }
         drop(sender);
-        let deadline = job.timeout.map(|t| tokio::time::Instant::now() + t);
+        fire.gate.wait().await;
+        let started = Utc::now();
+        let clock = Instant::now();
+        tracing::info!(job = %fire.job, trigger = %fire.trigger, nodes = nodes.len(), "fire started");
+        let deadline = job.timeout.map(|t| fire.gate.deadline(Some(t)));
         let mut last: Vec<NodeResult> = Vec::new();
         loop {
             let next = match deadline {
@@ -209,6 +217,8 @@ struct NodeTask {
     results: mpsc::UnboundedSender<NodeResult>,
     /// Where live output goes, with the fire's number.
     events: Option<(broadcast::Sender<Event>, Option<i64>)>,
+    /// When the first attempt may start; retries start when they are due.
+    gate: Gate,
 }
 
 impl NodeTask {
@@ -224,7 +234,8 @@ impl NodeTask {
                         return;
                     }
                 };
-                self.attempt(attempt).await
+                let gate = if attempt == 1 { self.gate } else { Gate::open() };
+                self.attempt(attempt, gate).await
             };
             let retry = matches!(result.status, NodeStatus::Failed | NodeStatus::TimedOut) && attempt < attempts;
             let _ = self.results.send(result);
@@ -262,9 +273,10 @@ impl NodeTask {
         }
     }
 
-    async fn attempt(&self, attempt: u32) -> NodeResult {
-        let started = Utc::now();
-        let clock = Instant::now();
+    /// Prepares one attempt (output, connection, a parked script thread) and runs
+    /// it once `gate` opens; the attempt counts as started from then.
+    async fn attempt(&self, attempt: u32, gate: Gate) -> NodeResult {
+        let begun = Utc::now();
         let limit = self.snapshot.config.settings.output_limit;
         let output = Arc::new(match &self.events {
             None => Output::new(limit),
@@ -281,18 +293,29 @@ impl NodeTask {
             }
         });
         let call_cancel = self.cancel.child_token();
-        let (status, error) = match self.pool.connect(&self.node).await {
-            Err(err) => (NodeStatus::Failed, Some(err.to_string())),
+        let connection = self.pool.connect(&self.node).await;
+        let mut started = (gate.started(begun), Instant::now().max(gate.instant()));
+        let (status, error) = match connection {
+            Err(err) => {
+                gate.wait().await;
+                (NodeStatus::Failed, Some(err.to_string()))
+            }
             Ok(connection) => {
                 let ssh = Ssh::new(Arc::clone(&self.node), connection, Arc::clone(&output), call_cancel.clone());
                 let snapshot = Arc::clone(&self.snapshot);
                 let job = self.job.name.clone();
                 let task_output = Arc::clone(&output);
-                let mut call = tokio::task::spawn_blocking(move || snapshot.catalog.call(&job, ssh, task_output));
-                let node_limit = self.job.node_timeout.unwrap_or(Duration::MAX);
+                let script_cancel = call_cancel.clone();
+                let mut call = scripts::submit(gate.not_before(), move || {
+                    let started = (Utc::now(), Instant::now());
+                    if script_cancel.is_cancelled() {
+                        return (started, Err(TaskError::Cancelled));
+                    }
+                    (started, snapshot.catalog.call(&job, ssh, task_output))
+                });
                 let outcome = tokio::select! {
                     joined = &mut call => Some(joined),
-                    _ = tokio::time::sleep(node_limit) => None,
+                    _ = tokio::time::sleep_until(gate.deadline(self.job.node_timeout)) => None,
                     _ = self.cancel.cancelled() => None,
                 };
                 let outcome = match outcome {
@@ -304,11 +327,20 @@ impl NodeTask {
                         let (status, error) = if self.cancel.is_cancelled() {
                             self.cancelled_status()
                         } else {
-                            let limit = humantime::format_duration(node_limit).to_string();
+                            let limit = self.job.node_timeout.unwrap_or_default();
+                            let limit = humantime::format_duration(limit).to_string();
                             (NodeStatus::TimedOut, format!("stopped after node_timeout ({limit})"))
                         };
-                        return self.result(attempt, started, clock, &output, status, Some(error));
+                        return self.result(attempt, started, &output, status, Some(error));
                     }
+                };
+                let outcome = match outcome {
+                    Ok(Ok((at, result))) => {
+                        started = at;
+                        Ok(result)
+                    }
+                    Ok(Err(crashed)) => Err(format!("the task crashed: {crashed}")),
+                    Err(_) => Err("the task's thread ended without an answer".to_string()),
                 };
                 match outcome {
                     Ok(Ok(())) => (NodeStatus::Ok, None),
@@ -318,18 +350,18 @@ impl NodeTask {
                         (status, Some(error))
                     }
                     Ok(Err(err)) => (NodeStatus::Failed, Some(err.to_string())),
-                    Err(panic) => (NodeStatus::Failed, Some(format!("the task crashed: {panic}"))),
+                    Err(message) => (NodeStatus::Failed, Some(message)),
                 }
             }
         };
-        self.result(attempt, started, clock, &output, status, error)
+        self.result(attempt, started, &output, status, error)
     }
 
+    /// `started`: when the attempt began, by the wall clock and the monotonic one.
     fn result(
         &self,
         attempt: u32,
-        started: DateTime<Utc>,
-        clock: Instant,
+        started: (DateTime<Utc>, Instant),
         output: &Output,
         status: NodeStatus,
         error: Option<String>,
@@ -341,8 +373,8 @@ impl NodeTask {
             status,
             error,
             output: output.take(),
-            started,
-            duration: clock.elapsed(),
+            started: started.0,
+            duration: started.1.elapsed(),
         }
     }
 }

@@ -110,7 +110,7 @@ impl Recorder {
     /// Records the fire's end; returns once it is committed.
     pub async fn finish(&self, report: &FireReport) {
         if let (Some(store), Some(fire_id)) = (&self.store, self.fire_id)
-            && let Err(err) = store.finish_queued(fire_id, report.status()).await
+            && let Err(err) = store.finish_queued(fire_id, report.status(), report.started).await
         {
             tracing::error!(job = %self.job.name, "failed to record the end of a fire: {err}");
         }

@@ -11,12 +11,23 @@ use chrono::{DateTime, Utc};
 
 use super::cron::Schedule;
 
+/// A fire taken from the timeline.
+#[derive(Debug)]
+pub struct Due {
+    /// When it is to start: its scheduled instant plus the job's jitter offset.
+    pub at: DateTime<Utc>,
+    pub scheduled: DateTime<Utc>,
+    pub job: String,
+}
+
 #[derive(Default)]
 pub struct Timeline {
     /// `(due, job)`: due is the scheduled instant plus the job's jitter offset.
     queue: BTreeSet<(DateTime<Utc>, String)>,
     /// Each job's pending `(due, scheduled)`, to remove or replace it.
     pending: HashMap<String, (DateTime<Utc>, DateTime<Utc>)>,
+    /// How many fires are due at each instant of `queue`.
+    counts: HashMap<DateTime<Utc>, usize>,
 }
 
 impl Timeline {
@@ -32,12 +43,23 @@ impl Timeline {
             let due = next + chrono::Duration::from_std(offset).unwrap_or_default();
             self.queue.insert((due, job.to_string()));
             self.pending.insert(job.to_string(), (due, next));
+            *self.counts.entry(due).or_default() += 1;
         }
     }
 
     pub fn remove(&mut self, job: &str) {
         if let Some((due, _)) = self.pending.remove(job) {
             self.queue.remove(&(due, job.to_string()));
+            self.uncount(due);
+        }
+    }
+
+    fn uncount(&mut self, due: DateTime<Utc>) {
+        if let Some(count) = self.counts.get_mut(&due) {
+            *count -= 1;
+            if *count == 0 {
+                self.counts.remove(&due);
+            }
         }
     }
 
@@ -50,16 +72,22 @@ impl Timeline {
         self.pending.get(job).map(|(_, scheduled)| *scheduled)
     }
 
-    /// Removes and returns every fire due at `now` as `(scheduled, job)`, earliest first.
-    pub fn take_due(&mut self, now: DateTime<Utc>) -> Vec<(DateTime<Utc>, String)> {
+    /// How many fires are due at exactly `at`.
+    pub fn count_at(&self, at: DateTime<Utc>) -> usize {
+        self.counts.get(&at).copied().unwrap_or(0)
+    }
+
+    /// Removes and returns every fire due at `now` or before, earliest first.
+    pub fn take_due(&mut self, now: DateTime<Utc>) -> Vec<Due> {
         let mut due = Vec::new();
         while let Some((at, _)) = self.queue.first() {
             if *at > now {
                 break;
             }
-            let (_, job) = self.queue.pop_first().expect("checked above");
+            let (at, job) = self.queue.pop_first().expect("checked above");
+            self.uncount(at);
             let (_, scheduled) = self.pending.remove(&job).expect("queued jobs are pending");
-            due.push((scheduled, job));
+            due.push(Due { at, scheduled, job });
         }
         due
     }
@@ -95,7 +123,7 @@ mod tests {
                 break;
             }
             let now = next + chrono::Duration::milliseconds(wake_late_by);
-            for (at, job) in timeline.take_due(now) {
+            for Due { scheduled: at, job, .. } in timeline.take_due(now) {
                 let schedule = &schedules.iter().find(|(n, _)| *n == job).unwrap().1;
                 timeline.plan(&job, schedule, at, std::time::Duration::ZERO);
                 fired.push((at, job));
@@ -136,9 +164,12 @@ mod tests {
         let mut timeline = Timeline::new();
         timeline.plan("a", &hourly, utc("2026-01-01T00:30:00Z"), std::time::Duration::from_secs(90));
         assert_eq!(timeline.next_instant(), Some(utc("2026-01-01T01:01:30Z")));
+        assert_eq!(timeline.count_at(utc("2026-01-01T01:01:30Z")), 1);
         assert!(timeline.take_due(utc("2026-01-01T01:01:29Z")).is_empty());
         let due = timeline.take_due(utc("2026-01-01T01:01:30Z"));
-        assert_eq!(due, [(utc("2026-01-01T01:00:00Z"), "a".to_string())]);
+        assert_eq!(due.len(), 1);
+        assert_eq!((due[0].at, due[0].scheduled), (utc("2026-01-01T01:01:30Z"), utc("2026-01-01T01:00:00Z")));
+        assert_eq!(timeline.count_at(utc("2026-01-01T01:01:30Z")), 0);
     }
 
     #[test]

@@ -86,6 +86,9 @@ pub struct NewFire<'a> {
     pub scheduled: DateTime<Utc>,
     pub trigger: Trigger,
     pub nodes: &'a [String],
+    /// When it starts (or is due to, when it is recorded ahead); the fire's end
+    /// writes the instant it really did.
+    pub started: DateTime<Utc>,
 }
 
 fn insert_fire(
@@ -93,7 +96,6 @@ fn insert_fire(
     fire: &NewFire<'_>,
     status: FireStatus,
     note: Option<&str>,
-    now: i64,
 ) -> rusqlite::Result<Option<i64>> {
     let nodes = serde_json::to_string(fire.nodes).expect("names serialize");
     let mut insert = transaction.prepare_cached(
@@ -105,7 +107,7 @@ fn insert_fire(
         millis(fire.scheduled),
         fire.trigger.as_str(),
         status.as_str(),
-        now,
+        millis(fire.started),
         nodes,
         note
     ])?;
@@ -265,12 +267,11 @@ impl Store {
     /// Records many fires as running in one transaction (fires due together are
     /// recorded together); each answer is as for `begin_fire`.
     pub fn begin_fires(&self, fires: &[NewFire<'_>]) -> Result<Vec<Option<i64>>, StoreError> {
-        let now = millis(Utc::now());
         self.with(|c| {
             let transaction = c.transaction()?;
             let ids = fires
                 .iter()
-                .map(|f| insert_fire(&transaction, f, FireStatus::Running, None, now))
+                .map(|f| insert_fire(&transaction, f, FireStatus::Running, None))
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             transaction.commit()?;
             Ok(ids)
@@ -286,10 +287,10 @@ impl Store {
         nodes: &[String],
         note: Option<&str>,
     ) -> Result<Option<i64>, StoreError> {
-        let now = millis(Utc::now());
+        let started = Utc::now();
         self.with(|c| {
             let transaction = c.transaction()?;
-            let id = insert_fire(&transaction, &NewFire { job, scheduled, trigger, nodes }, status, note, now)?;
+            let id = insert_fire(&transaction, &NewFire { job, scheduled, trigger, nodes, started }, status, note)?;
             transaction.commit()?;
             Ok(id)
         })
@@ -306,12 +307,13 @@ impl Store {
         }
     }
 
-    /// Marks a fire finished through the writer thread; resolves once it, and every
-    /// result queued before it, is committed.
-    pub async fn finish_queued(&self, id: i64, status: FireStatus) -> Result<(), StoreError> {
+    /// Marks a fire finished, having started at `started`, through the writer
+    /// thread; resolves once it, and every result queued before it, is committed.
+    pub async fn finish_queued(&self, id: i64, status: FireStatus, started: DateTime<Utc>) -> Result<(), StoreError> {
         let Some(writer) = &self.writer else { return self.finish_fire(id, status, None) };
         let (done, committed) = tokio::sync::oneshot::channel();
-        writer.send(Write::Finish { id, status, finished: millis(Utc::now()), done });
+        let (started, finished) = (millis(started), millis(Utc::now()));
+        writer.send(Write::Finish { id, status, started, finished, done });
         let _ = committed.await;
         Ok(())
     }

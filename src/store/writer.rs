@@ -16,7 +16,7 @@ use super::sqlite::insert_node;
 
 pub(crate) enum Write {
     Node(NodeRecord),
-    Finish { id: i64, status: FireStatus, finished: i64, done: oneshot::Sender<()> },
+    Finish { id: i64, status: FireStatus, started: i64, finished: i64, done: oneshot::Sender<()> },
 }
 
 pub(crate) struct Writer {
@@ -67,10 +67,10 @@ fn commit(
     for write in group {
         match write {
             Write::Node(record) => insert_node(&transaction, &record)?,
-            Write::Finish { id, status, finished, done } => {
+            Write::Finish { id, status, started, finished, done } => {
                 transaction
-                    .prepare_cached("UPDATE fires SET status = ?2, finished = ?3 WHERE id = ?1")?
-                    .execute(params![id, status.as_str(), finished])?;
+                    .prepare_cached("UPDATE fires SET status = ?2, started = ?3, finished = ?4 WHERE id = ?1")?
+                    .execute(params![id, status.as_str(), started, finished])?;
                 answers.push(done);
             }
         }

@@ -115,6 +115,7 @@ pub(crate) fn build(settings: &Settings) -> Engine {
         if ops % 1024 != 0 {
             return None;
         }
+        super::scripts::computing();
         CURRENT.with(|c| match &*c.borrow() {
             Some(call) if call.cancel.is_cancelled() => Some(Dynamic::from(CANCELLED)),
             Some(call) if Instant::now() >= call.deadline => Some(Dynamic::from(TIME_UP)),

@@ -3,6 +3,7 @@
 pub mod catalog;
 mod engine;
 pub mod handle;
+pub mod scripts;
 mod stdlib;
 
 pub use catalog::{Catalog, TaskError};
