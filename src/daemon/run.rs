@@ -30,8 +30,8 @@ use crate::config::job::Overlap;
 use crate::config::{Diagnostic, Job};
 use crate::runner::{Fire, Gate, Recorder, Runner};
 use crate::schedule::Timeline;
-use crate::schedule::timeline::Due;
 use crate::schedule::catchup::missed;
+use crate::schedule::timeline::Due;
 use crate::snapshot::Snapshot;
 use crate::ssh::Pool;
 use crate::store::{NewFire, Store, StoreError, Trigger};
@@ -265,7 +265,8 @@ impl Daemon {
         self.reload_errors.clear();
         let now = Utc::now();
         let snapshot = Arc::clone(&self.snapshot);
-        self.deferred.retain(|(_, fire)| !changes.removed.contains(&fire.job) && !changes.rescheduled.contains(&fire.job));
+        self.deferred
+            .retain(|(_, fire)| !changes.removed.contains(&fire.job) && !changes.rescheduled.contains(&fire.job));
         for name in &changes.removed {
             self.timeline.remove(name);
             if let Some(state) = self.jobs.get_mut(name) {

@@ -31,6 +31,29 @@ fn fires_every_second_keeps_going_past_a_runaway_script_and_stops_on_sigterm() {
     let mut unique = seconds.clone();
     unique.dedup();
     assert_eq!(unique, seconds, "two fires in the same second");
+    // Fires are prepared ahead of their instant, but nothing starts before it.
+    let db = rusqlite::Connection::open(ws.path("state.db")).unwrap();
+    let (fires, early): (i64, i64) = db
+        .query_row(
+            "SELECT count(DISTINCT f.id), count(*) FILTER (WHERE n.started < f.scheduled OR f.started < f.scheduled)
+             FROM fires f JOIN node_results n ON n.fire_id = f.id WHERE f.job = 'tick'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(fires >= 4, "{fires} fires recorded");
+    assert_eq!(early, 0, "a fire or task started before its instant");
+    for line in ws.read("ticks").lines() {
+        let at: f64 = line.parse().unwrap();
+        let recorded: i64 = db
+            .query_row(
+                "SELECT count(*) FROM fires WHERE job = 'tick' AND scheduled = ?1",
+                [at.floor() as i64 * 1000],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(recorded, 1, "the tick at {line} ran in a second no fire was scheduled for");
+    }
 }
 
 #[test]
