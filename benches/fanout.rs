@@ -32,6 +32,7 @@ struct Bench {
     rows: Vec<Row>,
     venv: PathBuf,
     rounds: usize,
+    cold_rounds: usize,
 }
 
 fn main() {
@@ -42,7 +43,8 @@ fn main() {
         .collect();
     let venv = PathBuf::from(std::env::var("LOOM_BENCH_VENV").unwrap_or_else(|_| "/tmp/loom-bench-venv".into()));
     let rounds = std::env::var("LOOM_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
-    let mut bench = Bench { rows: Vec::new(), venv, rounds };
+    let cold_rounds = std::env::var("LOOM_BENCH_COLD_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
+    let mut bench = Bench { rows: Vec::new(), venv, rounds, cold_rounds };
     eprintln!("machine: {} cores, {}", cores(), first_line("/proc/cpuinfo", "model name"));
     // LOOM_BENCH_SKIP=fanout,precision,scale leaves parts out.
     let skip = std::env::var("LOOM_BENCH_SKIP").unwrap_or_default();
@@ -75,6 +77,11 @@ fn first_line(file: &str, key: &str) -> String {
         .to_string()
 }
 
+/// The median of the figures, or the first reason one is missing.
+fn median_figure(figures: Vec<Figure>) -> Figure {
+    figures.into_iter().collect::<Result<Vec<f64>, String>>().map(median)
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(|a, b| a.partial_cmp(b).unwrap());
     values[values.len() / 2]
@@ -90,7 +97,10 @@ fn timed(command: &mut Command) -> Result<f64, String> {
     } else {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let stdout = String::from_utf8_lossy(&output.stdout);
-        Err(format!("exit {:?}: {} {}", output.status.code(), stderr.trim(), stdout.lines().last().unwrap_or("")))
+        // The first node that failed says why.
+        let why = stdout.lines().find(|l| l.contains("error") || l.contains("failed:")).unwrap_or("");
+        let last = stdout.lines().last().unwrap_or("");
+        Err(format!("exit {:?}: {} {why} {last}", output.status.code(), stderr.trim()))
     }
 }
 
@@ -124,12 +134,46 @@ impl Bench {
             ),
         );
 
-        // Cold: nothing open.
-        let cold =
-            timed(Command::new(harness::loom_bin()).args(["-c", ws.config().to_str().unwrap(), "run", "fanout"]));
-        self.row("cold", "loom run", n, cold);
-        let pssh = self.pssh(&fleet, n);
-        self.row("cold", "pssh (parallel-ssh, Debian)", n, pssh);
+        if std::env::var_os("LOOM_BENCH_HOLD").is_some() {
+            // For profiling by hand: the fleet stays up until the benchmark is killed.
+            self.pssh_hosts(&fleet);
+            eprintln!("holding {n} nodes: loom -c {}", ws.config().display());
+            eprintln!(
+                "  pssh -h {} -p {n} -x '{}' true",
+                fleet.path("pssh-hosts").display(),
+                Self::ssh_args(&fleet).join(" ")
+            );
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        // Cold: nothing open. Loom and pssh, whose ratio is a target, take turns
+        // going first over a few rounds (the median counts): the same nodes serve
+        // both, and whoever goes first meets them least warmed up.
+        let control = fleet.path("control").display().to_string();
+        let (mut loom_cold, mut pssh_cold) = (Vec::new(), Vec::new());
+        for round in 0..self.cold_rounds.max(1) {
+            let mut loom = || {
+                let figure = timed(Command::new(harness::loom_bin()).args([
+                    "-c",
+                    ws.config().to_str().unwrap(),
+                    "run",
+                    "fanout",
+                ]));
+                // `loom run` stops its masters as it ends; make sure they are gone.
+                wait_for(Duration::from_secs(30), || ssh_rss_kib(&control) == 0);
+                loom_cold.push(figure);
+            };
+            if round % 2 == 0 {
+                loom();
+                pssh_cold.push(self.pssh(&fleet, n));
+            } else {
+                pssh_cold.push(self.pssh(&fleet, n));
+                loom();
+            }
+        }
+        self.row("cold", "loom run", n, median_figure(loom_cold));
+        self.row("cold", "pssh (parallel-ssh, Debian)", n, median_figure(pssh_cold));
         let (ansible_cold, ansible_warm) = self.ansible(&fleet, n);
         self.row("cold", "ansible -m raw", n, ansible_cold);
         let (lib_cold, lib_warm) = self.parallel_ssh_lib(&fleet, n);
@@ -175,15 +219,21 @@ impl Bench {
         ]
     }
 
+    /// pssh's host file for the fleet.
+    fn pssh_hosts(&self, fleet: &Fleet) -> PathBuf {
+        let hosts = fleet.path("pssh-hosts");
+        let lines: Vec<String> =
+            fleet.nodes.iter().map(|node| format!("{}@{}:{}", sshd::key_user(), node.address, node.port)).collect();
+        std::fs::write(&hosts, lines.join("\n") + "\n").unwrap();
+        hosts
+    }
+
     fn pssh(&self, fleet: &Fleet, n: usize) -> Result<f64, String> {
         let program = ["parallel-ssh", "pssh"]
             .into_iter()
             .find(|p| which(p))
             .ok_or("skipped: pssh not installed (apt-get install pssh)")?;
-        let hosts = fleet.path("pssh-hosts");
-        let lines: Vec<String> =
-            fleet.nodes.iter().map(|node| format!("{}@{}:{}", sshd::key_user(), node.address, node.port)).collect();
-        std::fs::write(&hosts, lines.join("\n") + "\n").unwrap();
+        let hosts = self.pssh_hosts(fleet);
         timed(Command::new(program).args([
             "-h",
             hosts.to_str().unwrap(),

@@ -71,10 +71,16 @@ pub fn blocking<R>(wait: impl FnOnce() -> R) -> R {
         return wait();
     }
     shared.release_place();
-    let result = wait();
-    shared.state().active += 1;
-    SLICE_START.set(Instant::now());
-    result
+    // Taken back however `wait` ends, a panic included.
+    struct TakeBack(Arc<Shared>);
+    impl Drop for TakeBack {
+        fn drop(&mut self) {
+            self.0.state().active += 1;
+            SLICE_START.set(Instant::now());
+        }
+    }
+    let _take_back = TakeBack(shared);
+    wait()
 }
 
 /// Called as a script computes: past its slice, the script keeps its thread but
@@ -203,12 +209,18 @@ impl Shared {
                 if !DETACHED.get() {
                     state.active -= 1;
                 }
-                let held_long = OUTBOX_SINCE.get().is_some_and(|since| since.elapsed() >= HOLD_BACK);
-                if held_long || !state.ready(Instant::now()) {
+                // While more work is due, answers wait (a little) for it to start.
+                if OUTBOX_SINCE.get().is_some_and(|since| since.elapsed() >= HOLD_BACK) {
                     drop(state);
                     hand_back();
                     state = self.state();
                 }
+                continue;
+            }
+            if OUTBOX.with(|outbox| !outbox.borrow().is_empty()) {
+                drop(state);
+                hand_back();
+                state = self.state();
                 continue;
             }
             let timeout = match state.queue.first_key_value() {
@@ -221,6 +233,9 @@ impl Shared {
             state.idle -= 1;
             if waited.timed_out() && state.queue.is_empty() && state.threads > self.cores {
                 state.threads -= 1;
+                drop(state);
+                // Answers are handed back before any wait; none may die with the thread.
+                hand_back();
                 return;
             }
         }
