@@ -176,13 +176,14 @@ impl Bench {
         self.row("cold", "pssh (parallel-ssh, Debian)", n, median_figure(pssh_cold));
         let (ansible_cold, ansible_warm) = self.ansible(&fleet, n);
         self.row("cold", "ansible -m raw", n, ansible_cold);
-        let (lib_cold, lib_warm) = self.parallel_ssh_lib(&fleet, n);
+        let (lib_cold, mut lib) = self.parallel_ssh_lib(&fleet, n);
         self.row("cold", "parallel-ssh library", n, lib_cold);
 
         // Warm: connections already open.
         let floor = self.openssh_floor(&fleet, n);
         self.row("warm", "OpenSSH floor: ssh -S, masters open", n, floor);
-        let (client, fire, peak) = self.loom_warm(&ws, &fleet.path("control").display().to_string());
+        let (client, fire, lib_warm, peak) =
+            self.loom_warm(&ws, &fleet.path("control").display().to_string(), lib.as_mut());
         self.row("warm", "loom fire (daemon, first task to last result)", n, fire);
         self.row("warm", "loom run via daemon (client wall time)", n, client);
         self.row("warm", "ansible -m raw, ControlPersist", n, ansible_warm);
@@ -291,7 +292,9 @@ impl Bench {
         (cold, warm)
     }
 
-    fn parallel_ssh_lib(&self, fleet: &Fleet, n: usize) -> (Figure, Figure) {
+    /// The parallel-ssh library's first (cold) fire, and the client kept connected
+    /// for warm fires on request.
+    fn parallel_ssh_lib(&self, fleet: &Fleet, n: usize) -> (Figure, Option<LibClient>) {
         let python = self.venv.join("bin/python");
         let usable = python.exists()
             && Command::new(&python)
@@ -300,8 +303,7 @@ impl Bench {
                 .status()
                 .is_ok_and(|s| s.success());
         if !usable {
-            let skip = || Err("skipped: parallel-ssh not installed in the bench virtualenv".to_string());
-            return (skip(), skip());
+            return (Err("skipped: parallel-ssh not installed in the bench virtualenv".to_string()), None);
         }
         let hosts: Vec<String> = fleet.nodes.iter().map(|node| format!("\"{}\"", node.address)).collect();
         let configs: Vec<String> = fleet
@@ -316,9 +318,10 @@ impl Bench {
                 )
             })
             .collect();
+        // One fire at start (cold), then one per line read, each answered with its time.
         let script = format!(
             r#"
-import json, time
+import json, sys, time
 from pssh.clients import ParallelSSHClient
 from pssh.config import HostConfig
 hosts = [{hosts}]
@@ -330,25 +333,29 @@ def fire():
     codes = [o.exit_code for o in output]
     assert all(c == 0 for c in codes), codes
     return time.perf_counter() - start
-cold = fire()
-warm = sorted(fire() for _ in range({rounds}))
-print(json.dumps({{"cold": cold, "warm": warm[len(warm) // 2]}}))
+print(json.dumps(fire()), flush=True)
+for _ in sys.stdin:
+    print(json.dumps(fire()), flush=True)
 "#,
             hosts = hosts.join(", "),
             configs = configs.join(", "),
-            rounds = self.rounds
         );
-        let output = Command::new(&python).args(["-c", &script]).output();
-        match output {
-            Ok(out) if out.status.success() => {
-                let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-                (value["cold"].as_f64().ok_or("no figure".into()), value["warm"].as_f64().ok_or("no figure".into()))
-            }
-            Ok(out) => {
-                let why = String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("").to_string();
-                (Err(why.clone()), Err(why))
-            }
-            Err(e) => (Err(e.to_string()), Err(e.to_string())),
+        let spawned = Command::new(&python)
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => return (Err(e.to_string()), None),
+        };
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = std::io::BufReader::new(child.stdout.take().expect("piped"));
+        let mut lib = LibClient { child, stdin, stdout };
+        match lib.answer() {
+            Ok(cold) => (Ok(cold), Some(lib)),
+            Err(why) => (Err(why), None),
         }
     }
 
@@ -404,7 +411,16 @@ print(json.dumps({{"cold": cold, "warm": warm[len(warm) // 2]}}))
 
     /// Fires through the running daemon: the first opens the masters, the others
     /// are warm. Returns (client wall time, the daemon's own fire duration, peak RSS).
-    fn loom_warm(&self, ws: &Workspace, masters: &str) -> (Figure, Figure, Option<(u64, u64)>) {
+    /// Warm fires through the daemon, taking turns with the parallel-ssh library's
+    /// reused clients (if it runs), so that both meet the machine in the same state.
+    /// Returns Loom's client wall time, Loom's fire duration, the library's time, and
+    /// the daemon's peak memory with its masters'.
+    fn loom_warm(
+        &self,
+        ws: &Workspace,
+        masters: &str,
+        mut lib: Option<&mut LibClient>,
+    ) -> (Figure, Figure, Figure, Option<(u64, u64)>) {
         let daemon = ws.serve_env(&[("LOOM_LOG", "warn")]);
         daemon.wait_started_quietly();
         let run =
@@ -413,19 +429,33 @@ print(json.dumps({{"cold": cold, "warm": warm[len(warm) // 2]}}))
         if let Err(why) = run() {
             eprintln!("  note: the first fire through the daemon had failures: {why}");
         }
-        let mut client = Vec::new();
-        let mut fires = Vec::new();
-        for _ in 0..self.rounds {
+        let (mut client, mut fires, mut lib_fires) = (Vec::new(), Vec::new(), Vec::new());
+        let mut lib_fire = |lib: &mut Option<&mut LibClient>| {
+            if let Some(lib) = lib.as_deref_mut() {
+                lib_fires.push(lib.fire());
+            }
+        };
+        for round in 0..self.rounds {
+            if round % 2 == 1 {
+                lib_fire(&mut lib);
+            }
             match run() {
                 Ok(seconds) => client.push(seconds),
-                Err(why) => return (Err(why.clone()), Err(why), None),
+                Err(why) => return (Err(why.clone()), Err(why), Err("no turn".into()), None),
             }
             fires.push(last_fire_seconds(ws));
+            if round % 2 == 0 {
+                lib_fire(&mut lib);
+            }
         }
+        let lib_figure = match lib {
+            Some(_) => median_figure(lib_fires),
+            None => Err("skipped: parallel-ssh not installed in the bench virtualenv".into()),
+        };
         let peak = rss_kib(daemon.pid(), "VmHWM");
         let masters = ssh_rss_kib(masters);
         daemon.stop();
-        (Ok(median(client)), Ok(median(fires)), Some((peak, masters)))
+        (Ok(median(client)), Ok(median(fires)), lib_figure, Some((peak, masters)))
     }
 
     fn precision(&mut self, jobs: usize) {
@@ -577,6 +607,44 @@ print(json.dumps({{"cold": cold, "warm": warm[len(warm) // 2]}}))
             .find(|r| r.section == row.section && r.nodes == row.nodes && r.what == loom_what)?
             .seconds?;
         Some(loom / row.seconds?)
+    }
+}
+
+/// The parallel-ssh library's client, connected, in a Python process of its own.
+struct LibClient {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl LibClient {
+    /// One fire on the connected clients.
+    fn fire(&mut self) -> Figure {
+        use std::io::Write;
+        writeln!(self.stdin, "fire").map_err(|e| e.to_string())?;
+        self.stdin.flush().map_err(|e| e.to_string())?;
+        self.answer()
+    }
+
+    fn answer(&mut self) -> Figure {
+        use std::io::{BufRead, Read};
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).map_err(|e| e.to_string())?;
+        line.trim().parse().map_err(|_| {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = self.child.stderr.take() {
+                let _ = self.child.kill();
+                let _ = pipe.read_to_string(&mut stderr);
+            }
+            stderr.lines().last().unwrap_or("the library's client gave no figure").to_string()
+        })
+    }
+}
+
+impl Drop for LibClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

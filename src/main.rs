@@ -8,9 +8,7 @@ fn main() -> ExitCode {
     }
     let cli = loom::cli::Cli::parse();
     loom::cli::init_tracing(&cli);
-    // Each node task's script runs on a blocking thread, parked ahead of its fire's
-    // instant: allow as many as a large `max_workers` asks for.
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(4096).build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: failed to start the async runtime: {err}");

@@ -1,7 +1,7 @@
 //! One fire: a job's task applied to each target node, separately and concurrently.
 //!
-//! Every node gets its own blocking thread for the script and its own connection;
-//! a node that fails, throws or hangs affects only its own result. A semaphore
+//! Every node gets its own script call (on `task::scripts`' threads) and its own
+//! connection; a node that fails, throws or hangs affects only its own result. A semaphore
 //! shared by all fires bounds how many node tasks run at once (`max_workers`).
 //! Failed nodes are retried with exponential backoff; `node_timeout` and the fire's
 //! `timeout` cancel what runs too long (the script stops at its next step, the

@@ -114,7 +114,7 @@ impl Catalog {
         self.jobs.contains_key(job)
     }
 
-    /// Applies `job`'s task to the node behind `ssh`. Blocks: run it on a blocking thread.
+    /// Applies `job`'s task to the node behind `ssh`. Blocks: run it on a script thread (`scripts::submit`).
     pub fn call(&self, job: &str, ssh: Ssh, output: Arc<Output>) -> Result<(), TaskError> {
         let ssh_cancel = ssh.cancel_token();
         let prepared = self.jobs.get(job).ok_or_else(|| TaskError::UnknownJob(job.to_string()))?;

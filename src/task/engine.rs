@@ -4,7 +4,7 @@
 //! out is the handle. Each task call is bounded by `task_max_operations` and by
 //! `task_max_time` (checked while the script runs; time spent waiting on a remote
 //! command is bounded by the runner's timeouts instead). Evaluation is synchronous:
-//! callers run it on blocking threads.
+//! callers run it on the script threads of `scripts`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
