@@ -103,3 +103,31 @@ fn task_output_in_the_daemon_log_can_be_filtered_by_job() {
     assert!(log.contains("node{job=\"b\" node=local"), "{log}");
     assert!(!log.contains("from-a"), "{log}");
 }
+
+#[test]
+fn scripts_waiting_on_long_commands_do_not_hold_back_other_jobs() {
+    // Far more scripts wait on their commands than the machine has cores; each
+    // waiting one gives its place up, so the every-second job keeps starting.
+    let ws = Workspace::local("max_workers: 20\n");
+    let ticks = ws.path("ticks");
+    let mut jobs = String::from("jobs:\n");
+    for i in 0..8 {
+        jobs.push_str(&format!(
+            "  wait{i}:\n    task: loom.system.run\n    args: [\"sleep 6\"]\n    schedule: \"@reboot\"\n    targets: [local]\n"
+        ));
+    }
+    jobs.push_str(&format!(
+        "  tick:\n    task: loom.system.run\n    args: [\"date +%s >> {}\"]\n    schedule: \"* * * * * *\"\n    targets: [local]\n",
+        ticks.display()
+    ));
+    ws.write("jobs/a.yaml", &jobs);
+    let daemon = ws.serve();
+    daemon.wait_started();
+    let ticked = wait_for(Duration::from_secs(5), || ws.read("ticks").lines().count() >= 3);
+    let waiting = daemon.log().matches("fire finished job=wait").count();
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(ticked, "tick fired {} times while 8 scripts waited:\n{log}", ws.read("ticks").lines().count());
+    assert_eq!(waiting, 0, "the waiting scripts ended before the ticks were counted:\n{log}");
+    assert_eq!(log.matches("fire finished job=wait").count(), 8, "{log}");
+}
