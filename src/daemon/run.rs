@@ -4,9 +4,10 @@
 //! The loop selects over the next due instant, finished fires and the shutdown
 //! signal; there is no polling. Fires run as their own tasks, so a slow fire never
 //! delays another job's. A fire is prepared shortly before its instant (recorded,
-//! its node tasks spawned and connected, their script threads parked), and starts at
-//! the instant itself, however many others are due with it. Per job it applies the overlap policy (skip, queue, allow)
-//! and the catch-up policy, both after downtime and after a stall of the host. On
+//! its node tasks spawned and connected, their scripts queued for the instant) and
+//! starts at the instant itself, however many others are due with it. Per job it
+//! applies the overlap policy (skip, queue, allow) and the catch-up policy, both
+//! after downtime and after a stall of the host. On
 //! shutdown no new fire starts, queued fires are recorded as skipped, and running
 //! fires are awaited.
 
@@ -53,8 +54,8 @@ pub enum DaemonError {
 const LATE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 /// How long before their instant the fires due at it are prepared: enough to record
-/// and spawn them and park their script threads (tens of microseconds each), so
-/// that at the instant nothing is left but to start.
+/// and spawn them and queue their scripts (tens of microseconds each), so that at
+/// the instant nothing is left but to start.
 fn lead(fires: usize) -> chrono::TimeDelta {
     chrono::TimeDelta::microseconds((5_000 + 100 * fires as i64).min(500_000))
 }

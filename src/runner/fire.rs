@@ -110,7 +110,7 @@ impl Runner {
     /// Applies the fire's job to `nodes`; `recorder` writes each attempt's result
     /// down as it arrives, and `on_result` sees it too. The snapshot is the one the
     /// fire started with, to its end. Node tasks are prepared (connected, their
-    /// script threads parked) right away and start when the fire's gate opens.
+    /// scripts queued) right away and start when the fire's gate opens.
     /// Cancelling `cancel` stops the fire; its unfinished nodes are `interrupted`.
     pub async fn run(
         &self,
@@ -273,8 +273,8 @@ impl NodeTask {
         }
     }
 
-    /// Prepares one attempt (output, connection, a parked script thread) and runs
-    /// it once `gate` opens; the attempt counts as started from then.
+    /// Prepares one attempt (output, connection) and queues its script for when
+    /// `gate` opens; the attempt counts as started when the script does.
     async fn attempt(&self, attempt: u32, gate: Gate) -> NodeResult {
         let begun = Utc::now();
         let limit = self.snapshot.config.settings.output_limit;
