@@ -10,16 +10,18 @@ use tokio::io::AsyncWriteExt;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
-use super::{CommandOutput, SshError};
+use super::{CommandOutput, SshError, read_bounded};
 
 pub struct LocalConnection {
     node: String,
     runtime: Handle,
+    /// Bytes of stdout and of stderr kept per command, as over SSH.
+    output_limit: usize,
 }
 
 impl LocalConnection {
-    pub fn new(node: &str, runtime: Handle) -> LocalConnection {
-        LocalConnection { node: node.to_string(), runtime }
+    pub fn new(node: &str, runtime: Handle, output_limit: usize) -> LocalConnection {
+        LocalConnection { node: node.to_string(), runtime, output_limit }
     }
 
     pub fn exec(
@@ -48,11 +50,15 @@ impl LocalConnection {
                     let _ = pipe.write_all(&bytes).await;
                 });
             }
+            let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+            let finished = async {
+                let (stdout, stderr) =
+                    tokio::join!(read_bounded(stdout, self.output_limit), read_bounded(stderr, self.output_limit));
+                let status = child.wait().await.map_err(spawn_error)?;
+                Ok(CommandOutput { stdout, stderr, code: status.code() })
+            };
             tokio::select! {
-                output = child.wait_with_output() => {
-                    let output = output.map_err(spawn_error)?;
-                    Ok(CommandOutput { stdout: output.stdout, stderr: output.stderr, code: output.status.code() })
-                }
+                output = finished => output,
                 _ = cancel.cancelled() => {
                     if let Some(group) = group {
                         // SAFETY: kill(2) with a negative pid signals that process group;

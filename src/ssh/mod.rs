@@ -117,6 +117,25 @@ impl fmt::Debug for Connection {
     }
 }
 
+/// Reads a stream to its end, keeping at most `limit` bytes.
+pub(crate) async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(stream: Option<R>, limit: usize) -> Vec<u8> {
+    let Some(mut stream) = stream else {
+        return Vec::new();
+    };
+    let mut kept = Vec::new();
+    let mut buffer = vec![0u8; 16 << 10];
+    loop {
+        match tokio::io::AsyncReadExt::read(&mut stream, &mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = limit.saturating_sub(kept.len());
+                kept.extend_from_slice(&buffer[..n.min(room)]);
+            }
+        }
+    }
+    kept
+}
+
 /// Lifts the soft limit of open files to the hard one: each node's connection takes
 /// a few descriptors, and the usual soft limit (1024) runs out at a few hundred nodes.
 pub fn raise_open_file_limit() {
@@ -149,9 +168,22 @@ mod tests {
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's; $(rm -rf /)"), r"'it'\''s; $(rm -rf /)'");
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        let local = LocalConnection::new("t", runtime.handle().clone());
+        let local = LocalConnection::new("t", runtime.handle().clone(), 1 << 20);
         let command = format!("printf %s {}", shell_quote("x'; echo $(id) `id` \"\\"));
         let out = local.exec(&command, None, &CancellationToken::new()).unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "x'; echo $(id) `id` \"\\");
+    }
+    #[test]
+    fn a_local_command_keeps_at_most_the_output_limit_and_still_ends() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let local = LocalConnection::new("t", runtime.handle().clone(), 1000);
+        let out = local.exec(
+            "yes loom | head -c 5000000; yes err | head -c 5000000 >&2; exit 3",
+            None,
+            &CancellationToken::new(),
+        );
+        let out = out.unwrap();
+        assert_eq!((out.stdout.len(), out.stderr.len(), out.code), (1000, 1000, Some(3)));
+        assert!(out.stdout.starts_with(b"loom\nloom\n"));
     }
 }

@@ -45,7 +45,7 @@ impl Pool {
         }
         *kept = None;
         let connection = if node.local {
-            Connection::Local(LocalConnection::new(&node.name, tokio::runtime::Handle::current()))
+            Connection::Local(LocalConnection::new(&node.name, tokio::runtime::Handle::current(), self.output_limit))
         } else {
             let opened = SshConnection::open(Arc::clone(node), &self.settings, self.output_limit).await?;
             tracing::debug!(node = %node.name, "ssh master started");

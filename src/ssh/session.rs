@@ -11,13 +11,13 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use openssh::{Session, Stdio};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
 use super::master::{self, Master};
 use super::settings::SshSettings;
-use super::{CommandOutput, SshError, shell_quote};
+use super::{CommandOutput, SshError, read_bounded, shell_quote};
 use crate::config::Node;
 
 pub struct SshConnection {
@@ -266,23 +266,4 @@ fn master_gone(err: &openssh::Error) -> bool {
         current = error.source();
     }
     false
-}
-
-/// Reads a stream to its end, keeping at most `limit` bytes.
-async fn read_bounded<R: AsyncRead + Unpin>(stream: Option<R>, limit: usize) -> Vec<u8> {
-    let Some(mut stream) = stream else {
-        return Vec::new();
-    };
-    let mut kept = Vec::new();
-    let mut buffer = vec![0u8; 16 << 10];
-    loop {
-        match stream.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                let room = limit.saturating_sub(kept.len());
-                kept.extend_from_slice(&buffer[..n.min(room)]);
-            }
-        }
-    }
-    kept
 }
