@@ -16,6 +16,9 @@ use crate::ssh::{CommandOutput, Connection, shell_quote};
 
 type ScriptResult<T> = Result<T, Box<EvalAltResult>>;
 
+/// The variable that carries a node's sudo password from stdin to sudo's askpass.
+const SUDO_VAR: &str = "LOOM_SUDO_PASSWORD";
+
 /// A node's output during one task call, cut at a size limit.
 /// Receives each piece of output as it is appended.
 pub type Sink = Box<dyn Fn(&str) + Send + Sync>;
@@ -152,12 +155,21 @@ impl Ssh {
         }
         options.shown = Some(format!("sudo {command}"));
         let wrapped = match &self.node.password {
-            // The password travels on stdin, never on a command line.
+            // The password reaches sudo only if sudo asks for it: the first line of
+            // stdin is read by the shell into the environment, and sudo's askpass is
+            // `printenv`, which prints it when sudo prompts (the prompt names the
+            // variable). A sudo that asks nothing (NOPASSWD, a cached timestamp)
+            // never sees it, and neither does the command: `env -u` drops it before
+            // the command starts, whatever sudo's env_reset says.
             Some(password) if !self.node.local => {
                 let mut stdin = format!("{}\n", password.expose()).into_bytes();
                 stdin.extend(options.stdin.take().unwrap_or_default());
                 options.stdin = Some(stdin);
-                format!("sudo -S -p '' -- sh -c {}", shell_quote(command))
+                format!(
+                    "IFS= read -r {SUDO_VAR}; export {SUDO_VAR}; export SUDO_ASKPASS=\"$(command -v printenv)\"; \
+                     exec sudo -A -p {SUDO_VAR} -- env -u {SUDO_VAR} sh -c {}",
+                    shell_quote(command)
+                )
             }
             _ => format!("sudo -n -- sh -c {}", shell_quote(command)),
         };

@@ -8,6 +8,7 @@ mod check;
 mod history;
 mod reload;
 mod run;
+mod secrets;
 mod serve;
 mod ssh;
 mod stdlib;
