@@ -12,7 +12,7 @@ use super::client::{Client, Need, connect};
 use crate::api::model::{FireDetail, RunRequest};
 use crate::runner::{Fire, NodeResult, Recorder, Runner};
 use crate::ssh::Pool;
-use crate::store::{Store, Trigger};
+use crate::store::{Store, StoreLock, Trigger};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -62,7 +62,26 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         }
     };
 
-    let pool = Pool::new(config.settings.ssh.clone(), config.settings.output_limit);
+    // With the store's lock, masters go where a killed run's leftovers are found
+    // and stopped; without it (a daemon holds the store), into a folder of our own.
+    let ssh = &config.settings.ssh;
+    let (_lock, _private, control) = match StoreLock::acquire(&config.settings.state, "loom run") {
+        Ok(lock) => {
+            let control = crate::ssh::control::folder(ssh, &config.settings.state);
+            crate::ssh::control::stop_leftovers(ssh, &control).await;
+            (Some(lock), None, control)
+        }
+        Err(_) => {
+            use std::os::unix::fs::PermissionsExt;
+            let private = tempfile::Builder::new()
+                .prefix("loom-run-")
+                .permissions(std::fs::Permissions::from_mode(0o700))
+                .tempdir_in(&ssh.control_dir)?;
+            let control = private.path().to_path_buf();
+            (None, Some(private), control)
+        }
+    };
+    let pool = Pool::new(ssh.clone(), config.settings.output_limit, control);
     let runner = Runner::new(config.settings.max_workers, Arc::new(pool));
     let mut fire = Fire::new(&job.name, Utc::now(), Trigger::Manual);
     let recorder = Recorder::begin(store.as_ref(), &job, &mut fire, &names).expect("manual fires are never duplicates");

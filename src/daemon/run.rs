@@ -34,8 +34,8 @@ use crate::schedule::Timeline;
 use crate::schedule::catchup::missed;
 use crate::schedule::timeline::Due;
 use crate::snapshot::Snapshot;
-use crate::ssh::Pool;
-use crate::store::{NewFire, Store, StoreError, Trigger};
+use crate::ssh::{self, Pool};
+use crate::store::{NewFire, Store, StoreError, StoreLock, Trigger};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -110,12 +110,19 @@ pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<()
         return Err(DaemonError::InvalidConfig(diagnostics));
     }
     let settings = &snapshot.config.settings;
+    // Held until the daemon ends: a second daemon on this store refuses to start.
+    let _lock = StoreLock::acquire(&settings.state, "loom serve")?;
     let store = Arc::new(Store::open(&settings.state)?);
+    let control = ssh::control::folder(&settings.ssh, store.path());
+    let stopped = ssh::control::stop_leftovers(&settings.ssh, &control).await;
+    if stopped > 0 {
+        tracing::warn!(masters = stopped, "stopped the ssh masters a previous loom on this store left running");
+    }
     let recovered = store.recover_interrupted()?;
     if recovered > 0 {
         tracing::warn!(fires = recovered, "fires left running by a previous daemon are now marked interrupted");
     }
-    let pool = Pool::new(settings.ssh.clone(), settings.output_limit);
+    let pool = Pool::new(settings.ssh.clone(), settings.output_limit, control);
     let (events, _) = broadcast::channel(4096);
     let runner = Arc::new(Runner::new(settings.max_workers, Arc::new(pool)).with_events(events.clone()));
     let (changes, mut changed) = mpsc::unbounded_channel();
@@ -293,7 +300,8 @@ impl Daemon {
             let pool = if before.ssh == after.ssh && before.output_limit == after.output_limit {
                 Arc::clone(self.runner.pool())
             } else {
-                Arc::new(Pool::new(after.ssh.clone(), after.output_limit))
+                let control = ssh::control::folder(&after.ssh, self.store.path());
+                Arc::new(Pool::new(after.ssh.clone(), after.output_limit, control))
             };
             self.runner = Arc::new(Runner::new(after.max_workers, pool).with_events(self.events.clone()));
         }

@@ -91,12 +91,20 @@ pub(crate) fn arguments(node: &Node, settings: &SshSettings, dir: &Path) -> Vec<
     args
 }
 
-pub(crate) async fn start(node: &Node, settings: &SshSettings) -> Result<Master, SshError> {
-    let dir =
-        tempfile::Builder::new().prefix("loom-").tempdir_in(&settings.control_dir).map_err(|e| SshError::Connect {
+/// Starts the node's master with its control folder inside `control`.
+pub(crate) async fn start(node: &Node, settings: &SshSettings, control: &Path) -> Result<Master, SshError> {
+    let dir = super::control::prepare(control)
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            tempfile::Builder::new()
+                .prefix("node-")
+                .permissions(std::fs::Permissions::from_mode(0o700))
+                .tempdir_in(control)
+        })
+        .map_err(|e| SshError::Connect {
             node: node.name.clone(),
             address: address(node),
-            reason: format!("failed to make a control folder in {}: {e}", settings.control_dir.display()),
+            reason: format!("failed to make a control folder in {}: {e}", control.display()),
         })?;
     let mut command = tokio::process::Command::new(&settings.program);
     command

@@ -6,6 +6,7 @@
 //! and fires. This module knows nothing about jobs or scripts.
 
 pub mod askpass;
+pub mod control;
 mod local;
 mod master;
 mod pool;

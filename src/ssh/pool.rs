@@ -6,6 +6,7 @@
 //! `close_all`) stops every master and removes its control folder.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use super::session::SshConnection;
@@ -18,12 +19,14 @@ type Slot = Arc<tokio::sync::Mutex<Option<Arc<Connection>>>>;
 pub struct Pool {
     settings: SshSettings,
     output_limit: usize,
+    /// Where masters' control folders are made (see `control.rs`).
+    control: PathBuf,
     slots: Mutex<HashMap<String, Slot>>,
 }
 
 impl Pool {
-    pub fn new(settings: SshSettings, output_limit: usize) -> Pool {
-        Pool { settings, output_limit, slots: Mutex::new(HashMap::new()) }
+    pub fn new(settings: SshSettings, output_limit: usize, control: PathBuf) -> Pool {
+        Pool { settings, output_limit, control, slots: Mutex::new(HashMap::new()) }
     }
 
     fn slot(&self, node: &str) -> Slot {
@@ -47,7 +50,8 @@ impl Pool {
         let connection = if node.local {
             Connection::Local(LocalConnection::new(&node.name, tokio::runtime::Handle::current(), self.output_limit))
         } else {
-            let opened = SshConnection::open(Arc::clone(node), &self.settings, self.output_limit).await?;
+            let opened =
+                SshConnection::open(Arc::clone(node), &self.settings, self.output_limit, &self.control).await?;
             tracing::debug!(node = %node.name, "ssh master started");
             Connection::Ssh(Box::new(opened))
         };

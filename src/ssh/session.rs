@@ -7,7 +7,7 @@
 //! are synchronous for task scripts; they drive the async side with the runtime
 //! handle captured when the connection was opened.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use openssh::{Session, Stdio};
@@ -23,6 +23,8 @@ use crate::config::Node;
 pub struct SshConnection {
     node: Arc<Node>,
     settings: SshSettings,
+    /// Where this connection's control folders are made.
+    control: PathBuf,
     /// Replaced whole when a dead master is reopened; dropping a session stops its
     /// master and removes its control folder.
     session: RwLock<Arc<Session>>,
@@ -36,11 +38,13 @@ impl SshConnection {
         node: Arc<Node>,
         settings: &SshSettings,
         output_limit: usize,
+        control: &Path,
     ) -> Result<SshConnection, SshError> {
-        let Master { dir } = master::start(&node, settings).await?;
+        let Master { dir } = master::start(&node, settings, control).await?;
         Ok(SshConnection {
             node,
             settings: settings.clone(),
+            control: control.to_path_buf(),
             session: RwLock::new(Arc::new(Session::new_native_mux(dir))),
             reopening: tokio::sync::Mutex::new(()),
             runtime: Handle::current(),
@@ -63,7 +67,7 @@ impl SshConnection {
             return Ok(());
         }
         tracing::info!(node = %self.node.name, "ssh master is gone; reconnecting");
-        let Master { dir } = master::start(&self.node, &self.settings).await?;
+        let Master { dir } = master::start(&self.node, &self.settings, &self.control).await?;
         *self.session.write().expect("session lock") = Arc::new(Session::new_native_mux(dir));
         Ok(())
     }

@@ -1,8 +1,10 @@
 //! The record of what happened: fires, node results, per-job state.
 
+mod lock;
 pub mod model;
 mod sqlite;
 mod writer;
 
+pub use lock::StoreLock;
 pub use model::{FireRecord, FireStatus, NodeRecord, NodeStatus, Trigger};
 pub use sqlite::{FireFilter, NewFire, Store, StoreError};

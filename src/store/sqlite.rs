@@ -24,6 +24,12 @@ pub enum StoreError {
     Folder { path: PathBuf, source: std::io::Error },
     #[error("the state store {path} has schema version {found}, newer than this loom ({supported}); upgrade loom")]
     TooNew { path: PathBuf, found: i64, supported: i64 },
+    #[error(
+        "the state store {path} is in use by {holder}; one process writes a store at a time (stop it, or give this configuration its own `state`)"
+    )]
+    Locked { path: PathBuf, holder: String },
+    #[error("failed to lock the state store with {path}: {source}")]
+    Lock { path: PathBuf, source: std::io::Error },
     #[error("state store: {0}")]
     Query(#[from] rusqlite::Error),
 }

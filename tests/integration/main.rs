@@ -6,6 +6,7 @@ mod harness;
 mod api;
 mod check;
 mod history;
+mod lifecycle;
 mod reload;
 mod run;
 mod secrets;

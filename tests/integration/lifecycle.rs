@@ -1,0 +1,61 @@
+//! What a daemon leaves behind and what it shares: one daemon per state store, and
+//! the SSH masters of a killed daemon stopped by the next one.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use crate::harness::sshd::Fleet;
+use crate::harness::{Workspace, wait_for};
+
+#[test]
+fn a_second_daemon_on_the_same_store_refuses_to_start_naming_the_first() {
+    let first = Workspace::local("");
+    // Another configuration (its own API port) that names the same store.
+    let second = Workspace::local(&format!("state: {}\n", first.path("state.db").display()));
+    let daemon = first.serve();
+    daemon.wait_started();
+    let refused = second.serve().wait();
+    assert_eq!(refused.0, Some(1), "{}", refused.1);
+    assert!(refused.1.contains(&format!("loom serve (pid {})", daemon.pid())), "{}", refused.1);
+    assert!(refused.1.contains("state.db"), "{}", refused.1);
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(!log.contains("interrupted"), "{log}");
+    // Once the first has stopped, the store is free.
+    let again = second.serve();
+    again.wait_started();
+    assert_eq!(again.stop().0, Some(0));
+}
+
+#[test]
+fn a_restarted_daemon_stops_the_masters_a_killed_one_left() {
+    let fleet = Fleet::start(2);
+    let ws = Workspace::new(&fleet.ssh_settings("strict"), &fleet.nodes_yaml());
+    ws.write("jobs/a.yaml", "jobs:\n  up:\n    task: loom.system.run\n    args: [\"true\"]\n    targets: [n01, n02]\n");
+    let daemon = ws.serve();
+    daemon.wait_started();
+    ws.loom(&["run", "up"]).assert_code(0);
+    assert_eq!(fleet.ssh_processes(), 2, "one master per node");
+    // The masters' folders are private, in a folder of this store's own.
+    let control: Vec<_> = std::fs::read_dir(fleet.path("control")).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(control.len(), 1, "{control:?}");
+    for folder in
+        std::iter::once(control[0].clone()).chain(std::fs::read_dir(&control[0]).unwrap().flatten().map(|e| e.path()))
+    {
+        let mode = std::fs::metadata(&folder).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{} is {mode:o}", folder.display());
+    }
+    daemon.signal("KILL");
+    let _ = daemon.wait();
+    assert_eq!(fleet.ssh_processes(), 2, "the masters outlive a killed daemon");
+
+    let daemon = ws.serve();
+    daemon.wait_started();
+    assert_eq!(fleet.ssh_processes(), 0, "the restarted daemon left the old masters running");
+    assert!(daemon.log().contains("stopped the ssh masters a previous loom on this store left running"));
+    assert_eq!(std::fs::read_dir(&control[0]).unwrap().count(), 0, "old control folders are left");
+    ws.loom(&["run", "up"]).assert_code(0);
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(wait_for(Duration::from_secs(10), || fleet.ssh_processes() == 0), "masters left after a clean stop");
+}
