@@ -87,6 +87,10 @@ pub struct StatusView {
     /// Errors of the last failed reload, `file:line:col: message`; empty when the
     /// configuration in force is the one on disk.
     pub config_errors: Vec<String>,
+    /// SSH masters open now (one per node reached recently; an idle one closes
+    /// itself after `ssh.control_persist`).
+    #[serde(default)]
+    pub ssh_masters: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -71,7 +71,8 @@ pub(crate) async fn document() -> Json<Value> {
             "jobs": { "type": "integer" }, "nodes": { "type": "integer" },
             "running": { "type": "array", "items": { "type": "object" } },
             "next": { "type": "array", "items": { "type": "object", "properties": { "job": string, "at": time } } },
-            "config_errors": { "type": "array", "items": string }
+            "config_errors": { "type": "array", "items": string },
+            "ssh_masters": { "type": "integer" }
         }
     });
     let name = path_param("name", "string");

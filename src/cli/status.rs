@@ -20,6 +20,7 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     }
     println!("loom {} at {}: up {}", status.version, client.server(), uptime(status.uptime_seconds));
     println!("configuration {}: {} job(s), {} node(s)", status.config, status.jobs, status.nodes);
+    println!("ssh masters open: {}", status.ssh_masters);
     if !status.config_errors.is_empty() {
         println!("the last reload failed; the previous configuration is in force:");
         for error in &status.config_errors {

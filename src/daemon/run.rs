@@ -619,6 +619,7 @@ impl Daemon {
             running: self.running.values().map(|(view, _)| view.clone()).collect(),
             next,
             config_errors: self.config_errors(),
+            ssh_masters: self.runner.pool().open_masters(),
         }
     }
 

@@ -71,10 +71,18 @@ impl Pool {
         }
     }
 
-    /// How many nodes have a kept connection.
-    pub fn open_count(&self) -> usize {
+    /// How many SSH masters are open: kept, and not closed by themselves after
+    /// `control_persist` of idleness (a closed master removes its socket). A slot
+    /// busy connecting counts as open.
+    pub fn open_masters(&self) -> usize {
         let slots = self.slots.lock().expect("pool lock");
-        slots.values().filter(|s| s.try_lock().map(|k| k.is_some()).unwrap_or(true)).count()
+        slots
+            .values()
+            .filter(|slot| match slot.try_lock() {
+                Ok(kept) => matches!(kept.as_deref(), Some(Connection::Ssh(ssh)) if ssh.is_open()),
+                Err(_) => true,
+            })
+            .count()
     }
 }
 

@@ -56,6 +56,11 @@ impl SshConnection {
         &self.node
     }
 
+    /// Whether the master is there to take commands (its control socket exists).
+    pub(crate) fn is_open(&self) -> bool {
+        self.current().control_socket().exists()
+    }
+
     fn current(&self) -> Arc<Session> {
         Arc::clone(&self.session.read().expect("session lock"))
     }

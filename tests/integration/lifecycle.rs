@@ -36,6 +36,7 @@ fn a_restarted_daemon_stops_the_masters_a_killed_one_left() {
     daemon.wait_started();
     ws.loom(&["run", "up"]).assert_code(0);
     assert_eq!(fleet.ssh_processes(), 2, "one master per node");
+    assert_eq!(masters(&ws), 2);
     // The masters' folders are private, in a folder of this store's own.
     let control: Vec<_> = std::fs::read_dir(fleet.path("control")).unwrap().flatten().map(|e| e.path()).collect();
     assert_eq!(control.len(), 1, "{control:?}");
@@ -58,4 +59,28 @@ fn a_restarted_daemon_stops_the_masters_a_killed_one_left() {
     let (code, log) = daemon.stop();
     assert_eq!(code, Some(0), "{log}");
     assert!(wait_for(Duration::from_secs(10), || fleet.ssh_processes() == 0), "masters left after a clean stop");
+}
+
+fn masters(ws: &Workspace) -> u64 {
+    let status = ws.loom(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).expect(&status.all());
+    status["ssh_masters"].as_u64().unwrap()
+}
+
+#[test]
+fn an_idle_master_closes_itself_and_status_counts_the_open_ones() {
+    let fleet = Fleet::start(2);
+    let ws = Workspace::new(&format!("{}  control_persist: 1s\n", fleet.ssh_settings("strict")), &fleet.nodes_yaml());
+    ws.write("jobs/a.yaml", "jobs:\n  up:\n    task: loom.system.run\n    args: [\"true\"]\n    targets: [n01, n02]\n");
+    let daemon = ws.serve();
+    daemon.wait_started();
+    assert_eq!(masters(&ws), 0);
+    ws.loom(&["run", "up"]).assert_code(0);
+    // Both masters are counted until they have been idle for control_persist.
+    let closed = wait_for(Duration::from_secs(20), || masters(&ws) == 0);
+    assert!(closed, "status still counts {} masters", masters(&ws));
+    assert!(wait_for(Duration::from_secs(5), || fleet.ssh_processes() == 0), "idle masters kept running");
+    // The next command on a node starts a new one.
+    ws.loom(&["run", "up"]).assert_code(0);
+    assert_eq!(daemon.stop().0, Some(0));
 }
