@@ -170,20 +170,28 @@ impl Runner {
                 _ => receiver.recv().await,
             };
             let Some(result) = next else { break };
-            log_result(&fire.job, &result);
-            self.publish(Event::NodeFinished {
-                fire: fire.id,
-                job: fire.job.clone(),
-                node: result.node.clone(),
-                attempt: result.attempt,
-                status: result.status,
-                error: result.error.clone(),
-                seconds: result.duration.as_secs_f64(),
-            });
-            recorder.node(&result);
-            on_result(&result);
-            last.retain(|r| r.node != result.node);
-            last.push(result);
+            // Results that arrived together are committed together; none is told
+            // anywhere (log, events, caller) before it is committed.
+            let mut batch = vec![result];
+            while let Ok(more) = receiver.try_recv() {
+                batch.push(more);
+            }
+            recorder.nodes(&batch).await;
+            for result in batch {
+                log_result(&fire.job, &result);
+                self.publish(Event::NodeFinished {
+                    fire: fire.id,
+                    job: fire.job.clone(),
+                    node: result.node.clone(),
+                    attempt: result.attempt,
+                    status: result.status,
+                    error: result.error.clone(),
+                    seconds: result.duration.as_secs_f64(),
+                });
+                on_result(&result);
+                last.retain(|r| r.node != result.node);
+                last.push(result);
+            }
         }
         last.sort_by(|a, b| a.node.cmp(&b.node));
         let report = FireReport {
@@ -371,7 +379,8 @@ impl NodeTask {
             attempt,
             exit_code: if status == NodeStatus::Ok { None } else { output.last_failed_code() },
             status,
-            error,
+            // A script can throw any amount of text; the record keeps what output does.
+            error: error.map(|e| bounded(e, self.snapshot.config.settings.output_limit)),
             output: output.take(),
             started: started.0,
             duration: started.1.elapsed(),
@@ -392,4 +401,13 @@ fn log_result(job: &str, result: &NodeResult) {
         None => tracing::info!(seconds, "node ok"),
         Some(error) => tracing::warn!(status = %result.status, seconds, "node failed: {error}"),
     }
+}
+
+/// `text` cut to at most `limit` bytes (on a character boundary), saying so.
+fn bounded(mut text: String, limit: usize) -> String {
+    if text.len() > limit {
+        text.truncate(text.floor_char_boundary(limit));
+        text.push_str(" [cut: output_limit reached]");
+    }
+    text
 }

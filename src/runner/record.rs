@@ -67,9 +67,11 @@ impl Recorder {
         self.fire_id
     }
 
-    pub fn node(&self, result: &NodeResult) {
+    /// Records node results (the store, then the job's log) and returns once the
+    /// store has committed them, so they can be reported.
+    pub async fn nodes(&self, results: &[NodeResult]) {
         if let (Some(store), Some(fire_id)) = (&self.store, self.fire_id) {
-            let record = NodeRecord {
+            let records = results.iter().map(|result| NodeRecord {
                 fire_id,
                 node: result.node.clone(),
                 attempt: result.attempt,
@@ -79,11 +81,18 @@ impl Recorder {
                 duration_ms: result.duration.as_millis() as u64,
                 error: result.error.clone(),
                 output: result.output.clone(),
-            };
-            if let Err(err) = store.queue_node(record) {
-                tracing::error!(job = %self.job.name, node = %result.node, "failed to record a node result: {err}");
+            });
+            if let Err(err) = store.record_nodes(records.collect()).await {
+                tracing::error!(job = %self.job.name, "failed to record node results: {err}");
             }
         }
+        for result in results {
+            self.log(result);
+        }
+    }
+
+    /// Appends a node's result and output to the job's own log file, if it has one.
+    fn log(&self, result: &NodeResult) {
         if let Some(log) = &self.log {
             let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
             let (job, node) = (&self.job.name, &result.node);

@@ -10,7 +10,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
-use super::{CommandOutput, SshError, read_bounded};
+use super::{CommandOutput, READ_LIMIT, SshError, read_bounded, too_large};
 
 pub struct LocalConnection {
     node: String,
@@ -86,7 +86,16 @@ impl LocalConnection {
     }
 
     pub fn read(&self, path: &str) -> Result<Vec<u8>, SshError> {
-        std::fs::read(path).map_err(|reason| self.file_error("read", path, reason))
+        use std::io::Read;
+        let file = std::fs::File::open(path).map_err(|reason| self.file_error("read", path, reason))?;
+        let mut bytes = Vec::new();
+        file.take(READ_LIMIT as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|reason| self.file_error("read", path, reason))?;
+        if bytes.len() > READ_LIMIT {
+            return Err(too_large(&self.node, path));
+        }
+        Ok(bytes)
     }
 
     fn file_error(&self, action: &'static str, path: &str, reason: std::io::Error) -> SshError {

@@ -118,6 +118,21 @@ impl fmt::Debug for Connection {
     }
 }
 
+/// The most `read` returns; larger files are copied to disk with `download`.
+pub const READ_LIMIT: usize = 64 << 20;
+
+pub(crate) fn too_large(node: &str, path: &str) -> SshError {
+    SshError::File {
+        node: node.to_string(),
+        action: "read",
+        path: path.to_string(),
+        reason: format!(
+            "it is larger than {} MiB, the most a read returns; copy it to the Loom host with ssh.get(remote, local) instead",
+            READ_LIMIT >> 20
+        ),
+    }
+}
+
 /// Reads a stream to its end, keeping at most `limit` bytes.
 pub(crate) async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(stream: Option<R>, limit: usize) -> Vec<u8> {
     let Some(mut stream) = stream else {
@@ -134,6 +149,18 @@ pub(crate) async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(stream: Option
             }
         }
     }
+    kept
+}
+
+/// Reads a stream until its end or until `cap` bytes, whichever comes first; the
+/// rest is left unread (for `read`, which refuses anything larger).
+pub(crate) async fn read_up_to<R: tokio::io::AsyncRead + Unpin>(stream: Option<R>, cap: usize) -> Vec<u8> {
+    let Some(stream) = stream else {
+        return Vec::new();
+    };
+    let mut kept = Vec::new();
+    let _ =
+        tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::AsyncReadExt::take(stream, cap as u64), &mut kept).await;
     kept
 }
 

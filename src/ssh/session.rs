@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::master::{self, Master};
 use super::settings::SshSettings;
-use super::{CommandOutput, SshError, read_bounded, shell_quote};
+use super::{CommandOutput, READ_LIMIT, SshError, read_bounded, read_up_to, shell_quote, too_large};
 use crate::config::Node;
 
 pub struct SshConnection {
@@ -216,8 +216,15 @@ impl SshConnection {
             let session = self.current();
             let mut builder = session.raw_command(format!("cat {}", shell_quote(path)));
             builder.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-            let output = builder.output().await.map_err(|e| self.session_error(e))?;
-            let output = CommandOutput { stdout: output.stdout, stderr: output.stderr, code: output.status.code() };
+            let mut child = builder.spawn().await.map_err(|e| self.session_error(e))?;
+            let (stdout, stderr) = (child.stdout().take(), child.stderr().take());
+            let (stdout, stderr) = tokio::join!(read_up_to(stdout, READ_LIMIT + 1), read_bounded(stderr, 64 << 10));
+            if stdout.len() > READ_LIMIT {
+                // Dropping the command closes its channel: the rest is never sent.
+                return Err(too_large(&self.node.name, path));
+            }
+            let status = child.wait().await.map_err(|e| self.session_error(e))?;
+            let output = CommandOutput { stdout, stderr, code: status.code() };
             self.check("read", path, output).map(|o| o.stdout)
         })
     }

@@ -1,8 +1,11 @@
 //! The state store: SQLite in WAL mode, one file, schema migrations in the code.
 //!
-//! A fire is written before its tasks start and each node result as it arrives, each
-//! in its own transaction, so a crash loses nothing that was recorded; fires found
-//! `running` at start-up belonged to a daemon that died and become `interrupted`.
+//! A fire is written before its tasks start; node results and fire endings go
+//! through the writer thread (`writer.rs`), which commits whatever is waiting in one
+//! transaction and answers each write only once it is committed. Nothing is
+//! reported — to the CLI, the API, the event stream or a log — before that, so a
+//! crash loses no result anyone was told about; fires found `running` at start-up
+//! belonged to a process that died and become `interrupted`.
 //! (WAL with `synchronous=NORMAL` survives a killed process; only a power loss can
 //! undo the last commits.) Uniqueness of (job, scheduled instant) for scheduled and
 //! catch-up fires is enforced by the database, so the same fire never runs twice.
@@ -14,7 +17,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::model::{FireRecord, FireStatus, NodeRecord, NodeStatus, Trigger};
-use super::writer::{Write, Writer};
+use super::writer::{Change, Write, Writer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -30,6 +33,10 @@ pub enum StoreError {
     Locked { path: PathBuf, holder: String },
     #[error("failed to lock the state store with {path}: {source}")]
     Lock { path: PathBuf, source: std::io::Error },
+    #[error("the state store's writer has stopped")]
+    WriterGone,
+    #[error("failed to write to the state store: {0}")]
+    Write(String),
     #[error("state store: {0}")]
     Query(#[from] rusqlite::Error),
 }
@@ -302,15 +309,16 @@ impl Store {
         })
     }
 
-    /// Queues a node result for the writer thread (in order with `finish_queued`).
-    pub fn queue_node(&self, record: NodeRecord) -> Result<(), StoreError> {
-        match &self.writer {
-            Some(writer) => {
-                writer.send(Write::Node(record));
-                Ok(())
-            }
-            None => self.record_node(&record),
-        }
+    /// Writes node results through the writer thread, in order with
+    /// `finish_queued`; resolves once they are committed (with whatever other
+    /// writes were waiting: one transaction for a burst of results).
+    pub async fn record_nodes(&self, records: Vec<NodeRecord>) -> Result<(), StoreError> {
+        let Some(writer) = &self.writer else {
+            return records.iter().try_for_each(|record| self.record_node(record));
+        };
+        let (done, committed) = tokio::sync::oneshot::channel();
+        writer.send(Write { change: Change::Nodes(records), done });
+        committed.await.unwrap_or(Err(StoreError::WriterGone))
     }
 
     /// Marks a fire finished, having started at `started`, through the writer
@@ -319,9 +327,8 @@ impl Store {
         let Some(writer) = &self.writer else { return self.finish_fire(id, status, None) };
         let (done, committed) = tokio::sync::oneshot::channel();
         let (started, finished) = (millis(started), millis(Utc::now()));
-        writer.send(Write::Finish { id, status, started, finished, done });
-        let _ = committed.await;
-        Ok(())
+        writer.send(Write { change: Change::Finish { id, status, started, finished }, done });
+        committed.await.unwrap_or(Err(StoreError::WriterGone))
     }
 
     pub fn record_node(&self, record: &NodeRecord) -> Result<(), StoreError> {

@@ -2,9 +2,10 @@
 //!
 //! When a thousand fires end in the same second, a transaction per result would
 //! serialize a thousand commits on the daemon's worker threads. Instead they are
-//! queued to one thread that drains whatever is waiting and commits it at once,
-//! keeping their order; `finish` answers only once its fire (and every result queued
-//! before it) is committed.
+//! queued to one thread that drains whatever is waiting (up to `GROUP` writes) and
+//! commits it in one transaction, keeping their order. Each write is answered only
+//! once its transaction is committed — with the error if it failed — so nothing is
+//! reported (CLI, API, events, log) before it is on disk.
 
 use std::sync::mpsc;
 
@@ -12,11 +13,17 @@ use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
 use super::model::{FireStatus, NodeRecord};
-use super::sqlite::insert_node;
+use super::sqlite::{StoreError, insert_node};
 
-pub(crate) enum Write {
-    Node(NodeRecord),
-    Finish { id: i64, status: FireStatus, started: i64, finished: i64, done: oneshot::Sender<()> },
+/// One change to the store, and who waits for it to be committed.
+pub(crate) struct Write {
+    pub(crate) change: Change,
+    pub(crate) done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+pub(crate) enum Change {
+    Nodes(Vec<NodeRecord>),
+    Finish { id: i64, status: FireStatus, started: i64, finished: i64 },
 }
 
 pub(crate) struct Writer {
@@ -48,30 +55,25 @@ fn write_forever(mut connection: Connection, writes: mpsc::Receiver<Write>) {
                 Err(_) => break,
             }
         }
-        let mut answers = Vec::new();
-        if let Err(err) = commit(&mut connection, group, &mut answers) {
+        let outcome = commit(&mut connection, group.iter().map(|w| &w.change));
+        if let Err(err) = &outcome {
             tracing::error!(target: "loom::store", "failed to write results to the state store: {err}");
         }
-        for done in answers {
-            let _ = done.send(());
+        for write in group {
+            let _ = write.done.send(outcome.as_ref().map(drop).map_err(|e| StoreError::Write(e.to_string())));
         }
     }
 }
 
-fn commit(
-    connection: &mut Connection,
-    group: Vec<Write>,
-    answers: &mut Vec<oneshot::Sender<()>>,
-) -> rusqlite::Result<()> {
+fn commit<'a>(connection: &mut Connection, changes: impl Iterator<Item = &'a Change>) -> rusqlite::Result<()> {
     let transaction = connection.transaction()?;
-    for write in group {
-        match write {
-            Write::Node(record) => insert_node(&transaction, &record)?,
-            Write::Finish { id, status, started, finished, done } => {
+    for change in changes {
+        match change {
+            Change::Nodes(records) => records.iter().try_for_each(|record| insert_node(&transaction, record))?,
+            Change::Finish { id, status, started, finished } => {
                 transaction
                     .prepare_cached("UPDATE fires SET status = ?2, started = ?3, finished = ?4 WHERE id = ?1")?
                     .execute(params![id, status.as_str(), started, finished])?;
-                answers.push(done);
             }
         }
     }

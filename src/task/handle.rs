@@ -53,11 +53,7 @@ impl Output {
         if piece.len() <= room {
             text.push_str(piece);
         } else {
-            let mut cut = room;
-            while !piece.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            text.push_str(&piece[..cut]);
+            text.push_str(&piece[..piece.floor_char_boundary(room)]);
             text.push_str("\n[output cut: output_limit reached]\n");
         }
     }
@@ -214,10 +210,11 @@ impl Ssh {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
+    /// Streams the file to disk: any size, in bounded memory.
     fn get(&mut self, remote: &str, local: &str) -> ScriptResult<()> {
-        let bytes = self.connection.read(remote).map_err(|e| e.to_string())?;
-        self.output.append(&format!("get {remote} -> {local} ({} bytes)\n", bytes.len()));
-        std::fs::write(local, bytes).map_err(|e| format!("failed to write local file {local}: {e}").into())
+        let bytes = self.connection.download(remote, Path::new(local)).map_err(|e| e.to_string())?;
+        self.output.append(&format!("get {remote} -> {local} ({bytes} bytes)\n"));
+        Ok(())
     }
 
     fn exists(&mut self, remote: &str) -> ScriptResult<bool> {

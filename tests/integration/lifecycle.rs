@@ -84,3 +84,55 @@ fn an_idle_master_closes_itself_and_status_counts_the_open_ones() {
     ws.loom(&["run", "up"]).assert_code(0);
     assert_eq!(daemon.stop().0, Some(0));
 }
+
+#[test]
+fn a_node_result_is_committed_before_it_is_reported() {
+    let ws = Workspace::local("");
+    let (go, ran) = (ws.path("go"), ws.path("ran"));
+    let command =
+        format!("while [ ! -e {go} ]; do sleep 0.05; done; touch {ran}", go = go.display(), ran = ran.display());
+    ws.write(
+        "jobs/a.yaml",
+        &format!("jobs:\n  wait:\n    task: loom.system.run\n    args: [{command:?}]\n    targets: [local]\n"),
+    );
+    let daemon = ws.serve();
+    daemon.wait_started();
+    let events_file = ws.path("events.txt");
+    let mut events = std::process::Command::new("curl")
+        .args(["-sN", &format!("{}/api/v1/events", ws.server())])
+        .stdout(std::fs::File::create(&events_file).unwrap())
+        .spawn()
+        .unwrap();
+    let count = |kind: &str| ws.read("events.txt").matches(&format!("event: {kind}\n")).count();
+    // A first fire shows that the stream is connected.
+    std::fs::write(&go, "").unwrap();
+    let connected = (0..10).any(|_| {
+        ws.loom(&["run", "wait"]).assert_code(0);
+        wait_for(Duration::from_secs(2), || count("fire-finished") > 0)
+    });
+    assert!(connected, "the event stream never showed a fire");
+    std::fs::remove_file(&go).unwrap();
+    let _ = std::fs::remove_file(&ran);
+    let mut run = std::process::Command::new(crate::harness::loom_bin())
+        .args(["-c", ws.config().to_str().unwrap(), "run", "wait"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(20), || count("fire-started") >= 2), "the second fire never started");
+    // Hold the store's write lock: from now on nothing can be committed.
+    let db = rusqlite::Connection::open(ws.path("state.db")).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    std::fs::write(&go, "").unwrap();
+    assert!(wait_for(Duration::from_secs(20), || ran.exists()), "the task never finished");
+    // Whatever is reported now was reported uncommitted (today's loom reports at once).
+    wait_for(Duration::from_secs(2), || count("node-finished") >= 2);
+    daemon.signal("KILL");
+    let _ = daemon.wait();
+    db.execute_batch("ROLLBACK").unwrap();
+    let _ = (events.kill(), run.kill(), run.wait());
+    let _ = events.wait();
+    let reported = count("node-finished");
+    let recorded: i64 = db.query_row("SELECT count(*) FROM node_results", [], |r| r.get(0)).unwrap();
+    assert!(recorded as usize >= reported, "{reported} node results were reported but only {recorded} recorded");
+}

@@ -7,6 +7,7 @@ mod api;
 mod check;
 mod history;
 mod lifecycle;
+mod limits;
 mod reload;
 mod run;
 mod secrets;
