@@ -1,5 +1,6 @@
 //! The command line: arguments, dispatch, and the one place exit codes are decided.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -79,7 +80,7 @@ impl Outcome {
             Outcome::Success => ExitCode::SUCCESS,
             Outcome::Failure => ExitCode::from(1),
             Outcome::Error(err) => {
-                eprintln!("error: {err:#}");
+                errln!("error: {err:#}");
                 ExitCode::from(1)
             }
         }
@@ -128,7 +129,15 @@ pub fn init_tracing(cli: &Cli) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("LOOM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colour only for a person at a terminal who did not ask for none; a log line
+    // that cannot be written (a closed stderr) is dropped, never a panic.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .log_internal_errors(false)
+        .init();
 }
 
 /// Loads a snapshot for a command that reads the configuration, printing problems.
@@ -138,7 +147,7 @@ pub(crate) fn load_reporting(path: &Path, show_errors: bool) -> (Snapshot, usize
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
     for diagnostic in &diagnostics {
         if show_errors || !diagnostic.is_error() {
-            eprintln!("{diagnostic}");
+            errln!("{diagnostic}");
         }
     }
     (snapshot, errors)

@@ -7,16 +7,16 @@ pub(crate) fn execute(cli: &Cli) -> anyhow::Result<Outcome> {
     let path = cli.config_path()?;
     let (snapshot, diagnostics) = Snapshot::load(&path);
     for diagnostic in &diagnostics {
-        eprintln!("{diagnostic}");
+        errln!("{diagnostic}");
     }
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = diagnostics.len() - errors;
     let config = &snapshot.config;
     if errors > 0 {
-        eprintln!("{}: {errors} error(s), {warnings} warning(s)", path.display());
+        errln!("{}: {errors} error(s), {warnings} warning(s)", path.display());
         return Ok(Outcome::Failure);
     }
-    println!(
+    outln!(
         "{}: ok — {} job(s), {} node(s), {} warning(s)",
         path.display(),
         config.jobs.len(),

@@ -30,7 +30,7 @@ pub(crate) fn execute(args: &Args) -> anyhow::Result<Outcome> {
         Shell::Zsh => script = zsh(script),
         _ => {}
     }
-    print!("{script}");
+    crate::cli::output::stdout(format_args!("{script}"));
     Ok(Outcome::Success)
 }
 

@@ -45,7 +45,7 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         }
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&fires)?);
+        outln!("{}", serde_json::to_string_pretty(&fires)?);
         return Ok(Outcome::Success);
     }
     let rows: Vec<[String; 7]> = fires.iter().map(row).collect();

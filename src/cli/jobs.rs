@@ -20,7 +20,7 @@ pub struct Args {
 pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     if args.names {
         let (config, _) = crate::config::load(&cli.config_path()?);
-        config.jobs.keys().for_each(|name| println!("{name}"));
+        config.jobs.keys().for_each(|name| outln!("{name}"));
         return Ok(Outcome::Success);
     }
     let (jobs, errors) = match remote(cli).await? {
@@ -28,7 +28,7 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         None => local(cli)?,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&jobs)?);
+        outln!("{}", serde_json::to_string_pretty(&jobs)?);
     } else {
         let table: Vec<[String; 6]> = jobs.iter().map(row).collect();
         super::table::print(&["JOB", "SCHEDULE", "NEXT", "LAST", "TARGETS", "TASK"], &table);

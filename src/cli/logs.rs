@@ -36,10 +36,10 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     }
     if args.json {
         let value = serde_json::json!({ "fire": fire, "results": results });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(Outcome::Success);
     }
-    println!(
+    outln!(
         "fire {} of {}: scheduled {}, trigger {}, {}{}",
         fire.id,
         fire.job,
@@ -50,7 +50,7 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     );
     for result in &results {
         let code = result.exit_code.map(|c| format!(", exit {c}")).unwrap_or_default();
-        println!(
+        outln!(
             "\n== {} attempt {}: {} in {:.2}s{code}",
             result.node,
             result.attempt,
@@ -58,10 +58,10 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
             result.duration_ms as f64 / 1000.0
         );
         if let Some(error) = &result.error {
-            println!("error: {error}");
+            outln!("error: {error}");
         }
         for line in result.output.lines() {
-            println!("| {line}");
+            outln!("| {line}");
         }
     }
     Ok(Outcome::Success)

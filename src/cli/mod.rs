@@ -1,5 +1,17 @@
 //! The `loom` command line: one file per subcommand.
 
+/// `println!` that never panics (see `output.rs`).
+macro_rules! outln {
+    () => { $crate::cli::output::stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::cli::output::stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// `eprintln!` that never panics (see `output.rs`).
+macro_rules! errln {
+    () => { $crate::cli::output::stderr(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::cli::output::stderr(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
 mod args;
 mod check;
 mod client;
@@ -8,6 +20,7 @@ mod history;
 mod jobs;
 mod logs;
 mod nodes;
+pub(crate) mod output;
 mod run;
 mod serve;
 mod status;

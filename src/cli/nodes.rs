@@ -17,7 +17,7 @@ pub struct Args {
 pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     if args.names {
         let (config, _) = crate::config::load(&cli.config_path()?);
-        config.nodes.keys().for_each(|name| println!("{name}"));
+        config.nodes.keys().for_each(|name| outln!("{name}"));
         return Ok(Outcome::Success);
     }
     let (nodes, errors) = match remote(cli).await? {
@@ -28,7 +28,7 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         }
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&nodes)?);
+        outln!("{}", serde_json::to_string_pretty(&nodes)?);
     } else {
         let table: Vec<[String; 5]> = nodes
             .iter()

@@ -44,7 +44,7 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         bail!("no job named `{}`; jobs: {}", args.job, known.join(", "));
     };
     if errors > 0 {
-        eprintln!("note: other parts of the configuration have {errors} error(s); see `loom check`");
+        errln!("note: other parts of the configuration have {errors} error(s); see `loom check`");
     }
     let names = if args.nodes.is_empty() { job.targets.clone() } else { args.nodes.clone() };
     let mut nodes = Vec::new();
@@ -57,7 +57,7 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let store = match Store::open(&config.settings.state) {
         Ok(store) => Some(Arc::new(store)),
         Err(err) => {
-            eprintln!("warning: this run is not recorded in the history: {err}");
+            errln!("warning: this run is not recorded in the history: {err}");
             None
         }
     };
@@ -95,7 +95,7 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         .await;
     let failed = report.failed();
     let id = recorder.fire_id().map(|id| format!(" (fire {id})")).unwrap_or_default();
-    println!(
+    outln!(
         "{}: {} ok, {failed} failed in {:.2}s{id}",
         job.name,
         report.results.len() - failed,
@@ -126,7 +126,7 @@ async fn through_daemon(client: &Client, args: &Args) -> anyhow::Result<Outcome>
         (Some(start), Some(end)) => (end - start).num_milliseconds() as f64 / 1000.0,
         _ => 0.0,
     };
-    println!(
+    outln!(
         "{}: {} ok, {} failed in {seconds:.2}s (fire {}, by the daemon at {})",
         fire.job,
         fire.ok,
@@ -141,15 +141,15 @@ fn print_result(result: &NodeResult, width: usize, verbose: bool) {
     let seconds = result.duration.as_secs_f64();
     let attempt = if result.attempt > 1 { format!(" (attempt {})", result.attempt) } else { String::new() };
     match &result.error {
-        None => println!("ok      {:width$}  {seconds:.2}s{attempt}", result.node),
+        None => outln!("ok      {:width$}  {seconds:.2}s{attempt}", result.node),
         Some(error) => {
             let label = result.status.as_str().to_uppercase();
-            println!("{label:<7} {:width$}  {seconds:.2}s{attempt}  {error}", result.node)
+            outln!("{label:<7} {:width$}  {seconds:.2}s{attempt}  {error}", result.node)
         }
     }
     if verbose || result.error.is_some() {
         for line in result.output.lines() {
-            println!("        | {line}");
+            outln!("        | {line}");
         }
     }
 }

@@ -33,7 +33,7 @@ pub(crate) async fn execute(cli: &Cli) -> anyhow::Result<Outcome> {
         Ok(()) => Ok(Outcome::Success),
         Err(DaemonError::InvalidConfig(diagnostics)) => {
             for diagnostic in &diagnostics {
-                eprintln!("{diagnostic}");
+                errln!("{diagnostic}");
             }
             Err(DaemonError::InvalidConfig(diagnostics).into())
         }

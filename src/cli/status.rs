@@ -15,26 +15,26 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let client = connect(cli, Need::Required).await?.expect("required");
     let status: StatusView = client.get("/status", &[]).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        outln!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(Outcome::Success);
     }
-    println!("loom {} at {}: up {}", status.version, client.server(), uptime(status.uptime_seconds));
-    println!("configuration {}: {} job(s), {} node(s)", status.config, status.jobs, status.nodes);
-    println!("ssh masters open: {}", status.ssh_masters);
+    outln!("loom {} at {}: up {}", status.version, client.server(), uptime(status.uptime_seconds));
+    outln!("configuration {}: {} job(s), {} node(s)", status.config, status.jobs, status.nodes);
+    outln!("ssh masters open: {}", status.ssh_masters);
     if !status.config_errors.is_empty() {
-        println!("the last reload failed; the previous configuration is in force:");
+        outln!("the last reload failed; the previous configuration is in force:");
         for error in &status.config_errors {
-            println!("  {error}");
+            outln!("  {error}");
         }
     }
-    println!("running: {}", if status.running.is_empty() { "nothing".to_string() } else { String::new() });
+    outln!("running: {}", if status.running.is_empty() { "nothing".to_string() } else { String::new() });
     for fire in &status.running {
         let id = fire.id.map(|i| format!("fire {i}")).unwrap_or_default();
-        println!("  {} {} ({}, scheduled {})", fire.job, id, fire.trigger, fire.scheduled.format("%H:%M:%S"));
+        outln!("  {} {} ({}, scheduled {})", fire.job, id, fire.trigger, fire.scheduled.format("%H:%M:%S"));
     }
-    println!("next:");
+    outln!("next:");
     for next in status.next.iter().take(10) {
-        println!("  {}  {}", next.at.format("%Y-%m-%d %H:%M:%S UTC"), next.job);
+        outln!("  {}  {}", next.at.format("%Y-%m-%d %H:%M:%S UTC"), next.job);
     }
     Ok(Outcome::Success)
 }
@@ -43,12 +43,12 @@ pub(crate) async fn reload(cli: &Cli) -> anyhow::Result<Outcome> {
     let client = connect(cli, Need::Required).await?.expect("required");
     let outcome: ReloadView = client.post("/reload", &serde_json::json!({})).await?;
     if outcome.ok {
-        println!("reloaded: {}", outcome.summary.unwrap_or_default());
+        outln!("reloaded: {}", outcome.summary.unwrap_or_default());
         Ok(Outcome::Success)
     } else {
-        eprintln!("reload failed; the previous configuration stays in force:");
+        errln!("reload failed; the previous configuration stays in force:");
         for error in &outcome.errors {
-            eprintln!("  {error}");
+            errln!("  {error}");
         }
         Ok(Outcome::Failure)
     }

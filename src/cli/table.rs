@@ -16,7 +16,7 @@ pub(crate) fn print<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) {
                 out.push_str(&format!("{cell:<w$}  ", w = widths[i]));
             }
         }
-        println!("{}", out.trim_end());
+        outln!("{}", out.trim_end());
     };
     line(headers.to_vec());
     for row in rows {

@@ -16,29 +16,30 @@ pub struct Args {
 
 pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let client = connect(cli, Need::Required).await?.expect("required");
-    eprintln!("following {} (Ctrl-C stops)", client.server());
+    errln!("following {} (Ctrl-C stops)", client.server());
     let mut finished = 0;
     client
         .events(args.job.as_deref(), |event| {
             match &event {
                 Event::FireStarted { fire, job, trigger, nodes, .. } => {
-                    println!("== {job} fire {} started ({trigger}) on {}", number(*fire), nodes.join(", "));
+                    outln!("== {job} fire {} started ({trigger}) on {}", number(*fire), nodes.join(", "));
                 }
                 Event::Output { job, node, text, .. } => {
                     for line in text.lines() {
-                        println!("[{job} {node}] {line}");
+                        outln!("[{job} {node}] {line}");
                     }
                 }
                 Event::NodeFinished { job, node, status, error, seconds, attempt, .. } => {
                     let error = error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
-                    println!("[{job} {node}] {status} in {seconds:.2}s (attempt {attempt}){error}");
+                    outln!("[{job} {node}] {status} in {seconds:.2}s (attempt {attempt}){error}");
                 }
                 Event::FireFinished { fire, job, status, seconds } => {
-                    println!("== {job} fire {} {status} in {seconds:.2}s", number(*fire));
+                    outln!("== {job} fire {} {status} in {seconds:.2}s", number(*fire));
                     finished += 1;
                 }
             }
-            args.fires.is_none_or(|limit| finished < limit)
+            // A closed stdout (`loom tail | head`) has no one left to follow for.
+            !super::output::stdout_closed() && args.fires.is_none_or(|limit| finished < limit)
         })
         .await?;
     Ok(Outcome::Success)

@@ -23,7 +23,7 @@ pub(crate) async fn execute(cli: &Cli, args: &Args, enabled: bool) -> anyhow::Re
     if let Some(client) = connect(cli, Need::Optional).await? {
         let action = if enabled { "enable" } else { "disable" };
         let job: JobView = client.post(&format!("/jobs/{}/{action}", args.job), &serde_json::json!({})).await?;
-        println!("{}: {word}", job.name);
+        outln!("{}: {word}", job.name);
         return Ok(Outcome::Success);
     }
     let path = cli.config_path()?;
@@ -33,6 +33,6 @@ pub(crate) async fn execute(cli: &Cli, args: &Args, enabled: bool) -> anyhow::Re
         bail!("no job named `{}`; jobs: {}", args.job, known.join(", "));
     }
     Store::open(&config.settings.state)?.set_enabled(&args.job, enabled)?;
-    println!("{}: {word}", args.job);
+    outln!("{}: {word}", args.job);
     Ok(Outcome::Success)
 }

@@ -163,7 +163,7 @@ pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<()
         state = %daemon.store.path().display(),
         jobs = daemon.snapshot.config.jobs.len(),
         nodes = daemon.snapshot.config.nodes.len(),
-        next = ?daemon.timeline.next_instant(),
+        next = %daemon.timeline.next_instant().map_or("none".to_string(), |at| at.to_rfc3339()),
         "loom started"
     );
     let pruning = tokio::spawn(prune_forever(Arc::clone(&daemon.store), daemon.snapshot.clone()));
@@ -317,11 +317,11 @@ impl Daemon {
         } else {
             tracing::info!(
                 reason,
-                added = ?changes.added,
-                removed = ?changes.removed,
-                changed = ?changes.changed,
-                nodes = ?changes.nodes,
-                tasks = ?changes.tasks,
+                added = %changes.added.join(","),
+                removed = %changes.removed.join(","),
+                changed = %changes.changed.join(","),
+                nodes = %changes.nodes.join(","),
+                tasks = %changes.tasks.join(","),
                 "reloaded: {}",
                 changes.summary()
             );
@@ -502,7 +502,7 @@ impl Daemon {
     fn launch(&mut self, job: &Arc<Job>, fire: Fire, nodes: Vec<Arc<crate::config::Node>>, recorder: Recorder) {
         let snapshot = Arc::clone(&self.snapshot);
         let lag_ms = (Utc::now() - fire.scheduled).num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0;
-        tracing::debug!(job = %fire.job, lag_ms, "fire prepared");
+        tracing::debug!(job = %fire.job, lag_ms = %format_args!("{lag_ms:.3}"), "fire prepared");
         let runner = Arc::clone(&self.runner);
         let job = Arc::clone(job);
         let cancel = self.abort.child_token();
@@ -514,9 +514,9 @@ impl Daemon {
             let report = runner.run(snapshot, fire, nodes, cancel, &recorder, |_| {}).await;
             tracing::info!(
                 job = %job.name,
-                fire = ?recorder.fire_id(),
+                fire = %recorder.fire_id().map_or("-".to_string(), |id| id.to_string()),
                 status = %report.status(),
-                seconds = report.duration.as_secs_f64(),
+                seconds = %format_args!("{:.3}", report.duration.as_secs_f64()),
                 ok = report.results.len() - report.failed(),
                 failed = report.failed(),
                 "fire finished"

@@ -398,8 +398,10 @@ fn log_result(job: &str, result: &NodeResult) {
         tracing::info!(target: "loom::output", "{line}");
     }
     match &result.error {
-        None => tracing::info!(seconds, "node ok"),
-        Some(error) => tracing::warn!(status = %result.status, seconds, "node failed: {error}"),
+        None => tracing::info!(seconds = %format_args!("{seconds:.3}"), "node ok"),
+        Some(error) => {
+            tracing::warn!(status = %result.status, seconds = %format_args!("{seconds:.3}"), "node failed: {error}")
+        }
     }
 }
 

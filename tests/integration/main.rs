@@ -8,6 +8,7 @@ mod check;
 mod history;
 mod lifecycle;
 mod limits;
+mod pipes;
 mod reload;
 mod run;
 mod secrets;
