@@ -31,6 +31,9 @@ pub enum TaskError {
     Failed(String),
 }
 
+/// A deadline far enough away to mean "never" (a century).
+const FAR: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
+
 struct CompiledModule {
     ast: AST,
     text: String,
@@ -124,7 +127,10 @@ impl Catalog {
         if let Some(kwargs) = &prepared.kwargs {
             args.push(Dynamic::from_map(kwargs.clone()));
         }
-        let _guard = CallGuard::enter(output, Instant::now() + self.max_time, ssh_cancel);
+        // `task_max_time` is bounded by `loom check`; a far deadline stands in for overflow.
+        let now = Instant::now();
+        let deadline = now.checked_add(self.max_time).unwrap_or(now + FAR);
+        let _guard = CallGuard::enter(output, deadline, ssh_cancel);
         let result = self.engine.call_fn_with_options::<Dynamic>(
             CallFnOptions::new(),
             &mut Scope::new(),
