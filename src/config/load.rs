@@ -13,6 +13,7 @@ use std::sync::Arc;
 use super::diagnostics::{self, Diagnostic, Location};
 use super::job::{Job, JobContext, Parsed, parse_entry};
 use super::node::{Node, parse_nodes};
+use super::read;
 use super::settings::{Settings, parse_settings};
 use super::yaml::{Joined, SourceFile};
 use crate::schedule::cron::Schedules;
@@ -162,36 +163,24 @@ fn load_manifest(
     }
 }
 
-/// Every `*.yaml`/`*.yml` under `folder`, recursively, in a stable order.
+/// Every `*.yaml`/`*.yml` under `folder`, recursively, in a stable order (bounded:
+/// see `read::walk`).
 fn manifests_under(folder: &Path, datafile: Option<&Path>, diagnostics: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut pending = vec![folder.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(err) => {
-                diagnostics.push(Diagnostic::error(format!("failed to read the jobs folder {}: {err}", dir.display())));
-                continue;
-            }
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with('.') {
-                continue; // editors' swap and backup files
-            }
-            if path.is_dir() {
-                pending.push(path);
-            } else if (name.ends_with(".yaml") || name.ends_with(".yml"))
-                && datafile.is_none_or(|d| !same_file(d, &path))
-            {
-                found.push(path);
-            }
+    let manifest = |name: &str| name.ends_with(".yaml") || name.ends_with(".yml");
+    let walk = match read::walk(folder, &manifest) {
+        Ok(walk) => walk,
+        Err(err) => {
+            diagnostics.push(
+                Diagnostic::error(format!("failed to search the jobs folder (jobspath) {}: {err}", folder.display()))
+                    .help("point jobspath at a folder that holds only job manifests"),
+            );
+            return Vec::new();
         }
+    };
+    for (dir, err) in walk.unreadable {
+        diagnostics.push(Diagnostic::error(format!("failed to read the jobs folder {}: {err}", dir.display())));
     }
-    found.sort();
-    found
+    walk.files.into_iter().filter(|path| datafile.is_none_or(|d| !same_file(d, path))).collect()
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

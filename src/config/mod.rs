@@ -5,6 +5,7 @@ mod fields;
 pub mod job;
 pub mod load;
 pub mod node;
+pub mod read;
 pub mod settings;
 mod yaml;
 
@@ -12,5 +13,6 @@ pub use diagnostics::{Diagnostic, Location, Severity};
 pub use job::{Job, TaskPath};
 pub use load::{Config, find, load};
 pub use node::{Node, Password};
+pub use read::{ReadError, read_text};
 pub use settings::{ApiToken, Role, Settings};
 pub(crate) use yaml::SourceFile;

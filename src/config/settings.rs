@@ -238,7 +238,7 @@ fn parse_tokens(node: &YamlNode, base: &Path, diagnostics: &mut Vec<Diagnostic>)
         diagnostics.extend(fields.finish());
         let secret = match (inline, file) {
             (Some(secret), None) => Some(secret),
-            (None, Some(file)) => match std::fs::read_to_string(&file) {
+            (None, Some(file)) => match super::read::read_text(&file) {
                 Ok(text) => Some(text.trim().to_string()),
                 Err(err) => {
                     diagnostics.push(

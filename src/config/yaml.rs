@@ -25,8 +25,8 @@ pub(crate) struct SourceFile {
 }
 
 impl SourceFile {
-    pub(crate) fn read(path: &Path) -> std::io::Result<Arc<SourceFile>> {
-        let text = std::fs::read_to_string(path)?;
+    pub(crate) fn read(path: &Path) -> Result<Arc<SourceFile>, super::read::ReadError> {
+        let text = super::read::read_text(path)?;
         Ok(Arc::new(SourceFile { path: path.to_path_buf(), text }))
     }
 

@@ -75,7 +75,7 @@ impl Catalog {
                 .or_insert_with(|| compile(&engine, config, &job.task, &job.task_at, &mut diagnostics))
                 .clone();
             let Some(module) = module else {
-                if find_module(&settings.taskspath, &job.task.module).is_none() {
+                if let Ok(None) = find_module(&settings.taskspath, &job.task.module) {
                     diagnostics.push(no_module(config, job));
                 }
                 continue;
@@ -204,7 +204,13 @@ fn compile(
     task_at: &Location,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<Arc<CompiledModule>> {
-    let (origin, text) = find_module(&config.settings.taskspath, &task.module)?;
+    let (origin, text) = match find_module(&config.settings.taskspath, &task.module) {
+        Ok(found) => found?,
+        Err(why) => {
+            diagnostics.push(Diagnostic::error(why).at(task_at.clone()).help(format!("used by task `{task}`")));
+            return None;
+        }
+    };
     let file = Arc::new(SourceFile::new(origin.path(), text.clone()));
     let mut ast = match engine.compile(&text) {
         Ok(ast) => ast,
