@@ -2,6 +2,8 @@
 
 pub mod diagnostics;
 mod fields;
+#[cfg(test)]
+mod fuzz;
 pub mod job;
 pub mod load;
 pub mod node;
