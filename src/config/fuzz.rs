@@ -146,7 +146,10 @@ const JOB_KEYS: &[Key] = &[
     ("task", &["loom.system.run"]),
     ("args", &["[true]", "[*cmd]"]),
     ("kwargs", &["~"]),
-    ("schedule", &["\"* * * * * *\"", "\"*/5 * * * *\"", "\"0 0 29 2 *\"", "\"30 2 * * *\"", "\"@yearly\"", "\"@reboot\""]),
+    (
+        "schedule",
+        &["\"* * * * * *\"", "\"*/5 * * * *\"", "\"0 0 29 2 *\"", "\"30 2 * * *\"", "\"@yearly\"", "\"@reboot\""],
+    ),
     ("timezone", &["UTC", "America/New_York", "Pacific/Kiritimati"]),
     ("targets", &["[local]", "[local, other]", "*hosts"]),
     ("description", &["a job"]),
@@ -251,7 +254,8 @@ fn hostile_configurations_give_diagnostics_never_a_panic() {
     let files = (main_file(), nodes_file(), data_file(), job_manifest());
     let result = runner.run(&files, |(main, nodes, data, jobs)| {
         let dir = tempfile::tempdir().unwrap();
-        for (name, text) in [("loom.yaml", &main), ("nodes.yaml", &nodes), ("data.yaml", &data), ("jobs/a.yaml", &jobs)] {
+        for (name, text) in [("loom.yaml", &main), ("nodes.yaml", &nodes), ("data.yaml", &data), ("jobs/a.yaml", &jobs)]
+        {
             let path = dir.path().join(name);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, text).unwrap();

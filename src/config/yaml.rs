@@ -117,7 +117,8 @@ impl Joined {
     /// skipped (anchors in them still resolve). A `jobs:` that is not a map is an error.
     pub(crate) fn parse_jobs(&self, entry: &mut dyn FnMut(Node, Node)) -> Result<(), Diagnostic> {
         let seed = TopLevel { joined: self, entry, wrong: None };
-        let result = serde_saphyr::with_deserializer_from_str_with_options(&self.text, options(), |de| seed.deserialize(de));
+        let result =
+            serde_saphyr::with_deserializer_from_str_with_options(&self.text, options(), |de| seed.deserialize(de));
         match result {
             Ok(None) => Ok(()),
             Ok(Some(key)) => {
@@ -463,9 +464,8 @@ mod tests {
             let text = format!("jobs: {}{}\n", "[".repeat(depth), "]".repeat(depth));
             let joined = Joined::new(&[file("jobs.yaml", &text)]);
             // On a thread with the default 2 MiB stack, as a reload's.
-            let (parsed, streamed) = std::thread::spawn(move || (joined.parse(), joined.parse_jobs(&mut |_, _| {})))
-                .join()
-                .unwrap();
+            let (parsed, streamed) =
+                std::thread::spawn(move || (joined.parse(), joined.parse_jobs(&mut |_, _| {}))).join().unwrap();
             assert_eq!(parsed.is_ok(), depth < MAX_DEPTH, "depth {depth}");
             if let Err(d) = parsed {
                 assert!(d.message.contains("nested deeper than 32 levels"), "{}", d.message);

@@ -94,7 +94,9 @@ fn a_character_device_as_nodesfile_is_refused_without_reading_it() {
     ws.write("loom.yaml", &main);
     check_fails(
         &ws,
-        &["error: failed to read the node manifest (nodesfile) /dev/urandom: it is a character device, not a regular file"],
+        &[
+            "error: failed to read the node manifest (nodesfile) /dev/urandom: it is a character device, not a regular file",
+        ],
     );
 }
 
