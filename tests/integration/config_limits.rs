@@ -96,6 +96,7 @@ fn a_character_device_as_nodesfile_is_refused_without_reading_it() {
         &ws,
         &[
             "error: failed to read the node manifest (nodesfile) /dev/urandom: it is a character device, not a regular file",
+            "--> loom.yaml:1:12",
         ],
     );
 }
@@ -114,7 +115,7 @@ fn proc_self_as_jobspath_ends_with_an_error_naming_it() {
     let ws = Workspace::local("");
     let main = ws.read("loom.yaml").replace("jobspath: jobs", "jobspath: /proc/self");
     ws.write("loom.yaml", &main);
-    check_fails(&ws, &["error: failed to search the jobs folder (jobspath) /proc/self: it "]);
+    check_fails(&ws, &["error: failed to search the jobs folder (jobspath) /proc/self: it ", "--> loom.yaml:2:11"]);
 }
 
 #[test]
@@ -123,5 +124,8 @@ fn a_file_over_the_size_limit_is_refused() {
     ws.write("jobs/a.yaml", &job(""));
     let data = std::fs::File::create(ws.path("data.yaml")).unwrap();
     data.set_len((16 << 20) + 1).unwrap();
-    check_fails(&ws, &["error: failed to read the datafile data.yaml: it is larger than the limit of 16 MiB"]);
+    check_fails(
+        &ws,
+        &["error: failed to read the datafile data.yaml: it is larger than the limit of 16 MiB", "--> loom.yaml:5:11"],
+    );
 }
