@@ -307,3 +307,42 @@ fn parse_ssh(section: &YamlNode, base: &Path, diagnostics: &mut Vec<Diagnostic>)
     diagnostics.extend(fields.finish());
     ssh
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::yaml::{Joined, SourceFile};
+
+    fn settings(text: &str) -> (Settings, Vec<String>) {
+        let file = Arc::new(SourceFile::new("loom.yaml", format!("nodesfile: n.yaml\njobspath: jobs\n{text}")));
+        let root = Joined::new(&[file]).parse().unwrap();
+        let (settings, diagnostics) = parse_settings(&root, Path::new(""));
+        (
+            settings,
+            diagnostics.iter().map(|d| format!("{} {}", d.one_line(), d.help.clone().unwrap_or_default())).collect(),
+        )
+    }
+
+    #[test]
+    fn ssh_durations_and_policies_are_bounded_and_read_as_written() {
+        let (ok, errors) = settings("ssh:\n  host_key_checking: off\n  control_persist: 30days\n  keepalive: 1d\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(ok.ssh.host_key_checking, HostKeyPolicy::Off);
+        assert_eq!(ok.ssh.control_persist, format!("{}s", 30 * 86_400));
+        assert_eq!(settings("ssh:\n  control_persist: yes\n").0.ssh.control_persist, "yes");
+
+        let (_, errors) = settings("ssh:\n  control_persist: 99999999999999h\n  connect_timeout: 2h\n");
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].contains("loom.yaml:4:20: `control_persist` is too long"), "{errors:?}");
+        assert!(errors[0].contains("takes yes, or a duration from 1s to 30days"), "{errors:?}");
+        assert!(errors[1].contains("loom.yaml:5:20: `connect_timeout` is too long: 2h is more than 1h"), "{errors:?}");
+        for zero in ["0", "false", "no"] {
+            let (_, errors) = settings(&format!("ssh:\n  control_persist: {zero}\n"));
+            assert!(errors[0].contains("expected yes or a duration such as 1h"), "{zero}: {errors:?}");
+        }
+        let (_, errors) = settings("retention: {days: 36526}\n");
+        assert!(errors[0].contains("`days` must be between 0 and 36525"), "{errors:?}");
+    }
+}
