@@ -7,7 +7,7 @@ mod fuzz;
 pub mod job;
 pub mod load;
 pub mod node;
-pub mod read;
+pub(crate) mod read;
 pub mod settings;
 mod yaml;
 
@@ -15,6 +15,6 @@ pub use diagnostics::{Diagnostic, Location, Severity};
 pub use job::{Job, TaskPath};
 pub use load::{Config, find, load};
 pub use node::{Node, Password};
-pub use read::{ReadError, read_text};
+pub(crate) use read::read_text;
 pub use settings::{ApiToken, Role, Settings};
 pub(crate) use yaml::SourceFile;
