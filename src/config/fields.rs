@@ -85,14 +85,15 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// `30s`, `5m`, `1h 30m`, `250ms`, or a bare number of seconds.
-    pub(crate) fn duration(&mut self, key: &'static str) -> Option<Duration> {
+    /// `30s`, `5m`, `1h 30m`, `250ms`, or a bare number of seconds, at most `max`.
+    ///
+    /// Every duration key has an upper bound: a value that passes `loom check` must
+    /// never overflow the arithmetic it later takes part in (instants, deadlines).
+    pub(crate) fn duration(&mut self, key: &'static str, max: Duration) -> Option<Duration> {
         let node = self.node(key)?;
-        match parse_duration(node) {
+        match bounded_duration(node, key, max) {
             Ok(duration) => Some(duration),
-            Err(why) => {
-                let d = Diagnostic::error(format!("expected a duration for `{key}` such as 30s, 5m or 2h: {why}"))
-                    .at(node.at.clone());
+            Err(d) => {
                 self.diagnostics.push(d);
                 None
             }
@@ -175,9 +176,37 @@ impl<'a> Fields<'a> {
 pub(crate) fn parse_duration(node: &Node) -> Result<Duration, String> {
     match &node.value {
         Value::Int(secs) if *secs >= 0 => Ok(Duration::from_secs(*secs as u64)),
-        Value::Float(secs) if *secs >= 0.0 => Ok(Duration::from_secs_f64(*secs)),
+        Value::Float(secs) if *secs >= 0.0 => {
+            Duration::try_from_secs_f64(*secs).map_err(|_| format!("{secs:e} seconds is out of range"))
+        }
+        Value::Int(_) | Value::Float(_) => Err("a duration cannot be negative".to_string()),
         Value::Str(text) => humantime::parse_duration(text).map_err(|e| e.to_string()),
         _ => Err(format!("found {}", node.kind())),
+    }
+}
+
+/// A duration between zero and `max`; anything else is an error at the value that
+/// says the allowed range.
+pub(crate) fn bounded_duration(node: &Node, key: &str, max: Duration) -> Result<Duration, Diagnostic> {
+    let range = format!("`{key}` takes a duration from 0s to {}", humantime::format_duration(max));
+    let too_long = || {
+        let written = match node.value {
+            Value::Float(secs) => format!("{secs:e} seconds"),
+            Value::Int(secs) => format!("{secs} seconds"),
+            _ => node.scalar_text().unwrap_or_default(),
+        };
+        Diagnostic::error(format!("`{key}` is too long: {written} is more than {}", humantime::format_duration(max)))
+            .at(node.at.clone())
+            .help(range.clone())
+    };
+    match parse_duration(node) {
+        Ok(duration) if duration <= max => Ok(duration),
+        Ok(_) => Err(too_long()),
+        // A number of seconds too large for any duration.
+        Err(_) if matches!(node.value, Value::Float(secs) if secs > 0.0) => Err(too_long()),
+        Err(why) => Err(Diagnostic::error(format!("expected a duration for `{key}` such as 30s, 5m or 2h: {why}"))
+            .at(node.at.clone())
+            .help(range)),
     }
 }
 
@@ -188,4 +217,41 @@ pub(crate) fn resolve_path(text: &str, base: &Path) -> PathBuf {
         return PathBuf::from(home).join(rest);
     }
     base.join(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::yaml::{Joined, SourceFile};
+
+    fn duration_of(text: &str, max: Duration) -> Result<Duration, String> {
+        let file = Arc::new(SourceFile::new("a.yaml", format!("key: {text}\n")));
+        let root = Joined::new(&[file]).parse().map_err(|d| d.message)?;
+        let mut fields = Fields::new(&root, "test");
+        let found = fields.duration("key", max);
+        let messages: Vec<String> = fields.finish().into_iter().map(|d| d.one_line()).collect();
+        found.ok_or_else(|| messages.join("; "))
+    }
+
+    #[test]
+    fn durations_are_checked_against_their_bound_without_panicking() {
+        let day = Duration::from_secs(86_400);
+        assert_eq!(duration_of("90s", day), Ok(Duration::from_secs(90)));
+        assert_eq!(duration_of("1.5", day), Ok(Duration::from_millis(1500)));
+        assert_eq!(duration_of("1d", day), Ok(day));
+        for (hostile, expect) in [
+            ("99999999999999h", "a.yaml:1:6: `key` is too long: 99999999999999h is more than 1day"),
+            ("1e308", "`key` is too long: 1e308 seconds is more than 1day"),
+            ("86401", "`key` is too long: 86401 seconds is more than 1day"),
+            ("-5", "a duration cannot be negative"),
+            ("-1e308", "a duration cannot be negative"),
+            ("99999999999999999999999999h", "expected a duration for `key`"),
+            ("[1, 2]", "found a list"),
+        ] {
+            let err = duration_of(hostile, day).unwrap_err();
+            assert!(err.contains(expect), "{hostile}: {err}");
+        }
+    }
 }

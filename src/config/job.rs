@@ -18,6 +18,13 @@ use super::settings::Settings;
 use super::yaml::{Node as YamlNode, Value};
 use crate::schedule::cron::{Schedule, Schedules};
 
+/// The longest `jitter`: a fire starts at most a day after its instant.
+pub(crate) const MAX_JITTER: Duration = Duration::from_secs(86_400);
+/// The longest `timeout` and `node_timeout`.
+pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 86_400);
+/// The longest first `retry_delay` (it doubles after each retry).
+pub(crate) const MAX_RETRY_DELAY: Duration = Duration::from_secs(86_400);
+
 #[derive(Debug, Clone)]
 pub struct Job {
     pub name: String,
@@ -271,11 +278,11 @@ fn parse_job(
             }
         },
     };
-    let timeout = fields.duration("timeout");
-    let node_timeout = fields.duration("node_timeout");
+    let timeout = fields.duration("timeout", MAX_TIMEOUT);
+    let node_timeout = fields.duration("node_timeout", MAX_TIMEOUT);
     let retries = fields.integer("retries", 0, 100).unwrap_or(0) as u32;
-    let retry_delay = fields.duration("retry_delay").unwrap_or(Duration::from_secs(1));
-    let jitter = fields.duration("jitter").unwrap_or(Duration::ZERO);
+    let retry_delay = fields.duration("retry_delay", MAX_RETRY_DELAY).unwrap_or(Duration::from_secs(1));
+    let jitter = fields.duration("jitter", MAX_JITTER).unwrap_or(Duration::ZERO);
     let log = fields.string("log").map(|p| resolve_path(&p, &settings.base));
     let mut problems = fields.finish();
     problems.extend(errors);

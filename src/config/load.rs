@@ -13,6 +13,7 @@ use std::sync::Arc;
 use super::diagnostics::{self, Diagnostic, Location};
 use super::job::{Job, JobContext, Parsed, parse_entry};
 use super::node::{Node, parse_nodes};
+use super::read;
 use super::settings::{Settings, parse_settings};
 use super::yaml::{Joined, SourceFile};
 use crate::schedule::cron::Schedules;
@@ -61,7 +62,7 @@ pub fn load(path: &Path) -> (Config, Vec<Diagnostic>) {
     };
     let mut diagnostics = Vec::new();
 
-    let Some(main) = read(path, "the configuration file", &mut diagnostics) else {
+    let Some(main) = read(path, "the configuration file", None, &mut diagnostics) else {
         return (config, diagnostics);
     };
     let root = match Joined::new(&[main]).parse() {
@@ -71,10 +72,12 @@ pub fn load(path: &Path) -> (Config, Vec<Diagnostic>) {
     let (settings, found) = parse_settings(&root, &base);
     diagnostics.extend(found);
     config.settings = settings;
+    // A file or folder that cannot be read is shown where the main file names it.
+    let named_at = |key: &str| root.get(key).map(|value| value.at.clone());
 
     if let Some(nodesfile) = config.settings.nodesfile.clone() {
         config.files.push(nodesfile.clone());
-        if let Some(file) = read(&nodesfile, "the node manifest (nodesfile)", &mut diagnostics) {
+        if let Some(file) = read(&nodesfile, "the node manifest (nodesfile)", named_at("nodesfile"), &mut diagnostics) {
             match Joined::new(&[file]).parse() {
                 Ok(root) => {
                     let base = nodesfile.parent().unwrap_or(Path::new(""));
@@ -87,7 +90,7 @@ pub fn load(path: &Path) -> (Config, Vec<Diagnostic>) {
 
     let datafile = config.settings.datafile.clone().and_then(|path| {
         config.files.push(path.clone());
-        read(&path, "the datafile", &mut diagnostics)
+        read(&path, "the datafile", named_at("datafile"), &mut diagnostics)
     });
     if let Some(data) = &datafile {
         // Checked alone too, so a datafile error is reported once, not per manifest.
@@ -97,12 +100,13 @@ pub fn load(path: &Path) -> (Config, Vec<Diagnostic>) {
     }
 
     if let Some(jobspath) = config.settings.jobspath.clone() {
-        let manifests = manifests_under(&jobspath, config.settings.datafile.as_deref(), &mut diagnostics);
+        let data_path = config.settings.datafile.as_deref();
+        let manifests = manifests_under(&jobspath, named_at("jobspath"), data_path, &mut diagnostics);
         let mut defined: BTreeMap<String, Location> = BTreeMap::new();
         let mut schedules = Schedules::default();
         for manifest in manifests {
             config.files.push(manifest.clone());
-            let Some(file) = read(&manifest, "a job manifest", &mut diagnostics) else {
+            let Some(file) = read(&manifest, "a job manifest", None, &mut diagnostics) else {
                 continue;
             };
             let jobs = load_manifest(&file, datafile.as_ref(), &config, &mut schedules, &mut diagnostics);
@@ -162,36 +166,36 @@ fn load_manifest(
     }
 }
 
-/// Every `*.yaml`/`*.yml` under `folder`, recursively, in a stable order.
-fn manifests_under(folder: &Path, datafile: Option<&Path>, diagnostics: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut pending = vec![folder.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(err) => {
-                diagnostics.push(Diagnostic::error(format!("failed to read the jobs folder {}: {err}", dir.display())));
-                continue;
+/// Every `*.yaml`/`*.yml` under `folder`, recursively, in a stable order (bounded:
+/// see `read::walk`).
+fn manifests_under(
+    folder: &Path,
+    named_at: Option<Location>,
+    datafile: Option<&Path>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<PathBuf> {
+    let manifest = |name: &str| name.ends_with(".yaml") || name.ends_with(".yml");
+    let walk = match read::walk(folder, &manifest) {
+        Ok(walk) => walk,
+        Err(err) => {
+            let mut d =
+                Diagnostic::error(format!("failed to search the jobs folder (jobspath) {}: {err}", folder.display()))
+                    .help("point jobspath at a folder that holds only job manifests");
+            if let Some(at) = named_at {
+                d = d.at(at);
             }
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with('.') {
-                continue; // editors' swap and backup files
-            }
-            if path.is_dir() {
-                pending.push(path);
-            } else if (name.ends_with(".yaml") || name.ends_with(".yml"))
-                && datafile.is_none_or(|d| !same_file(d, &path))
-            {
-                found.push(path);
-            }
+            diagnostics.push(d);
+            return Vec::new();
         }
+    };
+    for (dir, err) in walk.unreadable {
+        let mut d = Diagnostic::error(format!("failed to read the jobs folder {}: {err}", dir.display()));
+        if let (Some(at), true) = (&named_at, dir == folder) {
+            d = d.at(at.clone());
+        }
+        diagnostics.push(d);
     }
-    found.sort();
-    found
+    walk.files.into_iter().filter(|path| datafile.is_none_or(|d| !same_file(d, path))).collect()
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -201,11 +205,21 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-fn read(path: &Path, what: &str, diagnostics: &mut Vec<Diagnostic>) -> Option<Arc<SourceFile>> {
+/// Reads one file; `named_at` is where the main file names it, if it does.
+fn read(
+    path: &Path,
+    what: &str,
+    named_at: Option<Location>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Arc<SourceFile>> {
     match SourceFile::read(path) {
         Ok(file) => Some(file),
         Err(err) => {
-            diagnostics.push(Diagnostic::error(format!("failed to read {what} {}: {err}", path.display())));
+            let d = Diagnostic::error(format!("failed to read {what} {}: {err}", path.display()));
+            diagnostics.push(match named_at {
+                Some(at) => d.at(at),
+                None => d,
+            });
             None
         }
     }

@@ -2,9 +2,12 @@
 
 pub mod diagnostics;
 mod fields;
+#[cfg(test)]
+mod fuzz;
 pub mod job;
 pub mod load;
 pub mod node;
+pub(crate) mod read;
 pub mod settings;
 mod yaml;
 
@@ -12,5 +15,6 @@ pub use diagnostics::{Diagnostic, Location, Severity};
 pub use job::{Job, TaskPath};
 pub use load::{Config, find, load};
 pub use node::{Node, Password};
+pub(crate) use read::read_text;
 pub use settings::{ApiToken, Role, Settings};
 pub(crate) use yaml::SourceFile;

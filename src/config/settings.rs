@@ -7,11 +7,22 @@ use std::time::Duration;
 use chrono_tz::Tz;
 
 use super::diagnostics::Diagnostic;
-use super::fields::{Fields, parse_duration, resolve_path};
+use super::fields::{Fields, bounded_duration, resolve_path};
 use super::job::Catchup;
 use super::yaml::{Node as YamlNode, Value};
 use crate::schedule::cron::host_zone;
 use crate::ssh::{HostKeyPolicy, SshSettings};
+
+/// The longest `task_max_time`.
+const MAX_TASK_TIME: Duration = Duration::from_secs(30 * 86_400);
+/// The longest `ssh.connect_timeout`.
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The longest `ssh.keepalive` interval.
+const MAX_KEEPALIVE: Duration = Duration::from_secs(86_400);
+/// The longest `ssh.control_persist` (besides `yes`).
+const MAX_CONTROL_PERSIST: Duration = Duration::from_secs(30 * 86_400);
+/// The longest `retention.days`: about a hundred years.
+const MAX_RETENTION_DAYS: i64 = 36_525;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -145,7 +156,7 @@ pub(crate) fn parse_settings(root: &YamlNode, base: &Path) -> (Settings, Vec<Dia
     if let Some(ops) = fields.integer("task_max_operations", 1000, i64::MAX) {
         settings.task_max_operations = ops as u64;
     }
-    if let Some(time) = fields.duration("task_max_time") {
+    if let Some(time) = fields.duration("task_max_time", MAX_TASK_TIME) {
         settings.task_max_time = time;
     }
     if let Some(limit) = fields.integer("output_limit", 1024, 1 << 30) {
@@ -169,7 +180,7 @@ pub(crate) fn parse_settings(root: &YamlNode, base: &Path) -> (Settings, Vec<Dia
         if let Some(fires) = retention.integer("fires", 0, i64::MAX) {
             settings.retention_fires = (fires > 0).then_some(fires as usize);
         }
-        if let Some(days) = retention.integer("days", 0, 100_000) {
+        if let Some(days) = retention.integer("days", 0, MAX_RETENTION_DAYS) {
             settings.retention_age = (days > 0).then(|| Duration::from_secs(days as u64 * 86_400));
         }
         diagnostics.extend(retention.finish());
@@ -227,7 +238,7 @@ fn parse_tokens(node: &YamlNode, base: &Path, diagnostics: &mut Vec<Diagnostic>)
         diagnostics.extend(fields.finish());
         let secret = match (inline, file) {
             (Some(secret), None) => Some(secret),
-            (None, Some(file)) => match std::fs::read_to_string(&file) {
+            (None, Some(file)) => match super::read::read_text(&file) {
                 Ok(text) => Some(text.trim().to_string()),
                 Err(err) => {
                     diagnostics.push(
@@ -261,10 +272,10 @@ fn parse_ssh(section: &YamlNode, base: &Path, diagnostics: &mut Vec<Diagnostic>)
     if let Some(program) = fields.node("program").and_then(path) {
         ssh.program = program;
     }
-    if let Some(timeout) = fields.duration("connect_timeout") {
+    if let Some(timeout) = fields.duration("connect_timeout", MAX_CONNECT_TIMEOUT) {
         ssh.connect_timeout = timeout;
     }
-    if let Some(keepalive) = fields.duration("keepalive") {
+    if let Some(keepalive) = fields.duration("keepalive", MAX_KEEPALIVE) {
         ssh.keepalive = keepalive;
     }
     if let Some(node) = fields.node("host_key_checking") {
@@ -280,13 +291,58 @@ fn parse_ssh(section: &YamlNode, base: &Path, diagnostics: &mut Vec<Diagnostic>)
         ssh.control_dir = dir;
     }
     if let Some(node) = fields.node("control_persist") {
-        match (&node.value, parse_duration(node)) {
+        match (&node.value, bounded_duration(node, "control_persist", MAX_CONTROL_PERSIST)) {
             (Value::Bool(true), _) => ssh.control_persist = "yes".to_string(),
             (_, Ok(d)) if !d.is_zero() => ssh.control_persist = format!("{}s", d.as_secs().max(1)),
-            _ => diagnostics.push(node.expected("yes or a duration such as 1h for `control_persist`")),
+            (Value::Bool(_), _) | (_, Ok(_)) => {
+                diagnostics.push(node.expected("yes or a duration such as 1h for `control_persist`"))
+            }
+            (_, Err(d)) => {
+                let range = humantime::format_duration(MAX_CONTROL_PERSIST);
+                diagnostics.push(d.help(format!("`control_persist` takes yes, or a duration from 1s to {range}")))
+            }
         }
     }
     ssh.options = fields.ssh_options("options");
     diagnostics.extend(fields.finish());
     ssh
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::yaml::{Joined, SourceFile};
+
+    fn settings(text: &str) -> (Settings, Vec<String>) {
+        let file = Arc::new(SourceFile::new("loom.yaml", format!("nodesfile: n.yaml\njobspath: jobs\n{text}")));
+        let root = Joined::new(&[file]).parse().unwrap();
+        let (settings, diagnostics) = parse_settings(&root, Path::new(""));
+        (
+            settings,
+            diagnostics.iter().map(|d| format!("{} {}", d.one_line(), d.help.clone().unwrap_or_default())).collect(),
+        )
+    }
+
+    #[test]
+    fn ssh_durations_and_policies_are_bounded_and_read_as_written() {
+        let (ok, errors) = settings("ssh:\n  host_key_checking: off\n  control_persist: 30days\n  keepalive: 1d\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(ok.ssh.host_key_checking, HostKeyPolicy::Off);
+        assert_eq!(ok.ssh.control_persist, format!("{}s", 30 * 86_400));
+        assert_eq!(settings("ssh:\n  control_persist: yes\n").0.ssh.control_persist, "yes");
+
+        let (_, errors) = settings("ssh:\n  control_persist: 99999999999999h\n  connect_timeout: 2h\n");
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].contains("loom.yaml:4:20: `control_persist` is too long"), "{errors:?}");
+        assert!(errors[0].contains("takes yes, or a duration from 1s to 30days"), "{errors:?}");
+        assert!(errors[1].contains("loom.yaml:5:20: `connect_timeout` is too long: 2h is more than 1h"), "{errors:?}");
+        for zero in ["0", "false", "no"] {
+            let (_, errors) = settings(&format!("ssh:\n  control_persist: {zero}\n"));
+            assert!(errors[0].contains("expected yes or a duration such as 1h"), "{zero}: {errors:?}");
+        }
+        let (_, errors) = settings("retention: {days: 36526}\n");
+        assert!(errors[0].contains("`days` must be between 0 and 36525"), "{errors:?}");
+    }
 }

@@ -17,6 +17,19 @@ use serde_saphyr::Spanned;
 
 use super::diagnostics::{Diagnostic, Location};
 
+/// How deep a configuration's YAML may nest (lists and maps in lists and maps).
+/// serde-saphyr's default (64) needs more stack than the 2 MiB of a thread such as
+/// a reload's, in a debug build; no configuration needs more than a few levels.
+pub(crate) const MAX_DEPTH: usize = 32;
+
+fn options() -> serde_saphyr::Options {
+    let mut options = serde_saphyr::Options::default();
+    let mut budget = options.budget.unwrap_or_default();
+    budget.max_depth = MAX_DEPTH;
+    options.budget = Some(budget);
+    options
+}
+
 /// One file's text, kept so diagnostics can show the offending line.
 #[derive(Debug)]
 pub(crate) struct SourceFile {
@@ -25,8 +38,8 @@ pub(crate) struct SourceFile {
 }
 
 impl SourceFile {
-    pub(crate) fn read(path: &Path) -> std::io::Result<Arc<SourceFile>> {
-        let text = std::fs::read_to_string(path)?;
+    pub(crate) fn read(path: &Path) -> Result<Arc<SourceFile>, super::read::ReadError> {
+        let text = super::read::read_text(path)?;
         Ok(Arc::new(SourceFile { path: path.to_path_buf(), text }))
     }
 
@@ -83,7 +96,7 @@ impl Joined {
 
     /// Parses the joined text; a syntax error becomes a diagnostic in the right file.
     pub(crate) fn parse(&self) -> Result<Node, Diagnostic> {
-        match serde_saphyr::from_str::<Spanned<Raw>>(&self.text) {
+        match serde_saphyr::from_str_with_options::<Spanned<Raw>>(&self.text, options()) {
             Ok(raw) => Ok(Node::from_raw(raw, self)),
             Err(err) => {
                 let location = err.location().map(|l| self.locate(l.line(), l.column()));
@@ -104,7 +117,8 @@ impl Joined {
     /// skipped (anchors in them still resolve). A `jobs:` that is not a map is an error.
     pub(crate) fn parse_jobs(&self, entry: &mut dyn FnMut(Node, Node)) -> Result<(), Diagnostic> {
         let seed = TopLevel { joined: self, entry, wrong: None };
-        let result = serde_saphyr::with_deserializer_from_str(&self.text, |de| seed.deserialize(de));
+        let result =
+            serde_saphyr::with_deserializer_from_str_with_options(&self.text, options(), |de| seed.deserialize(de));
         match result {
             Ok(None) => Ok(()),
             Ok(Some(key)) => {
@@ -244,6 +258,10 @@ fn syntax_message(err: &serde_saphyr::Error) -> String {
     let full = err.to_string();
     let first = full.lines().next().unwrap_or("").trim();
     let first = first.strip_prefix("error:").unwrap_or(first).trim();
+    // The parser says this in two ways (its own limit, and the budget's).
+    if first.contains("budget breached: Depth") || first.contains("recursion limit exceeded") {
+        return format!("nested deeper than {MAX_DEPTH} levels of lists and maps");
+    }
     match first.split_once(": ") {
         Some((prefix, rest)) if prefix.starts_with("line ") => rest.to_string(),
         _ => first.to_string(),
@@ -438,6 +456,22 @@ mod tests {
         let jobs = root.get("jobs").unwrap();
         assert_eq!(jobs.get("a").unwrap().at.file.path, PathBuf::from("jobs.yaml"));
         assert_eq!(jobs.get("a").unwrap().at.line, 3);
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_limit_is_an_error_not_a_stack_overflow() {
+        for depth in [MAX_DEPTH - 1, MAX_DEPTH + 1, 1000] {
+            let text = format!("jobs: {}{}\n", "[".repeat(depth), "]".repeat(depth));
+            let joined = Joined::new(&[file("jobs.yaml", &text)]);
+            // On a thread with the default 2 MiB stack, as a reload's.
+            let (parsed, streamed) =
+                std::thread::spawn(move || (joined.parse(), joined.parse_jobs(&mut |_, _| {}))).join().unwrap();
+            assert_eq!(parsed.is_ok(), depth < MAX_DEPTH, "depth {depth}");
+            if let Err(d) = parsed {
+                assert!(d.message.contains("nested deeper than 32 levels"), "{}", d.message);
+            }
+            assert!(streamed.is_err(), "depth {depth}: `jobs:` is a list, not a map");
+        }
     }
 
     #[test]

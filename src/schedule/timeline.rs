@@ -36,11 +36,17 @@ impl Timeline {
     }
 
     /// Schedules `job`'s next fire after `after`, replacing any pending one; it
-    /// becomes due `offset` after its scheduled instant.
+    /// becomes due `offset` after its scheduled instant. A fire whose due instant
+    /// cannot be represented (past the end of chrono's calendar) is never due, like
+    /// a pattern that never matches again.
     pub fn plan(&mut self, job: &str, schedule: &Schedule, after: DateTime<Utc>, offset: std::time::Duration) {
         self.remove(job);
-        if let Some(next) = schedule.next_after(after) {
-            let due = next + chrono::Duration::from_std(offset).unwrap_or_default();
+        let next = schedule.next_after(after);
+        let due = next.and_then(|next| {
+            let offset = chrono::TimeDelta::from_std(offset).ok()?;
+            Some((next.checked_add_signed(offset)?, next))
+        });
+        if let Some((due, next)) = due {
             self.queue.insert((due, job.to_string()));
             self.pending.insert(job.to_string(), (due, next));
             *self.counts.entry(due).or_default() += 1;
@@ -170,6 +176,18 @@ mod tests {
         assert_eq!(due.len(), 1);
         assert_eq!((due[0].at, due[0].scheduled), (utc("2026-01-01T01:01:30Z"), utc("2026-01-01T01:00:00Z")));
         assert_eq!(timeline.count_at(utc("2026-01-01T01:01:30Z")), 0);
+    }
+
+    #[test]
+    fn an_offset_beyond_the_calendar_plans_nothing_and_does_not_panic() {
+        let hourly = Schedule::parse("@hourly", Tz::UTC).unwrap();
+        let mut timeline = Timeline::new();
+        let huge = std::time::Duration::from_secs(99_999_999_999_999 * 3600);
+        timeline.plan("a", &hourly, utc("2026-01-01T00:30:00Z"), huge);
+        timeline.plan("b", &hourly, utc("2026-01-01T00:30:00Z"), std::time::Duration::from_secs(u64::MAX / 1000));
+        assert!(timeline.is_empty());
+        timeline.plan("c", &hourly, DateTime::<Utc>::MAX_UTC - chrono::TimeDelta::minutes(30), huge);
+        assert!(timeline.is_empty());
     }
 
     #[test]

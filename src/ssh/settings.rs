@@ -55,9 +55,9 @@ impl Default for SshSettings {
 impl HostKeyPolicy {
     pub(crate) fn parse(text: &str) -> Result<HostKeyPolicy, Diagnostic> {
         match text {
-            "strict" | "yes" => Ok(HostKeyPolicy::Strict),
+            "strict" | "yes" | "true" => Ok(HostKeyPolicy::Strict),
             "accept-new" => Ok(HostKeyPolicy::AcceptNew),
-            "off" | "no" => Ok(HostKeyPolicy::Off),
+            "off" | "no" | "false" => Ok(HostKeyPolicy::Off),
             other => Err(Diagnostic::error(format!(
                 "unknown host_key_checking `{other}`; expected strict, accept-new or off"
             ))),

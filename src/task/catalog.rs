@@ -31,6 +31,9 @@ pub enum TaskError {
     Failed(String),
 }
 
+/// A deadline far enough away to mean "never" (a century).
+const FAR: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
+
 struct CompiledModule {
     ast: AST,
     text: String,
@@ -72,7 +75,7 @@ impl Catalog {
                 .or_insert_with(|| compile(&engine, config, &job.task, &job.task_at, &mut diagnostics))
                 .clone();
             let Some(module) = module else {
-                if find_module(&settings.taskspath, &job.task.module).is_none() {
+                if let Ok(None) = find_module(&settings.taskspath, &job.task.module) {
                     diagnostics.push(no_module(config, job));
                 }
                 continue;
@@ -124,7 +127,10 @@ impl Catalog {
         if let Some(kwargs) = &prepared.kwargs {
             args.push(Dynamic::from_map(kwargs.clone()));
         }
-        let _guard = CallGuard::enter(output, Instant::now() + self.max_time, ssh_cancel);
+        // `task_max_time` is bounded by `loom check`; a far deadline stands in for overflow.
+        let now = Instant::now();
+        let deadline = now.checked_add(self.max_time).unwrap_or(now + FAR);
+        let _guard = CallGuard::enter(output, deadline, ssh_cancel);
         let result = self.engine.call_fn_with_options::<Dynamic>(
             CallFnOptions::new(),
             &mut Scope::new(),
@@ -198,7 +204,13 @@ fn compile(
     task_at: &Location,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<Arc<CompiledModule>> {
-    let (origin, text) = find_module(&config.settings.taskspath, &task.module)?;
+    let (origin, text) = match find_module(&config.settings.taskspath, &task.module) {
+        Ok(found) => found?,
+        Err(why) => {
+            diagnostics.push(Diagnostic::error(why).at(task_at.clone()).help(format!("used by task `{task}`")));
+            return None;
+        }
+    };
     let file = Arc::new(SourceFile::new(origin.path(), text.clone()));
     let mut ast = match engine.compile(&text) {
         Ok(ast) => ast,

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::handle::{self, Output};
 use super::stdlib;
-use crate::config::Settings;
+use crate::config::{Settings, read_text};
 
 /// Where a module's text came from.
 #[derive(Debug, Clone)]
@@ -45,14 +45,18 @@ impl Origin {
 }
 
 /// Finds module `a/b` as `a/b.rhai` in each tasks folder, then in the stdlib.
-pub(crate) fn find_module(taskspath: &[PathBuf], module: &str) -> Option<(Origin, String)> {
+/// A module file that is there but cannot be read (a FIFO, too large, no
+/// permission) is an error naming it, never silently passed over for the stdlib's.
+pub(crate) fn find_module(taskspath: &[PathBuf], module: &str) -> Result<Option<(Origin, String)>, String> {
     for folder in taskspath {
         let path = folder.join(format!("{module}.rhai"));
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            return Some((Origin::File(path), text));
+        match read_text(&path) {
+            Ok(text) => return Ok(Some((Origin::File(path), text))),
+            Err(err) if err.is_absent() => {}
+            Err(err) => return Err(format!("failed to read task module {}: {err}", path.display())),
         }
     }
-    stdlib::find(module).map(|text| (Origin::Stdlib(module_name(module)), text.to_string()))
+    Ok(stdlib::find(module).map(|text| (Origin::Stdlib(module_name(module)), text.to_string())))
 }
 
 fn module_name(module: &str) -> &'static str {
@@ -157,8 +161,10 @@ impl ModuleResolver for Resolver {
         if let Some(module) = self.cache.lock().expect("module cache").get(&key) {
             return Ok(module.clone());
         }
-        let Some((origin, text)) = find_module(&self.taskspath, &key) else {
-            return Err(Box::new(EvalAltResult::ErrorModuleNotFound(path.to_string(), pos)));
+        let (origin, text) = match find_module(&self.taskspath, &key) {
+            Ok(Some(found)) => found,
+            Ok(None) => return Err(Box::new(EvalAltResult::ErrorModuleNotFound(path.to_string(), pos))),
+            Err(why) => return Err(Box::new(EvalAltResult::ErrorRuntime(why.into(), pos))),
         };
         let mut ast =
             engine.compile(text).map_err(|e| EvalAltResult::ErrorInModule(origin.display(), e.into(), pos))?;

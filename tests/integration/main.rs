@@ -5,6 +5,7 @@ mod harness;
 
 mod api;
 mod check;
+mod config_limits;
 mod history;
 mod lifecycle;
 mod limits;
