@@ -164,6 +164,15 @@ impl Event {
     }
 }
 
+/// Sent on the event stream (`event: lagged`, no `id:`) in place of events the
+/// reader should have had but the daemon no longer keeps; the stream goes on after it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "lagged")]
+pub struct Lagged {
+    /// How many events (of any job) were missed.
+    pub missed: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,

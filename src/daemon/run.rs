@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -26,10 +26,10 @@ use super::control::{Command, ControlError, DaemonHandle};
 use super::reload::diff;
 use super::watch::{self, Watch, Watched};
 use crate::api;
-use crate::api::model::{Event, JobView, NextFire, NodeView, ReloadView, RunningFire, StatusView};
+use crate::api::model::{JobView, NextFire, NodeView, ReloadView, RunningFire, StatusView};
 use crate::config::job::Overlap;
 use crate::config::{Diagnostic, Job};
-use crate::runner::{Fire, Gate, Recorder, Runner};
+use crate::runner::{EventLog, Fire, Gate, Recorder, Runner};
 use crate::schedule::Timeline;
 use crate::schedule::catchup::missed;
 use crate::schedule::timeline::Due;
@@ -89,7 +89,7 @@ struct Daemon {
     next_key: u64,
     /// Cancels running fires only when the daemon is told to stop right away.
     abort: CancellationToken,
-    events: broadcast::Sender<Event>,
+    events: EventLog,
     started: DateTime<Utc>,
     /// Fires decided on but not yet recorded and started; `flush` does both, for
     /// all of them in one store transaction.
@@ -116,7 +116,7 @@ pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<()
         tracing::warn!(fires = recovered, "fires left running by a previous daemon are now marked interrupted");
     }
     let pool = Pool::new(settings.ssh.clone(), settings.output_limit);
-    let (events, _) = broadcast::channel(4096);
+    let events = EventLog::new();
     let runner = Arc::new(Runner::new(settings.max_workers, Arc::new(pool)).with_events(events.clone()));
     let (changes, mut changed) = mpsc::unbounded_channel();
     let (commands, mut requests) = mpsc::channel(64);

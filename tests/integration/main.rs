@@ -5,6 +5,7 @@ mod harness;
 
 mod api;
 mod check;
+mod events;
 mod history;
 mod reload;
 mod run;
