@@ -1,15 +1,18 @@
 //! The live event stream does not lose events silently: every event has an id, a
 //! client coming back with `Last-Event-ID` gets what it missed (or an explicit
-//! `lagged`).
+//! `lagged`), and `loom tail` follows the daemon across a restart.
 
-use std::time::Duration;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use serde_json::Value;
 
 use crate::api::http;
-use crate::harness::Workspace;
+use crate::harness::{Workspace, loom_bin};
 
 /// One event as a client sees it.
 #[derive(Debug)]
@@ -160,5 +163,85 @@ fn a_client_asking_for_events_no_longer_kept_gets_lagged_and_the_stream_goes_on(
     let next: u64 = back[1].id.parse().unwrap();
     assert_eq!(next, oldest.parse::<u64>().unwrap() + missed + 1);
     assert!(back[1..].iter().all(|s| s.kind != "lagged"));
+    daemon.stop();
+}
+
+/// Lines of a child's pipe, as they come.
+fn lines(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (send, receive) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if send.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receive
+}
+
+/// Waits for a line starting with `start` and containing `needle`, keeping the
+/// lines read meanwhile in `seen`.
+fn wait_line(lines: &mpsc::Receiver<String>, start: &str, needle: &str, seen: &mut Vec<String>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let found = line.starts_with(start) && line.contains(needle);
+                seen.push(line);
+                if found {
+                    return;
+                }
+            }
+            Err(_) => panic!("no line {start:?}…{needle:?}; got {seen:#?}"),
+        }
+    }
+}
+
+#[test]
+fn loom_tail_keeps_following_across_a_daemon_restart() {
+    let ws = workspace();
+    let server = ws.server();
+    let daemon = ws.serve();
+    daemon.wait_started();
+    let mut tail = Command::new(loom_bin())
+        .args(["--server", &server, "tail", "hello", "--fires", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = lines(tail.stdout.take().unwrap());
+    let err = lines(tail.stderr.take().unwrap());
+    let (mut printed, mut said) = (Vec::new(), Vec::new());
+    wait_line(&err, "following", "", &mut said);
+    // Until the tail has surely subscribed, runs may go unseen: run until one shows.
+    let clock = Instant::now();
+    loop {
+        run(&server, "hello");
+        if let Ok(line) = out.recv_timeout(Duration::from_millis(500)) {
+            printed.push(line);
+            break;
+        }
+        assert!(clock.elapsed() < Duration::from_secs(60), "tail never printed");
+    }
+    if !printed[0].starts_with("== hello fire") || !printed[0].contains(" ok in ") {
+        wait_line(&out, "== hello fire", " ok in ", &mut printed);
+    }
+    let before = printed.len();
+
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+    wait_line(&err, "lost the daemon", "reconnecting", &mut said);
+    let daemon = ws.serve();
+    daemon.wait_started();
+    let fire = run(&server, "hello");
+    wait_line(&out, &format!("== hello fire {fire} ok"), "", &mut printed);
+    let after = &printed[before..];
+    assert!(after.iter().any(|l| l == "[hello local] hello from loom"), "{printed:#?}");
+    let status = tail.wait().unwrap();
+    assert!(status.success(), "{status:?}; {said:#?}");
+    let said: Vec<String> = said.into_iter().chain(err.try_iter()).collect();
+    assert_eq!(said.iter().filter(|l| l.contains("reconnecting")).count(), 1, "{said:#?}");
+    assert!(said.iter().any(|l| l.contains("again")), "{said:#?}");
     daemon.stop();
 }
