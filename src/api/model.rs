@@ -87,6 +87,18 @@ pub struct StatusView {
     /// Errors of the last failed reload, `file:line:col: message`; empty when the
     /// configuration in force is the one on disk.
     pub config_errors: Vec<String>,
+    /// Settings changed since the daemon started that only a restart applies
+    /// (`listen`, `tls`, `state`, `retention`); empty when none is pending.
+    #[serde(default)]
+    pub restart_pending: Vec<PendingRestart>,
+}
+
+/// A setting whose configured value waits for a restart to take effect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRestart {
+    pub setting: String,
+    pub in_force: String,
+    pub configured: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -26,6 +26,12 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
             println!("  {error}");
         }
     }
+    if !status.restart_pending.is_empty() {
+        println!("restart pending: these settings changed and take effect when the daemon restarts:");
+        for pending in &status.restart_pending {
+            println!("  {}: {} in force, {} configured", pending.setting, pending.in_force, pending.configured);
+        }
+    }
     println!("running: {}", if status.running.is_empty() { "nothing".to_string() } else { String::new() });
     for fire in &status.running {
         let id = fire.id.map(|i| format!("fire {i}")).unwrap_or_default();

@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::control::{Command, ControlError, DaemonHandle};
-use super::reload::diff;
+use super::reload::{StartedWith, diff};
 use super::watch::{self, Watch, Watched};
 use crate::api;
 use crate::api::model::{JobView, NextFire, NodeView, ReloadView, RunningFire, StatusView};
@@ -91,6 +91,10 @@ struct Daemon {
     abort: CancellationToken,
     events: EventLog,
     started: DateTime<Utc>,
+    /// The API's tokens, which a reload replaces (`None` with the API off).
+    api_tokens: Option<api::ApiTokens>,
+    /// The settings only a restart applies, as this daemon started with them.
+    started_with: StartedWith,
     /// Fires decided on but not yet recorded and started; `flush` does both, for
     /// all of them in one store transaction.
     pending: Vec<(Arc<Job>, Fire, Option<Vec<String>>)>,
@@ -127,6 +131,7 @@ pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<()
         }
         None => None,
     };
+    let started_with = StartedWith::of(settings);
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
     let mut daemon = Daemon {
         config_path: config_path.clone(),
@@ -144,6 +149,8 @@ pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<()
         abort: CancellationToken::new(),
         events,
         started: Utc::now(),
+        api_tokens: api.as_ref().map(|api| api.tokens.clone()),
+        started_with,
         pending: Vec::new(),
         disabled: Default::default(),
         deferred: Vec::new(),
@@ -192,7 +199,7 @@ pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<()
     pruning.abort();
     daemon.stop().await;
     if let Some(api) = api {
-        api.abort();
+        api.task.abort();
     }
     Ok(())
 }
@@ -297,12 +304,12 @@ impl Daemon {
             };
             self.runner = Arc::new(Runner::new(after.max_workers, pool).with_events(self.events.clone()));
         }
-        if before.state != after.state {
-            tracing::warn!("the `state` setting changed; the daemon keeps its store until it is restarted");
+        match self.api_tokens.as_ref().map(|tokens| tokens.replace(&after.tokens)) {
+            Some(Ok(true)) => tracing::info!(tokens = after.tokens.len(), "API tokens replaced; they apply from now on"),
+            Some(Err(err)) => tracing::error!("{err}; the previous API tokens stay in force"),
+            Some(Ok(false)) | None => {}
         }
-        if before.listen != after.listen || before.tokens != after.tokens || before.tls != after.tls {
-            tracing::warn!("API settings (listen, tokens, tls) changed; they take effect when the daemon restarts");
-        }
+        self.started_with.log_reload(before, after);
         self.watch_files();
         if changes.is_empty() {
             tracing::info!(reason, "reloaded; nothing changed");
@@ -611,6 +618,7 @@ impl Daemon {
             running: self.running.values().map(|(view, _)| view.clone()).collect(),
             next,
             config_errors: self.config_errors(),
+            restart_pending: self.started_with.pending(&self.snapshot.config.settings),
         }
     }
 

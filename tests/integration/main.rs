@@ -12,3 +12,4 @@ mod run;
 mod serve;
 mod ssh;
 mod stdlib;
+mod tokens;
