@@ -30,10 +30,7 @@ pub(crate) async fn stream(
     Query(query): Query<EventQuery>,
     headers: HeaderMap,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let after = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let after = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
     let reader = state.daemon.events.reader(after);
     let events = stream::unfold((reader, query.job), |(mut reader, job)| async move {
         let items = reader.next().await;

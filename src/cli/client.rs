@@ -125,7 +125,9 @@ impl Client {
                             last = Some(message.id.clone());
                         }
                         let item = match message.event.as_str() {
-                            "lagged" => serde_json::from_str::<Lagged>(&message.data).ok().map(|l| Streamed::Lagged(l.missed)),
+                            "lagged" => {
+                                serde_json::from_str::<Lagged>(&message.data).ok().map(|l| Streamed::Lagged(l.missed))
+                            }
                             _ => serde_json::from_str::<Event>(&message.data).ok().map(Streamed::Event),
                         };
                         if let Some(item) = item
@@ -156,7 +158,9 @@ impl Client {
             request = request.header("Last-Event-ID", last);
         }
         let response = request.send().await.map_err(|err| {
-            Opening::Unreachable(anyhow::Error::new(err).context(format!("failed to reach the daemon at {}", self.server())))
+            Opening::Unreachable(
+                anyhow::Error::new(err).context(format!("failed to reach the daemon at {}", self.server())),
+            )
         })?;
         let status = response.status();
         if status.is_success() {

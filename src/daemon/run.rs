@@ -305,7 +305,9 @@ impl Daemon {
             self.runner = Arc::new(Runner::new(after.max_workers, pool).with_events(self.events.clone()));
         }
         match self.api_tokens.as_ref().map(|tokens| tokens.replace(&after.tokens)) {
-            Some(Ok(true)) => tracing::info!(tokens = after.tokens.len(), "API tokens replaced; they apply from now on"),
+            Some(Ok(true)) => {
+                tracing::info!(tokens = after.tokens.len(), "API tokens replaced; they apply from now on")
+            }
             Some(Err(err)) => tracing::error!("{err}; the previous API tokens stay in force"),
             Some(Ok(false)) | None => {}
         }

@@ -163,6 +163,10 @@ fn a_client_asking_for_events_no_longer_kept_gets_lagged_and_the_stream_goes_on(
     let next: u64 = back[1].id.parse().unwrap();
     assert_eq!(next, oldest.parse::<u64>().unwrap() + missed + 1);
     assert!(back[1..].iter().all(|s| s.kind != "lagged"));
+    let (_, doc) = http("GET", &format!("{server}/api/v1/openapi.json"), None, None);
+    let described = doc["paths"]["/events"]["get"]["parameters"].to_string();
+    assert!(described.contains("Last-Event-ID"), "{described}");
+    assert!(doc["components"]["schemas"]["Lagged"]["properties"]["missed"].is_object(), "{doc}");
     daemon.stop();
 }
 

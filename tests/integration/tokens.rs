@@ -86,5 +86,7 @@ fn token_changes_apply_at_reload_and_listen_waits_for_a_restart() {
     let view: Value = serde_json::from_str(&status(&server, &["--json"]).stdout).unwrap();
     assert_eq!(view["restart_pending"], serde_json::json!([]), "{view}");
     assert!(!status(&server, &[]).stdout.contains("restart pending"));
+    let (_, doc) = http("GET", &format!("{server}/api/v1/openapi.json"), None, None);
+    assert!(doc["components"]["schemas"]["Status"]["properties"]["restart_pending"].is_object(), "{doc}");
     daemon.stop();
 }
