@@ -109,9 +109,10 @@ impl Client {
                 Err(Opening::Unreachable(err)) if !connected_once => return Err(err),
                 Err(Opening::Unreachable(err)) => format!("{err:#}"),
                 Ok(response) => {
-                    connected_once = true;
+                    let again = std::mem::replace(&mut connected_once, true);
                     delay = RETRY_FIRST;
-                    if std::mem::take(&mut reconnecting) && !each(Streamed::Reconnected) {
+                    reconnecting = false;
+                    if !each(Streamed::Connected { again }) {
                         return Ok(());
                     }
                     let mut stream = response.bytes_stream().eventsource();
@@ -179,10 +180,13 @@ pub(crate) enum Streamed {
     Event(Event),
     /// This many events were missed: the daemon no longer had them.
     Lagged(u64),
+    /// The stream is open (`again` after `Reconnecting`): from here on nothing is
+    /// missed silently.
+    Connected {
+        again: bool,
+    },
     /// The stream broke off (why); reconnecting until the daemon answers again.
     Reconnecting(String),
-    /// Following again after `Reconnecting`.
-    Reconnected,
 }
 
 enum Opening {

@@ -19,7 +19,6 @@ pub struct Args {
 
 pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let client = connect(cli, Need::Required).await?.expect("required");
-    eprintln!("following {} (Ctrl-C stops)", client.server());
     let mut finished = 0;
     client
         .events(args.job.as_deref(), |item| {
@@ -35,7 +34,11 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
                     eprintln!("lost the daemon at {} ({reason}); reconnecting…", client.server());
                     return true;
                 }
-                Streamed::Reconnected => {
+                Streamed::Connected { again: false } => {
+                    eprintln!("following {} (Ctrl-C stops)", client.server());
+                    return true;
+                }
+                Streamed::Connected { again: true } => {
                     eprintln!("following {} again", client.server());
                     return true;
                 }
