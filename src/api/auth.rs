@@ -2,7 +2,12 @@
 //!
 //! Tokens are compared in constant time, against every configured token, so timing
 //! tells nothing about how much of a guess was right. With no tokens configured the
-//! API is on loopback only (enforced at bind) and open to local users.
+//! API is on loopback only (enforced at bind and at reload) and open to local users.
+//! A reload replaces the set in force: the next request is checked against the new
+//! one, so a revoked token stops working without a restart.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
@@ -10,11 +15,45 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
-use super::server::{AppState, Failure};
-use crate::config::Role;
+use super::server::{ApiError, AppState, Failure};
+use crate::config::{ApiToken, Role};
+
+/// The tokens in force, shared by the API and the daemon that replaces them.
+#[derive(Clone)]
+pub struct ApiTokens {
+    tokens: Arc<RwLock<Arc<Vec<ApiToken>>>>,
+    /// Where the API listens: without tokens it must be loopback.
+    address: SocketAddr,
+}
+
+impl ApiTokens {
+    pub(crate) fn new(tokens: &[ApiToken], address: SocketAddr) -> ApiTokens {
+        ApiTokens { tokens: Arc::new(RwLock::new(Arc::new(tokens.to_vec()))), address }
+    }
+
+    fn current(&self) -> Arc<Vec<ApiToken>> {
+        Arc::clone(&self.tokens.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Puts `tokens` in force for every request from now on; `false` when they were
+    /// in force already. Refused, the current ones staying, when that would leave an
+    /// API on a non-loopback address without tokens.
+    pub fn replace(&self, tokens: &[ApiToken]) -> Result<bool, ApiError> {
+        if tokens.is_empty() && !self.address.ip().is_loopback() {
+            return Err(ApiError::OpenWithoutTokens(self.address));
+        }
+        let mut current = self.tokens.write().unwrap_or_else(PoisonError::into_inner);
+        if current.as_slice() == tokens {
+            return Ok(false);
+        }
+        *current = Arc::new(tokens.to_vec());
+        Ok(true)
+    }
+}
 
 pub(crate) async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if state.tokens.is_empty() {
+    let tokens = state.tokens.current();
+    if tokens.is_empty() {
         return next.run(request).await;
     }
     let presented = request
@@ -28,7 +67,7 @@ pub(crate) async fn authorize(State(state): State<AppState>, request: Request, n
             .into_response();
     };
     let mut role = None;
-    for token in state.tokens.iter() {
+    for token in tokens.iter() {
         let same: bool = token.secret.as_bytes().ct_eq(presented.as_bytes()).into();
         if same {
             role = Some(token.role);
@@ -43,5 +82,26 @@ pub(crate) async fn authorize(State(state): State<AppState>, request: Request, n
         )
         .into_response(),
         Some(_) => next.run(request).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(secret: &str) -> ApiToken {
+        ApiToken { secret: secret.to_string(), role: Role::Read }
+    }
+
+    #[test]
+    fn tokens_are_replaced_but_never_all_removed_beyond_loopback() {
+        let open = ApiTokens::new(&[token("a")], "0.0.0.0:8765".parse().unwrap());
+        assert!(open.replace(&[token("b")]).unwrap());
+        assert!(!open.replace(&[token("b")]).unwrap(), "the same set is no change");
+        assert!(matches!(open.replace(&[]), Err(ApiError::OpenWithoutTokens(_))));
+        assert_eq!(open.current()[0].secret, "b");
+        let local = ApiTokens::new(&[token("a")], "127.0.0.1:8765".parse().unwrap());
+        assert!(local.replace(&[]).unwrap());
+        assert!(local.current().is_empty());
     }
 }

@@ -1,17 +1,24 @@
 //! `/events`: fires starting, output arriving, nodes and fires finishing, as
 //! Server-Sent Events, optionally for one job.
+//!
+//! Each event carries its number as the SSE `id:`. A client that sends
+//! `Last-Event-ID: N` first gets the kept events after N, then live ones; events it
+//! should have had but that are no longer kept (it was away or read too slowly)
+//! are replaced by one `lagged` event saying how many, and the stream goes on.
+//! Numbering and keeping happen in the daemon's event log (`runner::events`).
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt, stream};
 use serde::Deserialize;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::BroadcastStream;
 
+use super::model::Lagged;
 use super::server::AppState;
+use crate::runner::events::Item;
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct EventQuery {
@@ -21,15 +28,33 @@ pub(crate) struct EventQuery {
 pub(crate) async fn stream(
     State(state): State<AppState>,
     Query(query): Query<EventQuery>,
+    headers: HeaderMap,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let events = BroadcastStream::new(state.daemon.events.subscribe()).filter_map(move |event| {
-        // A slow reader that lagged behind just misses events.
-        let event = event.ok()?;
-        if query.job.as_deref().is_some_and(|job| job != event.job()) {
-            return None;
-        }
-        let data = serde_json::to_string(&event).ok()?;
-        Some(Ok(SseEvent::default().event(event.kind()).data(data)))
-    });
+    let after = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    let reader = state.daemon.events.reader(after);
+    let events = stream::unfold((reader, query.job), |(mut reader, job)| async move {
+        let items = reader.next().await;
+        let sse: Vec<Result<SseEvent, Infallible>> =
+            items.into_iter().filter_map(|item| sse(item, job.as_deref())).map(Ok).collect();
+        Some((stream::iter(sse), (reader, job)))
+    })
+    .flatten();
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// One item as an SSE event, unless it is another job's.
+fn sse(item: Item, job: Option<&str>) -> Option<SseEvent> {
+    match item {
+        Item::Event(id, event) => {
+            if job.is_some_and(|job| job != event.job()) {
+                return None;
+            }
+            let data = serde_json::to_string(&*event).ok()?;
+            Some(SseEvent::default().id(id.to_string()).event(event.kind()).data(data))
+        }
+        Item::Lagged(missed) => {
+            let data = serde_json::to_string(&Lagged { missed }).ok()?;
+            Some(SseEvent::default().event("lagged").data(data))
+        }
+    }
 }

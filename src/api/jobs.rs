@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::model::{FireDetail, JobView, RunRequest};
 use super::server::{AppState, Failure};
 use crate::api::model::Event;
+use crate::runner::events::Item;
 
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Vec<JobView>>, Failure> {
     Ok(Json(state.daemon.jobs().await?))
@@ -35,22 +36,20 @@ pub(crate) async fn run(
     body: Option<Json<RunRequest>>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), Failure> {
     let request = body.map(|Json(b)| b).unwrap_or_default();
-    // Subscribe before starting, so the end of a quick fire is not missed.
-    let mut events = state.daemon.events.subscribe();
+    // Read from before starting, so the end of a quick fire is not missed.
+    let mut events = state.daemon.events.reader(None);
     let fire = state.daemon.run(name, request.nodes).await?;
     if !query.wait {
         return Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "fire": fire }))));
     }
     loop {
-        match events.recv().await {
-            Ok(Event::FireFinished { fire: Some(id), .. }) if id == fire => break,
-            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                // Lagging only loses events; the record below is complete regardless.
-                if state.daemon.store.fire(fire)?.is_some_and(|f| f.finished.is_some()) {
-                    break;
-                }
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+        let items = events.next().await;
+        let finished = items.iter().any(|item| {
+            matches!(item, Item::Event(_, event) if matches!(**event, Event::FireFinished { fire: Some(id), .. } if id == fire))
+        });
+        // Lagging only loses events; the record below is complete regardless.
+        if finished || state.daemon.store.fire(fire)?.is_some_and(|f| f.finished.is_some()) {
+            break;
         }
     }
     let detail = FireDetail {

@@ -9,4 +9,5 @@ mod openapi;
 mod server;
 mod status;
 
-pub use server::{ApiError, serve};
+pub use auth::ApiTokens;
+pub use server::{Api, ApiError, serve};

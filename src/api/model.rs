@@ -91,6 +91,18 @@ pub struct StatusView {
     /// itself after `ssh.control_persist`).
     #[serde(default)]
     pub ssh_masters: usize,
+    /// Settings changed since the daemon started that only a restart applies
+    /// (`listen`, `tls`, `state`, `retention`); empty when none is pending.
+    #[serde(default)]
+    pub restart_pending: Vec<PendingRestart>,
+}
+
+/// A setting whose configured value waits for a restart to take effect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRestart {
+    pub setting: String,
+    pub in_force: String,
+    pub configured: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -166,6 +178,15 @@ impl Event {
             Event::FireFinished { .. } => "fire-finished",
         }
     }
+}
+
+/// Sent on the event stream (`event: lagged`, no `id:`) in place of events the
+/// reader should have had but the daemon no longer keeps; the stream goes on after it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "lagged")]
+pub struct Lagged {
+    /// How many events (of any job) were missed.
+    pub missed: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

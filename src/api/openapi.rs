@@ -72,7 +72,9 @@ pub(crate) async fn document() -> Json<Value> {
             "running": { "type": "array", "items": { "type": "object" } },
             "next": { "type": "array", "items": { "type": "object", "properties": { "job": string, "at": time } } },
             "config_errors": { "type": "array", "items": string },
-            "ssh_masters": { "type": "integer" }
+            "ssh_masters": { "type": "integer" },
+            "restart_pending": { "type": "array", "description": "settings changed since the daemon started that take effect only when it restarts (listen, tls, state, retention); empty when none",
+                                 "items": { "type": "object", "properties": { "setting": string, "in_force": string, "configured": string } } }
         }
     });
     let name = path_param("name", "string");
@@ -83,8 +85,8 @@ pub(crate) async fn document() -> Json<Value> {
                   "description": "Scheduled tasks for fleets of servers. Send `Authorization: Bearer TOKEN` when tokens are configured; read tokens may only GET." },
         "servers": [{ "url": "/api/v1" }],
         "paths": {
-            "/status": { "get": operation("Daemon status: uptime, running and next fires, errors of a failed reload", answer("status", reference("Status")), json!([])) },
-            "/reload": { "post": operation("Reload the configuration now", answer("outcome", reference("Reload")), json!([])) },
+            "/status": { "get": operation("Daemon status: uptime, running and next fires, errors of a failed reload, settings waiting for a restart", answer("status", reference("Status")), json!([])) },
+            "/reload": { "post": operation("Reload the configuration now; token changes apply from here on, listen/tls/state/retention changes wait for a restart (see Status.restart_pending)", answer("outcome", reference("Reload")), json!([])) },
             "/nodes": { "get": operation("Configured nodes (never their secrets)", answer("nodes", json!({ "type": "array", "items": reference("Node") })), json!([])) },
             "/jobs": { "get": operation("Jobs with schedule, next fire, last result, enabled", answer("jobs", json!({ "type": "array", "items": reference("Job") })), json!([])) },
             "/jobs/{name}": { "get": operation("One job", answer("job", reference("Job")), json!([name])) },
@@ -103,9 +105,11 @@ pub(crate) async fn document() -> Json<Value> {
             "/fires/{id}": { "get": operation("One fire with its node results and output", answer("fire", reference("FireDetail")), json!([id])) },
             "/fires/{id}/cancel": { "post": operation("Cancel a running fire", answer("cancelled", json!({ "type": "object" })), json!([id])) },
             "/events": { "get": {
-                "summary": "Live events as Server-Sent Events: fire-started, output, node-finished, fire-finished",
-                "parameters": [query_param("job", "string")],
-                "responses": { "200": { "description": "event stream", "content": { "text/event-stream": { "schema": string } } } },
+                "summary": "Live events as Server-Sent Events: fire-started, output, node-finished, fire-finished, lagged",
+                "description": "Each event's `event:` is its type and its `data:` the JSON of an Event (with the same `type`); each carries its number as `id:`, increasing (also across daemon restarts). The daemon keeps its last 10,000 events (at most 32 MiB of output text). With `Last-Event-ID: N` the stream first sends every kept event after N (filtered by `job`), then live ones; a number the daemon never gave counts as older than all its events. Events the client should have had but that are no longer kept are replaced by one `lagged` event (no `id:`) whose data is a Lagged, and the stream goes on.",
+                "parameters": [query_param("job", "string"),
+                               { "name": "Last-Event-ID", "in": "header", "required": false, "schema": { "type": "integer" }, "description": "resume after this event number" }],
+                "responses": { "200": { "description": "event stream", "content": { "text/event-stream": { "schema": { "oneOf": [reference("Event"), reference("Lagged")] } } } } },
                 "security": [{ "bearer": [] }]
             } }
         },
@@ -119,7 +123,24 @@ pub(crate) async fn document() -> Json<Value> {
                 "Job": job,
                 "Node": node,
                 "Status": status,
-                "Reload": { "type": "object", "properties": { "ok": { "type": "boolean" }, "summary": string, "errors": { "type": "array", "items": string } } }
+                "Reload": { "type": "object", "properties": { "ok": { "type": "boolean" }, "summary": string, "errors": { "type": "array", "items": string } } },
+                "Event": {
+                    "type": "object",
+                    "description": "fire-started: fire, job, scheduled, trigger, nodes; output: fire, job, node, text; node-finished: fire, job, node, attempt, status, error, seconds; fire-finished: fire, job, status, seconds",
+                    "required": ["type", "job"],
+                    "properties": {
+                        "type": { "type": "string", "enum": ["fire-started", "output", "node-finished", "fire-finished"] },
+                        "fire": { "type": "integer" }, "job": string, "node": string, "scheduled": time,
+                        "trigger": { "type": "string" }, "nodes": { "type": "array", "items": string }, "text": string,
+                        "attempt": { "type": "integer" }, "status": string, "error": string, "seconds": { "type": "number" }
+                    }
+                },
+                "Lagged": {
+                    "type": "object",
+                    "description": "events after the client's position that the daemon no longer kept",
+                    "required": ["type", "missed"],
+                    "properties": { "type": { "type": "string", "enum": ["lagged"] }, "missed": { "type": "integer", "description": "how many events (of every job) were missed" } }
+                }
             }
         }
     }))

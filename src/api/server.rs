@@ -6,7 +6,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -15,6 +14,7 @@ use axum::routing::{get, post};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::auth::ApiTokens;
 use super::model::ErrorBody;
 use super::{auth, events, fires, jobs, openapi, status};
 use crate::config::ApiToken;
@@ -37,7 +37,7 @@ pub enum ApiError {
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) daemon: DaemonHandle,
-    pub(crate) tokens: Arc<Vec<ApiToken>>,
+    pub(crate) tokens: ApiTokens,
 }
 
 /// An error answer: a status and a sentence, as `{"error": "..."}`.
@@ -87,6 +87,13 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new().nest("/api/v1", api)
 }
 
+/// The API being served.
+pub struct Api {
+    pub task: JoinHandle<()>,
+    /// The tokens in force; a reload replaces them.
+    pub tokens: ApiTokens,
+}
+
 /// Binds `address` and serves the API until `shutdown`.
 pub async fn serve(
     address: &str,
@@ -94,7 +101,7 @@ pub async fn serve(
     tls: Option<&(PathBuf, PathBuf)>,
     daemon: DaemonHandle,
     shutdown: CancellationToken,
-) -> Result<JoinHandle<()>, ApiError> {
+) -> Result<Api, ApiError> {
     let address: SocketAddr = address.parse().map_err(|_| ApiError::Address(address.to_string()))?;
     if tokens.is_empty() && !address.ip().is_loopback() {
         return Err(ApiError::OpenWithoutTokens(address));
@@ -102,7 +109,8 @@ pub async fn serve(
     let listener = std::net::TcpListener::bind(address).map_err(|source| ApiError::Bind { address, source })?;
     listener.set_nonblocking(true).map_err(|source| ApiError::Bind { address, source })?;
     let bound = listener.local_addr().unwrap_or(address);
-    let app = router(AppState { daemon, tokens: Arc::new(tokens.to_vec()) });
+    let tokens = ApiTokens::new(tokens, bound);
+    let app = router(AppState { daemon, tokens: tokens.clone() });
     let task = match tls {
         None => {
             let listener =
@@ -136,5 +144,5 @@ pub async fn serve(
             })
         }
     };
-    Ok(task)
+    Ok(Api { task, tokens })
 }

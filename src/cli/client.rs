@@ -8,12 +8,13 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::args::Cli;
-use crate::api::model::{ErrorBody, Event};
+use crate::api::model::{ErrorBody, Event, Lagged};
 use crate::config::Role;
 
 pub(crate) struct Client {
@@ -91,46 +92,113 @@ impl Client {
         }
     }
 
-    /// Follows the live event stream, handing each event to `each` until it says stop.
-    pub(crate) async fn events(&self, job: Option<&str>, mut each: impl FnMut(Event) -> bool) -> anyhow::Result<()> {
+    /// Follows the live event stream, handing each item to `each` until it says stop.
+    ///
+    /// When the stream breaks after it has been open (the daemon restarted, the
+    /// network dropped), this reconnects with a short backoff and sends the last
+    /// event id seen as `Last-Event-ID`, so the daemon sends what was missed, or says
+    /// how much it no longer has. Only a refusal (a token, a wrong address) ends it.
+    pub(crate) async fn events(&self, job: Option<&str>, mut each: impl FnMut(Streamed) -> bool) -> anyhow::Result<()> {
+        let mut last: Option<String> = None;
+        let mut connected_once = false;
+        let mut reconnecting = false;
+        let mut delay = RETRY_FIRST;
+        loop {
+            let reason = match self.open_events(job, last.as_deref()).await {
+                Err(Opening::Refused(err)) => return Err(err),
+                Err(Opening::Unreachable(err)) if !connected_once => return Err(err),
+                Err(Opening::Unreachable(err)) => format!("{err:#}"),
+                Ok(response) => {
+                    let again = std::mem::replace(&mut connected_once, true);
+                    delay = RETRY_FIRST;
+                    reconnecting = false;
+                    if !each(Streamed::Connected { again }) {
+                        return Ok(());
+                    }
+                    let mut stream = response.bytes_stream().eventsource();
+                    loop {
+                        let message = match stream.next().await {
+                            None => break "the daemon closed the event stream".to_string(),
+                            Some(Err(err)) => break format!("the event stream broke off: {err}"),
+                            Some(Ok(message)) => message,
+                        };
+                        if !message.id.is_empty() {
+                            last = Some(message.id.clone());
+                        }
+                        let item = match message.event.as_str() {
+                            "lagged" => {
+                                serde_json::from_str::<Lagged>(&message.data).ok().map(|l| Streamed::Lagged(l.missed))
+                            }
+                            _ => serde_json::from_str::<Event>(&message.data).ok().map(Streamed::Event),
+                        };
+                        if let Some(item) = item
+                            && !each(item)
+                        {
+                            return Ok(());
+                        }
+                    }
+                }
+            };
+            if !reconnecting {
+                reconnecting = true;
+                if !each(Streamed::Reconnecting(reason)) {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(RETRY_MAX);
+        }
+    }
+
+    async fn open_events(&self, job: Option<&str>, last: Option<&str>) -> Result<reqwest::Response, Opening> {
         let mut request = self.request(reqwest::Method::GET, "/events");
         if let Some(job) = job {
             request = request.query(&[("job", job)]);
         }
-        let response =
-            request.send().await.with_context(|| format!("failed to reach the daemon at {}", self.server()))?;
-        if !response.status().is_success() {
-            let status = response.status().as_u16();
-            let body = response.text().await.unwrap_or_default();
-            let message = serde_json::from_str::<ErrorBody>(&body).map(|e| e.error).unwrap_or(body);
-            bail!("the daemon at {} answered {status}: {message}", self.server());
+        if let Some(last) = last {
+            request = request.header("Last-Event-ID", last);
         }
-        let mut stream = response.bytes_stream();
-        let mut pending = String::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.context("the event stream broke off")?;
-            pending.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = pending.find("\n\n") {
-                let message: String = pending.drain(..end + 2).collect();
-                let data: String = message
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("data:"))
-                    .map(|d| d.strip_prefix(' ').unwrap_or(d))
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                if data.is_empty() {
-                    continue;
-                }
-                if let Ok(event) = serde_json::from_str::<Event>(&data)
-                    && !each(event)
-                {
-                    return Ok(());
-                }
-            }
+        let response = request.send().await.map_err(|err| {
+            Opening::Unreachable(
+                anyhow::Error::new(err).context(format!("failed to reach the daemon at {}", self.server())),
+            )
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
         }
-        Ok(())
+        let body = response.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<ErrorBody>(&body).map(|e| e.error).unwrap_or(body);
+        let err = anyhow::anyhow!("the daemon at {} answered {}: {message}", self.server(), status.as_u16());
+        // A daemon that is starting or stopping may answer 5xx for a moment.
+        Err(if status.is_server_error() { Opening::Unreachable(err) } else { Opening::Refused(err) })
     }
 }
+
+/// What following the event stream brings.
+pub(crate) enum Streamed {
+    Event(Event),
+    /// This many events were missed: the daemon no longer had them.
+    Lagged(u64),
+    /// The stream is open (`again` after `Reconnecting`): from here on nothing is
+    /// missed silently.
+    Connected {
+        again: bool,
+    },
+    /// The stream broke off (why); reconnecting until the daemon answers again.
+    Reconnecting(String),
+}
+
+enum Opening {
+    /// The daemon said no (a token, a wrong address): trying again will not help.
+    Refused(anyhow::Error),
+    /// Nothing answered, or not yet properly.
+    Unreachable(anyhow::Error),
+}
+
+/// The backoff between attempts to reconnect to the event stream.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// The daemon to talk to: the explicit one, or the configured one if it answers.
 pub(crate) async fn connect(cli: &Cli, need: Need) -> anyhow::Result<Option<Client>> {

@@ -27,6 +27,12 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
             outln!("  {error}");
         }
     }
+    if !status.restart_pending.is_empty() {
+        outln!("restart pending: these settings changed and take effect when the daemon restarts:");
+        for pending in &status.restart_pending {
+            outln!("  {}: {} in force, {} configured", pending.setting, pending.in_force, pending.configured);
+        }
+    }
     outln!("running: {}", if status.running.is_empty() { "nothing".to_string() } else { String::new() });
     for fire in &status.running {
         let id = fire.id.map(|i| format!("fire {i}")).unwrap_or_default();

@@ -1,7 +1,10 @@
 //! `loom tail [JOB]`: live output of fires as they run, from the daemon's events.
+//!
+//! Follows the daemon across restarts and network breaks: it reconnects and picks
+//! up after the last event it printed, and says so when events were lost meanwhile.
 
 use super::args::{Cli, Outcome};
-use super::client::{Need, connect};
+use super::client::{Need, Streamed, connect};
 use crate::api::model::Event;
 
 #[derive(Debug, clap::Args)]
@@ -16,10 +19,30 @@ pub struct Args {
 
 pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let client = connect(cli, Need::Required).await?.expect("required");
-    errln!("following {} (Ctrl-C stops)", client.server());
     let mut finished = 0;
     client
-        .events(args.job.as_deref(), |event| {
+        .events(args.job.as_deref(), |item| {
+            let event = match item {
+                Streamed::Event(event) => event,
+                Streamed::Lagged(missed) => {
+                    outln!(
+                        "!! {missed} event(s) missed: the daemon no longer had them; `loom history` and `loom logs` have the full record"
+                    );
+                    return true;
+                }
+                Streamed::Reconnecting(reason) => {
+                    errln!("lost the daemon at {} ({reason}); reconnecting…", client.server());
+                    return true;
+                }
+                Streamed::Connected { again: false } => {
+                    errln!("following {} (Ctrl-C stops)", client.server());
+                    return true;
+                }
+                Streamed::Connected { again: true } => {
+                    errln!("following {} again", client.server());
+                    return true;
+                }
+            };
             match &event {
                 Event::FireStarted { fire, job, trigger, nodes, .. } => {
                     outln!("== {job} fire {} started ({trigger}) on {}", number(*fire), nodes.join(", "));

@@ -2,13 +2,14 @@
 //!
 //! The daemon's state lives in its loop; the API asks through a channel and gets a
 //! reply on a oneshot, so nothing is shared behind locks. Reads of the history go to
-//! the store directly, and live events come from a broadcast channel.
+//! the store directly, and live events from the daemon's event log.
 
 use std::sync::Arc;
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
-use crate::api::model::{Event, JobView, NodeView, ReloadView, StatusView};
+use crate::api::model::{JobView, NodeView, ReloadView, StatusView};
+use crate::runner::EventLog;
 use crate::store::Store;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,11 +37,11 @@ pub(crate) enum Command {
 pub struct DaemonHandle {
     commands: mpsc::Sender<Command>,
     pub(crate) store: Arc<Store>,
-    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) events: EventLog,
 }
 
 impl DaemonHandle {
-    pub(crate) fn new(commands: mpsc::Sender<Command>, store: Arc<Store>, events: broadcast::Sender<Event>) -> Self {
+    pub(crate) fn new(commands: mpsc::Sender<Command>, store: Arc<Store>, events: EventLog) -> Self {
         DaemonHandle { commands, store, events }
     }
 

@@ -1,10 +1,76 @@
-//! What a reload changes: the difference between two snapshots.
+//! What a reload changes: the difference between two snapshots, and which settings
+//! only a restart can apply.
 //!
 //! Pure comparison; the daemon applies it (keeps the next fire of jobs whose
 //! schedule is unchanged, replans changed ones, drops removed ones, plans new ones).
 
-use crate::config::Job;
+use crate::api::model::PendingRestart;
+use crate::config::{Job, Settings};
 use crate::snapshot::Snapshot;
+
+/// The settings that take effect only when the daemon starts (the listener, its
+/// TLS, the store, the pruning task), by name, as people read them.
+fn start_only(settings: &Settings) -> [(&'static str, String); 4] {
+    let tls = match &settings.tls {
+        Some((cert, key)) => format!("cert {}, key {}", cert.display(), key.display()),
+        None => "none".to_string(),
+    };
+    let retention = format!(
+        "fires {}, age {}",
+        settings.retention_fires.map_or("unlimited".to_string(), |n| n.to_string()),
+        settings.retention_age.map_or("unlimited".to_string(), |a| humantime::format_duration(a).to_string())
+    );
+    [
+        ("listen", settings.listen.clone().unwrap_or_else(|| "off".to_string())),
+        ("tls", tls),
+        ("state", settings.state.display().to_string()),
+        ("retention", retention),
+    ]
+}
+
+/// The start-only settings as the daemon started with them.
+pub(crate) struct StartedWith([(&'static str, String); 4]);
+
+impl StartedWith {
+    pub(crate) fn of(settings: &Settings) -> StartedWith {
+        StartedWith(start_only(settings))
+    }
+
+    /// The start-only settings that `configured` sets otherwise than in force: a
+    /// restart is pending for them. Empty when a reload brought the old values back.
+    pub(crate) fn pending(&self, configured: &Settings) -> Vec<PendingRestart> {
+        self.0
+            .iter()
+            .zip(start_only(configured))
+            .filter(|((_, in_force), (_, wanted))| in_force != wanted)
+            .map(|((setting, in_force), (_, wanted))| PendingRestart {
+                setting: setting.to_string(),
+                in_force: in_force.clone(),
+                configured: wanted,
+            })
+            .collect()
+    }
+
+    /// Logs what a reload from `before` to `after` changed in what is pending.
+    pub(crate) fn log_reload(&self, before: &Settings, after: &Settings) {
+        let (was, now) = (self.pending(before), self.pending(after));
+        for pending in now.iter().filter(|p| !was.contains(p)) {
+            tracing::warn!(
+                in_force = %pending.in_force,
+                configured = %pending.configured,
+                "the `{}` setting changed; it takes effect when the daemon restarts (restart pending)",
+                pending.setting
+            );
+        }
+        for restored in was.iter().filter(|w| !now.iter().any(|p| p.setting == w.setting)) {
+            tracing::info!(
+                in_force = %restored.in_force,
+                "the `{}` setting is back to the value in force; no restart is pending for it",
+                restored.setting
+            );
+        }
+    }
+}
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Changes {
@@ -87,4 +153,26 @@ pub(crate) fn diff(old: &Snapshot, new: &Snapshot) -> Changes {
     }
     changes.tasks = new.catalog.changed_modules(&old.catalog);
     changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_listen_is_pending_until_it_is_changed_back() {
+        let settings = Settings::defaults(std::path::Path::new("/etc/loom"));
+        let started = StartedWith::of(&settings);
+        assert!(started.pending(&settings).is_empty());
+        let mut moved = settings.clone();
+        moved.listen = Some("127.0.0.1:9999".to_string());
+        moved.tokens.push(crate::config::ApiToken { secret: "x".repeat(16), role: crate::config::Role::Read });
+        let pending = started.pending(&moved);
+        assert_eq!(pending.len(), 1, "{pending:?}");
+        assert_eq!(pending[0].setting, "listen");
+        assert_eq!(pending[0].in_force, "127.0.0.1:8765");
+        assert_eq!(pending[0].configured, "127.0.0.1:9999");
+        moved.listen = settings.listen.clone();
+        assert!(started.pending(&moved).is_empty(), "tokens apply at reload, no restart");
+    }
 }

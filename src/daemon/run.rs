@@ -18,18 +18,18 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::control::{Command, ControlError, DaemonHandle};
-use super::reload::diff;
+use super::reload::{StartedWith, diff};
 use super::watch::{self, Watch, Watched};
 use crate::api;
-use crate::api::model::{Event, JobView, NextFire, NodeView, ReloadView, RunningFire, StatusView};
+use crate::api::model::{JobView, NextFire, NodeView, ReloadView, RunningFire, StatusView};
 use crate::config::job::Overlap;
 use crate::config::{Diagnostic, Job};
-use crate::runner::{Fire, Gate, Recorder, Runner};
+use crate::runner::{EventLog, Fire, Gate, Recorder, Runner};
 use crate::schedule::Timeline;
 use crate::schedule::catchup::missed;
 use crate::schedule::timeline::Due;
@@ -89,8 +89,12 @@ struct Daemon {
     next_key: u64,
     /// Cancels running fires only when the daemon is told to stop right away.
     abort: CancellationToken,
-    events: broadcast::Sender<Event>,
+    events: EventLog,
     started: DateTime<Utc>,
+    /// The API's tokens, which a reload replaces (`None` with the API off).
+    api_tokens: Option<api::ApiTokens>,
+    /// The settings only a restart applies, as this daemon started with them.
+    started_with: StartedWith,
     /// Fires decided on but not yet recorded and started; `flush` does both, for
     /// all of them in one store transaction.
     pending: Vec<(Arc<Job>, Fire, Option<Vec<String>>)>,
@@ -123,7 +127,7 @@ pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<()
         tracing::warn!(fires = recovered, "fires left running by a previous daemon are now marked interrupted");
     }
     let pool = Pool::new(settings.ssh.clone(), settings.output_limit, control);
-    let (events, _) = broadcast::channel(4096);
+    let events = EventLog::new();
     let runner = Arc::new(Runner::new(settings.max_workers, Arc::new(pool)).with_events(events.clone()));
     let (changes, mut changed) = mpsc::unbounded_channel();
     let (commands, mut requests) = mpsc::channel(64);
@@ -134,6 +138,7 @@ pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<()
         }
         None => None,
     };
+    let started_with = StartedWith::of(settings);
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
     let mut daemon = Daemon {
         config_path: config_path.clone(),
@@ -151,6 +156,8 @@ pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<()
         abort: CancellationToken::new(),
         events,
         started: Utc::now(),
+        api_tokens: api.as_ref().map(|api| api.tokens.clone()),
+        started_with,
         pending: Vec::new(),
         disabled: Default::default(),
         deferred: Vec::new(),
@@ -199,7 +206,7 @@ pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<()
     pruning.abort();
     daemon.stop().await;
     if let Some(api) = api {
-        api.abort();
+        api.task.abort();
     }
     Ok(())
 }
@@ -305,12 +312,14 @@ impl Daemon {
             };
             self.runner = Arc::new(Runner::new(after.max_workers, pool).with_events(self.events.clone()));
         }
-        if before.state != after.state {
-            tracing::warn!("the `state` setting changed; the daemon keeps its store until it is restarted");
+        match self.api_tokens.as_ref().map(|tokens| tokens.replace(&after.tokens)) {
+            Some(Ok(true)) => {
+                tracing::info!(tokens = after.tokens.len(), "API tokens replaced; they apply from now on")
+            }
+            Some(Err(err)) => tracing::error!("{err}; the previous API tokens stay in force"),
+            Some(Ok(false)) | None => {}
         }
-        if before.listen != after.listen || before.tokens != after.tokens || before.tls != after.tls {
-            tracing::warn!("API settings (listen, tokens, tls) changed; they take effect when the daemon restarts");
-        }
+        self.started_with.log_reload(before, after);
         self.watch_files();
         if changes.is_empty() {
             tracing::info!(reason, "reloaded; nothing changed");
@@ -620,6 +629,7 @@ impl Daemon {
             next,
             config_errors: self.config_errors(),
             ssh_masters: self.runner.pool().open_masters(),
+            restart_pending: self.started_with.pending(&self.snapshot.config.settings),
         }
     }
 

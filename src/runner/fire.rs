@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio::sync::{Semaphore, broadcast, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use super::events::EventLog;
 use super::gate::Gate;
 use super::node_result::NodeResult;
 use super::record::Recorder;
@@ -79,7 +80,7 @@ impl FireReport {
 pub struct Runner {
     workers: Arc<Semaphore>,
     pool: Arc<Pool>,
-    events: Option<broadcast::Sender<Event>>,
+    events: Option<EventLog>,
 }
 
 /// Time a cancelled script gets to notice before its result is given up on.
@@ -91,15 +92,14 @@ impl Runner {
     }
 
     /// Publishes fire, output and result events on `events` (for the API).
-    pub fn with_events(mut self, events: broadcast::Sender<Event>) -> Runner {
+    pub fn with_events(mut self, events: EventLog) -> Runner {
         self.events = Some(events);
         self
     }
 
     fn publish(&self, event: Event) {
         if let Some(events) = &self.events {
-            // No subscriber is not an error.
-            let _ = events.send(event);
+            events.publish(event);
         }
     }
 
@@ -224,7 +224,7 @@ struct NodeTask {
     fire_timed_out: Arc<std::sync::atomic::AtomicBool>,
     results: mpsc::UnboundedSender<NodeResult>,
     /// Where live output goes, with the fire's number.
-    events: Option<(broadcast::Sender<Event>, Option<i64>)>,
+    events: Option<(EventLog, Option<i64>)>,
     /// When the first attempt may start; retries start when they are due.
     gate: Gate,
 }
@@ -295,7 +295,7 @@ impl NodeTask {
                     Box::new(move |text| {
                         let event =
                             Event::Output { fire, job: job.clone(), node: node.clone(), text: text.to_string() };
-                        let _ = events.send(event);
+                        events.publish(event);
                     }),
                 )
             }

@@ -14,7 +14,7 @@ const ADMIN: &str = "admin-token-0123456789abcdef";
 const READER: &str = "read-token-0123456789abcdef";
 
 /// One HTTP request; returns the status and the JSON body.
-fn http(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+pub(crate) fn http(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
