@@ -81,8 +81,8 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
             (None, Some(private), control)
         }
     };
-    let pool = Pool::new(ssh.clone(), config.settings.output_limit, control);
-    let runner = Runner::new(config.settings.max_workers, Arc::new(pool));
+    let pool = Arc::new(Pool::new(ssh.clone(), config.settings.output_limit, control));
+    let runner = Runner::new(config.settings.max_workers, Arc::clone(&pool));
     let mut fire = Fire::new(&job.name, Utc::now(), Trigger::Manual);
     let recorder = Recorder::begin(store.as_ref(), &job, &mut fire, &names).expect("manual fires are never duplicates");
     let width = names.iter().map(String::len).max().unwrap_or(4);
@@ -101,6 +101,7 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         report.results.len() - failed,
         report.duration.as_secs_f64()
     );
+    pool.close();
     Ok(if failed > 0 { Outcome::Failure } else { Outcome::Success })
 }
 

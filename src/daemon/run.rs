@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -72,8 +72,18 @@ struct JobState {
     queued: VecDeque<Fire>,
 }
 
+/// A reload whose configuration is being read.
+struct Reloading {
+    reason: &'static str,
+    replies: Vec<oneshot::Sender<ReloadView>>,
+    /// Asked for meanwhile: runs next, as files may have changed since this one began.
+    next: Option<(&'static str, Vec<oneshot::Sender<ReloadView>>)>,
+}
+
 struct Daemon {
     config_path: PathBuf,
+    reloading: Option<Reloading>,
+    load_done: mpsc::UnboundedSender<(Snapshot, Vec<Diagnostic>)>,
     snapshot: Arc<Snapshot>,
     /// Errors of the last reload that failed (cleared by one that succeeds).
     reload_errors: Vec<Diagnostic>,
@@ -130,6 +140,7 @@ pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<()
     let events = EventLog::new();
     let runner = Arc::new(Runner::new(settings.max_workers, Arc::new(pool)).with_events(events.clone()));
     let (changes, mut changed) = mpsc::unbounded_channel();
+    let (load_done, mut loaded) = mpsc::unbounded_channel();
     let (commands, mut requests) = mpsc::channel(64);
     let handle = DaemonHandle::new(commands, Arc::clone(&store), events.clone());
     let api = match &settings.listen {
@@ -142,6 +153,8 @@ pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<()
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
     let mut daemon = Daemon {
         config_path: config_path.clone(),
+        reloading: None,
+        load_done,
         snapshot: Arc::new(snapshot),
         reload_errors: Vec::new(),
         watch: None,
@@ -195,11 +208,10 @@ pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<()
             Some(()) = changed.recv() => reload_at = Some(tokio::time::Instant::now() + DEBOUNCE),
             _ = tokio::time::sleep_until(debounce), if reload_at.is_some() => {
                 reload_at = None;
-                daemon.reload("files changed");
+                daemon.reload("files changed", None);
             }
-            Some(()) = hangup.recv() => {
-                daemon.reload("SIGHUP");
-            }
+            Some(()) = hangup.recv() => daemon.reload("SIGHUP", None),
+            Some(loaded) = loaded.recv() => daemon.loaded(loaded),
         }
     }
 
@@ -257,10 +269,40 @@ impl Daemon {
         }
     }
 
-    /// Loads the configuration anew and swaps it in whole, or keeps the current one
-    /// if the new one has errors.
-    fn reload(&mut self, reason: &str) -> ReloadView {
-        let (snapshot, diagnostics) = Snapshot::load(&self.config_path);
+    /// Loads the configuration anew on a blocking thread (reading files can be slow:
+    /// firing and the API go on meanwhile); `loaded` swaps it in. A reload asked
+    /// for while one is loading runs once that one is done, for every asker.
+    fn reload(&mut self, reason: &'static str, reply: Option<oneshot::Sender<ReloadView>>) {
+        if let Some(reloading) = &mut self.reloading {
+            reloading.next.get_or_insert_with(|| (reason, Vec::new())).1.extend(reply);
+            return;
+        }
+        tracing::info!(reason, "reloading");
+        self.reloading = Some(Reloading { reason, replies: reply.into_iter().collect(), next: None });
+        let (path, done) = (self.config_path.clone(), self.load_done.clone());
+        tokio::task::spawn_blocking(move || {
+            let _ = done.send(Snapshot::load(&path));
+        });
+    }
+
+    /// A reload's configuration has been read: swap it in and answer whoever asked.
+    fn loaded(&mut self, (snapshot, diagnostics): (Snapshot, Vec<Diagnostic>)) {
+        let Some(reloading) = self.reloading.take() else { return };
+        let view = self.swap(reloading.reason, snapshot, diagnostics);
+        for reply in reloading.replies {
+            let _ = reply.send(view.clone());
+        }
+        if let Some((reason, replies)) = reloading.next {
+            self.reload(reason, None);
+            if let Some(current) = &mut self.reloading {
+                current.replies.extend(replies);
+            }
+        }
+    }
+
+    /// Swaps a newly loaded configuration in whole, or keeps the current one if the
+    /// new one has errors.
+    fn swap(&mut self, reason: &str, snapshot: Snapshot, diagnostics: Vec<Diagnostic>) -> ReloadView {
         if diagnostics.iter().any(Diagnostic::is_error) {
             let errors: Vec<Diagnostic> = diagnostics.into_iter().filter(Diagnostic::is_error).collect();
             for error in &errors {
@@ -595,7 +637,7 @@ impl Daemon {
                 let _ = reply.send(result);
             }
             Command::Reload(reply) => {
-                let _ = reply.send(self.reload("API request"));
+                self.reload("API request", Some(reply));
             }
         }
     }
@@ -667,7 +709,7 @@ impl Daemon {
         }
         while self.fires.join_next().await.is_some() {}
         self.abort.cancel();
-        self.runner.pool().close_all();
+        self.runner.pool().close();
         tracing::info!("loom stopped");
     }
 }

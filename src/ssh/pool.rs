@@ -60,6 +60,14 @@ impl Pool {
         Ok(connection)
     }
 
+    /// Stops every master and removes the folder of their control folders if that
+    /// leaves it empty. Connections still held by running tasks close when those
+    /// tasks drop them.
+    pub fn close(&self) {
+        self.close_all();
+        let _ = std::fs::remove_dir(&self.control);
+    }
+
     /// Stops every master. Connections still held by running tasks close when
     /// those tasks drop them.
     pub fn close_all(&self) {

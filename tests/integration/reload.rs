@@ -140,3 +140,36 @@ fn only_nodes_whose_settings_changed_get_a_new_ssh_master() {
     assert_eq!(fleet.node("n01").logins(), 1, "n01's master was reopened");
     assert_eq!(fleet.node("n02").logins(), 2, "n02's master was not reopened");
 }
+
+#[test]
+fn firing_and_the_api_go_on_while_a_slow_reload_reads_its_files() {
+    let ws = Workspace::local("datafile: data.yaml\n");
+    ws.write("data.yaml", "small: 1\n");
+    ws.write("jobs/a.yaml", &every_second("tick", "loom.system.run", "\"true\""));
+    ws.write("jobs/b.yaml", "jobs:\n  other:\n    task: loom.system.run\n    args: [\"true\"]\n    targets: [local]\n");
+    let daemon = started(&ws);
+    assert!(wait_for(Duration::from_secs(10), || daemon.log().contains("fire finished")));
+    // A datafile this large takes this debug build seconds to parse, once per manifest.
+    let mut big = String::from("big: &big\n");
+    for i in 0..100_000 {
+        big.push_str(&format!("  - item{i}\n"));
+    }
+    ws.write("data.yaml", &big);
+    daemon.signal("HUP");
+    assert!(wait_for(Duration::from_secs(10), || daemon.log().contains("reloading")), "{}", daemon.log());
+    // (Not `loom status`: the CLI would read the big datafile itself first.)
+    let status = std::process::Command::new("curl")
+        .args(["-sf", "--max-time", "10", &format!("{}/api/v1/status", ws.server())])
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "the API did not answer during the reload");
+    let log = daemon.log();
+    assert!(!log.contains("reloaded"), "the reload was too quick to show anything:\n{log}");
+    assert!(wait_for(Duration::from_secs(120), || daemon.log().contains("reloaded")), "{}", daemon.log());
+    let log = daemon.log();
+    let during = &log[log.find("reloading").unwrap()..log.find("reloaded").unwrap()];
+    let fires = during.matches("fire finished job=tick").count();
+    assert!(fires >= 1, "no fire while the reload read its files:\n{during}");
+    assert!(!log.contains("woke up late"), "a slow reload was taken for a stalled host:\n{log}");
+    assert_eq!(daemon.stop().0, Some(0));
+}
