@@ -5,8 +5,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use super::model::FireDetail;
+use super::model::{Event, FireDetail};
 use super::server::{AppState, Failure};
+use crate::runner::events::{Item, Reader};
 use crate::store::{FireFilter, FireRecord};
 
 #[derive(Debug, Deserialize)]
@@ -31,10 +32,48 @@ pub(crate) async fn list(
     Ok(Json(state.daemon.store.fires(&filter)?))
 }
 
-pub(crate) async fn get(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<FireDetail>, Failure> {
+#[derive(Debug, Deserialize)]
+pub(crate) struct GetQuery {
+    /// Answer once the fire has finished.
+    #[serde(default)]
+    wait: bool,
+}
+
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Query(query): Query<GetQuery>,
+) -> Result<Json<FireDetail>, Failure> {
+    if query.wait {
+        finished(&state, state.daemon.events.reader(None), id).await?;
+    }
+    Ok(Json(detail(&state, id)?))
+}
+
+/// Waits until fire `id` is recorded as finished (or is not in the store at all).
+/// `events` must have been opened before the fire could finish, so its end is
+/// not missed; the store is asked again after every batch of events, so a reader
+/// that lagged behind loses nothing.
+pub(crate) async fn finished(state: &AppState, mut events: Reader, id: i64) -> Result<(), Failure> {
+    loop {
+        if state.daemon.store.fire(id)?.is_none_or(|f| f.finished.is_some()) {
+            return Ok(());
+        }
+        let items = events.next().await;
+        let ended = items.iter().any(|item| {
+            matches!(item, Item::Event(_, event) if matches!(**event, Event::FireFinished { fire: Some(fire), .. } if fire == id))
+        });
+        if ended {
+            return Ok(());
+        }
+    }
+}
+
+/// One fire with its node results, as the API shows it.
+pub(crate) fn detail(state: &AppState, id: i64) -> Result<FireDetail, Failure> {
     let fire = state.daemon.store.fire(id)?.ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no fire {id}")))?;
     let results = state.daemon.store.node_results(id)?;
-    Ok(Json(FireDetail { fire, results }))
+    Ok(FireDetail { fire, results })
 }
 
 pub(crate) async fn cancel(

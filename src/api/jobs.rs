@@ -5,10 +5,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use super::model::{FireDetail, JobView, RunRequest};
+use super::model::{JobView, RunRequest};
 use super::server::{AppState, Failure};
-use crate::api::model::Event;
-use crate::runner::events::Item;
 
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Vec<JobView>>, Failure> {
     Ok(Json(state.daemon.jobs().await?))
@@ -37,29 +35,13 @@ pub(crate) async fn run(
 ) -> Result<(StatusCode, Json<serde_json::Value>), Failure> {
     let request = body.map(|Json(b)| b).unwrap_or_default();
     // Read from before starting, so the end of a quick fire is not missed.
-    let mut events = state.daemon.events.reader(None);
+    let events = state.daemon.events.reader(None);
     let fire = state.daemon.run(name, request.nodes).await?;
     if !query.wait {
         return Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "fire": fire }))));
     }
-    loop {
-        let items = events.next().await;
-        let finished = items.iter().any(|item| {
-            matches!(item, Item::Event(_, event) if matches!(**event, Event::FireFinished { fire: Some(id), .. } if id == fire))
-        });
-        // Lagging only loses events; the record below is complete regardless.
-        if finished || state.daemon.store.fire(fire)?.is_some_and(|f| f.finished.is_some()) {
-            break;
-        }
-    }
-    let detail = FireDetail {
-        fire: state
-            .daemon
-            .store
-            .fire(fire)?
-            .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no fire {fire}")))?,
-        results: state.daemon.store.node_results(fire)?,
-    };
+    super::fires::finished(&state, events, fire).await?;
+    let detail = super::fires::detail(&state, fire)?;
     Ok((StatusCode::OK, Json(serde_json::to_value(detail).expect("fires serialize"))))
 }
 

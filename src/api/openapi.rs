@@ -102,7 +102,7 @@ pub(crate) async fn document() -> Json<Value> {
             "/jobs/{name}/disable": { "post": operation("Disable a job (kept across restarts and reloads)", answer("job", reference("Job")), json!([name])) },
             "/fires": { "get": operation("Fires, newest first", answer("fires", json!({ "type": "array", "items": reference("FireRecord") })),
                 json!([query_param("job", "string"), query_param("node", "string"), query_param("failed", "boolean"), query_param("limit", "integer")])) },
-            "/fires/{id}": { "get": operation("One fire with its node results and output", answer("fire", reference("FireDetail")), json!([id])) },
+            "/fires/{id}": { "get": operation("One fire with its node results and output; with ?wait=true answer once it has finished", answer("fire", reference("FireDetail")), json!([id, query_param("wait", "boolean")])) },
             "/fires/{id}/cancel": { "post": operation("Cancel a running fire", answer("cancelled", json!({ "type": "object" })), json!([id])) },
             "/events": { "get": {
                 "summary": "Live events as Server-Sent Events: fire-started, output, node-finished, fire-finished, lagged",

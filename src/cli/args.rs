@@ -72,6 +72,8 @@ pub enum Outcome {
     Failure,
     /// The command could not do its work.
     Error(anyhow::Error),
+    /// Stopped by SIGINT or SIGTERM before its work was done (exit 130).
+    Interrupted,
 }
 
 impl Outcome {
@@ -79,6 +81,7 @@ impl Outcome {
         match self {
             Outcome::Success => ExitCode::SUCCESS,
             Outcome::Failure => ExitCode::from(1),
+            Outcome::Interrupted => ExitCode::from(130),
             Outcome::Error(err) => {
                 errln!("error: {err:#}");
                 ExitCode::from(1)

@@ -17,6 +17,7 @@ mod check;
 mod client;
 mod completions;
 mod history;
+mod interrupt;
 mod jobs;
 mod logs;
 mod nodes;

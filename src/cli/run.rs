@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use anyhow::bail;
 use chrono::Utc;
-use tokio_util::sync::CancellationToken;
 
 use super::args::{Cli, Outcome, load_reporting};
 use super::client::{Client, Need, connect};
@@ -88,10 +87,9 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let width = names.iter().map(String::len).max().unwrap_or(4);
     let verbose = args.verbose;
     let snapshot = Arc::new(snapshot);
+    let stop = super::interrupt::on_signal("stopping the nodes' commands and recording the fire")?;
     let report = runner
-        .run(Arc::clone(&snapshot), fire, nodes, CancellationToken::new(), &recorder, |result| {
-            print_result(result, width, verbose)
-        })
+        .run(Arc::clone(&snapshot), fire, nodes, stop.clone(), &recorder, |result| print_result(result, width, verbose))
         .await;
     let failed = report.failed();
     let id = recorder.fire_id().map(|id| format!(" (fire {id})")).unwrap_or_default();
@@ -102,12 +100,30 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         report.duration.as_secs_f64()
     );
     pool.close();
-    Ok(if failed > 0 { Outcome::Failure } else { Outcome::Success })
+    Ok(match () {
+        () if stop.is_cancelled() => Outcome::Interrupted,
+        () if failed > 0 => Outcome::Failure,
+        () => Outcome::Success,
+    })
 }
 
 async fn through_daemon(client: &Client, args: &Args) -> anyhow::Result<Outcome> {
     let request = RunRequest { nodes: args.nodes.clone() };
-    let detail: FireDetail = client.post(&format!("/jobs/{}/run?wait=true", args.job), &request).await?;
+    let started: serde_json::Value = client.post(&format!("/jobs/{}/run", args.job), &request).await?;
+    let Some(id) = started["fire"].as_i64() else {
+        bail!("the daemon at {} did not say which fire it started", client.server())
+    };
+    let (path, wait) = (format!("/fires/{id}"), [("wait", "true".to_string())]);
+    let finished = || client.get::<FireDetail>(&path, &wait);
+    let stop = super::interrupt::on_signal("cancelling the fire on the daemon")?;
+    let (detail, interrupted) = tokio::select! {
+        detail = finished() => (detail?, false),
+        _ = stop.cancelled() => {
+            errln!("cancelling fire {id} on the daemon at {}", client.server());
+            let _: serde_json::Value = client.post(&format!("/fires/{id}/cancel"), &serde_json::json!({})).await?;
+            (finished().await?, true)
+        }
+    };
     let width = detail.results.iter().map(|r| r.node.len()).max().unwrap_or(4);
     for record in &detail.results {
         let result = NodeResult {
@@ -135,7 +151,11 @@ async fn through_daemon(client: &Client, args: &Args) -> anyhow::Result<Outcome>
         fire.id,
         client.server()
     );
-    Ok(if fire.failed > 0 || fire.status != crate::store::FireStatus::Ok { Outcome::Failure } else { Outcome::Success })
+    Ok(match () {
+        () if interrupted => Outcome::Interrupted,
+        () if fire.failed > 0 || fire.status != crate::store::FireStatus::Ok => Outcome::Failure,
+        () => Outcome::Success,
+    })
 }
 
 fn print_result(result: &NodeResult, width: usize, verbose: bool) {

@@ -115,7 +115,13 @@ struct Daemon {
     deferred: Vec<(DateTime<Utc>, Fire)>,
 }
 
-pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<(), DaemonError> {
+/// Runs the daemon until `shutdown`; then no fire starts and running ones are
+/// awaited — unless `abort` is cancelled too, which cancels them.
+pub async fn run(
+    config_path: PathBuf,
+    shutdown: CancellationToken,
+    abort: CancellationToken,
+) -> Result<(), DaemonError> {
     let (snapshot, diagnostics) = Snapshot::load(&config_path);
     for warning in diagnostics.iter().filter(|d| !d.is_error()) {
         tracing::warn!("{}", warning.one_line());
@@ -166,7 +172,8 @@ pub async fn run(config_path: PathBuf, shutdown: CancellationToken) -> Result<()
         fires: JoinSet::new(),
         running: HashMap::new(),
         next_key: 0,
-        abort: CancellationToken::new(),
+        // Cancelled by the caller's `abort`, and by `stop` itself once fires are over.
+        abort: abort.child_token(),
         events,
         started: Utc::now(),
         api_tokens: api.as_ref().map(|api| api.tokens.clone()),
@@ -707,7 +714,23 @@ impl Daemon {
         if !self.fires.is_empty() {
             tracing::info!(running = self.fires.len(), "stopping: waiting for running fires to finish");
         }
-        while self.fires.join_next().await.is_some() {}
+        // Cancelled fires end within the runner's grace for scripts; past that (a
+        // script that ignores cancellation) they are left to the next start, which
+        // records them interrupted.
+        let mut deadline = None;
+        loop {
+            tokio::select! {
+                next = self.fires.join_next() => if next.is_none() { break },
+                _ = self.abort.cancelled(), if deadline.is_none() && !self.fires.is_empty() => {
+                    tracing::warn!(running = self.fires.len(), "stopping now: cancelling running fires");
+                    deadline = Some(tokio::time::Instant::now() + crate::runner::fire::GRACE + Duration::from_secs(2));
+                }
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
+                    tracing::error!(running = self.fires.len(), "fires did not end after cancelling; stopping without them");
+                    break;
+                }
+            }
+        }
         self.abort.cancel();
         self.runner.pool().close();
         tracing::info!("loom stopped");

@@ -84,7 +84,7 @@ pub struct Runner {
 }
 
 /// Time a cancelled script gets to notice before its result is given up on.
-const GRACE: Duration = Duration::from_secs(5);
+pub(crate) const GRACE: Duration = Duration::from_secs(5);
 
 impl Runner {
     pub fn new(max_workers: usize, pool: Arc<Pool>) -> Runner {

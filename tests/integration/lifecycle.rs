@@ -136,3 +136,111 @@ fn a_node_result_is_committed_before_it_is_reported() {
     let recorded: i64 = db.query_row("SELECT count(*) FROM node_results", [], |r| r.get(0)).unwrap();
     assert!(recorded as usize >= reported, "{reported} node results were reported but only {recorded} recorded");
 }
+
+fn alive(pid: &str) -> bool {
+    std::path::Path::new(&format!("/proc/{}", pid.trim())).exists()
+}
+
+/// A job whose local command records its pid and then sleeps for minutes.
+fn sleeper(ws: &Workspace, targets: &str, remote: Option<&std::path::Path>) {
+    let pid = ws.path("pid");
+    let local = format!("echo $$ > {}; exec sleep 300", pid.display());
+    let mut text = format!("jobs:\n  sleep:\n    task: site.s.sleep\n    targets: [{targets}]\n");
+    text.push('\n');
+    ws.write("jobs/a.yaml", &text);
+    let remote =
+        remote.map_or(String::new(), |p| format!("echo $$ > {}; while sleep 0.2; do echo .; done", p.display()));
+    ws.write(
+        "tasks/site/s.rhai",
+        &format!("fn sleep(ssh) {{ if ssh.local {{ ssh.run({local:?}); }} else {{ ssh.run({remote:?}); }} }}\n"),
+    );
+}
+
+fn fire_status(ws: &Workspace, id: &str) -> (String, Vec<String>) {
+    let logs = ws.loom(&["logs", id, "--json"]);
+    let detail: serde_json::Value = serde_json::from_str(&logs.stdout).expect(&logs.all());
+    let statuses = detail["results"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap().to_string());
+    (detail["fire"]["status"].as_str().unwrap().to_string(), statuses.collect())
+}
+
+#[test]
+fn ctrl_c_on_a_local_run_kills_its_commands_and_records_the_fire_interrupted() {
+    let ws = Workspace::local("listen: off\n");
+    sleeper(&ws, "local", None);
+    let mut run = std::process::Command::new(crate::harness::loom_bin())
+        .args(["-c", ws.config().to_str().unwrap(), "run", "sleep"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(ws.path("run.log")).unwrap())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(20), || !ws.read("pid").trim().is_empty()), "the command never started");
+    let pid = ws.read("pid");
+    std::process::Command::new("kill").args(["-INT", &run.id().to_string()]).status().unwrap();
+    let status = run.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{}", ws.read("run.log"));
+    assert!(ws.read("run.log").contains("interrupted: stopping the nodes' commands"), "{}", ws.read("run.log"));
+    assert!(!alive(&pid), "the command {pid} still runs");
+    assert_eq!(fire_status(&ws, "1"), ("interrupted".to_string(), vec!["interrupted".to_string()]));
+}
+
+#[test]
+fn a_second_sigterm_cancels_running_fires_and_leaves_nothing_running() {
+    let fleet = Fleet::start(1);
+    let out = fleet.shared_dir("out");
+    let nodes = format!("{}local:\n  local: true\n", fleet.nodes_yaml());
+    let ws = Workspace::new(&fleet.ssh_settings("strict"), &nodes);
+    sleeper(&ws, "local, n01", Some(&out.join("remote-pid")));
+    let daemon = ws.serve();
+    daemon.wait_started();
+    let started = std::process::Command::new("curl")
+        .args(["-sf", "-X", "POST", &format!("{}/api/v1/jobs/sleep/run", ws.server())])
+        .output()
+        .unwrap();
+    assert!(started.status.success());
+    let remote_pid = out.join("remote-pid");
+    let running = wait_for(Duration::from_secs(20), || {
+        !ws.read("pid").trim().is_empty() && std::fs::read_to_string(&remote_pid).is_ok_and(|p| !p.trim().is_empty())
+    });
+    assert!(running, "the commands never started");
+    let (pid, remote) = (ws.read("pid"), std::fs::read_to_string(&remote_pid).unwrap());
+    daemon.signal("TERM");
+    assert!(
+        wait_for(Duration::from_secs(10), || daemon.log().contains("waiting for running fires")),
+        "{}",
+        daemon.log()
+    );
+    daemon.signal("TERM");
+    let (code, log) = daemon.wait();
+    assert_eq!(code, Some(130), "{log}");
+    assert!(log.contains("cancelling running fires"), "{log}");
+    assert!(!alive(&pid), "the local command {pid} still runs");
+    assert_eq!(fleet.ssh_processes(), 0, "masters left running");
+    // The remote command loses its channel and ends at its next write.
+    assert!(wait_for(Duration::from_secs(10), || !alive(&remote)), "the remote command {remote} still runs");
+    let (fire, nodes) = fire_status(&ws, "1");
+    assert_eq!((fire.as_str(), nodes), ("interrupted", vec!["interrupted".to_string(), "interrupted".to_string()]));
+}
+
+#[test]
+fn ctrl_c_on_a_run_through_the_daemon_cancels_that_fire() {
+    let ws = Workspace::local("");
+    sleeper(&ws, "local", None);
+    let daemon = ws.serve();
+    daemon.wait_started();
+    let mut run = std::process::Command::new(crate::harness::loom_bin())
+        .args(["-c", ws.config().to_str().unwrap(), "run", "sleep"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(ws.path("run.log")).unwrap())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(20), || !ws.read("pid").trim().is_empty()), "the command never started");
+    let pid = ws.read("pid");
+    std::process::Command::new("kill").args(["-INT", &run.id().to_string()]).status().unwrap();
+    let status = run.wait().unwrap();
+    let said = ws.read("run.log");
+    assert_eq!(status.code(), Some(130), "{said}");
+    assert!(said.contains("cancelling fire 1 on the daemon"), "{said}");
+    assert!(!alive(&pid), "the command {pid} still runs");
+    assert_eq!(fire_status(&ws, "1"), ("interrupted".to_string(), vec!["interrupted".to_string()]));
+    assert_eq!(daemon.stop().0, Some(0));
+}
