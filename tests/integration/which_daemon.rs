@@ -52,8 +52,27 @@ fn a_daemon_serving_another_configuration_is_an_error_and_is_left_alone() {
     assert_eq!(status["config"].as_str(), a_path.to_str());
     a.loom(&["run", "tick"]).assert_code(0);
     assert!(a.path("ticked").exists());
+    // The same file by another name (a symlink) is the same configuration.
+    let link = b.path("a-link.yaml");
+    std::os::unix::fs::symlink(a.config(), &link).unwrap();
+    crate::harness::loom(&["-c", link.to_str().unwrap(), "status"]).assert_code(0);
     // With an explicit --server the user named the daemon: no comparison of paths.
     b.loom(&["--server", &a.server(), "status"]).assert_code(0);
+    drop(daemon);
+}
+
+#[test]
+fn a_daemon_that_refuses_the_token_cannot_be_taken_for_ours() {
+    let a = with_tick("tokens:\n  - {token: admin-token-0123456789abcdef, role: admin}\n");
+    let daemon = a.serve();
+    daemon.wait_started();
+    let address = a.server().trim_start_matches("http://").to_string();
+    let b = with_tick(&format!("listen: {address}\n"));
+    let run = b.loom(&["run", "tick"]);
+    run.assert_code(1);
+    assert!(run.stderr.contains(&format!("the daemon at {} refused the token", a.server())), "{}", run.all());
+    assert!(run.stderr.contains("cannot tell whether it serves"), "{}", run.stderr);
+    assert!(!b.path("ticked").exists(), "B's tick ran locally");
     drop(daemon);
 }
 
