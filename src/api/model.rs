@@ -77,6 +77,8 @@ pub struct NextFire {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusView {
     pub version: String,
+    /// The configuration file the daemon serves, absolute and canonical (on the
+    /// daemon's host); the CLI uses a daemon it found only when this is its own file.
     pub config: String,
     pub started: DateTime<Utc>,
     pub uptime_seconds: f64,

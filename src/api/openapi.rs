@@ -67,7 +67,9 @@ pub(crate) async fn document() -> Json<Value> {
     let status = json!({
         "type": "object",
         "properties": {
-            "version": string, "config": string, "started": time, "uptime_seconds": { "type": "number" },
+            "version": string,
+            "config": { "type": "string", "description": "the configuration file this daemon serves, absolute and canonical on its host; the CLI uses a daemon found at its configuration's listen address only when this is that configuration" },
+            "started": time, "uptime_seconds": { "type": "number" },
             "jobs": { "type": "integer" }, "nodes": { "type": "integer" },
             "running": { "type": "array", "items": { "type": "object" } },
             "next": { "type": "array", "items": { "type": "object", "properties": { "job": string, "at": time } } },

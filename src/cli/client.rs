@@ -1,10 +1,14 @@
 //! The CLI as a client of a running daemon, here or remote.
 //!
 //! `--server URL` (or `$LOOM_SERVER`) names a daemon explicitly, and commands then
-//! go to it. Without it, commands that gain from a daemon (run, status, tail,
-//! reload, enable, disable) look for one at the configuration's `listen` address
-//! and use it when it answers; the token then defaults to the configuration's own.
+//! go to it, whatever configuration it serves. Without it, commands that gain from a
+//! daemon (run, status, tail, reload, enable, disable) look for one at the
+//! configuration's `listen` address and use it when it answers and serves this very
+//! configuration file; the token then defaults to the configuration's own. A daemon
+//! of another configuration there is an error, never a reason to act locally: that
+//! would hide two configurations sharing one address.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -14,8 +18,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::args::Cli;
-use crate::api::model::{ErrorBody, Event, Lagged};
-use crate::config::Role;
+use crate::api::model::{ErrorBody, Event, Lagged, StatusView};
+use crate::config::{FindError, Role};
 
 pub(crate) struct Client {
     base: String,
@@ -77,18 +81,23 @@ impl Client {
         self.send(self.request(reqwest::Method::POST, path).json(body)).await
     }
 
-    /// Whether a Loom daemon answers there (a refusal of our token still counts:
-    /// the command then says why; a 404 from something else does not).
-    async fn answers(&self) -> bool {
+    /// Who answers there: a Loom daemon (and which configuration it serves), one
+    /// that refuses our token, or nothing (a 404 from something else counts as nothing).
+    async fn probe(&self) -> Probe {
         let probe = self.request(reqwest::Method::GET, "/status").timeout(Duration::from_millis(800)).send();
-        match probe.await {
-            Ok(response) => {
-                let status = response.status();
-                status.is_success()
-                    || status == reqwest::StatusCode::UNAUTHORIZED
-                    || status == reqwest::StatusCode::FORBIDDEN
-            }
-            Err(_) => false,
+        let Ok(response) = probe.await else { return Probe::Nothing };
+        let status = response.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            let body = response.text().await.unwrap_or_default();
+            let message = serde_json::from_str::<ErrorBody>(&body).map(|e| e.error).unwrap_or(body);
+            return Probe::Refused(format!("{}: {message}", status.as_u16()));
+        }
+        if !status.is_success() {
+            return Probe::Nothing;
+        }
+        match response.json::<StatusView>().await {
+            Ok(view) => Probe::Serves(view.config),
+            Err(_) => Probe::Unreadable,
         }
     }
 
@@ -189,6 +198,16 @@ pub(crate) enum Streamed {
     Reconnecting(String),
 }
 
+enum Probe {
+    Nothing,
+    /// A Loom daemon serving this configuration file (as its host names it).
+    Serves(String),
+    /// Something answered `/status` with text that is not Loom's.
+    Unreadable,
+    /// The daemon refused our token (status code and reason).
+    Refused(String),
+}
+
 enum Opening {
     /// The daemon said no (a token, a wrong address): trying again will not help.
     Refused(anyhow::Error),
@@ -200,36 +219,62 @@ enum Opening {
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 
-/// The daemon to talk to: the explicit one, or the configured one if it answers.
+/// The daemon to talk to: the explicit one, or the configured one if it answers and
+/// serves this configuration.
 pub(crate) async fn connect(cli: &Cli, need: Need) -> anyhow::Result<Option<Client>> {
     let token = explicit_token(cli)?;
+    let path = match crate::config::find(cli.config.as_deref()) {
+        Ok(path) => Some(path),
+        // Nothing named and nothing found: no address to look at.
+        Err(FindError::NotFound(_)) => None,
+        Err(err @ FindError::Missing(_)) => return Err(err.into()),
+    };
+    // The user named the daemon: no comparison of paths, which are the remote host's.
     if let Some(server) = &cli.server {
         return Ok(Some(Client::new(server, token)?));
     }
-    let found = match cli.config_path() {
-        Ok(path) => {
-            let (config, _) = crate::config::load(&path);
-            let listen = config.settings.listen.clone();
-            let token = token.or_else(|| {
-                let tokens = &config.settings.tokens;
-                let admin = tokens.iter().find(|t| t.role == Role::Admin).or(tokens.first());
-                admin.map(|t| t.secret.clone())
-            });
-            match listen {
-                Some(address) => {
-                    let scheme = if config.settings.tls.is_some() { "https" } else { "http" };
-                    let client = Client::new(&format!("{scheme}://{address}"), token)?;
-                    client.answers().await.then_some(client)
-                }
-                None => None,
-            }
-        }
-        Err(_) => None,
+    let found = match path {
+        Some(path) => configured(&path, token).await?,
+        None => None,
     };
     if found.is_none() && need == Need::Required {
         bail!("no daemon is reachable; start `loom serve`, or name one with --server URL (or $LOOM_SERVER)");
     }
     Ok(found)
+}
+
+/// The daemon at the `listen` address of the configuration at `path`, if one answers;
+/// an error if it serves another configuration or cannot be asked which.
+async fn configured(path: &Path, token: Option<String>) -> anyhow::Result<Option<Client>> {
+    let (config, _) = crate::config::load(path);
+    let Some(address) = config.settings.listen.clone() else { return Ok(None) };
+    let token = token.or_else(|| {
+        let tokens = &config.settings.tokens;
+        let admin = tokens.iter().find(|t| t.role == Role::Admin).or(tokens.first());
+        admin.map(|t| t.secret.clone())
+    });
+    let scheme = if config.settings.tls.is_some() { "https" } else { "http" };
+    let client = Client::new(&format!("{scheme}://{address}"), token)?;
+    let ours = std::fs::canonicalize(path).with_context(|| format!("failed to resolve the path {}", path.display()))?;
+    let advice = "give this configuration its own `listen` address, or stop that daemon";
+    match client.probe().await {
+        Probe::Nothing => Ok(None),
+        Probe::Serves(theirs) if Path::new(&theirs) == ours => Ok(Some(client)),
+        Probe::Serves(theirs) => {
+            bail!("the daemon at {} serves {theirs}, not {}; {advice}", client.server(), ours.display())
+        }
+        Probe::Unreadable => bail!(
+            "something at {} (the `listen` address of {}) answers, but not as a Loom daemon; {advice}",
+            client.server(),
+            ours.display()
+        ),
+        Probe::Refused(reason) => bail!(
+            "the daemon at {} refused the token ({reason}), so Loom cannot tell whether it serves {}; \
+             give its token with --token, or give this configuration its own `listen` address",
+            client.server(),
+            ours.display()
+        ),
+    }
 }
 
 fn explicit_token(cli: &Cli) -> anyhow::Result<Option<String>> {

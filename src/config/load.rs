@@ -33,13 +33,18 @@ pub struct Config {
 pub enum FindError {
     #[error("no configuration file found; looked for {}", .0.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
     NotFound(Vec<PathBuf>),
+    /// The file named with `-c` or `$LOOM_CONFIG` is not there: an error, never a
+    /// fall-back to defaults (such as the store `~/.loom/state.db`).
+    #[error("the configuration file {} (named with -c/--config or $LOOM_CONFIG) {}", .0.display(), if .0.exists() { "is not a regular file" } else { "does not exist" })]
+    Missing(PathBuf),
 }
 
 /// The main file: `explicit` (from `-c` or `$LOOM_CONFIG`), else the first that exists
 /// of `./loom.yaml`, `~/.loom.yaml`, `~/.loom/loom.yaml`, `/etc/loom/loom.yaml`.
+/// An explicit path must name a file.
 pub fn find(explicit: Option<&Path>) -> Result<PathBuf, FindError> {
     if let Some(path) = explicit {
-        return Ok(path.to_path_buf());
+        return if path.is_file() { Ok(path.to_path_buf()) } else { Err(FindError::Missing(path.to_path_buf())) };
     }
     let mut candidates = vec![PathBuf::from("loom.yaml")];
     if let Some(home) = std::env::var_os("HOME").map(PathBuf::from) {

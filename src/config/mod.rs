@@ -13,7 +13,7 @@ mod yaml;
 
 pub use diagnostics::{Diagnostic, Location, Severity};
 pub use job::{Job, TaskPath};
-pub use load::{Config, find, load};
+pub use load::{Config, FindError, find, load};
 pub use node::{Node, Password};
 pub(crate) use read::read_text;
 pub use settings::{ApiToken, Role, Settings};

@@ -84,6 +84,10 @@ struct Daemon {
     config_path: PathBuf,
     reloading: Option<Reloading>,
     load_done: mpsc::UnboundedSender<(Snapshot, Vec<Diagnostic>)>,
+    /// The configuration file as `GET /status` reports it: absolute and canonical,
+    /// taken once at start (an editor's save may briefly remove the file), so that a
+    /// CLI can tell whether this daemon serves its configuration.
+    config_identity: PathBuf,
     snapshot: Arc<Snapshot>,
     /// Errors of the last reload that failed (cleared by one that succeeds).
     reload_errors: Vec<Diagnostic>,
@@ -158,6 +162,7 @@ pub async fn run(
     let started_with = StartedWith::of(settings);
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
     let mut daemon = Daemon {
+        config_identity: std::fs::canonicalize(&config_path).unwrap_or_else(|_| config_path.clone()),
         config_path: config_path.clone(),
         reloading: None,
         load_done,
@@ -669,7 +674,7 @@ impl Daemon {
         next.truncate(20);
         StatusView {
             version: env!("CARGO_PKG_VERSION").to_string(),
-            config: self.config_path.display().to_string(),
+            config: self.config_identity.display().to_string(),
             started: self.started,
             uptime_seconds: (now - self.started).num_milliseconds() as f64 / 1000.0,
             jobs: self.snapshot.config.jobs.len(),

@@ -63,7 +63,8 @@ fn a_restarted_daemon_stops_the_masters_a_killed_one_left() {
 
 fn masters(ws: &Workspace) -> u64 {
     let status = ws.loom(&["status", "--json"]);
-    let status: serde_json::Value = serde_json::from_str(&status.stdout).expect(&status.all());
+    let status: serde_json::Value =
+        serde_json::from_str(&status.stdout).unwrap_or_else(|err| panic!("{err}: {}", status.all()));
     status["ssh_masters"].as_u64().unwrap()
 }
 

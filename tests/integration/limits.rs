@@ -51,7 +51,8 @@ fn stored_error_text_honours_output_limit() {
     ws.write("jobs/a.yaml", "jobs:\n  loud:\n    task: site.loud.fail\n    targets: [local]\n");
     ws.loom(&["run", "loud"]).assert_code(1);
     let logs = ws.loom(&["logs", "1", "--json"]);
-    let detail: serde_json::Value = serde_json::from_str(&logs.stdout).expect(&logs.all());
+    let detail: serde_json::Value =
+        serde_json::from_str(&logs.stdout).unwrap_or_else(|err| panic!("{err}: {}", logs.all()));
     let error = detail["results"][0]["error"].as_str().unwrap();
     assert!(error.len() < 2100, "{} bytes of error stored", error.len());
     assert!(error.ends_with("[cut: output_limit reached]"), "{error}");

@@ -18,3 +18,4 @@ mod serve;
 mod ssh;
 mod stdlib;
 mod tokens;
+mod which_daemon;
