@@ -29,7 +29,7 @@ pub(crate) struct EventQuery {
     job: Option<String>,
 }
 
-#[utoipa::path(get, path = "/events", tag = "events",
+#[utoipa::path(get, path = "/events", operation_id = "streamEvents", tag = "events",
     summary = "Live events as Server-Sent Events: fire-started, output, node-finished, fire-finished, lagged",
     description = "Each event's `event:` is its type and its `data:` the JSON of an Event (with the same `type`); each carries its number as `id:`, increasing (also across daemon restarts). The daemon keeps its last 10,000 events (at most 32 MiB of output text). With `Last-Event-ID: N` the stream first sends every kept event after N (filtered by `job`), then live ones; a number the daemon never gave counts as older than all its events. Events the client should have had but that are no longer kept are replaced by one `lagged` event (no `id:`) whose data is a Lagged, and the stream goes on.",
     params(EventQuery, ("Last-Event-ID" = Option<u64>, Header, description = "resume after this event number")),
@@ -63,7 +63,7 @@ fn sse(item: Item, job: Option<&str>) -> Option<SseEvent> {
             Some(SseEvent::default().id(id.to_string()).event(event.kind()).data(data))
         }
         Item::Lagged(missed) => {
-            let data = serde_json::to_string(&Lagged { missed }).ok()?;
+            let data = serde_json::to_string(&Lagged::new(missed)).ok()?;
             Some(SseEvent::default().event("lagged").data(data))
         }
     }

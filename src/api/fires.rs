@@ -26,7 +26,7 @@ pub(crate) struct ListQuery {
     limit: Option<usize>,
 }
 
-#[utoipa::path(get, path = "/fires", tag = "fires", summary = "Fires, newest first", params(ListQuery),
+#[utoipa::path(get, path = "/fires", operation_id = "listFires", tag = "fires", summary = "Fires, newest first", params(ListQuery),
     responses((status = 200, description = "fires", body = Vec<FireRecord>),
               (status = 400, description = "a query value that does not parse", body = ErrorBody)))]
 pub(crate) async fn list(
@@ -50,7 +50,7 @@ pub(crate) struct GetQuery {
     wait: bool,
 }
 
-#[utoipa::path(get, path = "/fires/{id}", tag = "fires",
+#[utoipa::path(get, path = "/fires/{id}", operation_id = "getFire", tag = "fires",
     summary = "One fire with its node results and output; with ?wait=true answer once it has finished",
     params(("id" = i64, Path, description = "the fire's number"), GetQuery),
     responses((status = 200, description = "fire", body = FireDetail),
@@ -93,7 +93,7 @@ pub(crate) fn detail(state: &AppState, id: i64) -> Result<FireDetail, Failure> {
     Ok(FireDetail { fire, results })
 }
 
-#[utoipa::path(post, path = "/fires/{id}/cancel", tag = "fires",
+#[utoipa::path(post, path = "/fires/{id}/cancel", operation_id = "cancelFire", tag = "fires",
     summary = "Cancel a running fire: its nodes' commands are stopped and it is recorded `interrupted`",
     params(("id" = i64, Path, description = "the fire's number")),
     responses((status = 200, description = "cancelled", body = Cancelled),

@@ -11,14 +11,14 @@ use super::model::{ErrorBody, FireDetail, JobView, RunRequest, StartedFire};
 use super::rejection::{Body, Path, Query};
 use super::server::{AppState, Failure};
 
-#[utoipa::path(get, path = "/jobs", tag = "jobs",
+#[utoipa::path(get, path = "/jobs", operation_id = "listJobs", tag = "jobs",
     summary = "Jobs with schedule, next fire, last result, enabled",
     responses((status = 200, description = "jobs", body = Vec<JobView>)))]
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Vec<JobView>>, Failure> {
     Ok(Json(state.daemon.jobs().await?))
 }
 
-#[utoipa::path(get, path = "/jobs/{name}", tag = "jobs", summary = "One job",
+#[utoipa::path(get, path = "/jobs/{name}", operation_id = "getJob", tag = "jobs", summary = "One job",
     params(("name" = String, Path, description = "the job's name")),
     responses((status = 200, description = "job", body = JobView),
               (status = 404, description = "no such job", body = ErrorBody)))]
@@ -41,7 +41,7 @@ pub(crate) struct RunQuery {
     wait: bool,
 }
 
-#[utoipa::path(post, path = "/jobs/{name}/run", tag = "jobs",
+#[utoipa::path(post, path = "/jobs/{name}/run", operation_id = "runJob", tag = "jobs",
     summary = "Run a job now; with ?wait=true answer with every node's result when it has finished",
     params(("name" = String, Path, description = "the job's name"), RunQuery),
     request_body(content = Option<RunRequest>, description = "optional: run only on these nodes"),
@@ -69,7 +69,7 @@ pub(crate) async fn run(
     Ok(Json(detail).into_response())
 }
 
-#[utoipa::path(post, path = "/jobs/{name}/enable", tag = "jobs",
+#[utoipa::path(post, path = "/jobs/{name}/enable", operation_id = "enableJob", tag = "jobs",
     summary = "Enable a job (kept across restarts and reloads)",
     params(("name" = String, Path, description = "the job's name")),
     responses((status = 200, description = "the job", body = JobView),
@@ -78,7 +78,7 @@ pub(crate) async fn enable(State(state): State<AppState>, Path(name): Path<Strin
     set(state, name, true).await
 }
 
-#[utoipa::path(post, path = "/jobs/{name}/disable", tag = "jobs",
+#[utoipa::path(post, path = "/jobs/{name}/disable", operation_id = "disableJob", tag = "jobs",
     summary = "Disable a job (kept across restarts and reloads)",
     params(("name" = String, Path, description = "the job's name")),
     responses((status = 200, description = "the job", body = JobView),

@@ -13,7 +13,7 @@ pub struct JobView {
     pub name: String,
     pub task: String,
     pub description: Option<String>,
-    /// `None` for jobs that run only on demand.
+    /// Null for jobs that run only on demand.
     pub schedule: Option<String>,
     pub timezone: Option<String>,
     pub next: Option<DateTime<Utc>>,
@@ -190,10 +190,25 @@ impl Event {
 /// Sent on the event stream (`event: lagged`, no `id:`) in place of events the
 /// reader should have had but the daemon no longer keeps; the stream goes on after it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "type", rename = "lagged")]
 pub struct Lagged {
+    /// Always `lagged`, as an Event's `type` names its kind.
+    #[serde(rename = "type")]
+    pub kind: LaggedKind,
     /// How many events (of any job) were missed.
     pub missed: u64,
+}
+
+impl Lagged {
+    pub fn new(missed: u64) -> Lagged {
+        Lagged { kind: LaggedKind::Lagged, missed }
+    }
+}
+
+/// The `type` of a [`Lagged`] (a field of its own, so the document shows it).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum LaggedKind {
+    Lagged,
 }
 
 /// Every error answer of the API, whatever its status.
