@@ -49,6 +49,7 @@ pub(crate) struct RunQuery {
               (status = 202, description = "the fire started", body = StartedFire),
               (status = 400, description = "a malformed body or query, or a node the job does not target", body = ErrorBody),
               (status = 404, description = "no such job", body = ErrorBody),
+              (status = 413, description = "a body larger than 2 MiB", body = ErrorBody),
               (status = 415, description = "a body that is not application/json", body = ErrorBody),
               (status = 422, description = "a body of the wrong shape", body = ErrorBody)))]
 pub(crate) async fn run(

@@ -222,6 +222,7 @@ fn every_endpoint_answers_as_the_served_document_says() {
     assert_eq!(status, 200, "{body}");
 
     // Errors: unknown names and ids, malformed paths, queries and bodies.
+    let huge = format!(r#"{{"nodes": ["{}"]}}"#, "x".repeat(3 << 20));
     for (method, path, template, body, expected) in [
         ("GET", "/jobs/nope", "/jobs/{name}", None, 404),
         ("POST", "/jobs/nope/run", "/jobs/{name}/run", None, 404),
@@ -229,6 +230,7 @@ fn every_endpoint_answers_as_the_served_document_says() {
         ("POST", "/jobs/hello/run", "/jobs/{name}/run", json_body("{"), 400),
         ("POST", "/jobs/hello/run", "/jobs/{name}/run", json_body(r#"{"nodes": 5}"#), 422),
         ("POST", "/jobs/hello/run", "/jobs/{name}/run", Some(("text/plain", "hi")), 415),
+        ("POST", "/jobs/hello/run", "/jobs/{name}/run", json_body(&huge), 413),
         ("POST", "/jobs/hello/run?wait=maybe", "/jobs/{name}/run", None, 400),
         ("POST", "/jobs/nope/enable", "/jobs/{name}/enable", None, 404),
         ("POST", "/jobs/nope/disable", "/jobs/{name}/disable", None, 404),
