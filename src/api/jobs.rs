@@ -44,7 +44,7 @@ pub(crate) struct RunQuery {
 #[utoipa::path(post, path = "/jobs/{name}/run", operation_id = "runJob", tag = "jobs",
     summary = "Run a job now; with ?wait=true answer with every node's result when it has finished",
     params(("name" = String, Path, description = "the job's name"), RunQuery),
-    request_body(content = Option<RunRequest>, description = "optional: run only on these nodes"),
+    request_body(content = Option<RunRequest>, description = "optional (none, or `null`, runs on all the job's targets): run only on these nodes"),
     responses((status = 200, description = "the finished fire (?wait=true)", body = FireDetail),
               (status = 202, description = "the fire started", body = StartedFire),
               (status = 400, description = "a malformed body or query, or a node the job does not target", body = ErrorBody),
@@ -56,9 +56,9 @@ pub(crate) async fn run(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(query): Query<RunQuery>,
-    body: Body<RunRequest>,
+    body: Body<Option<RunRequest>>,
 ) -> Result<Response, Failure> {
-    let request = body.0.unwrap_or_default();
+    let request = body.0.flatten().unwrap_or_default();
     // Read from before starting, so the end of a quick fire is not missed.
     let events = state.daemon.events.reader(None);
     let fire = state.daemon.run(name, request.nodes).await?;

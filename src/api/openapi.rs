@@ -23,6 +23,8 @@ pub(crate) struct ApiDoc;
 
 /// Adds what the token check and the daemon answer on every guarded operation.
 pub(crate) fn finish(mut document: OpenApi) -> OpenApi {
+    // utoipa takes the license from Cargo.toml, which names none: say nothing.
+    document.info.license.take_if(|license| license.name.is_empty());
     let components = document.components.get_or_insert_with(Default::default);
     components
         .add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));

@@ -150,6 +150,7 @@ fn every_endpoint_answers_as_the_served_document_says() {
     assert_eq!(served.status, 200, "{}", served.text);
     let document: Value = serde_json::from_str(&served.text).unwrap();
     assert_eq!(document["openapi"], "3.1.0");
+    assert!(document["info"].get("license").is_none(), "{}", document["info"]);
     let mut ids: Vec<&str> = document["paths"]
         .as_object()
         .unwrap()
@@ -196,6 +197,7 @@ fn every_endpoint_answers_as_the_served_document_says() {
     let (status, started) = call("POST", "/jobs/hello/run", "/jobs/{name}/run", Some(ADMIN), None);
     assert_eq!(status, 202, "{started}");
     let fire = started["fire"].as_i64().unwrap();
+    assert_eq!(call("POST", "/jobs/hello/run", "/jobs/{name}/run", Some(ADMIN), json_body("null")).0, 202);
     assert_eq!(call("GET", &format!("/fires/{fire}?wait=true"), "/fires/{id}", Some(READER), None).0, 200);
     let (status, done) = call(
         "POST",
@@ -222,6 +224,7 @@ fn every_endpoint_answers_as_the_served_document_says() {
     assert_eq!(status, 200, "{body}");
 
     // Errors: unknown names and ids, malformed paths, queries and bodies.
+    let mut messages = Vec::new();
     let huge = format!(r#"{{"nodes": ["{}"]}}"#, "x".repeat(3 << 20));
     for (method, path, template, body, expected) in [
         ("GET", "/jobs/nope", "/jobs/{name}", None, 404),
@@ -247,6 +250,17 @@ fn every_endpoint_answers_as_the_served_document_says() {
         let (status, answer) = call(method, path, template, Some(token), body);
         assert_eq!(status, expected, "{method} {path}: {answer}");
         assert!(answer["error"].is_string(), "{method} {path}: {answer}");
+        messages.push(answer["error"].as_str().unwrap().to_string());
+    }
+    for said in [
+        "`abc` is not a valid id: expected a whole number",
+        "bad query: limit: invalid digit found in string",
+        "bad request body: nodes: invalid type: integer `5`, expected a sequence",
+        "the request body is not JSON",
+        "a request body must be JSON",
+        "no job named `nope`",
+    ] {
+        assert!(messages.iter().any(|m| m.contains(said)), "no {said:?} in {messages:#?}");
     }
 
     // Tokens: none or an unknown one is 401 everywhere, a read token acting is 403.
