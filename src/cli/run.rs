@@ -163,7 +163,11 @@ async fn through_daemon(client: &Client, args: &Args) -> anyhow::Result<Outcome>
         detail = finished() => (detail?, false),
         _ = stop.cancelled() => {
             errln!("cancelling fire {id} on the daemon at {}", client.server());
-            let _: serde_json::Value = client.post(&format!("/fires/{id}/cancel"), &serde_json::json!({})).await?;
+            // It may have finished meanwhile: its record says how it ended.
+            let cancel = format!("/fires/{id}/cancel");
+            if let Err(err) = client.post::<serde_json::Value>(&cancel, &serde_json::json!({})).await {
+                errln!("{err:#}");
+            }
             (finished().await?, true)
         }
     };
