@@ -1,10 +1,10 @@
 //! Extractors that answer a bad request the way every other error is answered:
 //! `{"error": "..."}` as JSON, with axum's status (400 for a path or query value
 //! that does not parse, 400/422 for a body that is not JSON or not of the right
-//! shape, 415 for a body that is not declared JSON).
+//! shape, 413 for one over the size limit, 415 for one not declared JSON).
 //!
 //! axum's own extractors answer such requests in `text/plain`; these wrap them and
-//! change only the body's form, never which requests are accepted.
+//! change only the answer's form and wording, never which requests are accepted.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequest, RawPathParams, Request};
