@@ -62,7 +62,11 @@ impl<'a> Fields<'a> {
         match node.value {
             Value::Bool(b) => Some(b),
             _ => {
-                self.diagnostics.push(node.expected(&format!("true or false for `{key}`")));
+                let mut d = node.expected(&format!("true or false for `{key}`"));
+                if matches!(node.as_str(), Some("yes" | "no" | "on" | "off" | "y" | "n" | "Yes" | "No" | "Y" | "N")) {
+                    d = d.help("only true and false are booleans in YAML 1.2; other words stay text");
+                }
+                self.diagnostics.push(d);
                 None
             }
         }

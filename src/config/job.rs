@@ -188,14 +188,14 @@ fn parse_job(
 
     let args = match fields.node("args") {
         None => Vec::new(),
-        Some(YamlNode { value: Value::Seq(items), .. }) => items.iter().map(YamlNode::to_json).collect(),
+        Some(YamlNode { value: Value::Seq(items), .. }) => items.iter().map(|item| item.to_json(&mut errors)).collect(),
         // A single value is one argument; the original passed it the same way.
-        Some(single) => vec![single.to_json()],
+        Some(single) => vec![single.to_json(&mut errors)],
     };
 
     let kwargs = match fields.node("kwargs") {
         None => None,
-        Some(n @ YamlNode { value: Value::Map(_), .. }) => match n.to_json() {
+        Some(n @ YamlNode { value: Value::Map(_), .. }) => match n.to_json(&mut errors) {
             serde_json::Value::Object(map) => Some(map),
             _ => None,
         },

@@ -293,6 +293,10 @@ fn parse_ssh(section: &YamlNode, base: &Path, diagnostics: &mut Vec<Diagnostic>)
     if let Some(node) = fields.node("control_persist") {
         match (&node.value, bounded_duration(node, "control_persist", MAX_CONTROL_PERSIST)) {
             (Value::Bool(true), _) => ssh.control_persist = "yes".to_string(),
+            (Value::Str(text), _) if text == "yes" => ssh.control_persist = "yes".to_string(),
+            (Value::Str(text), _) if text == "no" => {
+                diagnostics.push(node.expected("yes or a duration such as 1h for `control_persist`"))
+            }
             (_, Ok(d)) if !d.is_zero() => ssh.control_persist = format!("{}s", d.as_secs().max(1)),
             (Value::Bool(_), _) | (_, Ok(_)) => {
                 diagnostics.push(node.expected("yes or a duration such as 1h for `control_persist`"))
