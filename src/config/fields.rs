@@ -57,6 +57,25 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A path, resolved against `base` (see `resolve_path`); a list or a map is an
+    /// error at its place.
+    pub(crate) fn path(&mut self, key: &'static str, base: &Path) -> Option<PathBuf> {
+        let node = self.node(key)?;
+        match (&node.value, node.scalar_text()) {
+            (Value::Str(_) | Value::Int(_), Some(text)) if !text.is_empty() => Some(resolve_path(&text, base)),
+            _ => {
+                self.diagnostics.push(node.expected(&format!("a path for `{key}`")));
+                None
+            }
+        }
+    }
+
+    /// A path that must be given.
+    pub(crate) fn required_path(&mut self, key: &'static str, what: &str, base: &Path) -> Option<PathBuf> {
+        self.required(key, what)?;
+        self.path(key, base)
+    }
+
     pub(crate) fn boolean(&mut self, key: &'static str) -> Option<bool> {
         let node = self.node(key)?;
         match node.value {
@@ -166,14 +185,29 @@ impl<'a> Fields<'a> {
                 let mut known = self.known.clone();
                 known.sort_unstable();
                 known.dedup();
-                let d = Diagnostic::warning(format!("unknown key `{name}` in {} is ignored", self.what))
-                    .at(key.at.clone())
-                    .help(format!("known keys: {}", known.join(", ")));
+                let d =
+                    Diagnostic::warning(format!("unknown key `{name}` in {} is ignored", self.what)).at(key.at.clone());
+                let d = match nearest(&name, &known) {
+                    Some(near) => d.help(format!("did you mean `{near}`? known keys: {}", known.join(", "))),
+                    None => d.help(format!("known keys: {}", known.join(", "))),
+                };
                 self.diagnostics.push(d);
             }
         }
         self.diagnostics
     }
+}
+
+/// The known key a misspelt one most likely meant: a few edits away, relative to
+/// its length (`schedul`, `shedule` and `Schedule` all mean `schedule`).
+pub(crate) fn nearest<'k>(written: &str, known: &[&'k str]) -> Option<&'k str> {
+    let written = written.to_lowercase();
+    known
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(&written, k), *k))
+        .filter(|(distance, k)| *distance <= (k.len() / 3).max(1))
+        .min()
+        .map(|(_, k)| k)
 }
 
 /// `30s`, `5m`, `1h 30m`, `250ms`, or a bare number of seconds.
