@@ -134,12 +134,17 @@ impl fmt::Display for TaskPath {
 pub(crate) struct Parsed {
     pub(crate) name: String,
     pub(crate) at: Location,
+    /// The job, also when it has errors as long as its task path is readable
+    /// (`valid` tells), so that its task is checked too.
     pub(crate) job: Option<Job>,
+    pub(crate) valid: bool,
 }
 
 /// Context for parsing the jobs of a manifest.
 pub(crate) struct JobContext<'a> {
     pub(crate) nodes: &'a BTreeMap<String, Arc<Node>>,
+    /// False when the node manifest could not be read: targets are not checked.
+    pub(crate) nodes_known: bool,
     pub(crate) settings: &'a Settings,
     pub(crate) schedules: &'a mut Schedules,
 }
@@ -156,19 +161,19 @@ pub(crate) fn parse_entry(
         diagnostics.push(key.expected("a job name"));
         return None;
     };
-    let job = parse_job(&name, key, value, context.nodes, context.settings, context.schedules, diagnostics);
-    Some(Parsed { name, at: key.at.clone(), job })
+    let (job, valid) = parse_job(&name, key, value, context, diagnostics);
+    Some(Parsed { name, at: key.at.clone(), job, valid })
 }
 
 fn parse_job(
     name: &str,
     key: &YamlNode,
     value: &YamlNode,
-    nodes: &BTreeMap<String, Arc<Node>>,
-    settings: &Settings,
-    schedules: &mut Schedules,
+    context: &mut JobContext<'_>,
     diagnostics: &mut Vec<Diagnostic>,
-) -> Option<Job> {
+) -> (Option<Job>, bool) {
+    let (nodes, settings) = (context.nodes, context.settings);
+    let schedules = &mut *context.schedules;
     let default_zone = settings.timezone;
     let mut fields = Fields::new(value, format!("job `{name}`"));
     let mut errors = Vec::new();
@@ -239,7 +244,7 @@ fn parse_job(
             };
             for item in items {
                 match item.scalar_text() {
-                    Some(target) if nodes.contains_key(&target) => {
+                    Some(target) if nodes.contains_key(&target) || !context.nodes_known => {
                         if !targets.contains(&target) {
                             targets.push(target);
                         }
@@ -288,13 +293,13 @@ fn parse_job(
     problems.extend(errors);
     let failed = problems.iter().any(Diagnostic::is_error);
     diagnostics.extend(problems);
-    if failed {
-        return None;
-    }
-    Some(Job {
+    let (Some(task), Some(task_node)) = (task, task_node) else {
+        return (None, false);
+    };
+    let job = Job {
         name: name.to_string(),
-        task: task?,
-        task_at: task_node?.at.clone(),
+        task,
+        task_at: task_node.at.clone(),
         args,
         kwargs,
         schedule,
@@ -309,7 +314,8 @@ fn parse_job(
         retry_delay,
         jitter,
         log,
-    })
+    };
+    (Some(job), !failed)
 }
 
 fn known_nodes(nodes: &BTreeMap<String, Arc<Node>>) -> String {

@@ -269,7 +269,9 @@ fn syntax_message(err: &serde_saphyr::Error) -> String {
     let first = full.lines().next().unwrap_or("").trim();
     let first = first.strip_prefix("error:").unwrap_or(first).trim();
     // The parser says this in two ways (its own limit, and the budget's).
-    if first.contains("Depth {") || first.contains("budget breached: Depth") || first.contains("recursion limit exceeded")
+    if first.contains("Depth {")
+        || first.contains("budget breached: Depth")
+        || first.contains("recursion limit exceeded")
     {
         return format!("nested deeper than {MAX_DEPTH} levels of lists and maps");
     }
@@ -426,7 +428,9 @@ impl Node {
                         errors.push(
                             Diagnostic::error(format!("map key `{text}` appears twice once keys are read as text"))
                                 .at(key.at.clone())
-                                .help(format!("the other one is at {first}; task arguments travel as JSON, whose keys are text")),
+                                .help(format!(
+                                    "the other one is at {first}; task arguments travel as JSON, whose keys are text"
+                                )),
                         );
                         continue;
                     }
@@ -440,8 +444,7 @@ impl Node {
 }
 
 /// An integer that a task could not receive unchanged.
-const TOO_LARGE: &str =
-    "integer out of range: whole numbers go from -9223372036854775808 to 9223372036854775807; quote it to pass it as text";
+const TOO_LARGE: &str = "integer out of range: whole numbers go from -9223372036854775808 to 9223372036854775807; quote it to pass it as text";
 
 /// What serde-saphyr hands us before positions are mapped to files.
 enum Raw {

@@ -69,7 +69,9 @@ impl Catalog {
         let mut modules: HashMap<String, Option<Arc<CompiledModule>>> = HashMap::new();
         let mut diagnostics = Vec::new();
         let mut jobs = HashMap::new();
-        for job in config.jobs.values() {
+        // Rejected jobs are checked for their task too (all problems at once), never prepared.
+        let rejected = config.rejected_jobs.iter().map(|job| (job, false));
+        for (job, valid) in config.jobs.values().map(|job| (job, true)).chain(rejected) {
             let module = modules
                 .entry(job.task.module.clone())
                 .or_insert_with(|| compile(&engine, config, &job.task, &job.task_at, &mut diagnostics))
@@ -81,9 +83,10 @@ impl Catalog {
                 continue;
             };
             match prepare(job, &module) {
-                Ok(prepared) => {
+                Ok(prepared) if valid => {
                     jobs.insert(job.name.clone(), prepared);
                 }
+                Ok(_) => {}
                 Err(d) => diagnostics.push(d),
             }
         }

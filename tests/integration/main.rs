@@ -5,6 +5,7 @@ mod harness;
 
 mod api;
 mod check;
+mod check_all;
 mod config_limits;
 mod events;
 mod history;

@@ -1,0 +1,89 @@
+//! `loom check` finds everything at once (issue 13, item 5): every problem of a job,
+//! main-file types, the API's listener, TLS files and tokens as `serve` reads them,
+//! and misspelt keys with the key that was probably meant.
+
+use crate::harness::Workspace;
+
+#[test]
+fn a_job_with_a_bad_schedule_and_a_missing_task_reports_both() {
+    let ws = Workspace::local("");
+    ws.write(
+        "jobs/a.yaml",
+        "jobs:\n  a:\n    task: site.nothing.here\n    schedule: \"61 * * * *\"\n    targets: [local, nobody]\n",
+    );
+    let run = ws.loom(&["check"]);
+    run.assert_code(1);
+    let out = &run.stderr;
+    assert!(out.contains("bad cron expression `61 * * * *`"), "{out}");
+    assert!(out.contains("jobs/a.yaml:4:15"), "{out}");
+    assert!(out.contains("unknown node `nobody`"), "{out}");
+    assert!(out.contains("task `site.nothing.here` of job `a` resolves to no module"), "{out}");
+    assert!(out.contains("jobs/a.yaml:3:11"), "{out}");
+}
+
+#[test]
+fn a_misspelt_key_suggests_the_one_meant() {
+    let ws = Workspace::local("jobspth: x\n");
+    ws.write("jobs/a.yaml", "jobs:\n  a:\n    task: loom.system.run\n    args: [\"true\"]\n    schedul: \"* * * * *\"\n    targets: [local]\n");
+    let run = ws.loom(&["check"]);
+    let out = &run.stderr;
+    assert!(out.contains("warning: unknown key `schedul` in job `a` is ignored"), "{out}");
+    assert!(out.contains("jobs/a.yaml:5:5"), "{out}");
+    assert!(out.contains("did you mean `schedule`?"), "{out}");
+    assert!(out.contains("unknown key `jobspth`"), "{out}");
+    assert!(out.contains("did you mean `jobspath`?"), "{out}");
+}
+
+#[test]
+fn main_file_paths_are_type_checked_without_a_cascade() {
+    let ws = Workspace::local("");
+    let main = ws.read("loom.yaml").replace("nodesfile: nodes.yaml", "nodesfile: [x]");
+    ws.write("loom.yaml", &main);
+    ws.write("jobs/a.yaml", "jobs:\n  a:\n    task: loom.system.run\n    args: [\"true\"]\n    targets: [local]\n");
+    let run = ws.loom(&["check"]);
+    run.assert_code(1);
+    let out = &run.stderr;
+    assert!(out.contains("error: expected a path for `nodesfile`, found a list"), "{out}");
+    assert!(out.contains("loom.yaml:1:12"), "{out}");
+    assert!(!out.contains("unknown node"), "{out}");
+}
+
+#[test]
+fn listener_tls_files_and_token_files_are_checked_as_serve_reads_them() {
+    let ws = Workspace::local("listen: 0.0.0.0:8765\n");
+    let run = ws.loom(&["check"]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("refusing to serve the API on 0.0.0.0:8765"), "{}", run.stderr);
+
+    let ws = Workspace::local("tls:\n  cert: cert.pem\n  key: key.pem\ntokens:\n  - token_file: missing-token\n");
+    ws.write("cert.pem", "not a certificate\n");
+    ws.write("key.pem", "not a key\n");
+    let run = ws.loom(&["check"]);
+    run.assert_code(1);
+    let out = &run.stderr;
+    assert!(out.contains("the TLS certificate"), "{out}");
+    assert!(out.contains("holds no certificate"), "{out}");
+    assert!(out.contains("failed to read token_file"), "{out}");
+
+    // A real certificate with a key that is not its own.
+    let make = |name: &str| {
+        let made = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+            .args(["-subj", "/CN=localhost", "-keyout"])
+            .arg(ws.path(&format!("{name}.key")))
+            .arg("-out")
+            .arg(ws.path(&format!("{name}.pem")))
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    };
+    make("a");
+    make("b");
+    let main = ws.read("loom.yaml").replace("cert.pem", "a.pem").replace("key.pem", "b.key");
+    ws.write("loom.yaml", &main.replace("tokens:\n  - token_file: missing-token\n", ""));
+    let run = ws.loom(&["check"]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("do not go together"), "{}", run.stderr);
+    ws.write("loom.yaml", &ws.read("loom.yaml").replace("b.key", "a.key"));
+    ws.loom(&["check"]).assert_code(0);
+}
