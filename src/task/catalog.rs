@@ -21,10 +21,11 @@ use crate::config::{Config, Diagnostic, Job, Location, SourceFile, TaskPath};
 pub enum TaskError {
     #[error("job `{0}` is not in the current configuration")]
     UnknownJob(String),
-    #[error("task stopped after task_max_operations ({0}) script operations; is there an endless loop?")]
-    TooManyOperations(u64),
-    #[error("task stopped after running longer than task_max_time ({0})")]
-    TimeUp(String),
+    /// The limit, and where the script was (`file:line:col in fn f`).
+    #[error("task stopped after task_max_operations ({0}) script operations at {1}; is there an endless loop?")]
+    TooManyOperations(u64, String),
+    #[error("task stopped after running longer than task_max_time ({0}) at {1}")]
+    TimeUp(String, String),
     #[error("task stopped: it was cancelled")]
     Cancelled,
     #[error("{0}")]
@@ -65,7 +66,8 @@ impl Catalog {
     /// Compiles the modules the jobs use and checks every job against its function.
     pub fn build(config: &Config) -> (Catalog, Vec<Diagnostic>) {
         let settings = &config.settings;
-        let engine = engine::build(settings);
+        let mut engine = engine::build(settings);
+        let imported = engine::allow_imports(&mut engine, settings);
         let mut modules: HashMap<String, Option<Arc<CompiledModule>>> = HashMap::new();
         let mut diagnostics = Vec::new();
         let mut jobs = HashMap::new();
@@ -90,10 +92,11 @@ impl Catalog {
                 Err(d) => diagnostics.push(d),
             }
         }
-        let sources = modules
-            .iter()
-            .filter_map(|(name, module)| module.as_ref().map(|m| (name.clone(), m.text.clone())))
-            .collect();
+        engine::forbid_imports(&mut engine);
+        let mut sources: HashMap<String, String> = std::mem::take(&mut *imported.lock().expect("module texts"));
+        sources.extend(
+            modules.iter().filter_map(|(name, module)| module.as_ref().map(|m| (name.clone(), m.text.clone()))),
+        );
         let catalog = Catalog {
             engine,
             sources,
@@ -147,13 +150,27 @@ impl Catalog {
     fn explain(&self, err: &EvalAltResult, prepared: &Prepared) -> TaskError {
         let inner = err.unwrap_inner();
         match inner {
-            EvalAltResult::ErrorTooManyOperations(_) => TaskError::TooManyOperations(self.max_operations),
+            EvalAltResult::ErrorTooManyOperations(_) => {
+                TaskError::TooManyOperations(self.max_operations, stopped_at(err, prepared))
+            }
             EvalAltResult::ErrorTerminated(token, _) => match token.clone().into_string().ok().as_deref() {
-                Some(TIME_UP) => TaskError::TimeUp(humantime::format_duration(self.max_time).to_string()),
+                Some(TIME_UP) => {
+                    TaskError::TimeUp(humantime::format_duration(self.max_time).to_string(), stopped_at(err, prepared))
+                }
                 _ => TaskError::Cancelled,
             },
             _ => TaskError::Failed(describe(err, &prepared.module.source, &prepared.function)),
         }
+    }
+}
+
+/// Where a script was when a limit stopped it: `file:line:col in fn f` when Rhai
+/// kept the place, else the task's file and function.
+fn stopped_at(err: &EvalAltResult, prepared: &Prepared) -> String {
+    let described = describe(err, &prepared.module.source, &prepared.function);
+    match described.rfind(" (at ") {
+        Some(cut) if described.ends_with(')') => described[cut + 5..described.len() - 1].to_string(),
+        _ => format!("{} (in a call of fn {})", prepared.module.source, prepared.function),
     }
 }
 
@@ -192,7 +209,8 @@ fn describe(err: &EvalAltResult, module: &str, function: &str) -> String {
     match (position.line(), source) {
         (Some(line), Some(source)) => {
             let column = position.position().unwrap_or(1);
-            let function = functions.last().map(|f| format!(" in fn {f}")).unwrap_or_default();
+            let function =
+                functions.last().filter(|f| !f.is_empty()).map(|f| format!(" in fn {f}")).unwrap_or_default();
             format!("{message} (at {source}:{line}:{column}{function})")
         }
         (Some(line), None) => format!("{message} (line {line})"),
@@ -215,16 +233,19 @@ fn compile(
         }
     };
     let file = Arc::new(SourceFile::new(origin.path(), text.clone()));
-    let mut ast = match engine.compile(&text) {
+    // Imports are resolved, compiled and run now, and kept inside the AST.
+    let mut ast = match engine.compile_into_self_contained(&Scope::new(), &text) {
         Ok(ast) => ast,
         Err(err) => {
-            let line = err.1.line().unwrap_or(1);
-            let column = err.1.position().unwrap_or(1);
-            diagnostics.push(
-                Diagnostic::error(format!("task module {} does not compile: {}", origin.display(), err.0))
-                    .at(Location::new(&file, line, column))
-                    .help(format!("used by task `{task}` at {task_at}")),
-            );
+            let d = match *err {
+                EvalAltResult::ErrorParsing(why, at) => {
+                    let (line, column) = (at.line().unwrap_or(1), at.position().unwrap_or(1));
+                    Diagnostic::error(format!("task module {} does not compile: {why}", origin.display()))
+                        .at(Location::new(&file, line, column))
+                }
+                other => import_failed(&other, &origin.display(), &file),
+            };
+            diagnostics.push(d.help(format!("used by task `{task}` at {task_at}")));
             return None;
         }
     };
@@ -240,6 +261,45 @@ fn compile(
         }
     }
     Some(Arc::new(CompiledModule { ast, text, source, functions }))
+}
+
+/// An `import` that could not be resolved or whose module fails, at the import
+/// that names it (the resolver is not told where that is).
+fn import_failed(err: &EvalAltResult, module: &str, file: &Arc<SourceFile>) -> Diagnostic {
+    let mut current = err;
+    let mut named = None;
+    let mut inner_source = None;
+    loop {
+        match current {
+            EvalAltResult::ErrorModuleNotFound(path, _) => {
+                named.get_or_insert_with(|| path.clone());
+                break;
+            }
+            EvalAltResult::ErrorInModule(source, inner, _) => {
+                inner_source.get_or_insert_with(|| source.clone());
+                current = inner;
+            }
+            _ => break,
+        }
+    }
+    let why = describe(current, inner_source.as_deref().unwrap_or(module), "");
+    let (line, column) = file
+        .text
+        .lines()
+        .enumerate()
+        .find_map(|(i, text)| {
+            let at = text.find("import")?;
+            let quoted = named.as_ref().is_none_or(|n| text.contains(&format!("\"{n}\"")));
+            quoted.then_some((i + 1, at + 1))
+        })
+        .unwrap_or((1, 1));
+    let message = match &named {
+        Some(path) => format!(
+            "task module {module} imports `{path}`, which is not in the taskspath folders or the bundled stdlib"
+        ),
+        None => format!("task module {module}: an import failed: {why}"),
+    };
+    Diagnostic::error(message).at(Location::new(file, line, column))
 }
 
 /// Rhai calls a script function for `ssh.name(a, b)` when the module defines

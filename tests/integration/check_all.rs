@@ -87,3 +87,47 @@ fn listener_tls_files_and_token_files_are_checked_as_serve_reads_them() {
     ws.write("loom.yaml", &ws.read("loom.yaml").replace("b.key", "a.key"));
     ws.loom(&["check"]).assert_code(0);
 }
+
+#[test]
+fn imports_are_compiled_by_check_kept_in_the_snapshot_and_confined_to_taskspath() {
+    let ws = Workspace::local("");
+    let out = ws.path("out.txt");
+    ws.write("tasks/site/words.rhai", "fn greet(name) { `hello ${name}` }\n");
+    ws.write(
+        "tasks/site/main.rhai",
+        &format!(
+            "import \"site/words\" as words;\nfn apply(ssh) {{ ssh.put_text(words::greet(\"loom\"), \"{}\"); }}\n",
+            out.display()
+        ),
+    );
+    ws.write("jobs/a.yaml", "jobs:\n  a:\n    task: site.main.apply\n    targets: [local]\n");
+    ws.loom(&["check"]).assert_code(0);
+    // At run time no module is read from disk (the resolver is gone): the import
+    // that works here came with the compiled task.
+    ws.loom(&["run", "a"]).assert_code(0);
+    assert_eq!(ws.read("out.txt"), "hello loom");
+
+    // A broken imported module is a check error in that module.
+    ws.write("tasks/site/words.rhai", "fn greet(name) { let = 1; }\n");
+    let run = ws.loom(&["check"]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("tasks/site/words.rhai"), "{}", run.stderr);
+
+    // A path out of the tasks folder is refused at the import.
+    std::fs::create_dir_all(ws.path("outside")).unwrap();
+    ws.write("outside/x.rhai", "fn greet(name) { name }\n");
+    for path in ["../outside/x", "../../../../../../../../etc/x", "/etc/x"] {
+        ws.write(
+            "tasks/site/main.rhai",
+            &format!("fn helper() {{ 1 }}\nimport \"{path}\" as words;\nfn apply(ssh) {{ words::greet(\"x\") }}\n"),
+        );
+        let run = ws.loom(&["check"]);
+        run.assert_code(1);
+        assert!(run.stderr.contains("is not a module path"), "{path}: {}", run.stderr);
+        assert!(run.stderr.contains("tasks/site/main.rhai:2:1"), "{path}: {}", run.stderr);
+    }
+    ws.write("tasks/site/main.rhai", "import \"site/nothing\" as n;\nfn apply(ssh) { }\n");
+    let run = ws.loom(&["check"]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("imports `site/nothing`, which is not in the taskspath"), "{}", run.stderr);
+}
