@@ -20,3 +20,4 @@ mod ssh;
 mod stdlib;
 mod tokens;
 mod which_daemon;
+mod yaml_suite;
