@@ -159,7 +159,7 @@ fn sleeper(ws: &Workspace, targets: &str, remote: Option<&std::path::Path>) {
 
 fn fire_status(ws: &Workspace, id: &str) -> (String, Vec<String>) {
     let logs = ws.loom(&["logs", id, "--json"]);
-    let detail: serde_json::Value = serde_json::from_str(&logs.stdout).expect(&logs.all());
+    let detail: serde_json::Value = serde_json::from_str(&logs.stdout).unwrap_or_else(|_| panic!("{}", logs.all()));
     let statuses = detail["results"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap().to_string());
     (detail["fire"]["status"].as_str().unwrap().to_string(), statuses.collect())
 }
