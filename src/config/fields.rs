@@ -218,8 +218,31 @@ pub(crate) fn parse_duration(node: &Node) -> Result<Duration, String> {
             Duration::try_from_secs_f64(*secs).map_err(|_| format!("{secs:e} seconds is out of range"))
         }
         Value::Int(_) | Value::Float(_) => Err("a duration cannot be negative".to_string()),
-        Value::Str(text) => humantime::parse_duration(text).map_err(|e| e.to_string()),
+        Value::Str(text) => humantime::parse_duration(text).map_err(|e| duration_error(text, &e)),
         _ => Err(format!("found {}", node.kind())),
+    }
+}
+
+/// humantime's reasons in words about the text itself ("expected number at 0" is a
+/// byte offset from zero).
+fn duration_error(text: &str, err: &humantime::DurationError) -> String {
+    use humantime::DurationError as E;
+    let char_at = |offset: usize| text.get(offset..).and_then(|rest| rest.chars().next());
+    match err {
+        E::InvalidCharacter(offset) => match char_at(*offset) {
+            Some(c) => format!("`{c}` in `{text}` is not part of a duration"),
+            None => format!("`{text}` is not a duration"),
+        },
+        E::NumberExpected(offset) => match char_at(*offset) {
+            Some(c) => format!("a number is expected where `{text}` has `{c}`"),
+            None => format!("a number is expected at the end of `{text}`"),
+        },
+        E::UnknownUnit { unit, value, .. } if unit.is_empty() => format!("`{value}` needs a unit, such as {value}s"),
+        E::UnknownUnit { unit, .. } => {
+            format!("unknown unit `{unit}`; units are ms, s, m, h, d, w (and spellings such as sec, min, hours, days)")
+        }
+        E::NumberOverflow => format!("`{text}` is too large"),
+        E::Empty => "the duration is empty".to_string(),
     }
 }
 
@@ -287,6 +310,8 @@ mod tests {
             ("-1e308", "a duration cannot be negative"),
             ("99999999999999999999999999h", "expected a duration for `key`"),
             ("[1, 2]", "found a list"),
+            ("soon", "a number is expected where `soon` has `s`"),
+            ("5 parsecs", "unknown unit `parsecs`"),
         ] {
             let err = duration_of(hostile, day).unwrap_err();
             assert!(err.contains(expect), "{hostile}: {err}");
