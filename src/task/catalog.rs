@@ -276,7 +276,8 @@ fn import_failed(err: &EvalAltResult, module: &str, file: &Arc<SourceFile>) -> D
                 break;
             }
             EvalAltResult::ErrorInModule(source, inner, _) => {
-                inner_source.get_or_insert_with(|| source.clone());
+                // The innermost module is where the failing statement is.
+                inner_source = Some(source.clone());
                 current = inner;
             }
             _ => break,

@@ -156,7 +156,13 @@ pub(crate) fn build(settings: &Settings) -> Engine {
 pub(crate) fn allow_imports(engine: &mut Engine, settings: &Settings) -> Arc<Mutex<HashMap<String, String>>> {
     let texts = Arc::new(Mutex::new(HashMap::new()));
     let cache = Mutex::new(HashMap::new());
-    engine.set_module_resolver(Resolver { taskspath: settings.taskspath.clone(), cache, texts: Arc::clone(&texts) });
+    let resolver = Resolver {
+        taskspath: settings.taskspath.clone(),
+        cache,
+        texts: Arc::clone(&texts),
+        loading: Mutex::new(Vec::new()),
+    };
+    engine.set_module_resolver(resolver);
     texts
 }
 
@@ -172,7 +178,13 @@ struct Resolver {
     cache: Mutex<HashMap<String, Shared<Module>>>,
     /// The text of every module read, by module path.
     texts: Arc<Mutex<HashMap<String, String>>>,
+    /// The imports being resolved, outermost first: a module evaluates its own
+    /// imports while it is loaded, so a cycle would recurse until the stack ends.
+    loading: Mutex<Vec<String>>,
 }
+
+/// How many imports deep modules may go (each level is a nested evaluation).
+const MAX_IMPORT_DEPTH: usize = 16;
 
 impl ModuleResolver for Resolver {
     fn resolve(
@@ -192,11 +204,30 @@ impl ModuleResolver for Resolver {
             Err(why) => return Err(Box::new(EvalAltResult::ErrorRuntime(why.into(), pos))),
         };
         self.texts.lock().expect("module texts").insert(key.clone(), text.clone());
-        let mut ast =
-            engine.compile(text).map_err(|e| EvalAltResult::ErrorInModule(origin.display(), e.into(), pos))?;
-        ast.set_source(origin.display());
-        let module = Module::eval_ast_as_new(Scope::new(), &ast, engine)
-            .map_err(|e| EvalAltResult::ErrorInModule(origin.display(), e, pos))?;
+        {
+            let mut loading = self.loading.lock().expect("imports being loaded");
+            let refuse = if loading.contains(&key) {
+                Some(format!("import cycle: {} → {key}", loading.join(" → ")))
+            } else if loading.len() >= MAX_IMPORT_DEPTH {
+                Some(format!("imports nest deeper than {MAX_IMPORT_DEPTH} modules: {} → {key}", loading.join(" → ")))
+            } else {
+                None
+            };
+            if let Some(why) = refuse {
+                return Err(Box::new(EvalAltResult::ErrorRuntime(why.into(), pos)));
+            }
+            loading.push(key.clone());
+        }
+        let evaluated: Result<Module, Box<EvalAltResult>> = engine
+            .compile(text)
+            .map_err(|e| EvalAltResult::ErrorInModule(origin.display(), e.into(), pos).into())
+            .and_then(|mut ast| {
+                ast.set_source(origin.display());
+                Module::eval_ast_as_new(Scope::new(), &ast, engine)
+                    .map_err(|e| EvalAltResult::ErrorInModule(origin.display(), e, pos).into())
+            });
+        self.loading.lock().expect("imports being loaded").pop();
+        let module = evaluated?;
         let module: Shared<Module> = module.into();
         self.cache.lock().expect("module cache").insert(key, module.clone());
         Ok(module)

@@ -130,4 +130,11 @@ fn imports_are_compiled_by_check_kept_in_the_snapshot_and_confined_to_taskspath(
     let run = ws.loom(&["check"]);
     run.assert_code(1);
     assert!(run.stderr.contains("imports `site/nothing`, which is not in the taskspath"), "{}", run.stderr);
+
+    // A cycle is an error, not a stack overflow.
+    ws.write("tasks/site/main.rhai", "import \"site/words\" as w;\nfn apply(ssh) { }\n");
+    ws.write("tasks/site/words.rhai", "import \"site/main\" as m;\n");
+    let run = ws.loom(&["check"]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("import cycle: site/words → site/main → site/words"), "{}", run.stderr);
 }
