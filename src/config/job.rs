@@ -149,8 +149,9 @@ pub(crate) struct JobContext<'a> {
     pub(crate) schedules: &'a mut Schedules,
 }
 
-/// Parses one entry of a manifest's `jobs:` map; an invalid job comes back without
-/// a `Job`, so that name clashes are still found.
+/// Parses one entry of a manifest's `jobs:` map. An invalid job still comes back
+/// (so that name clashes are found), with its `Job` when its task path is readable
+/// (so that its task is checked too) and `valid` false.
 pub(crate) fn parse_entry(
     key: &YamlNode,
     value: &YamlNode,

@@ -106,3 +106,38 @@ fn invalid_documents_are_check_errors_with_a_position() {
         .collect();
     assert!(missing.is_empty(), "accepted although invalid: {missing:?}\n{}", check.stderr);
 }
+
+#[test]
+fn the_issues_examples_reach_the_task_unchanged_or_are_errors_at_their_place() {
+    let ws = Workspace::local("");
+    ws.write(
+        "tasks/suite/dump.rhai",
+        "fn apply(ssh, opts) {\n  let m = #{ v: opts.v };\n  ssh.put_text(m.to_json(), opts.out);\n}\n",
+    );
+    let out = ws.path("out.json");
+    let job = |v: &str| {
+        format!(
+            "jobs:\n  j:\n    task: suite.dump.apply\n    targets: [local]\n    kwargs:\n      out: \"{}\"\n      v: {v}\n",
+            out.display()
+        )
+    };
+    ws.write("jobs/a.yaml", &job("{y: 1, n: 2, on: 3, yes: 5, Y: 7, mode: 0755, big: 9223372036854775807}"));
+    ws.loom(&["run", "j"]).assert_code(0);
+    let got: serde_json::Value = serde_json::from_str(&ws.read("out.json")).unwrap();
+    assert_eq!(
+        got["v"],
+        serde_json::json!({"y": 1, "n": 2, "on": 3, "yes": 5, "Y": 7, "mode": "0755", "big": 9223372036854775807i64})
+    );
+    for (value, column, message) in [
+        ("[9223372036854775808]", 11, "integer out of range"),
+        ("{[a, b]: 1}", 11, "a map key must be text or a number, not a list"),
+        ("{~: 1}", 11, "a map key must be text or a number, not nothing"),
+        ("{1: a, \"1\": b}", 17, "map key `1` appears twice once keys are read as text"),
+    ] {
+        ws.write("jobs/a.yaml", &job(value));
+        let run = ws.loom(&["check"]);
+        run.assert_code(1);
+        assert!(run.stderr.contains(message), "{value}: {}", run.stderr);
+        assert!(run.stderr.contains(&format!("jobs/a.yaml:7:{column}")), "{value}: {}", run.stderr);
+    }
+}
