@@ -4,7 +4,7 @@
 //! and the node list happen here (schedule syntax, known targets); whether the task
 //! exists and takes these arguments is checked by `task::catalog`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -145,6 +145,8 @@ pub(crate) struct JobContext<'a> {
     pub(crate) nodes: &'a BTreeMap<String, Arc<Node>>,
     /// False when the node manifest could not be read: targets are not checked.
     pub(crate) nodes_known: bool,
+    /// Nodes left out for errors of their own (reported there).
+    pub(crate) rejected_nodes: &'a BTreeSet<String>,
     pub(crate) settings: &'a Settings,
     pub(crate) schedules: &'a mut Schedules,
 }
@@ -245,6 +247,7 @@ fn parse_job(
             };
             for item in items {
                 match item.scalar_text() {
+                    Some(target) if context.rejected_nodes.contains(&target) => {}
                     Some(target) if nodes.contains_key(&target) || !context.nodes_known => {
                         if !targets.contains(&target) {
                             targets.push(target);

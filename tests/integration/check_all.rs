@@ -46,6 +46,18 @@ fn main_file_paths_are_type_checked_without_a_cascade() {
     assert!(out.contains("error: expected a path for `nodesfile`, found a list"), "{out}");
     assert!(out.contains("loom.yaml:1:12"), "{out}");
     assert!(!out.contains("unknown node"), "{out}");
+
+    // A node with an error of its own is reported once, not again by every job.
+    ws.write("loom.yaml", &main.replace("nodesfile: [x]", "nodesfile: nodes.yaml"));
+    ws.write("nodes.yaml", "local:\n  local: true\nweb1:\n  port: 99999\n");
+    ws.write(
+        "jobs/a.yaml",
+        "jobs:\n  a:\n    task: loom.system.run\n    args: [\"true\"]\n    targets: [local, web1]\n",
+    );
+    let run = ws.loom(&["check"]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("`port` must be between 1 and 65535"), "{}", run.stderr);
+    assert!(!run.stderr.contains("unknown node"), "{}", run.stderr);
 }
 
 #[test]
