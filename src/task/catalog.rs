@@ -391,3 +391,49 @@ fn prepare(job: &Job, module: &Arc<CompiledModule>) -> Result<Prepared, Diagnost
     });
     Ok(Prepared { module: Arc::clone(module), function: function.clone(), args, kwargs })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::snapshot::Snapshot;
+
+    /// A configuration whose task imports a chain of `depth` modules.
+    fn chain(depth: usize) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write("loom.yaml", "nodesfile: nodes.yaml\njobspath: jobs\nlisten: off\n");
+        write("nodes.yaml", "local:\n  local: true\n");
+        write("jobs/a.yaml", "jobs:\n  a:\n    task: site.m0.apply\n    targets: [local]\n");
+        for level in 0..depth {
+            let import = format!("import \"site/m{}\" as next;\nfn f() {{ next::f() }}\n", level + 1);
+            write(&format!("tasks/site/m{level}.rhai"), &format!("{import}fn apply(ssh) {{ }}\n"));
+        }
+        write(&format!("tasks/site/m{depth}.rhai"), "fn f() { 1 }\n");
+        dir
+    }
+
+    #[test]
+    fn deep_and_too_deep_imports_load_on_a_reload_threads_stack() {
+        for (depth, ok) in [(super::engine::MAX_IMPORT_DEPTH, true), (super::engine::MAX_IMPORT_DEPTH + 1, false)] {
+            let dir = chain(depth);
+            let path = dir.path().join("loom.yaml");
+            // The 2 MiB of a tokio blocking thread, where a reload runs.
+            let errors = std::thread::Builder::new()
+                .stack_size(2 << 20)
+                .spawn(move || {
+                    let (_, diagnostics) = Snapshot::load(&path);
+                    diagnostics.iter().filter(|d| d.is_error()).map(|d| d.one_line()).collect::<Vec<_>>()
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+            assert_eq!(errors.is_empty(), ok, "depth {depth}: {errors:?}");
+            if !ok {
+                assert!(errors[0].contains("imports nest deeper than"), "{errors:?}");
+            }
+        }
+    }
+}

@@ -184,7 +184,7 @@ struct Resolver {
 }
 
 /// How many imports deep modules may go (each level is a nested evaluation).
-const MAX_IMPORT_DEPTH: usize = 16;
+pub(crate) const MAX_IMPORT_DEPTH: usize = 16;
 
 impl ModuleResolver for Resolver {
     fn resolve(
