@@ -139,9 +139,10 @@ pub async fn serve(
         }
         Some((cert, key)) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
-            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-                .await
-                .map_err(|e| ApiError::Tls { cert: cert.clone(), key: key.clone(), reason: e.to_string() })?;
+            // The same loading as `loom check`'s.
+            let config = crate::config::tls::server_config(cert, key)
+                .map(|c| axum_server::tls_rustls::RustlsConfig::from_config(std::sync::Arc::new(c)))
+                .map_err(|reason| ApiError::Tls { cert: cert.clone(), key: key.clone(), reason })?;
             let server =
                 axum_server::from_tcp_rustls(listener, config).map_err(|source| ApiError::Bind { address, source })?;
             let handle = axum_server::Handle::new();

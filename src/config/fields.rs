@@ -57,12 +57,35 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A path, resolved against `base` (see `resolve_path`); a list or a map is an
+    /// error at its place.
+    pub(crate) fn path(&mut self, key: &'static str, base: &Path) -> Option<PathBuf> {
+        let node = self.node(key)?;
+        match (&node.value, node.scalar_text()) {
+            (Value::Str(_) | Value::Int(_), Some(text)) if !text.is_empty() => Some(resolve_path(&text, base)),
+            _ => {
+                self.diagnostics.push(node.expected(&format!("a path for `{key}`")));
+                None
+            }
+        }
+    }
+
+    /// A path that must be given.
+    pub(crate) fn required_path(&mut self, key: &'static str, what: &str, base: &Path) -> Option<PathBuf> {
+        self.required(key, what)?;
+        self.path(key, base)
+    }
+
     pub(crate) fn boolean(&mut self, key: &'static str) -> Option<bool> {
         let node = self.node(key)?;
         match node.value {
             Value::Bool(b) => Some(b),
             _ => {
-                self.diagnostics.push(node.expected(&format!("true or false for `{key}`")));
+                let mut d = node.expected(&format!("true or false for `{key}`"));
+                if matches!(node.as_str(), Some("yes" | "no" | "on" | "off" | "y" | "n" | "Yes" | "No" | "Y" | "N")) {
+                    d = d.help("only true and false are booleans in YAML 1.2; other words stay text");
+                }
+                self.diagnostics.push(d);
                 None
             }
         }
@@ -162,14 +185,29 @@ impl<'a> Fields<'a> {
                 let mut known = self.known.clone();
                 known.sort_unstable();
                 known.dedup();
-                let d = Diagnostic::warning(format!("unknown key `{name}` in {} is ignored", self.what))
-                    .at(key.at.clone())
-                    .help(format!("known keys: {}", known.join(", ")));
+                let d =
+                    Diagnostic::warning(format!("unknown key `{name}` in {} is ignored", self.what)).at(key.at.clone());
+                let d = match nearest(&name, &known) {
+                    Some(near) => d.help(format!("did you mean `{near}`? known keys: {}", known.join(", "))),
+                    None => d.help(format!("known keys: {}", known.join(", "))),
+                };
                 self.diagnostics.push(d);
             }
         }
         self.diagnostics
     }
+}
+
+/// The known key a misspelt one most likely meant: a few edits away, relative to
+/// its length (`schedul`, `shedule` and `Schedule` all mean `schedule`).
+pub(crate) fn nearest<'k>(written: &str, known: &[&'k str]) -> Option<&'k str> {
+    let written = written.to_lowercase();
+    known
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(&written, k), *k))
+        .filter(|(distance, k)| *distance <= (k.len() / 3).max(1))
+        .min()
+        .map(|(_, k)| k)
 }
 
 /// `30s`, `5m`, `1h 30m`, `250ms`, or a bare number of seconds.
@@ -180,8 +218,31 @@ pub(crate) fn parse_duration(node: &Node) -> Result<Duration, String> {
             Duration::try_from_secs_f64(*secs).map_err(|_| format!("{secs:e} seconds is out of range"))
         }
         Value::Int(_) | Value::Float(_) => Err("a duration cannot be negative".to_string()),
-        Value::Str(text) => humantime::parse_duration(text).map_err(|e| e.to_string()),
+        Value::Str(text) => humantime::parse_duration(text).map_err(|e| duration_error(text, &e)),
         _ => Err(format!("found {}", node.kind())),
+    }
+}
+
+/// humantime's reasons in words about the text itself ("expected number at 0" is a
+/// byte offset from zero).
+fn duration_error(text: &str, err: &humantime::DurationError) -> String {
+    use humantime::DurationError as E;
+    let char_at = |offset: usize| text.get(offset..).and_then(|rest| rest.chars().next());
+    match err {
+        E::InvalidCharacter(offset) => match char_at(*offset) {
+            Some(c) => format!("`{c}` in `{text}` is not part of a duration"),
+            None => format!("`{text}` is not a duration"),
+        },
+        E::NumberExpected(offset) => match char_at(*offset) {
+            Some(c) => format!("a number is expected where `{text}` has `{c}`"),
+            None => format!("a number is expected at the end of `{text}`"),
+        },
+        E::UnknownUnit { unit, value, .. } if unit.is_empty() => format!("`{value}` needs a unit, such as {value}s"),
+        E::UnknownUnit { unit, .. } => {
+            format!("unknown unit `{unit}`; units are ms, s, m, h, d, w (and spellings such as sec, min, hours, days)")
+        }
+        E::NumberOverflow => format!("`{text}` is too large"),
+        E::Empty => "the duration is empty".to_string(),
     }
 }
 
@@ -249,6 +310,8 @@ mod tests {
             ("-1e308", "a duration cannot be negative"),
             ("99999999999999999999999999h", "expected a duration for `key`"),
             ("[1, 2]", "found a list"),
+            ("soon", "a number is expected where `soon` has `s`"),
+            ("5 parsecs", "unknown unit `parsecs`"),
         ] {
             let err = duration_of(hostile, day).unwrap_err();
             assert!(err.contains(expect), "{hostile}: {err}");

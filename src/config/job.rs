@@ -4,7 +4,7 @@
 //! and the node list happen here (schedule syntax, known targets); whether the task
 //! exists and takes these arguments is checked by `task::catalog`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -134,18 +134,26 @@ impl fmt::Display for TaskPath {
 pub(crate) struct Parsed {
     pub(crate) name: String,
     pub(crate) at: Location,
+    /// The job, also when it has errors as long as its task path is readable
+    /// (`valid` tells), so that its task is checked too.
     pub(crate) job: Option<Job>,
+    pub(crate) valid: bool,
 }
 
 /// Context for parsing the jobs of a manifest.
 pub(crate) struct JobContext<'a> {
     pub(crate) nodes: &'a BTreeMap<String, Arc<Node>>,
+    /// False when the node manifest could not be read: targets are not checked.
+    pub(crate) nodes_known: bool,
+    /// Nodes left out for errors of their own (reported there).
+    pub(crate) rejected_nodes: &'a BTreeSet<String>,
     pub(crate) settings: &'a Settings,
     pub(crate) schedules: &'a mut Schedules,
 }
 
-/// Parses one entry of a manifest's `jobs:` map; an invalid job comes back without
-/// a `Job`, so that name clashes are still found.
+/// Parses one entry of a manifest's `jobs:` map. An invalid job still comes back
+/// (so that name clashes are found), with its `Job` when its task path is readable
+/// (so that its task is checked too) and `valid` false.
 pub(crate) fn parse_entry(
     key: &YamlNode,
     value: &YamlNode,
@@ -156,19 +164,19 @@ pub(crate) fn parse_entry(
         diagnostics.push(key.expected("a job name"));
         return None;
     };
-    let job = parse_job(&name, key, value, context.nodes, context.settings, context.schedules, diagnostics);
-    Some(Parsed { name, at: key.at.clone(), job })
+    let (job, valid) = parse_job(&name, key, value, context, diagnostics);
+    Some(Parsed { name, at: key.at.clone(), job, valid })
 }
 
 fn parse_job(
     name: &str,
     key: &YamlNode,
     value: &YamlNode,
-    nodes: &BTreeMap<String, Arc<Node>>,
-    settings: &Settings,
-    schedules: &mut Schedules,
+    context: &mut JobContext<'_>,
     diagnostics: &mut Vec<Diagnostic>,
-) -> Option<Job> {
+) -> (Option<Job>, bool) {
+    let (nodes, settings) = (context.nodes, context.settings);
+    let schedules = &mut *context.schedules;
     let default_zone = settings.timezone;
     let mut fields = Fields::new(value, format!("job `{name}`"));
     let mut errors = Vec::new();
@@ -188,14 +196,14 @@ fn parse_job(
 
     let args = match fields.node("args") {
         None => Vec::new(),
-        Some(YamlNode { value: Value::Seq(items), .. }) => items.iter().map(YamlNode::to_json).collect(),
+        Some(YamlNode { value: Value::Seq(items), .. }) => items.iter().map(|item| item.to_json(&mut errors)).collect(),
         // A single value is one argument; the original passed it the same way.
-        Some(single) => vec![single.to_json()],
+        Some(single) => vec![single.to_json(&mut errors)],
     };
 
     let kwargs = match fields.node("kwargs") {
         None => None,
-        Some(n @ YamlNode { value: Value::Map(_), .. }) => match n.to_json() {
+        Some(n @ YamlNode { value: Value::Map(_), .. }) => match n.to_json(&mut errors) {
             serde_json::Value::Object(map) => Some(map),
             _ => None,
         },
@@ -239,7 +247,8 @@ fn parse_job(
             };
             for item in items {
                 match item.scalar_text() {
-                    Some(target) if nodes.contains_key(&target) => {
+                    Some(target) if context.rejected_nodes.contains(&target) => {}
+                    Some(target) if nodes.contains_key(&target) || !context.nodes_known => {
                         if !targets.contains(&target) {
                             targets.push(target);
                         }
@@ -288,13 +297,13 @@ fn parse_job(
     problems.extend(errors);
     let failed = problems.iter().any(Diagnostic::is_error);
     diagnostics.extend(problems);
-    if failed {
-        return None;
-    }
-    Some(Job {
+    let (Some(task), Some(task_node)) = (task, task_node) else {
+        return (None, false);
+    };
+    let job = Job {
         name: name.to_string(),
-        task: task?,
-        task_at: task_node?.at.clone(),
+        task,
+        task_at: task_node.at.clone(),
         args,
         kwargs,
         schedule,
@@ -309,7 +318,8 @@ fn parse_job(
         retry_delay,
         jitter,
         log,
-    })
+    };
+    (Some(job), !failed)
 }
 
 fn known_nodes(nodes: &BTreeMap<String, Arc<Node>>) -> String {

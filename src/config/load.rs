@@ -6,7 +6,7 @@
 //! its anchors can be used there. Every problem becomes a diagnostic; loading goes on
 //! so that all of them are reported at once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -25,6 +25,9 @@ pub struct Config {
     pub settings: Settings,
     pub nodes: BTreeMap<String, Arc<Node>>,
     pub jobs: BTreeMap<String, Arc<Job>>,
+    /// Jobs with errors whose task could still be checked (so that one `loom check`
+    /// shows a bad schedule and a missing task at once); never run.
+    pub rejected_jobs: Vec<Arc<Job>>,
     /// Every file that was read (for watching them).
     pub files: Vec<PathBuf>,
 }
@@ -63,9 +66,14 @@ pub fn load(path: &Path) -> (Config, Vec<Diagnostic>) {
         settings: Settings::defaults(&base),
         nodes: BTreeMap::new(),
         jobs: BTreeMap::new(),
+        rejected_jobs: Vec::new(),
         files: vec![path.to_path_buf()],
     };
     let mut diagnostics = Vec::new();
+    // Without a node manifest every target would be "unknown": one error is enough.
+    let mut nodes_known = false;
+    // Nodes with errors of their own: jobs that target them are not told they are unknown.
+    let mut rejected_nodes = BTreeSet::new();
 
     let Some(main) = read(path, "the configuration file", None, &mut diagnostics) else {
         return (config, diagnostics);
@@ -86,7 +94,8 @@ pub fn load(path: &Path) -> (Config, Vec<Diagnostic>) {
             match Joined::new(&[file]).parse() {
                 Ok(root) => {
                     let base = nodesfile.parent().unwrap_or(Path::new(""));
-                    config.nodes = parse_nodes(&root, base, &mut diagnostics);
+                    config.nodes = parse_nodes(&root, base, &mut rejected_nodes, &mut diagnostics);
+                    nodes_known = true;
                 }
                 Err(d) => diagnostics.push(d),
             }
@@ -114,7 +123,15 @@ pub fn load(path: &Path) -> (Config, Vec<Diagnostic>) {
             let Some(file) = read(&manifest, "a job manifest", None, &mut diagnostics) else {
                 continue;
             };
-            let jobs = load_manifest(&file, datafile.as_ref(), &config, &mut schedules, &mut diagnostics);
+            let jobs = load_manifest(
+                &file,
+                datafile.as_ref(),
+                &config,
+                nodes_known,
+                &rejected_nodes,
+                &mut schedules,
+                &mut diagnostics,
+            );
             for parsed in jobs {
                 if let Some(first) = defined.get(&parsed.name) {
                     diagnostics.push(
@@ -126,8 +143,12 @@ pub fn load(path: &Path) -> (Config, Vec<Diagnostic>) {
                     continue;
                 }
                 defined.insert(parsed.name.clone(), parsed.at.clone());
-                if let Some(job) = parsed.job {
-                    config.jobs.insert(parsed.name, Arc::new(job));
+                match parsed.job {
+                    Some(job) if parsed.valid => {
+                        config.jobs.insert(parsed.name, Arc::new(job));
+                    }
+                    Some(job) => config.rejected_jobs.push(Arc::new(job)),
+                    None => {}
                 }
             }
         }
@@ -140,12 +161,15 @@ fn load_manifest(
     file: &Arc<SourceFile>,
     datafile: Option<&Arc<SourceFile>>,
     config: &Config,
+    nodes_known: bool,
+    rejected_nodes: &BTreeSet<String>,
     schedules: &mut Schedules,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<Parsed> {
     let parts: Vec<Arc<SourceFile>> = datafile.into_iter().cloned().chain([Arc::clone(file)]).collect();
     let joined = Joined::new(&parts);
-    let mut context = JobContext { nodes: &config.nodes, settings: &config.settings, schedules };
+    let mut context =
+        JobContext { nodes: &config.nodes, nodes_known, rejected_nodes, settings: &config.settings, schedules };
     let mut parsed = Vec::new();
     let mut found = Vec::new();
     // Each job is parsed as soon as it is read: a manifest of thousands of jobs is

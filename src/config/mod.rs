@@ -9,6 +9,7 @@ pub mod load;
 pub mod node;
 pub(crate) mod read;
 pub mod settings;
+pub mod tls;
 mod yaml;
 
 pub use diagnostics::{Diagnostic, Location, Severity};

@@ -3,7 +3,7 @@
 //! The manifest's key is the node's name and, unless `ip` is given, the host to
 //! connect to. Secrets are kept in a type that never prints them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -68,10 +68,12 @@ impl Node {
     }
 }
 
-/// Parses the node manifest's root; nodes with errors are left out.
+/// Parses the node manifest's root; nodes with errors are left out, and their names
+/// put in `rejected` (a job that targets one is not told the node is unknown).
 pub(crate) fn parse_nodes(
     root: &YamlNode,
     base: &Path,
+    rejected: &mut BTreeSet<String>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> BTreeMap<String, Arc<Node>> {
     let mut nodes = BTreeMap::new();
@@ -108,6 +110,7 @@ pub(crate) fn parse_nodes(
         let failed = problems.iter().any(Diagnostic::is_error);
         diagnostics.extend(problems);
         if failed {
+            rejected.insert(name);
             continue;
         }
         let host = ip.unwrap_or_else(|| name.clone());

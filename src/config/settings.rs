@@ -127,9 +127,9 @@ pub(crate) fn parse_settings(root: &YamlNode, base: &Path) -> (Settings, Vec<Dia
     let mut errors = Vec::new();
 
     let path = |node: &YamlNode| node.scalar_text().map(|t| resolve_path(&t, base));
-    settings.nodesfile = fields.required("nodesfile", "the path of the node manifest").and_then(path);
-    settings.jobspath = fields.required("jobspath", "the folder holding job manifests").and_then(path);
-    settings.datafile = fields.node("datafile").and_then(path);
+    settings.nodesfile = fields.required_path("nodesfile", "the path of the node manifest", base);
+    settings.jobspath = fields.required_path("jobspath", "the folder holding job manifests", base);
+    settings.datafile = fields.path("datafile", base);
     if let Some(min) = fields.integer("min_workers", 0, 100_000) {
         settings.min_workers = min as usize;
     }
@@ -162,7 +162,7 @@ pub(crate) fn parse_settings(root: &YamlNode, base: &Path) -> (Settings, Vec<Dia
     if let Some(limit) = fields.integer("output_limit", 1024, 1 << 30) {
         settings.output_limit = limit as usize;
     }
-    if let Some(state) = fields.node("state").and_then(path) {
+    if let Some(state) = fields.path("state", base) {
         settings.state = state;
     }
     if let Some(node) = fields.node("catchup") {
@@ -199,12 +199,29 @@ pub(crate) fn parse_settings(root: &YamlNode, base: &Path) -> (Settings, Vec<Dia
     }
     if let Some(section) = fields.node("tls") {
         let mut tls = Fields::new(section, "the `tls` settings");
-        let cert = tls.required("cert", "the certificate chain, PEM").and_then(path);
-        let key = tls.required("key", "the private key, PEM").and_then(path);
+        let cert = tls.required_path("cert", "the certificate chain, PEM", base);
+        let key = tls.required_path("key", "the private key, PEM", base);
         diagnostics.extend(tls.finish());
         if let (Some(cert), Some(key)) = (cert, key) {
+            // Loaded as `serve` loads them, so that check finds what serve would.
+            if let Err(why) = super::tls::server_config(&cert, &key) {
+                diagnostics.push(Diagnostic::error(why).at(section.at.clone()));
+            }
             settings.tls = Some((cert, key));
         }
+    }
+    if let (Some(address), Some(node)) = (&settings.listen, root.get("listen"))
+        && settings.tokens.is_empty()
+        && address.parse::<std::net::SocketAddr>().is_ok_and(|a| !a.ip().is_loopback())
+    {
+        // `serve` refuses this; say so before it is started.
+        errors.push(
+            Diagnostic::error(format!(
+                "refusing to serve the API on {address}: it is not a loopback address and no API tokens are configured"
+            ))
+            .at(node.at.clone())
+            .help("add `tokens:` or listen on 127.0.0.1"),
+        );
     }
     if let Some(section) = fields.node("ssh") {
         settings.ssh = parse_ssh(section, base, &mut diagnostics);
@@ -268,8 +285,7 @@ fn parse_tokens(node: &YamlNode, base: &Path, diagnostics: &mut Vec<Diagnostic>)
 fn parse_ssh(section: &YamlNode, base: &Path, diagnostics: &mut Vec<Diagnostic>) -> SshSettings {
     let mut ssh = SshSettings::default();
     let mut fields = Fields::new(section, "the `ssh` settings");
-    let path = |node: &YamlNode| node.scalar_text().map(|t| resolve_path(&t, base));
-    if let Some(program) = fields.node("program").and_then(path) {
+    if let Some(program) = fields.path("program", base) {
         ssh.program = program;
     }
     if let Some(timeout) = fields.duration("connect_timeout", MAX_CONNECT_TIMEOUT) {
@@ -285,14 +301,18 @@ fn parse_ssh(section: &YamlNode, base: &Path, diagnostics: &mut Vec<Diagnostic>)
             None => diagnostics.push(node.expected("strict, accept-new or off")),
         }
     }
-    ssh.known_hosts = fields.node("known_hosts").and_then(path);
-    ssh.config_file = fields.node("config_file").and_then(path);
-    if let Some(dir) = fields.node("control_dir").and_then(path) {
+    ssh.known_hosts = fields.path("known_hosts", base);
+    ssh.config_file = fields.path("config_file", base);
+    if let Some(dir) = fields.path("control_dir", base) {
         ssh.control_dir = dir;
     }
     if let Some(node) = fields.node("control_persist") {
         match (&node.value, bounded_duration(node, "control_persist", MAX_CONTROL_PERSIST)) {
             (Value::Bool(true), _) => ssh.control_persist = "yes".to_string(),
+            (Value::Str(text), _) if text == "yes" => ssh.control_persist = "yes".to_string(),
+            (Value::Str(text), _) if text == "no" => {
+                diagnostics.push(node.expected("yes or a duration such as 1h for `control_persist`"))
+            }
             (_, Ok(d)) if !d.is_zero() => ssh.control_persist = format!("{}s", d.as_secs().max(1)),
             (Value::Bool(_), _) | (_, Ok(_)) => {
                 diagnostics.push(node.expected("yes or a duration such as 1h for `control_persist`"))

@@ -22,8 +22,17 @@ use super::diagnostics::{Diagnostic, Location};
 /// a reload's, in a debug build; no configuration needs more than a few levels.
 pub(crate) const MAX_DEPTH: usize = 32;
 
+/// How values are read: YAML 1.2's core schema, so that nothing a person wrote
+/// turns into something else. Only `true`/`false` are booleans (`y`, `no`, `on`
+/// stay strings, as in the original Loom); a number written with a leading zero
+/// (`0755`) stays the string it was written as (file modes keep their octal
+/// meaning, and nothing is silently read as decimal); `${VAR}` is not expanded.
 fn options() -> serde_saphyr::Options {
     let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    options.leading_zero_numbers_as_strings = true;
+    options.legacy_octal_numbers = false;
+    options.with_snippet = false;
     let mut budget = options.budget.unwrap_or_default();
     budget.max_depth = MAX_DEPTH;
     options.budget = Some(budget);
@@ -255,17 +264,27 @@ impl<'de> Visitor<'de> for Jobs<'_> {
 /// first line, without its own `line N column M` prefix, since ours points at the
 /// right file instead.
 fn syntax_message(err: &serde_saphyr::Error) -> String {
-    let full = err.to_string();
+    // The user-facing wording, without the library's advice about its own options.
+    let full = err.render_with_formatter(&serde_saphyr::UserMessageFormatter);
     let first = full.lines().next().unwrap_or("").trim();
     let first = first.strip_prefix("error:").unwrap_or(first).trim();
     // The parser says this in two ways (its own limit, and the budget's).
-    if first.contains("budget breached: Depth") || first.contains("recursion limit exceeded") {
+    if first.contains("Depth {")
+        || first.contains("budget breached: Depth")
+        || first.contains("recursion limit exceeded")
+    {
         return format!("nested deeper than {MAX_DEPTH} levels of lists and maps");
     }
-    match first.split_once(": ") {
-        Some((prefix, rest)) if prefix.starts_with("line ") => rest.to_string(),
-        _ => first.to_string(),
-    }
+    let first = match first.split_once(": ") {
+        Some((prefix, rest)) if prefix.starts_with("line ") => rest,
+        _ => first,
+    };
+    // Our diagnostic points at the place itself.
+    let first = match first.rfind(" at line ") {
+        Some(cut) if first[cut..].contains(", column ") => &first[..cut],
+        _ => first,
+    };
+    first.to_string()
 }
 
 /// A YAML value with the place it was written.
@@ -349,22 +368,83 @@ impl Node {
         Diagnostic::error(format!("expected {what}, found {}", self.kind())).at(self.at.clone())
     }
 
-    /// The value as JSON, which is what task arguments travel as.
-    pub(crate) fn to_json(&self) -> serde_json::Value {
+    /// A number the parser read as a float although it is written as a whole
+    /// number (one below the smallest integer): it cannot be kept exactly.
+    fn written_as_integer(&self) -> bool {
+        let Some(line) = self.at.file.line(self.at.line) else { return false };
+        let token: String = line
+            .chars()
+            .skip(self.at.column.saturating_sub(1))
+            .take_while(|c| !matches!(c, ',' | ']' | '}' | ' ' | '\t' | '#'))
+            .collect();
+        let digits = token.strip_prefix(['-', '+']).unwrap_or(&token);
+        !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit())
+    }
+
+    /// The value as JSON, which is what task arguments travel as. Nothing is
+    /// changed on the way: a map key that is not a single value (a list, a map,
+    /// nothing), two keys that would become the same text (`1` and `"1"`), and a
+    /// number JSON cannot hold (`.nan`, `.inf`) are errors at their place.
+    pub(crate) fn to_json(&self, errors: &mut Vec<Diagnostic>) -> serde_json::Value {
         use serde_json::Value as J;
         match &self.value {
             Value::Null => J::Null,
             Value::Bool(b) => J::Bool(*b),
             Value::Int(i) => J::from(*i),
-            Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+            Value::Float(_) if self.written_as_integer() => {
+                errors.push(Diagnostic::error(TOO_LARGE).at(self.at.clone()));
+                J::Null
+            }
+            Value::Float(f) => match serde_json::Number::from_f64(*f) {
+                Some(number) => J::Number(number),
+                None => {
+                    errors.push(
+                        Diagnostic::error(format!("`{f}` cannot be passed to a task"))
+                            .at(self.at.clone())
+                            .help("a task receives finite numbers only; quote it to pass it as text"),
+                    );
+                    J::Null
+                }
+            },
             Value::Str(s) => J::String(s.clone()),
-            Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
+            Value::Seq(items) => J::Array(items.iter().map(|item| item.to_json(errors)).collect()),
             Value::Map(entries) => {
-                J::Object(entries.iter().map(|(k, v)| (k.scalar_text().unwrap_or_default(), v.to_json())).collect())
+                let mut object = serde_json::Map::new();
+                let mut seen: Vec<(String, &Location)> = Vec::new();
+                for (key, value) in entries {
+                    let text = match &key.value {
+                        Value::Str(_) | Value::Int(_) | Value::Bool(_) | Value::Float(_) => key.scalar_text(),
+                        Value::Null | Value::Seq(_) | Value::Map(_) => None,
+                    };
+                    let Some(text) = text else {
+                        errors.push(
+                            Diagnostic::error(format!("a map key must be text or a number, not {}", key.kind()))
+                                .at(key.at.clone())
+                                .help("task arguments travel as JSON, whose keys are text; quote the key"),
+                        );
+                        continue;
+                    };
+                    if let Some((_, first)) = seen.iter().find(|(t, _)| *t == text) {
+                        errors.push(
+                            Diagnostic::error(format!("map key `{text}` appears twice once keys are read as text"))
+                                .at(key.at.clone())
+                                .help(format!(
+                                    "the other one is at {first}; task arguments travel as JSON, whose keys are text"
+                                )),
+                        );
+                        continue;
+                    }
+                    seen.push((text.clone(), &key.at));
+                    object.insert(text, value.to_json(errors));
+                }
+                J::Object(object)
             }
         }
     }
 }
+
+/// An integer that a task could not receive unchanged.
+const TOO_LARGE: &str = "integer out of range: whole numbers go from -9223372036854775808 to 9223372036854775807; quote it to pass it as text";
 
 /// What serde-saphyr hands us before positions are mapped to files.
 enum Raw {
@@ -406,8 +486,14 @@ impl<'de> Visitor<'de> for RawVisitor {
     fn visit_i64<E>(self, v: i64) -> Result<Raw, E> {
         Ok(Raw::Int(v))
     }
-    fn visit_u64<E>(self, v: u64) -> Result<Raw, E> {
-        Ok(i64::try_from(v).map_or(Raw::Float(v as f64), Raw::Int))
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Raw, E> {
+        i64::try_from(v).map(Raw::Int).map_err(|_| E::custom(TOO_LARGE))
+    }
+    fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<Raw, E> {
+        i64::try_from(v).map(Raw::Int).map_err(|_| E::custom(TOO_LARGE))
+    }
+    fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Raw, E> {
+        i64::try_from(v).map(Raw::Int).map_err(|_| E::custom(TOO_LARGE))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Raw, E> {
         Ok(Raw::Float(v))
@@ -482,5 +568,47 @@ mod tests {
         let at = err.location.unwrap();
         assert_eq!(at.file.path, PathBuf::from("jobs.yaml"));
         assert!(at.line >= 2, "{at:?}");
+    }
+
+    fn json_of(text: &str) -> Result<serde_json::Value, Vec<String>> {
+        let root = Joined::new(&[file("a.yaml", &format!("v: {text}\n"))]).parse().map_err(|d| vec![d.one_line()])?;
+        let mut errors = Vec::new();
+        let json = root.get("v").unwrap().to_json(&mut errors);
+        if errors.is_empty() { Ok(json) } else { Err(errors.iter().map(Diagnostic::one_line).collect()) }
+    }
+
+    #[test]
+    fn values_reach_tasks_exactly_as_written() {
+        use serde_json::json;
+        assert_eq!(
+            json_of("{y: 1, n: 2, on: 3, off: 4, yes: 5, no: 6, Y: 7, true: 8}").unwrap(),
+            json!({"y": 1, "n": 2, "on": 3, "off": 4, "yes": 5, "no": 6, "Y": 7, "true": 8})
+        );
+        assert_eq!(json_of("[yes, no, on, y, true, False]").unwrap(), json!(["yes", "no", "on", "y", true, false]));
+        assert_eq!(json_of("{mode: 0755}").unwrap(), json!({"mode": "0755"}));
+        assert_eq!(json_of("[755, 0o755, 0x1f, -007, 0.5, 1e3]").unwrap(), json!([755, 493, 31, "-007", 0.5, 1000.0]));
+        assert_eq!(json_of("9223372036854775807").unwrap(), json!(i64::MAX));
+        assert_eq!(json_of("-9223372036854775808").unwrap(), json!(i64::MIN));
+        for big in ["9223372036854775808", "-9223372036854775809", "99999999999999999999999"] {
+            let err = json_of(big).unwrap_err();
+            assert!(err[0].starts_with("a.yaml:1:4: ") && err[0].contains("integer out of range"), "{big}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn keys_that_cannot_be_kept_are_errors_at_their_place() {
+        let err = json_of("{1: a, \"1\": b}").unwrap_err();
+        assert!(err[0].starts_with("a.yaml:1:11: map key `1` appears twice"), "{err:?}");
+        let err = json_of("{true: a, \"true\": b}").unwrap_err();
+        assert!(err[0].contains("key `true`"), "{err:?}");
+        let err = json_of("{[a, b]: 1, ~: 2, {c: d}: 3}").unwrap_err();
+        assert_eq!(err.len(), 3, "{err:?}");
+        assert!(err[0].starts_with("a.yaml:1:5: a map key must be text or a number, not a list"), "{err:?}");
+        assert!(err[1].contains("not nothing"), "{err:?}");
+        let err = json_of("{a: 1, a: 2}").unwrap_err();
+        assert!(err[0].contains("duplicate"), "{err:?}");
+        assert!(!err[0].contains("DuplicateKeyPolicy") && !err[0].contains("Options"), "{err:?}");
+        let err = json_of("[.nan]").unwrap_err();
+        assert!(err[0].contains("a.yaml:1:"), "{err:?}");
     }
 }

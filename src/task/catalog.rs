@@ -21,10 +21,11 @@ use crate::config::{Config, Diagnostic, Job, Location, SourceFile, TaskPath};
 pub enum TaskError {
     #[error("job `{0}` is not in the current configuration")]
     UnknownJob(String),
-    #[error("task stopped after task_max_operations ({0}) script operations; is there an endless loop?")]
-    TooManyOperations(u64),
-    #[error("task stopped after running longer than task_max_time ({0})")]
-    TimeUp(String),
+    /// The limit, and where the script was (`file:line:col in fn f`).
+    #[error("task stopped after task_max_operations ({0}) script operations at {1}; is there an endless loop?")]
+    TooManyOperations(u64, String),
+    #[error("task stopped after running longer than task_max_time ({0}) at {1}")]
+    TimeUp(String, String),
     #[error("task stopped: it was cancelled")]
     Cancelled,
     #[error("{0}")]
@@ -65,11 +66,14 @@ impl Catalog {
     /// Compiles the modules the jobs use and checks every job against its function.
     pub fn build(config: &Config) -> (Catalog, Vec<Diagnostic>) {
         let settings = &config.settings;
-        let engine = engine::build(settings);
+        let mut engine = engine::build(settings);
+        let imported = engine::allow_imports(&mut engine, settings);
         let mut modules: HashMap<String, Option<Arc<CompiledModule>>> = HashMap::new();
         let mut diagnostics = Vec::new();
         let mut jobs = HashMap::new();
-        for job in config.jobs.values() {
+        // Rejected jobs are checked for their task too (all problems at once), never prepared.
+        let rejected = config.rejected_jobs.iter().map(|job| (job, false));
+        for (job, valid) in config.jobs.values().map(|job| (job, true)).chain(rejected) {
             let module = modules
                 .entry(job.task.module.clone())
                 .or_insert_with(|| compile(&engine, config, &job.task, &job.task_at, &mut diagnostics))
@@ -81,16 +85,18 @@ impl Catalog {
                 continue;
             };
             match prepare(job, &module) {
-                Ok(prepared) => {
+                Ok(prepared) if valid => {
                     jobs.insert(job.name.clone(), prepared);
                 }
+                Ok(_) => {}
                 Err(d) => diagnostics.push(d),
             }
         }
-        let sources = modules
-            .iter()
-            .filter_map(|(name, module)| module.as_ref().map(|m| (name.clone(), m.text.clone())))
-            .collect();
+        engine::forbid_imports(&mut engine);
+        let mut sources: HashMap<String, String> = std::mem::take(&mut *imported.lock().expect("module texts"));
+        sources.extend(
+            modules.iter().filter_map(|(name, module)| module.as_ref().map(|m| (name.clone(), m.text.clone()))),
+        );
         let catalog = Catalog {
             engine,
             sources,
@@ -144,13 +150,27 @@ impl Catalog {
     fn explain(&self, err: &EvalAltResult, prepared: &Prepared) -> TaskError {
         let inner = err.unwrap_inner();
         match inner {
-            EvalAltResult::ErrorTooManyOperations(_) => TaskError::TooManyOperations(self.max_operations),
+            EvalAltResult::ErrorTooManyOperations(_) => {
+                TaskError::TooManyOperations(self.max_operations, stopped_at(err, prepared))
+            }
             EvalAltResult::ErrorTerminated(token, _) => match token.clone().into_string().ok().as_deref() {
-                Some(TIME_UP) => TaskError::TimeUp(humantime::format_duration(self.max_time).to_string()),
+                Some(TIME_UP) => {
+                    TaskError::TimeUp(humantime::format_duration(self.max_time).to_string(), stopped_at(err, prepared))
+                }
                 _ => TaskError::Cancelled,
             },
             _ => TaskError::Failed(describe(err, &prepared.module.source, &prepared.function)),
         }
+    }
+}
+
+/// Where a script was when a limit stopped it: `file:line:col in fn f` when Rhai
+/// kept the place, else the task's file and function.
+fn stopped_at(err: &EvalAltResult, prepared: &Prepared) -> String {
+    let described = describe(err, &prepared.module.source, &prepared.function);
+    match described.rfind(" (at ") {
+        Some(cut) if described.ends_with(')') => described[cut + 5..described.len() - 1].to_string(),
+        _ => format!("{} (in a call of fn {})", prepared.module.source, prepared.function),
     }
 }
 
@@ -189,7 +209,8 @@ fn describe(err: &EvalAltResult, module: &str, function: &str) -> String {
     match (position.line(), source) {
         (Some(line), Some(source)) => {
             let column = position.position().unwrap_or(1);
-            let function = functions.last().map(|f| format!(" in fn {f}")).unwrap_or_default();
+            let function =
+                functions.last().filter(|f| !f.is_empty()).map(|f| format!(" in fn {f}")).unwrap_or_default();
             format!("{message} (at {source}:{line}:{column}{function})")
         }
         (Some(line), None) => format!("{message} (line {line})"),
@@ -212,16 +233,19 @@ fn compile(
         }
     };
     let file = Arc::new(SourceFile::new(origin.path(), text.clone()));
-    let mut ast = match engine.compile(&text) {
+    // Imports are resolved, compiled and run now, and kept inside the AST.
+    let mut ast = match engine.compile_into_self_contained(&Scope::new(), &text) {
         Ok(ast) => ast,
         Err(err) => {
-            let line = err.1.line().unwrap_or(1);
-            let column = err.1.position().unwrap_or(1);
-            diagnostics.push(
-                Diagnostic::error(format!("task module {} does not compile: {}", origin.display(), err.0))
-                    .at(Location::new(&file, line, column))
-                    .help(format!("used by task `{task}` at {task_at}")),
-            );
+            let d = match *err {
+                EvalAltResult::ErrorParsing(why, at) => {
+                    let (line, column) = (at.line().unwrap_or(1), at.position().unwrap_or(1));
+                    Diagnostic::error(format!("task module {} does not compile: {why}", origin.display()))
+                        .at(Location::new(&file, line, column))
+                }
+                other => import_failed(&other, &origin.display(), &file),
+            };
+            diagnostics.push(d.help(format!("used by task `{task}` at {task_at}")));
             return None;
         }
     };
@@ -237,6 +261,46 @@ fn compile(
         }
     }
     Some(Arc::new(CompiledModule { ast, text, source, functions }))
+}
+
+/// An `import` that could not be resolved or whose module fails, at the import
+/// that names it (the resolver is not told where that is).
+fn import_failed(err: &EvalAltResult, module: &str, file: &Arc<SourceFile>) -> Diagnostic {
+    let mut current = err;
+    let mut named = None;
+    let mut inner_source = None;
+    loop {
+        match current {
+            EvalAltResult::ErrorModuleNotFound(path, _) => {
+                named.get_or_insert_with(|| path.clone());
+                break;
+            }
+            EvalAltResult::ErrorInModule(source, inner, _) => {
+                // The innermost module is where the failing statement is.
+                inner_source = Some(source.clone());
+                current = inner;
+            }
+            _ => break,
+        }
+    }
+    let why = describe(current, inner_source.as_deref().unwrap_or(module), "");
+    let (line, column) = file
+        .text
+        .lines()
+        .enumerate()
+        .find_map(|(i, text)| {
+            let at = text.find("import")?;
+            let quoted = named.as_ref().is_none_or(|n| text.contains(&format!("\"{n}\"")));
+            quoted.then_some((i + 1, at + 1))
+        })
+        .unwrap_or((1, 1));
+    let message = match &named {
+        Some(path) => format!(
+            "task module {module} imports `{path}`, which is not in the taskspath folders or the bundled stdlib"
+        ),
+        None => format!("task module {module}: an import failed: {why}"),
+    };
+    Diagnostic::error(message).at(Location::new(file, line, column))
 }
 
 /// Rhai calls a script function for `ssh.name(a, b)` when the module defines
@@ -326,4 +390,50 @@ fn prepare(job: &Job, module: &Arc<CompiledModule>) -> Result<Prepared, Diagnost
             .cast::<Map>()
     });
     Ok(Prepared { module: Arc::clone(module), function: function.clone(), args, kwargs })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::snapshot::Snapshot;
+
+    /// A configuration whose task imports a chain of `depth` modules.
+    fn chain(depth: usize) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write("loom.yaml", "nodesfile: nodes.yaml\njobspath: jobs\nlisten: off\n");
+        write("nodes.yaml", "local:\n  local: true\n");
+        write("jobs/a.yaml", "jobs:\n  a:\n    task: site.m0.apply\n    targets: [local]\n");
+        for level in 0..depth {
+            let import = format!("import \"site/m{}\" as next;\nfn f() {{ next::f() }}\n", level + 1);
+            write(&format!("tasks/site/m{level}.rhai"), &format!("{import}fn apply(ssh) {{ }}\n"));
+        }
+        write(&format!("tasks/site/m{depth}.rhai"), "fn f() { 1 }\n");
+        dir
+    }
+
+    #[test]
+    fn deep_and_too_deep_imports_load_on_a_reload_threads_stack() {
+        for (depth, ok) in [(super::engine::MAX_IMPORT_DEPTH, true), (super::engine::MAX_IMPORT_DEPTH + 1, false)] {
+            let dir = chain(depth);
+            let path = dir.path().join("loom.yaml");
+            // The 2 MiB of a tokio blocking thread, where a reload runs.
+            let errors = std::thread::Builder::new()
+                .stack_size(2 << 20)
+                .spawn(move || {
+                    let (_, diagnostics) = Snapshot::load(&path);
+                    diagnostics.iter().filter(|d| d.is_error()).map(|d| d.one_line()).collect::<Vec<_>>()
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+            assert_eq!(errors.is_empty(), ok, "depth {depth}: {errors:?}");
+            if !ok {
+                assert!(errors[0].contains("imports nest deeper than"), "{errors:?}");
+            }
+        }
+    }
 }

@@ -47,7 +47,16 @@ impl Origin {
 /// Finds module `a/b` as `a/b.rhai` in each tasks folder, then in the stdlib.
 /// A module file that is there but cannot be read (a FIFO, too large, no
 /// permission) is an error naming it, never silently passed over for the stdlib's.
+///
+/// `module` must be a module path (`a/b`, each part letters, digits and `_`): it can
+/// only name a file inside a tasks folder, never `../x` or `/etc/x`.
 pub(crate) fn find_module(taskspath: &[PathBuf], module: &str) -> Result<Option<(Origin, String)>, String> {
+    let part = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !module.split('/').all(part) {
+        return Err(format!(
+            "`{module}` is not a module path: modules are named like `a.b` (a/b.rhai), found only in the taskspath folders and the bundled stdlib"
+        ));
+    }
     for folder in taskspath {
         let path = folder.join(format!("{module}.rhai"));
         match read_text(&path) {
@@ -139,15 +148,43 @@ pub(crate) fn build(settings: &Settings) -> Engine {
         tracing::debug!(target: "loom::task", "{at}: {text}");
     });
     handle::register(&mut engine);
-    engine.set_module_resolver(Resolver { taskspath: settings.taskspath.clone(), cache: Mutex::new(HashMap::new()) });
     engine
 }
 
-/// `import "a/b" as b;` inside a task module: the same lookup as task paths.
+/// Lets `import "a/b" as b;` in task modules find modules while a catalog is
+/// built; what it read is handed back so the catalog can tell when it changed.
+pub(crate) fn allow_imports(engine: &mut Engine, settings: &Settings) -> Arc<Mutex<HashMap<String, String>>> {
+    let texts = Arc::new(Mutex::new(HashMap::new()));
+    let cache = Mutex::new(HashMap::new());
+    let resolver = Resolver {
+        taskspath: settings.taskspath.clone(),
+        cache,
+        texts: Arc::clone(&texts),
+        loading: Mutex::new(Vec::new()),
+    };
+    engine.set_module_resolver(resolver);
+    texts
+}
+
+/// Once every module is compiled, with its imports inside (`compile_into_self_contained`):
+/// a running task reads no module from disk, so a fire keeps the code it started with.
+pub(crate) fn forbid_imports(engine: &mut Engine) {
+    engine.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
+}
+
+/// `import "a/b" as b;` (or `"a.b"`) inside a task module: the same lookup as task paths.
 struct Resolver {
     taskspath: Vec<PathBuf>,
     cache: Mutex<HashMap<String, Shared<Module>>>,
+    /// The text of every module read, by module path.
+    texts: Arc<Mutex<HashMap<String, String>>>,
+    /// The imports being resolved, outermost first: a module evaluates its own
+    /// imports while it is loaded, so a cycle would recurse until the stack ends.
+    loading: Mutex<Vec<String>>,
 }
+
+/// How many imports deep modules may go (each level is a nested evaluation).
+pub(crate) const MAX_IMPORT_DEPTH: usize = 16;
 
 impl ModuleResolver for Resolver {
     fn resolve(
@@ -157,7 +194,7 @@ impl ModuleResolver for Resolver {
         path: &str,
         pos: Position,
     ) -> Result<Shared<Module>, Box<EvalAltResult>> {
-        let key = path.trim_end_matches(".rhai").replace('.', "/");
+        let key = path.strip_suffix(".rhai").unwrap_or(path).replace('.', "/");
         if let Some(module) = self.cache.lock().expect("module cache").get(&key) {
             return Ok(module.clone());
         }
@@ -166,11 +203,31 @@ impl ModuleResolver for Resolver {
             Ok(None) => return Err(Box::new(EvalAltResult::ErrorModuleNotFound(path.to_string(), pos))),
             Err(why) => return Err(Box::new(EvalAltResult::ErrorRuntime(why.into(), pos))),
         };
-        let mut ast =
-            engine.compile(text).map_err(|e| EvalAltResult::ErrorInModule(origin.display(), e.into(), pos))?;
-        ast.set_source(origin.display());
-        let module = Module::eval_ast_as_new(Scope::new(), &ast, engine)
-            .map_err(|e| EvalAltResult::ErrorInModule(origin.display(), e, pos))?;
+        self.texts.lock().expect("module texts").insert(key.clone(), text.clone());
+        {
+            let mut loading = self.loading.lock().expect("imports being loaded");
+            let refuse = if loading.contains(&key) {
+                Some(format!("import cycle: {} → {key}", loading.join(" → ")))
+            } else if loading.len() >= MAX_IMPORT_DEPTH {
+                Some(format!("imports nest deeper than {MAX_IMPORT_DEPTH} modules: {} → {key}", loading.join(" → ")))
+            } else {
+                None
+            };
+            if let Some(why) = refuse {
+                return Err(Box::new(EvalAltResult::ErrorRuntime(why.into(), pos)));
+            }
+            loading.push(key.clone());
+        }
+        let evaluated: Result<Module, Box<EvalAltResult>> = engine
+            .compile(text)
+            .map_err(|e| EvalAltResult::ErrorInModule(origin.display(), e.into(), pos).into())
+            .and_then(|mut ast| {
+                ast.set_source(origin.display());
+                Module::eval_ast_as_new(Scope::new(), &ast, engine)
+                    .map_err(|e| EvalAltResult::ErrorInModule(origin.display(), e, pos).into())
+            });
+        self.loading.lock().expect("imports being loaded").pop();
+        let module = evaluated?;
         let module: Shared<Module> = module.into();
         self.cache.lock().expect("module cache").insert(key, module.clone());
         Ok(module)

@@ -266,13 +266,19 @@ fn parse_mode_option(options: &Map) -> ScriptResult<Option<u32>> {
     options.get("mode").map(parse_mode).transpose()
 }
 
+/// A file mode is octal text (`"0644"`, `"644"`, `"0o644"`), as chmod reads it. A
+/// number is refused: `644` from YAML and `0o644` from a script are different
+/// numbers that people mean as the same mode, so neither is guessed.
 fn parse_mode(mode: &Dynamic) -> ScriptResult<u32> {
     if let Ok(int) = mode.as_int() {
-        return u32::try_from(int).map_err(|_| "mode out of range".into());
+        return Err(format!("mode {int} is a number; write the mode as octal text in quotes, e.g. \"0644\"").into());
     }
-    let text = mode.clone().into_string().map_err(|_| "mode must be a string like \"0644\" or 0o644")?;
-    u32::from_str_radix(text.trim_start_matches("0o"), 8)
-        .map_err(|_| format!("mode `{text}` is not octal like \"0644\"").into())
+    let text = mode.clone().into_string().map_err(|_| "mode must be octal text such as \"0644\"")?;
+    let digits = text.strip_prefix("0o").unwrap_or(&text);
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if !digits.is_empty() && mode <= 0o7777 => Ok(mode),
+        _ => Err(format!("mode `{text}` is not an octal mode such as \"0644\"").into()),
+    }
 }
 
 /// The handle's methods and how many arguments (after the handle) each takes.
@@ -312,4 +318,21 @@ pub(crate) fn register(engine: &mut Engine) {
         .register_fn("log", |s: &mut Ssh, text: &str| s.output.append(&format!("{text}\n")))
         .register_fn("to_string", |s: &mut Ssh| format!("ssh://{}", s.node.name))
         .register_fn("quote", |text: &str| shell_quote(text));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_are_octal_text_and_numbers_are_refused() {
+        let mode = |d: Dynamic| parse_mode(&d).map_err(|e| e.to_string());
+        assert_eq!(mode("0644".into()), Ok(0o644));
+        assert_eq!(mode("755".into()), Ok(0o755));
+        assert_eq!(mode("0o700".into()), Ok(0o700));
+        for bad in ["", "0o", "0989", "77777"] {
+            assert!(mode(bad.into()).unwrap_err().contains("is not an octal mode"), "{bad}");
+        }
+        assert!(mode(Dynamic::from_int(644)).unwrap_err().contains("mode 644 is a number"));
+    }
 }

@@ -5,6 +5,7 @@ mod harness;
 
 mod api;
 mod check;
+mod check_all;
 mod cli_json;
 mod config_limits;
 mod events;
@@ -21,3 +22,4 @@ mod ssh;
 mod stdlib;
 mod tokens;
 mod which_daemon;
+mod yaml_suite;
