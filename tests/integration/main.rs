@@ -10,6 +10,7 @@ mod events;
 mod history;
 mod lifecycle;
 mod limits;
+mod next;
 mod pipes;
 mod reload;
 mod run;
