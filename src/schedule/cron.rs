@@ -147,7 +147,7 @@ impl Schedule {
         let offset_after = self.offset_at(after);
         let offset_soon = after.checked_add_signed(TimeDelta::days(1)).map_or(offset_after, |t| self.offset_at(t));
         let back = (offset_after - offset_soon).max(TimeDelta::zero());
-        let mut cursor = after.naive_utc() + offset_after - back;
+        let mut cursor = after.naive_utc().checked_add_signed(offset_after - back)?;
         let mut inclusive = true;
         let mut best: Option<DateTime<Utc>> = None;
         loop {
@@ -155,7 +155,7 @@ impl Schedule {
             if let Some(best) = best {
                 // The earliest instant `wall` can name is at the largest offset nearby.
                 let largest = offset_after.max(self.offset_at(best));
-                if (wall - largest).and_utc() >= best {
+                if wall.checked_sub_signed(largest).is_none_or(|earliest| earliest.and_utc() >= best) {
                     return Some(best);
                 }
             }
