@@ -146,9 +146,7 @@ fn alive(pid: &str) -> bool {
 fn sleeper(ws: &Workspace, targets: &str, remote: Option<&std::path::Path>) {
     let pid = ws.path("pid");
     let local = format!("echo $$ > {}; exec sleep 300", pid.display());
-    let mut text = format!("jobs:\n  sleep:\n    task: site.s.sleep\n    targets: [{targets}]\n");
-    text.push('\n');
-    ws.write("jobs/a.yaml", &text);
+    ws.write("jobs/a.yaml", &format!("jobs:\n  sleep:\n    task: site.s.sleep\n    targets: [{targets}]\n"));
     let remote =
         remote.map_or(String::new(), |p| format!("echo $$ > {}; while sleep 0.2; do echo .; done", p.display()));
     ws.write(
@@ -159,15 +157,15 @@ fn sleeper(ws: &Workspace, targets: &str, remote: Option<&std::path::Path>) {
 
 fn fire_status(ws: &Workspace, id: &str) -> (String, Vec<String>) {
     let logs = ws.loom(&["logs", id, "--json"]);
-    let detail: serde_json::Value = serde_json::from_str(&logs.stdout).expect(&logs.all());
+    let detail: serde_json::Value =
+        serde_json::from_str(&logs.stdout).unwrap_or_else(|err| panic!("{err}: {}", logs.all()));
     let statuses = detail["results"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap().to_string());
     (detail["fire"]["status"].as_str().unwrap().to_string(), statuses.collect())
 }
 
-#[test]
-fn ctrl_c_on_a_local_run_kills_its_commands_and_records_the_fire_interrupted() {
-    let ws = Workspace::local("listen: off\n");
-    sleeper(&ws, "local", None);
+/// Starts `loom run sleep`, and once its command runs, sends it SIGINT; returns how
+/// it exited (its stderr is in `run.log`) and the command's pid.
+fn interrupt_run_of_sleeper(ws: &Workspace) -> (std::process::ExitStatus, String) {
     let mut run = std::process::Command::new(crate::harness::loom_bin())
         .args(["-c", ws.config().to_str().unwrap(), "run", "sleep"])
         .stdout(std::process::Stdio::null())
@@ -175,9 +173,15 @@ fn ctrl_c_on_a_local_run_kills_its_commands_and_records_the_fire_interrupted() {
         .spawn()
         .unwrap();
     assert!(wait_for(Duration::from_secs(20), || !ws.read("pid").trim().is_empty()), "the command never started");
-    let pid = ws.read("pid");
     std::process::Command::new("kill").args(["-INT", &run.id().to_string()]).status().unwrap();
-    let status = run.wait().unwrap();
+    (run.wait().unwrap(), ws.read("pid"))
+}
+
+#[test]
+fn ctrl_c_on_a_local_run_kills_its_commands_and_records_the_fire_interrupted() {
+    let ws = Workspace::local("listen: off\n");
+    sleeper(&ws, "local", None);
+    let (status, pid) = interrupt_run_of_sleeper(&ws);
     assert_eq!(status.code(), Some(130), "{}", ws.read("run.log"));
     assert!(ws.read("run.log").contains("interrupted: stopping the nodes' commands"), "{}", ws.read("run.log"));
     assert!(!alive(&pid), "the command {pid} still runs");
@@ -228,16 +232,7 @@ fn ctrl_c_on_a_run_through_the_daemon_cancels_that_fire() {
     sleeper(&ws, "local", None);
     let daemon = ws.serve();
     daemon.wait_started();
-    let mut run = std::process::Command::new(crate::harness::loom_bin())
-        .args(["-c", ws.config().to_str().unwrap(), "run", "sleep"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(ws.path("run.log")).unwrap())
-        .spawn()
-        .unwrap();
-    assert!(wait_for(Duration::from_secs(20), || !ws.read("pid").trim().is_empty()), "the command never started");
-    let pid = ws.read("pid");
-    std::process::Command::new("kill").args(["-INT", &run.id().to_string()]).status().unwrap();
-    let status = run.wait().unwrap();
+    let (status, pid) = interrupt_run_of_sleeper(&ws);
     let said = ws.read("run.log");
     assert_eq!(status.code(), Some(130), "{said}");
     assert!(said.contains("cancelling fire 1 on the daemon"), "{said}");
