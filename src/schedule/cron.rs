@@ -107,7 +107,7 @@ impl Schedule {
             .year(Year::Disallowed)
             .dom_and_dow(wild(dom) || wild(dow))
             .build();
-        let cron = parser.parse(expanded).map_err(|e| lowercase_first(&e.to_string()))?;
+        let cron = parser.parse(expanded).map_err(|e| blame_field(&parser, &fields, names, &e.to_string()))?;
         let fixed_time = !minute.contains('*') && !hour.contains('*');
         let never = !fires_on_some_day(&cron);
         let pattern = Pattern { cron, fixed_time, never };
@@ -225,6 +225,31 @@ impl fmt::Debug for Schedule {
     }
 }
 
+/// croner's message for a bad expression, with the field at fault named: the one
+/// field that, replaced by `*`, makes the expression parse.
+fn blame_field(parser: &CronParser, fields: &[&str], names: &[&str], message: &str) -> String {
+    const RANGES: [&str; 6] = ["0-59", "0-59", "0-23", "1-31", "1-12 or jan-dec", "0-7 or sun-sat"];
+    let message = if message.contains("illegal character") {
+        "unexpected character".to_string()
+    } else {
+        lowercase_first(message.trim_start_matches("Component error: ").trim_end_matches('.'))
+    };
+    let culprits: Vec<usize> = (0..fields.len())
+        .filter(|&i| {
+            let mut replaced = fields.to_vec();
+            replaced[i] = "*";
+            parser.parse(&replaced.join(" ")).is_ok()
+        })
+        .collect();
+    match culprits[..] {
+        [i] => {
+            let range = RANGES[6 - fields.len() + i];
+            format!("the {} field `{}`: {message} (expected {range})", names[i], fields[i])
+        }
+        _ => message,
+    }
+}
+
 fn lowercase_first(text: &str) -> String {
     let mut chars = text.chars();
     match chars.next() {
@@ -295,6 +320,8 @@ mod tests {
         let err = Schedule::parse("@sometimes", Tz::UTC).unwrap_err();
         assert!(err.contains("unknown shorthand"), "{err}");
         assert!(Schedule::parse("0 0 0 1 1 * 2030", Tz::UTC).is_err());
+        let err = Schedule::parse("0 24 * * *", Tz::UTC).unwrap_err();
+        assert_eq!(err, "the hour field `24`: number out of bounds (expected 0-23)");
     }
 
     #[test]
