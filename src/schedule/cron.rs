@@ -493,4 +493,73 @@ mod tests {
             assert!(Schedule::parse(text, Tz::UTC).is_err(), "{text}");
         }
     }
+    /// Vixie cron's rules written the other way round: walk real time minute by
+    /// minute and decide at each instant whether it fires.
+    fn brute_force(schedule: &Schedule, from: DateTime<Utc>, minutes: i64) -> Vec<DateTime<Utc>> {
+        let Kind::Cron(pattern) = &schedule.kind else { unreachable!() };
+        let zone = schedule.zone();
+        let wall = |at: DateTime<Utc>| at.with_timezone(&zone).naive_local();
+        let matches = |naive: NaiveDateTime| pattern.cron.is_time_matching(&naive).unwrap();
+        let mut out = Vec::new();
+        for step in 1..=minutes {
+            let at = from + TimeDelta::minutes(step);
+            let here = wall(at);
+            let second_pass =
+                matches!(zone.from_local_datetime(&here), LocalResult::Ambiguous(_, later) if later == at);
+            let mut fires = matches(here) && !(pattern.fixed_time && second_pass);
+            // The wall-clock minutes skipped just before `at`.
+            let mut skipped = wall(at - TimeDelta::minutes(1)) + TimeDelta::minutes(1);
+            while pattern.fixed_time && skipped < here {
+                fires |= matches(skipped);
+                skipped += TimeDelta::minutes(1);
+            }
+            if fires {
+                out.push(at);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn next_after_agrees_with_a_minute_by_minute_walk_around_transitions() {
+        let patterns = [
+            "* * * * *",
+            "*/7 * * * *",
+            "0 * * * *",
+            "30 * * * *",
+            "*/20 1-3 * * *",
+            "0 1-3 * * *",
+            "15,45 1-2 * * *",
+            "30 2 * * *",
+            "0,30 2 * * *",
+            "59 1 * * *",
+            "0 0-23/2 * * *",
+            "45 0-4 * * 0",
+            "10 2 */2 * *",
+        ];
+        // Two days around each transition, starting a minute before an hour.
+        let windows = [
+            ("America/New_York", "2026-03-07T04:59:00Z"),
+            ("America/New_York", "2026-10-31T03:59:00Z"),
+            ("Europe/Berlin", "2026-03-28T22:59:00Z"),
+            ("Europe/Berlin", "2026-10-24T21:59:00Z"),
+            ("Australia/Lord_Howe", "2026-10-03T12:59:00Z"),
+            ("Australia/Lord_Howe", "2026-04-04T12:59:00Z"),
+        ];
+        for (zone, from) in windows {
+            let zone: Tz = zone.parse().unwrap();
+            for text in patterns {
+                let schedule = Schedule::parse(text, zone).unwrap();
+                let from = utc(from);
+                let expected = brute_force(&schedule, from, 2 * 24 * 60);
+                let mut got = Vec::new();
+                let mut at = from;
+                while let Some(next) = schedule.next_after(at).filter(|n| *n <= from + TimeDelta::days(2)) {
+                    got.push(next);
+                    at = next;
+                }
+                assert_eq!(got, expected, "`{text}` in {zone} from {from}");
+            }
+        }
+    }
 }
