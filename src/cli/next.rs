@@ -1,10 +1,10 @@
 //! `loom next`: when a job, or any cron expression, fires next.
 //!
-//! Pure computation over the configuration (or the expression alone): no daemon, no
-//! store. A job's fires are computed as the daemon plans them — its schedule in its
-//! zone, each fire starting its jitter offset after its scheduled instant. Whether
-//! the job is disabled in the store is not consulted. Exit 1 for an expression
-//! that never fires.
+//! Computed from the configuration (or the expression alone), with no daemon; the
+//! store is only read, to say whether a job is disabled. A job's fires are computed as the daemon plans them — its schedule in its
+//! zone, each fire starting its jitter offset after its scheduled instant; a job
+//! disabled in the store is shown all the same, with a note. Exit 1 for an
+//! expression that never fires.
 
 use anyhow::{Context, anyhow, bail};
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::args::{Cli, Outcome};
 use crate::schedule::cron::{Schedule, host_zone};
+use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -72,6 +73,13 @@ pub(crate) fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
                 bail!("job `{name}` has no schedule: it runs only with `loom run`");
             };
             let offset = chrono::TimeDelta::from_std(job.jitter_offset()).context("jitter out of range")?;
+            let state = &config.settings.state;
+            let store = state.exists().then(|| Store::open_read_only(state).ok()).flatten();
+            if store.and_then(|s| s.disabled_jobs().ok()).is_some_and(|disabled| disabled.contains(name)) {
+                errln!(
+                    "job `{name}` is disabled: the daemon fires it on these instants only after `loom enable {name}`"
+                );
+            }
             (Some(name.clone()), schedule, offset)
         }
         (None, None) => bail!("name a job or give --schedule"),

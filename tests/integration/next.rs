@@ -232,6 +232,13 @@ fn a_job_previews_with_its_zone_and_jitter() {
     assert_eq!(delay(&fires[0]), delay(&fires[1]), "one fixed offset per job");
     assert!(delay(&fires[0]) >= chrono::TimeDelta::zero() && delay(&fires[0]) < chrono::TimeDelta::minutes(10));
 
+    // Disabled: the same fires, with a note.
+    ws.loom(&["disable", "nightly"]).assert_code(0);
+    let run = ws.loom(&["next", "nightly", "--from", "2026-03-28T12:00:00+01:00", "-n", "1"]);
+    run.assert_code(0);
+    assert!(run.stdout.starts_with("2026-03-29T03:00:00+02:00  (starts "), "{}", run.stdout);
+    assert!(run.stderr.contains("job `nightly` is disabled"), "{}", run.stderr);
+
     let run = ws.loom(&["next", "manual"]);
     run.assert_code(1);
     assert!(run.stderr.contains("job `manual` has no schedule"), "{}", run.stderr);
