@@ -476,7 +476,7 @@ mod tests {
 
     #[test]
     fn schedules_that_match_no_date_never_fire() {
-        for text in ["0 0 30 2 *", "* * 31 2 *", "0 0 31 4 *", "0 0 31 2 */2", "0 0 30W 2 *"] {
+        for text in ["0 0 30 2 *", "* * 31 2 *", "0 0 31 4 *", "0 0 31 2 */2", "0 0 30W 2 *", "0 0 * * L"] {
             let schedule = Schedule::parse(text, Tz::UTC).unwrap();
             assert!(schedule.never_fires(), "{text}");
             assert_eq!(schedule.next_after(utc("2026-01-01T00:00:00Z")), None, "{text}");
