@@ -145,8 +145,7 @@ impl Schedule {
         // to see the repeated interval, and keep walking until no candidate can beat
         // the best one found.
         let offset_after = self.offset_at(after);
-        let offset_soon = after.checked_add_signed(TimeDelta::days(1)).map_or(offset_after, |t| self.offset_at(t));
-        let back = (offset_after - offset_soon).max(TimeDelta::zero());
+        let back = self.repeated_behind(after, offset_after);
         let mut cursor = after.naive_utc().checked_add_signed(offset_after - back)?;
         let mut inclusive = true;
         let mut best: Option<DateTime<Utc>> = None;
@@ -167,6 +166,16 @@ impl Schedule {
             cursor = wall;
             inclusive = false;
         }
+    }
+
+    /// How far before `after`'s wall-clock time the walk must start to see a
+    /// repeated interval whose second pass is still ahead: the size of a fall-back
+    /// due less than its own size after `after`. Zero almost always. (No zone's
+    /// clock has moved by 3 hours at once.)
+    fn repeated_behind(&self, after: DateTime<Utc>, offset_after: TimeDelta) -> TimeDelta {
+        let offset_at = |delta: TimeDelta| after.checked_add_signed(delta).map_or(offset_after, |t| self.offset_at(t));
+        let shift = offset_after - offset_at(TimeDelta::hours(3));
+        if shift > TimeDelta::zero() && offset_at(shift) != offset_after { shift } else { TimeDelta::zero() }
     }
 
     fn offset_at(&self, at: DateTime<Utc>) -> TimeDelta {
@@ -558,7 +567,24 @@ mod tests {
                     got.push(next);
                     at = next;
                 }
-                assert_eq!(got, expected, "`{text}` in {zone} from {from}");
+                // On a mismatch, show where the two first part, not two days of fires.
+                let parted =
+                    got.iter().zip(&expected).position(|(g, e)| g != e).unwrap_or(got.len().min(expected.len()));
+                assert_eq!(
+                    &got[parted..got.len().min(parted + 3)],
+                    &expected[parted..expected.len().min(parted + 3)],
+                    "`{text}` in {zone} from {from}: fire {parted} and on ({} vs {} fires)",
+                    got.len(),
+                    expected.len()
+                );
+                // And from instants that are not fires, off the minute.
+                let mut after = from;
+                while after < from + TimeDelta::hours(47) {
+                    let want = expected.iter().find(|at| **at > after).copied();
+                    let got = schedule.next_after(after).filter(|n| *n <= from + TimeDelta::days(2));
+                    assert_eq!(got, want, "`{text}` in {zone} after {after}");
+                    after += TimeDelta::seconds(7 * 60 + 13);
+                }
             }
         }
     }
