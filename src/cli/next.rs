@@ -65,6 +65,13 @@ pub(crate) fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
             (None, schedule, chrono::TimeDelta::zero())
         }
         (Some(name), None) => {
+            if cli.server.is_some() {
+                // The API does not carry a job's jitter; a local file could be another
+                // configuration than the daemon's.
+                bail!(
+                    "`loom next JOB` reads the local configuration and cannot ask a daemon; drop --server (or $LOOM_SERVER)"
+                );
+            }
             let (config, _) = crate::config::load(&cli.config_path()?);
             let Some(job) = config.jobs.get(name) else {
                 bail!("no job named `{name}` in the configuration (`loom check` shows why one is missing)");

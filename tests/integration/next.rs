@@ -242,6 +242,9 @@ fn a_job_previews_with_its_zone_and_jitter() {
     let run = ws.loom(&["next", "manual"]);
     run.assert_code(1);
     assert!(run.stderr.contains("job `manual` has no schedule"), "{}", run.stderr);
+    let run = ws.loom(&["next", "nightly", "--server", "http://127.0.0.1:9"]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("cannot ask a daemon"), "{}", run.stderr);
     let run = ws.loom(&["next", "nosuch"]);
     run.assert_code(1);
     assert!(run.stderr.contains("no job named `nosuch`"), "{}", run.stderr);
