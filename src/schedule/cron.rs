@@ -545,6 +545,8 @@ mod tests {
             "0 0-23/2 * * *",
             "45 0-4 * * 0",
             "10 2 */2 * *",
+            "0,30 3 * * *",
+            "50 3 * * *",
         ];
         // Two days around each transition, starting a minute before an hour.
         let windows = [
@@ -554,6 +556,8 @@ mod tests {
             ("Europe/Berlin", "2026-10-24T21:59:00Z"),
             ("Australia/Lord_Howe", "2026-10-03T12:59:00Z"),
             ("Australia/Lord_Howe", "2026-04-04T12:59:00Z"),
+            ("Pacific/Chatham", "2026-04-04T12:59:00Z"),
+            ("Pacific/Chatham", "2026-09-26T12:59:00Z"),
         ];
         for (zone, from) in windows {
             let zone: Tz = zone.parse().unwrap();
