@@ -140,17 +140,46 @@ impl Schedule {
         if pattern.never {
             return None;
         }
-        // Walk wall-clock candidates in order. A clock that falls back repeats wall
-        // times, so a later candidate can be an earlier instant: start far enough back
-        // to see the repeated interval, and keep walking until no candidate can beat
-        // the best one found.
+        // Walk wall-clock candidates from `after`'s own. A clock that falls back
+        // repeats wall times, so the second pass of a repeated interval that has
+        // begun — wall times already behind — can still hold the next fire; it is
+        // walked too when it could come first.
         let offset_after = self.offset_at(after);
-        let back = self.repeated_behind(after, offset_after);
-        let mut cursor = after.naive_utc().checked_add_signed(offset_after - back)?;
+        let wall_after = after.naive_utc().checked_add_signed(offset_after)?;
+        let ahead = self.earliest_from(pattern, wall_after, after, offset_after, None);
+        let Some((fall_back, repeated_from)) = self.fall_back_near(after, offset_after) else {
+            return ahead;
+        };
+        if ahead.is_some_and(|ahead| ahead < fall_back) {
+            return ahead;
+        }
+        let behind = self.earliest_from(pattern, repeated_from, after, offset_after, Some(wall_after));
+        match (ahead, behind) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The earliest fire after `after` among the wall-clock times from `from` (up
+    /// to `until`). Walks until no later wall time can name an earlier instant.
+    fn earliest_from(
+        &self,
+        pattern: &Pattern,
+        from: NaiveDateTime,
+        after: DateTime<Utc>,
+        offset_after: TimeDelta,
+        until: Option<NaiveDateTime>,
+    ) -> Option<DateTime<Utc>> {
+        let mut cursor = from;
         let mut inclusive = true;
         let mut best: Option<DateTime<Utc>> = None;
         loop {
-            let wall = pattern.cron.find_next_occurrence(&cursor, inclusive).ok()?;
+            let Ok(wall) = pattern.cron.find_next_occurrence(&cursor, inclusive) else {
+                return best;
+            };
+            if until.is_some_and(|until| wall > until) {
+                return best;
+            }
             if let Some(best) = best {
                 // The earliest instant `wall` can name is at the largest offset nearby.
                 let largest = offset_after.max(self.offset_at(best));
@@ -168,14 +197,23 @@ impl Schedule {
         }
     }
 
-    /// How far before `after`'s wall-clock time the walk must start to see a
-    /// repeated interval whose second pass is still ahead: the size of a fall-back
-    /// due less than its own size after `after`. Zero almost always. (No zone's
-    /// clock has moved by 3 hours at once.)
-    fn repeated_behind(&self, after: DateTime<Utc>, offset_after: TimeDelta) -> TimeDelta {
-        let offset_at = |delta: TimeDelta| after.checked_add_signed(delta).map_or(offset_after, |t| self.offset_at(t));
-        let shift = offset_after - offset_at(TimeDelta::hours(3));
-        if shift > TimeDelta::zero() && offset_at(shift) != offset_after { shift } else { TimeDelta::zero() }
+    /// A fall-back whose repeated interval has begun by `after` or begins before
+    /// the clock falls back: the instant it falls back, and the wall-clock time its
+    /// repeated interval starts at. `None` almost always. (No zone's clock has
+    /// moved by 3 hours at once.)
+    fn fall_back_near(&self, after: DateTime<Utc>, offset_after: TimeDelta) -> Option<(DateTime<Utc>, NaiveDateTime)> {
+        let offset_in = |delta: TimeDelta| after.checked_add_signed(delta).map(|t| self.offset_at(t));
+        let shift = offset_after - offset_in(TimeDelta::hours(3))?;
+        if shift <= TimeDelta::zero() || offset_in(shift)? == offset_after {
+            return None;
+        }
+        // The clock falls back in (after, after + shift]: find the instant.
+        let (mut before, mut at) = (after, after.checked_add_signed(shift)?);
+        while at - before > TimeDelta::seconds(1) {
+            let middle = before + (at - before) / 2;
+            if self.offset_at(middle) == offset_after { before = middle } else { at = middle }
+        }
+        Some((at, at.naive_utc().checked_add_signed(offset_after - shift)?))
     }
 
     fn offset_at(&self, at: DateTime<Utc>) -> TimeDelta {
