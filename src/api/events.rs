@@ -10,21 +10,31 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt, stream};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
-use super::model::Lagged;
+use super::model::{ErrorBody, Lagged, StreamData};
+use super::rejection::Query;
 use super::server::AppState;
 use crate::runner::events::Item;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct EventQuery {
+    /// Only this job's events.
     job: Option<String>,
 }
 
+#[utoipa::path(get, path = "/events", operation_id = "streamEvents", tag = "events",
+    summary = "Live events as Server-Sent Events: fire-started, output, node-finished, fire-finished, lagged",
+    description = "Each event's `event:` is its type and its `data:` the JSON of an Event (with the same `type`); each carries its number as `id:`, increasing (also across daemon restarts). The daemon keeps its last 10,000 events (at most 32 MiB of output text). With `Last-Event-ID: N` the stream first sends every kept event after N (filtered by `job`), then live ones; a number the daemon never gave counts as older than all its events. Events the client should have had but that are no longer kept are replaced by one `lagged` event (no `id:`) whose data is a Lagged, and the stream goes on.",
+    params(EventQuery, ("Last-Event-ID" = Option<u64>, Header, description = "resume after this event number")),
+    responses((status = 200, description = "the event stream; each `data:` is an Event or a Lagged", content_type = "text/event-stream", body = StreamData),
+              (status = 400, description = "a query value that does not parse", body = ErrorBody)))]
 pub(crate) async fn stream(
     State(state): State<AppState>,
     Query(query): Query<EventQuery>,
@@ -53,7 +63,7 @@ fn sse(item: Item, job: Option<&str>) -> Option<SseEvent> {
             Some(SseEvent::default().id(id.to_string()).event(event.kind()).data(data))
         }
         Item::Lagged(missed) => {
-            let data = serde_json::to_string(&Lagged { missed }).ok()?;
+            let data = serde_json::to_string(&Lagged::new(missed)).ok()?;
             Some(SseEvent::default().event("lagged").data(data))
         }
     }

@@ -1,24 +1,34 @@
 //! `/fires`: the history, one fire with its node results and output, cancelling.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
-use super::model::{Event, FireDetail};
+use super::model::{Cancelled, ErrorBody, Event, FireDetail};
+use super::rejection::{Path, Query};
 use super::server::{AppState, Failure};
 use crate::runner::events::{Item, Reader};
 use crate::store::{FireFilter, FireRecord};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
+    /// Only this job's fires.
     job: Option<String>,
+    /// Only fires that ran on this node.
     node: Option<String>,
+    /// Only fires that failed.
     #[serde(default)]
     failed: bool,
+    /// At most this many fires (default 20, at most 10000).
     limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/fires", operation_id = "listFires", tag = "fires", summary = "Fires, newest first", params(ListQuery),
+    responses((status = 200, description = "fires", body = Vec<FireRecord>),
+              (status = 400, description = "a query value that does not parse", body = ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
@@ -32,13 +42,20 @@ pub(crate) async fn list(
     Ok(Json(state.daemon.store.fires(&filter)?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct GetQuery {
     /// Answer once the fire has finished.
     #[serde(default)]
     wait: bool,
 }
 
+#[utoipa::path(get, path = "/fires/{id}", operation_id = "getFire", tag = "fires",
+    summary = "One fire with its node results and output; with ?wait=true answer once it has finished",
+    params(("id" = i64, Path, description = "the fire's number"), GetQuery),
+    responses((status = 200, description = "fire", body = FireDetail),
+              (status = 400, description = "an id or query value that does not parse", body = ErrorBody),
+              (status = 404, description = "no such fire", body = ErrorBody)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -76,10 +93,13 @@ pub(crate) fn detail(state: &AppState, id: i64) -> Result<FireDetail, Failure> {
     Ok(FireDetail { fire, results })
 }
 
-pub(crate) async fn cancel(
-    State(state): State<AppState>,
-    Path(id): Path<i64>,
-) -> Result<Json<serde_json::Value>, Failure> {
+#[utoipa::path(post, path = "/fires/{id}/cancel", operation_id = "cancelFire", tag = "fires",
+    summary = "Cancel a running fire: its nodes' commands are stopped and it is recorded `interrupted`",
+    params(("id" = i64, Path, description = "the fire's number")),
+    responses((status = 200, description = "cancelled", body = Cancelled),
+              (status = 400, description = "an id that does not parse", body = ErrorBody),
+              (status = 404, description = "no such fire is running", body = ErrorBody)))]
+pub(crate) async fn cancel(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Cancelled>, Failure> {
     state.daemon.cancel(id).await?;
-    Ok(Json(serde_json::json!({ "fire": id, "cancelled": true })))
+    Ok(Json(Cancelled { fire: id, cancelled: true }))
 }

@@ -6,6 +6,7 @@ mod fires;
 mod jobs;
 pub mod model;
 mod openapi;
+mod rejection;
 mod server;
 mod status;
 

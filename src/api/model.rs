@@ -2,16 +2,18 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::config::{Job, Node};
 use crate::store::{FireRecord, FireStatus, NodeRecord, NodeStatus, Trigger};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = Job)]
 pub struct JobView {
     pub name: String,
     pub task: String,
     pub description: Option<String>,
-    /// `None` for jobs that run only on demand.
+    /// Null for jobs that run only on demand.
     pub schedule: Option<String>,
     pub timezone: Option<String>,
     pub next: Option<DateTime<Utc>>,
@@ -37,7 +39,8 @@ impl JobView {
 }
 
 /// A node as the API shows it: never its password.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = Node)]
 pub struct NodeView {
     pub name: String,
     pub host: String,
@@ -60,7 +63,7 @@ impl From<&Node> for NodeView {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RunningFire {
     pub id: Option<i64>,
     pub job: String,
@@ -68,13 +71,14 @@ pub struct RunningFire {
     pub trigger: Trigger,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct NextFire {
     pub job: String,
     pub at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = Status)]
 pub struct StatusView {
     pub version: String,
     /// The configuration file the daemon serves, absolute and canonical (on the
@@ -100,27 +104,28 @@ pub struct StatusView {
 }
 
 /// A setting whose configured value waits for a restart to take effect.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PendingRestart {
     pub setting: String,
     pub in_force: String,
     pub configured: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct RunRequest {
     /// Run only on these nodes; all targets when empty.
     #[serde(default)]
     pub nodes: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct FireDetail {
     pub fire: FireRecord,
     pub results: Vec<NodeRecord>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = Reload)]
 pub struct ReloadView {
     pub ok: bool,
     pub summary: Option<String>,
@@ -128,7 +133,7 @@ pub struct ReloadView {
 }
 
 /// Live events, streamed as Server-Sent Events (`event:` is the `type`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Event {
     FireStarted {
@@ -184,14 +189,54 @@ impl Event {
 
 /// Sent on the event stream (`event: lagged`, no `id:`) in place of events the
 /// reader should have had but the daemon no longer keeps; the stream goes on after it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type", rename = "lagged")]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Lagged {
+    /// Always `lagged`, as an Event's `type` names its kind.
+    #[serde(rename = "type")]
+    pub kind: LaggedKind,
     /// How many events (of any job) were missed.
     pub missed: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+impl Lagged {
+    pub fn new(missed: u64) -> Lagged {
+        Lagged { kind: LaggedKind::Lagged, missed }
+    }
+}
+
+/// The `type` of a [`Lagged`] (a field of its own, so the document shows it).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum LaggedKind {
+    Lagged,
+}
+
+/// Every error answer of the API, whatever its status.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = Error)]
 pub struct ErrorBody {
     pub error: String,
+}
+
+/// The answer to starting a fire without waiting for it (`202 Accepted`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StartedFire {
+    pub fire: i64,
+}
+
+/// The answer to cancelling a running fire.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Cancelled {
+    pub fire: i64,
+    pub cancelled: bool,
+}
+
+/// What one `data:` line of the event stream holds: an [`Event`], or a [`Lagged`]
+/// in place of events no longer kept. Only described, never built.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub(crate) enum StreamData {
+    Event(Event),
+    Lagged(Lagged),
 }

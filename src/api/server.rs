@@ -10,9 +10,12 @@ use std::path::PathBuf;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::ApiTokens;
 use super::model::ErrorBody;
@@ -67,22 +70,33 @@ impl From<crate::store::StoreError> for Failure {
 }
 
 pub(crate) fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/status", get(status::status))
-        .route("/reload", post(status::reload))
-        .route("/nodes", get(status::nodes))
-        .route("/jobs", get(jobs::list))
-        .route("/jobs/{name}", get(jobs::get))
-        .route("/jobs/{name}/run", post(jobs::run))
-        .route("/jobs/{name}/enable", post(jobs::enable))
-        .route("/jobs/{name}/disable", post(jobs::disable))
-        .route("/fires", get(fires::list))
-        .route("/fires/{id}", get(fires::get))
-        .route("/fires/{id}/cancel", post(fires::cancel))
-        .route("/events", get(events::stream))
+    // Each route is declared once, with its handler's annotation: the document is
+    // made from the same list that routes requests.
+    let (api, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(status::status))
+        .routes(routes!(status::reload))
+        .routes(routes!(status::nodes))
+        .routes(routes!(jobs::list))
+        .routes(routes!(jobs::get))
+        .routes(routes!(jobs::run))
+        .routes(routes!(jobs::enable))
+        .routes(routes!(jobs::disable))
+        .routes(routes!(fires::list))
+        .routes(routes!(fires::get))
+        .routes(routes!(fires::cancel))
+        .routes(routes!(events::stream))
+        .split_for_parts();
+    let document = serde_json::to_value(openapi::finish(document)).expect("the OpenAPI document serializes");
+    let api = api
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authorize))
-        .route("/openapi.json", get(openapi::document))
+        .route("/openapi.json", get(move || std::future::ready(axum::Json(document.clone()))))
         .fallback(|| async { Failure(StatusCode::NOT_FOUND, "no such API endpoint; see /api/v1/openapi.json".into()) })
+        .method_not_allowed_fallback(|| async {
+            Failure(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this endpoint does not take that method; see /api/v1/openapi.json".into(),
+            )
+        })
         .with_state(state);
     Router::new().nest("/api/v1", api)
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use super::{check, completions, history, jobs, logs, next, nodes, run, serve, status, tail, toggle};
+use super::{cancel, check, completions, history, jobs, logs, next, nodes, run, serve, status, tail, toggle};
 use crate::snapshot::Snapshot;
 
 #[derive(Debug, Parser)]
@@ -39,7 +39,7 @@ pub enum Command {
     /// Run the daemon in the foreground: fire jobs on their schedules until SIGINT/SIGTERM
     Serve,
     /// Validate the configuration, manifests, schedules and tasks; report every problem
-    Check,
+    Check(check::Args),
     /// Apply a job now and show each node's result (exit 1 if any node failed)
     Run(run::Args),
     /// List jobs with their schedule and next fire
@@ -60,8 +60,10 @@ pub enum Command {
     Status(status::Args),
     /// Follow live output of fires as they run
     Tail(tail::Args),
+    /// Cancel a running fire on the daemon (recorded `interrupted`)
+    Cancel(cancel::Args),
     /// Make the running daemon reload its configuration now
-    Reload,
+    Reload(status::ReloadArgs),
     /// Print a shell completion script (completes job and node names too)
     Completions(completions::Args),
 }
@@ -103,7 +105,7 @@ impl Cli {
         crate::ssh::raise_open_file_limit();
         let result = match &self.command {
             Command::Serve => serve::execute(&self).await,
-            Command::Check => check::execute(&self),
+            Command::Check(args) => check::execute(&self, args),
             Command::Run(args) => run::execute(&self, args).await,
             Command::Jobs(args) => jobs::execute(&self, args).await,
             Command::Next(args) => next::execute(&self, args),
@@ -114,7 +116,8 @@ impl Cli {
             Command::Disable(args) => toggle::execute(&self, args, false).await,
             Command::Status(args) => status::execute(&self, args).await,
             Command::Tail(args) => tail::execute(&self, args).await,
-            Command::Reload => status::reload(&self).await,
+            Command::Cancel(args) => cancel::execute(&self, args).await,
+            Command::Reload(args) => status::reload(&self, args).await,
             Command::Completions(args) => completions::execute(args),
         };
         result.into()

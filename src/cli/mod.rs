@@ -13,6 +13,7 @@ macro_rules! errln {
 }
 
 mod args;
+mod cancel;
 mod check;
 mod client;
 mod completions;

@@ -9,9 +9,9 @@ use chrono::Utc;
 use super::args::{Cli, Outcome, load_reporting};
 use super::client::{Client, Need, connect};
 use crate::api::model::{FireDetail, RunRequest};
-use crate::runner::{Fire, NodeResult, Recorder, Runner};
+use crate::runner::{Fire, FireReport, NodeResult, Recorder, Runner};
 use crate::ssh::Pool;
-use crate::store::{Store, StoreLock, Trigger};
+use crate::store::{FireRecord, Store, StoreLock, Trigger};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -24,6 +24,10 @@ pub struct Args {
     /// Print each node's output, not only failures'
     #[arg(short, long)]
     pub verbose: bool,
+    /// Print the fire as recorded, with every node's result and output, as JSON
+    /// (the API's FireDetail) instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
@@ -85,26 +89,65 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let mut fire = Fire::new(&job.name, Utc::now(), Trigger::Manual);
     let recorder = Recorder::begin(store.as_ref(), &job, &mut fire, &names).expect("manual fires are never duplicates");
     let width = names.iter().map(String::len).max().unwrap_or(4);
-    let verbose = args.verbose;
+    let (verbose, json) = (args.verbose, args.json);
     let snapshot = Arc::new(snapshot);
     let stop = super::interrupt::on_signal("stopping the nodes' commands and recording the fire")?;
     let report = runner
-        .run(Arc::clone(&snapshot), fire, nodes, stop.clone(), &recorder, |result| print_result(result, width, verbose))
+        .run(Arc::clone(&snapshot), fire, nodes, stop.clone(), &recorder, |result| {
+            if !json {
+                print_result(result, width, verbose)
+            }
+        })
         .await;
     let failed = report.failed();
-    let id = recorder.fire_id().map(|id| format!(" (fire {id})")).unwrap_or_default();
-    outln!(
-        "{}: {} ok, {failed} failed in {:.2}s{id}",
-        job.name,
-        report.results.len() - failed,
-        report.duration.as_secs_f64()
-    );
+    if json {
+        let detail = recorded(store.as_deref(), recorder.fire_id(), &report, names)?;
+        outln!("{}", serde_json::to_string_pretty(&detail)?);
+    } else {
+        let id = recorder.fire_id().map(|id| format!(" (fire {id})")).unwrap_or_default();
+        outln!(
+            "{}: {} ok, {failed} failed in {:.2}s{id}",
+            job.name,
+            report.results.len() - failed,
+            report.duration.as_secs_f64()
+        );
+    }
     pool.close();
     Ok(match () {
         () if stop.is_cancelled() => Outcome::Interrupted,
         () if failed > 0 => Outcome::Failure,
         () => Outcome::Success,
     })
+}
+
+/// The fire of a local run as the store recorded it; when it could not be recorded,
+/// as the run reported it, with id 0 and a note saying so.
+fn recorded(
+    store: Option<&Store>,
+    fire_id: Option<i64>,
+    report: &FireReport,
+    nodes: Vec<String>,
+) -> anyhow::Result<FireDetail> {
+    if let (Some(store), Some(id)) = (store, fire_id)
+        && let Some(fire) = store.fire(id)?
+    {
+        return Ok(FireDetail { fire, results: store.node_results(id)? });
+    }
+    let failed = report.failed() as u32;
+    let fire = FireRecord {
+        id: 0,
+        job: report.fire.job.clone(),
+        scheduled: report.fire.scheduled,
+        trigger: report.fire.trigger,
+        status: report.status(),
+        started: Some(report.started),
+        finished: Some(report.started + chrono::Duration::from_std(report.duration).unwrap_or_default()),
+        nodes,
+        ok: report.results.len() as u32 - failed,
+        failed,
+        note: Some("not recorded in the history".to_string()),
+    };
+    Ok(FireDetail { fire, results: report.results.iter().map(|r| r.record(0)).collect() })
 }
 
 async fn through_daemon(client: &Client, args: &Args) -> anyhow::Result<Outcome> {
@@ -120,10 +163,24 @@ async fn through_daemon(client: &Client, args: &Args) -> anyhow::Result<Outcome>
         detail = finished() => (detail?, false),
         _ = stop.cancelled() => {
             errln!("cancelling fire {id} on the daemon at {}", client.server());
-            let _: serde_json::Value = client.post(&format!("/fires/{id}/cancel"), &serde_json::json!({})).await?;
+            // It may have finished meanwhile: its record says how it ended.
+            let cancel = format!("/fires/{id}/cancel");
+            if let Err(err) = client.post::<serde_json::Value>(&cancel, &serde_json::json!({})).await {
+                errln!("{err:#}");
+            }
             (finished().await?, true)
         }
     };
+    let fire = &detail.fire;
+    let outcome = match () {
+        () if interrupted => Outcome::Interrupted,
+        () if fire.failed > 0 || fire.status != crate::store::FireStatus::Ok => Outcome::Failure,
+        () => Outcome::Success,
+    };
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&detail)?);
+        return Ok(outcome);
+    }
     let width = detail.results.iter().map(|r| r.node.len()).max().unwrap_or(4);
     for record in &detail.results {
         let result = NodeResult {
@@ -138,7 +195,6 @@ async fn through_daemon(client: &Client, args: &Args) -> anyhow::Result<Outcome>
         };
         print_result(&result, width, args.verbose);
     }
-    let fire = &detail.fire;
     let seconds = match (fire.started, fire.finished) {
         (Some(start), Some(end)) => (end - start).num_milliseconds() as f64 / 1000.0,
         _ => 0.0,
@@ -151,11 +207,7 @@ async fn through_daemon(client: &Client, args: &Args) -> anyhow::Result<Outcome>
         fire.id,
         client.server()
     );
-    Ok(match () {
-        () if interrupted => Outcome::Interrupted,
-        () if fire.failed > 0 || fire.status != crate::store::FireStatus::Ok => Outcome::Failure,
-        () => Outcome::Success,
-    })
+    Ok(outcome)
 }
 
 fn print_result(result: &NodeResult, width: usize, verbose: bool) {

@@ -45,9 +45,20 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-pub(crate) async fn reload(cli: &Cli) -> anyhow::Result<Outcome> {
+#[derive(Debug, clap::Args)]
+pub struct ReloadArgs {
+    /// Print the outcome as JSON (the API's Reload) instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub(crate) async fn reload(cli: &Cli, args: &ReloadArgs) -> anyhow::Result<Outcome> {
     let client = connect(cli, Need::Required).await?.expect("required");
     let outcome: ReloadView = client.post("/reload", &serde_json::json!({})).await?;
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&outcome)?);
+        return Ok(if outcome.ok { Outcome::Success } else { Outcome::Failure });
+    }
     if outcome.ok {
         outln!("reloaded: {}", outcome.summary.unwrap_or_default());
         Ok(Outcome::Success)

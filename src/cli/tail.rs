@@ -2,10 +2,12 @@
 //!
 //! Follows the daemon across restarts and network breaks: it reconnects and picks
 //! up after the last event it printed, and says so when events were lost meanwhile.
+//! With `--json` each event is one line of JSON on stdout; what is said about the
+//! connection stays on stderr.
 
 use super::args::{Cli, Outcome};
 use super::client::{Need, Streamed, connect};
-use crate::api::model::Event;
+use crate::api::model::{Event, Lagged};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -15,6 +17,9 @@ pub struct Args {
     /// Stop after this many fires have finished
     #[arg(long, value_name = "N")]
     pub fires: Option<usize>,
+    /// Print each event as one line of JSON (NDJSON): the API's Event, or a Lagged
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
@@ -24,6 +29,10 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         .events(args.job.as_deref(), |item| {
             let event = match item {
                 Streamed::Event(event) => event,
+                Streamed::Lagged(missed) if args.json => {
+                    json_line(&Lagged::new(missed));
+                    return true;
+                }
                 Streamed::Lagged(missed) => {
                     outln!(
                         "!! {missed} event(s) missed: the daemon no longer had them; `loom history` and `loom logs` have the full record"
@@ -44,6 +53,11 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
                 }
             };
             match &event {
+                Event::FireFinished { .. } if args.json => {
+                    json_line(&event);
+                    finished += 1;
+                }
+                _ if args.json => json_line(&event),
                 Event::FireStarted { fire, job, trigger, nodes, .. } => {
                     outln!("== {job} fire {} started ({trigger}) on {}", number(*fire), nodes.join(", "));
                 }
@@ -66,6 +80,13 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         })
         .await?;
     Ok(Outcome::Success)
+}
+
+fn json_line(value: &impl serde::Serialize) {
+    match serde_json::to_string(value) {
+        Ok(line) => outln!("{line}"),
+        Err(err) => errln!("failed to print an event as JSON: {err}"),
+    }
 }
 
 fn number(fire: Option<i64>) -> String {

@@ -5,6 +5,7 @@
 //! every fire).
 
 use anyhow::bail;
+use chrono::Utc;
 
 use super::args::{Cli, Outcome};
 use super::client::{Need, connect};
@@ -16,23 +17,35 @@ pub struct Args {
     /// The job
     #[arg(value_name = "JOB")]
     pub job: String,
+    /// Print the job afterwards as JSON (as `loom jobs --json` shows each job)
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub(crate) async fn execute(cli: &Cli, args: &Args, enabled: bool) -> anyhow::Result<Outcome> {
-    let word = if enabled { "enabled" } else { "disabled" };
     if let Some(client) = connect(cli, Need::Optional).await? {
         let action = if enabled { "enable" } else { "disable" };
         let job: JobView = client.post(&format!("/jobs/{}/{action}", args.job), &serde_json::json!({})).await?;
-        outln!("{}: {word}", job.name);
-        return Ok(Outcome::Success);
+        return show(&job, args);
     }
     let path = cli.config_path()?;
     let (config, _) = crate::config::load(&path);
-    if !config.jobs.contains_key(&args.job) {
+    let Some(job) = config.jobs.get(&args.job) else {
         let known: Vec<&str> = config.jobs.keys().map(String::as_str).collect();
         bail!("no job named `{}`; jobs: {}", args.job, known.join(", "));
+    };
+    let store = Store::open(&config.settings.state)?;
+    store.set_enabled(&args.job, enabled)?;
+    let next = job.schedule.as_ref().and_then(|s| s.next_after(Utc::now())).filter(|_| enabled);
+    let view = JobView::new(job, next, enabled, store.last_fire(&job.name)?);
+    show(&view, args)
+}
+
+fn show(job: &JobView, args: &Args) -> anyhow::Result<Outcome> {
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(job)?);
+    } else {
+        outln!("{}: {}", job.name, if job.enabled { "enabled" } else { "disabled" });
     }
-    Store::open(&config.settings.state)?.set_enabled(&args.job, enabled)?;
-    outln!("{}: {word}", args.job);
     Ok(Outcome::Success)
 }

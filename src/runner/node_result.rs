@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::store::NodeStatus;
+use crate::store::{NodeRecord, NodeStatus};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeResult {
@@ -25,6 +25,21 @@ pub struct NodeResult {
 }
 
 impl NodeResult {
+    /// This result as the store keeps it, for fire `fire_id`.
+    pub fn record(&self, fire_id: i64) -> NodeRecord {
+        NodeRecord {
+            fire_id,
+            node: self.node.clone(),
+            attempt: self.attempt,
+            status: self.status,
+            exit_code: self.exit_code,
+            started: self.started,
+            duration_ms: self.duration.as_millis() as u64,
+            error: self.error.clone(),
+            output: self.output.clone(),
+        }
+    }
+
     pub fn is_ok(&self) -> bool {
         self.status == NodeStatus::Ok
     }

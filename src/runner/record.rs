@@ -12,7 +12,7 @@ use chrono::{SecondsFormat, Utc};
 use super::fire::{Fire, FireReport};
 use super::node_result::NodeResult;
 use crate::config::Job;
-use crate::store::{NodeRecord, Store};
+use crate::store::Store;
 
 pub struct Recorder {
     store: Option<Arc<Store>>,
@@ -71,17 +71,7 @@ impl Recorder {
     /// store has committed them, so they can be reported.
     pub async fn nodes(&self, results: &[NodeResult]) {
         if let (Some(store), Some(fire_id)) = (&self.store, self.fire_id) {
-            let records = results.iter().map(|result| NodeRecord {
-                fire_id,
-                node: result.node.clone(),
-                attempt: result.attempt,
-                status: result.status,
-                exit_code: result.exit_code,
-                started: result.started,
-                duration_ms: result.duration.as_millis() as u64,
-                error: result.error.clone(),
-                output: result.output.clone(),
-            });
+            let records = results.iter().map(|result| result.record(fire_id));
             if let Err(err) = store.record_nodes(records.collect()).await {
                 tracing::error!(job = %self.job.name, "failed to record node results: {err}");
             }

@@ -505,8 +505,9 @@ impl Store {
         })
     }
 
-    /// `PRAGMA integrity_check`, for tests and `loom doctor`-style checks.
-    pub fn integrity_check(&self) -> Result<String, StoreError> {
+    /// `PRAGMA integrity_check` (the unit tests' proof that a store survived).
+    #[cfg(test)]
+    pub(crate) fn integrity_check(&self) -> Result<String, StoreError> {
         self.with(|c| c.query_row("PRAGMA integrity_check", [], |r| r.get(0)))
     }
 }

@@ -167,7 +167,7 @@ fn tokens_are_required_and_read_tokens_cannot_act() {
     assert!(body["error"].as_str().unwrap().contains("no job named `nope`"), "{body}");
     let (status, doc) = http("GET", &format!("{api}/openapi.json"), None, None);
     assert_eq!(status, 200);
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/jobs/{name}/run"]["post"].is_object());
     daemon.stop();
 }

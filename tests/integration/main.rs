@@ -5,12 +5,14 @@ mod harness;
 
 mod api;
 mod check;
+mod cli_json;
 mod config_limits;
 mod events;
 mod history;
 mod lifecycle;
 mod limits;
 mod next;
+mod openapi;
 mod pipes;
 mod reload;
 mod run;
