@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use super::{cancel, check, completions, history, jobs, logs, nodes, run, serve, status, tail, toggle};
+use super::{cancel, check, completions, history, jobs, logs, next, nodes, run, serve, status, tail, toggle};
 use crate::snapshot::Snapshot;
 
 #[derive(Debug, Parser)]
@@ -44,6 +44,8 @@ pub enum Command {
     Run(run::Args),
     /// List jobs with their schedule and next fire
     Jobs(jobs::Args),
+    /// When a job, or a cron expression given with --schedule, fires next
+    Next(next::Args),
     /// List nodes and how Loom reaches them (secrets are never shown)
     Nodes(nodes::Args),
     /// Past fires, newest first, from the state store
@@ -106,6 +108,7 @@ impl Cli {
             Command::Check(args) => check::execute(&self, args),
             Command::Run(args) => run::execute(&self, args).await,
             Command::Jobs(args) => jobs::execute(&self, args).await,
+            Command::Next(args) => next::execute(&self, args),
             Command::Nodes(args) => nodes::execute(&self, args).await,
             Command::History(args) => history::execute(&self, args).await,
             Command::Logs(args) => logs::execute(&self, args).await,

@@ -17,7 +17,7 @@ pub struct Args {
 }
 
 /// Subcommands whose first positional argument is a job name.
-const TAKES_JOB: &str = "run enable disable history tail";
+const TAKES_JOB: &str = "run next enable disable history tail";
 
 pub(crate) fn execute(args: &Args) -> anyhow::Result<Outcome> {
     let mut command = Cli::command();

@@ -215,7 +215,8 @@ fn parse_job(
 
     let zone = fields.time_zone("timezone").unwrap_or(default_zone);
 
-    let schedule = fields.node("schedule").and_then(|n| {
+    let schedule_node = fields.node("schedule");
+    let schedule = schedule_node.and_then(|n| {
         let Some(text) = n.as_str() else {
             errors.push(n.expected("a cron expression in quotes, e.g. \"*/5 * * * *\""));
             return None;
@@ -232,6 +233,28 @@ fn parse_job(
             }
         }
     });
+
+    // A pattern that matches no date is almost always a mistake (`0 0 30 2 *`);
+    // `never_fires: true` says it is meant, and is itself checked.
+    let never_fires_ok = fields.boolean("never_fires").unwrap_or(false);
+    if let (Some(schedule), Some(n)) = (&schedule, schedule_node) {
+        let text = schedule.text();
+        if schedule.never_fires() && !never_fires_ok {
+            errors.push(
+                Diagnostic::error(format!(
+                    "cron expression `{text}` never fires: no date matches its day and month fields"
+                ))
+                .at(n.at.clone())
+                .help("set `never_fires: true` on the job if it is meant to run only by hand"),
+            );
+        } else if never_fires_ok && !schedule.never_fires() && !schedule.is_reboot() {
+            errors.push(
+                Diagnostic::error(format!("job `{name}` says `never_fires: true` but `{text}` fires"))
+                    .at(n.at.clone())
+                    .help("remove `never_fires`, or give the job a schedule that matches no date"),
+            );
+        }
+    }
 
     let mut targets = Vec::new();
     match fields.required("targets", "a list of node names") {
