@@ -138,8 +138,17 @@ fn a_node_result_is_committed_before_it_is_reported() {
     assert!(recorded as usize >= reported, "{reported} node results were reported but only {recorded} recorded");
 }
 
+/// Whether the process runs: a killed one may linger as a zombie until whoever
+/// inherited it reaps it (PID 1 of a container may never do so), which is not
+/// running. A kill takes a moment to land, so this waits a little for the end.
 fn alive(pid: &str) -> bool {
-    std::path::Path::new(&format!("/proc/{}", pid.trim())).exists()
+    let running = || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+        // `pid (comm) S …`: the state follows the last parenthesis.
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !matches!(rest.trim_start().chars().next(), Some('Z' | 'X') | None))
+    };
+    !wait_for(Duration::from_secs(5), || !running())
 }
 
 /// A job whose local command records its pid and then sleeps for minutes.
