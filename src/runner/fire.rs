@@ -17,11 +17,10 @@ use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::events::EventLog;
+use super::events::{Event, EventLog};
 use super::gate::Gate;
 use super::node_result::NodeResult;
 use super::record::Recorder;
-use crate::api::model::Event;
 use crate::config::{Job, Node};
 use crate::snapshot::Snapshot;
 use crate::ssh::Pool;
