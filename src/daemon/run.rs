@@ -256,9 +256,7 @@ impl Daemon {
             self.timeline.plan(&job.name, schedule, now, job.jitter_offset());
         }
         let scheduled = snapshot.config.jobs.values().filter(|j| j.schedule.as_ref().is_some_and(|s| !s.is_reboot()));
-        if let Err(err) = self.store.ensure_jobs(scheduled.map(|j| j.name.as_str()), now) {
-            tracing::error!("failed to record the jobs: {err}");
-        }
+        self.store.queue_ensure_jobs(scheduled.map(|j| j.name.as_str()), now);
         self.flush();
     }
 
@@ -349,9 +347,7 @@ impl Daemon {
                 self.timeline.plan(name, schedule, now, job.jitter_offset());
             }
         }
-        if let Err(err) = self.store.ensure_jobs(changes.added.iter().map(String::as_str), now) {
-            tracing::error!("failed to record the new jobs: {err}");
-        }
+        self.store.queue_ensure_jobs(changes.added.iter().map(String::as_str), now);
         let (before, after) = (&old.config.settings, &snapshot.config.settings);
         if before.ssh != after.ssh
             || before.max_workers != after.max_workers
@@ -481,9 +477,7 @@ impl Daemon {
                 Overlap::Skip => {
                     tracing::warn!(job = %job.name, scheduled = %fire.scheduled, "previous fire still running; skipped");
                     let note = "skipped: the previous fire was still running (overlap: skip)";
-                    if let Err(err) = self.store.record_skipped(&job.name, fire.scheduled, fire.trigger, note) {
-                        tracing::error!(job = %job.name, "failed to record a skipped fire: {err}");
-                    }
+                    self.store.queue_skipped(&job.name, fire.scheduled, fire.trigger, note);
                     return;
                 }
             }
@@ -626,15 +620,20 @@ impl Daemon {
                 let _ = reply.send(self.run_now(&job, &nodes));
             }
             Command::SetEnabled { job, enabled, reply } => {
-                let result = if self.snapshot.config.jobs.contains_key(&job) {
-                    self.store.set_enabled(&job, enabled).map_err(|e| ControlError::Invalid(e.to_string()))
-                } else {
-                    Err(ControlError::NotFound(format!("no job named `{job}`")))
-                };
-                if result.is_ok() {
-                    tracing::info!(job = %job, enabled, "job {}", if enabled { "enabled" } else { "disabled" });
+                if !self.snapshot.config.jobs.contains_key(&job) {
+                    let _ = reply.send(Err(ControlError::NotFound(format!("no job named `{job}`"))));
+                    return;
                 }
-                let _ = reply.send(result);
+                // Answered once committed, without holding up the loop meanwhile.
+                let store = Arc::clone(&self.store);
+                tokio::spawn(async move {
+                    let result =
+                        store.set_enabled(&job, enabled).await.map_err(|e| ControlError::Invalid(e.to_string()));
+                    if result.is_ok() {
+                        tracing::info!(job = %job, enabled, "job {}", if enabled { "enabled" } else { "disabled" });
+                    }
+                    let _ = reply.send(result);
+                });
             }
             Command::Cancel { fire, reply } => {
                 let found = self.running.values().find(|(view, _)| view.id == Some(fire));
@@ -711,9 +710,7 @@ impl Daemon {
         for (name, state) in &mut self.jobs {
             for fire in state.queued.drain(..) {
                 let note = "skipped: the daemon stopped before this queued fire could run";
-                if let Err(err) = self.store.record_skipped(name, fire.scheduled, fire.trigger, note) {
-                    tracing::error!(job = %name, "failed to record a skipped fire: {err}");
-                }
+                self.store.queue_skipped(name, fire.scheduled, fire.trigger, note);
             }
         }
         if !self.fires.is_empty() {
@@ -737,6 +734,7 @@ impl Daemon {
             }
         }
         self.abort.cancel();
+        self.store.settled().await;
         self.runner.pool().close();
         tracing::info!("loom stopped");
     }
@@ -760,12 +758,10 @@ async fn prune_forever(store: Arc<Store>, snapshot: Arc<Snapshot>) {
     }
     loop {
         let before = age.and_then(|a| chrono::Duration::from_std(a).ok()).map(|a| Utc::now() - a);
-        let store = Arc::clone(&store);
-        match tokio::task::spawn_blocking(move || store.prune(keep, before)).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(removed)) => tracing::info!(fires = removed, "pruned old history"),
-            Ok(Err(err)) => tracing::error!("failed to prune history: {err}"),
-            Err(_) => {}
+        match store.prune(keep, before).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(fires = removed, "pruned old history"),
+            Err(err) => tracing::error!("failed to prune history: {err}"),
         }
         tokio::time::sleep(PRUNE_EVERY).await;
     }
