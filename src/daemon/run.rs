@@ -35,7 +35,7 @@ use crate::schedule::catchup::missed;
 use crate::schedule::timeline::Due;
 use crate::snapshot::Snapshot;
 use crate::ssh::{self, Pool};
-use crate::store::{NewFire, Store, StoreError, StoreLock, Trigger};
+use crate::store::{FireRecord, NewFire, Store, StoreError, StoreLock, Trigger};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -607,7 +607,12 @@ impl Daemon {
         match request {
             Command::Jobs(reply) => {
                 self.refresh_disabled();
-                let jobs = self.snapshot.config.jobs.values().map(|job| self.job_view(job)).collect();
+                let mut last = self.store.last_fires().unwrap_or_else(|err| {
+                    tracing::error!("failed to read the jobs' last fires: {err}");
+                    Default::default()
+                });
+                let jobs =
+                    self.snapshot.config.jobs.values().map(|job| self.job_view(job, last.remove(&job.name))).collect();
                 let _ = reply.send(jobs);
             }
             Command::Nodes(reply) => {
@@ -653,9 +658,8 @@ impl Daemon {
         }
     }
 
-    fn job_view(&self, job: &Job) -> JobView {
+    fn job_view(&self, job: &Job, last: Option<FireRecord>) -> JobView {
         let enabled = !self.disabled.contains(&job.name);
-        let last = self.store.last_fire(&job.name).ok().flatten();
         let next = self.timeline.next_for(&job.name).filter(|_| enabled);
         JobView::new(job, next, enabled, last)
     }

@@ -456,6 +456,19 @@ impl Store {
         self.with(|c| c.query_row(&sql, [job], Self::fire_row).optional())
     }
 
+    /// Each job's last fire that ran (not skipped), by job, in one query.
+    pub fn last_fires(&self) -> Result<std::collections::HashMap<String, FireRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM fires f WHERE f.id IN (SELECT max(id) FROM fires WHERE status <> 'skipped' GROUP BY job)",
+            Self::FIRE_COLUMNS
+        );
+        self.with(|c| {
+            let mut statement = c.prepare_cached(&sql)?;
+            let rows = statement.query_map([], Self::fire_row)?;
+            rows.map(|row| row.map(|fire| (fire.job.clone(), fire))).collect()
+        })
+    }
+
     /// A fire's node results, in the order they were recorded.
     pub fn node_results(&self, fire_id: i64) -> Result<Vec<NodeRecord>, StoreError> {
         self.with(|c| {
@@ -556,5 +569,22 @@ mod tests {
         let left = store.fires(&FireFilter { limit: 10, ..FireFilter::default() }).unwrap();
         assert_eq!(left.len(), 2);
         assert_eq!(left[0].scheduled, at("2026-01-01T00:04:00Z"));
+    }
+
+    #[test]
+    fn last_fires_has_each_jobs_last_fire_that_ran() {
+        let (_dir, store) = store();
+        let first = store.begin_fire("a", at("2026-01-01T00:00:00Z"), Trigger::Schedule, &[]).unwrap();
+        let second = store.begin_fire("a", at("2026-01-01T00:01:00Z"), Trigger::Schedule, &[]).unwrap();
+        let other = store.begin_fire("b", at("2026-01-01T00:00:00Z"), Trigger::Manual, &[]).unwrap();
+        store.queue_skipped("a", at("2026-01-01T00:02:00Z"), Trigger::Schedule, "skipped");
+        // Committed after the skip: the writer keeps the order of its writes.
+        store.begin_fire("c", at("2026-01-01T00:00:00Z"), Trigger::Manual, &[]).unwrap();
+        assert!(first < second);
+        let last = store.last_fires().unwrap();
+        assert_eq!(last.len(), 3);
+        assert_eq!(last["a"].id, second.unwrap());
+        assert_eq!(last["b"].id, other.unwrap());
+        assert_eq!(last["a"].id, store.last_fire("a").unwrap().unwrap().id);
     }
 }
