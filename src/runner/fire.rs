@@ -6,8 +6,10 @@
 //! Failed nodes are retried with exponential backoff; `node_timeout` and the fire's
 //! `timeout` cancel what runs too long (the script stops at its next step, the
 //! command in flight is abandoned: a local one is killed with its process group, a
-//! remote one loses its channel). Recording is the caller's: each attempt's result
-//! is handed to `on_result` as it arrives.
+//! remote one loses its channel). Each attempt ends in one place (`Ending`, from one
+//! `select!`). Recording goes through the caller's `Recorder`: results that arrive
+//! together are committed together, before they are logged, published or handed to
+//! `on_result`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
