@@ -72,6 +72,7 @@ pub struct RunningFire {
     pub trigger: Trigger,
 }
 
+/// When a job is next due (the status's `next`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct NextFire {
     pub job: String,
@@ -166,7 +167,8 @@ pub struct ErrorBody {
 
 /// The answer to starting a fire without waiting for it (`202 Accepted`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct StartedFire {
+#[schema(as = StartedFire)]
+pub struct RunAccepted {
     pub fire: i64,
 }
 

@@ -35,7 +35,7 @@ use crate::schedule::catchup::missed;
 use crate::schedule::timeline::Due;
 use crate::snapshot::Snapshot;
 use crate::ssh::{self, Pool};
-use crate::store::{FireRecord, NewFire, Store, StoreError, StoreLock, Trigger};
+use crate::store::{FireRecord, FireStart, Store, StoreError, StoreLock, Trigger};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -508,10 +508,10 @@ impl Daemon {
             })
             .collect();
         let now = Utc::now();
-        let rows: Vec<NewFire<'_>> = pending
+        let rows: Vec<FireStart<'_>> = pending
             .iter()
             .zip(&targets)
-            .map(|((_, fire, _), nodes)| NewFire {
+            .map(|((_, fire, _), nodes)| FireStart {
                 job: &fire.job,
                 scheduled: fire.scheduled,
                 trigger: fire.trigger,

@@ -7,4 +7,4 @@ mod writer;
 
 pub use lock::StoreLock;
 pub use model::{FireRecord, FireStatus, NodeRecord, NodeStatus, Trigger};
-pub use sqlite::{FireFilter, NewFire, Store, StoreError};
+pub use sqlite::{FireFilter, FireStart, Store, StoreError};

@@ -95,7 +95,7 @@ fn instant(ms: i64) -> DateTime<Utc> {
 }
 
 /// A fire to record as started.
-pub struct NewFire<'a> {
+pub struct FireStart<'a> {
     pub job: &'a str,
     pub scheduled: DateTime<Utc>,
     pub trigger: Trigger,
@@ -139,7 +139,7 @@ pub(super) fn insert_fire(
     Ok(Some(id))
 }
 
-impl NewFire<'_> {
+impl FireStart<'_> {
     fn row(&self) -> FireRow {
         FireRow {
             job: self.job.to_string(),
@@ -318,20 +318,20 @@ impl Store {
         trigger: Trigger,
         nodes: &[String],
     ) -> Result<Option<i64>, StoreError> {
-        let fire = NewFire { job, scheduled, trigger, nodes, started: Utc::now() };
+        let fire = FireStart { job, scheduled, trigger, nodes, started: Utc::now() };
         Ok(self.begin_fires(std::slice::from_ref(&fire))?.pop().flatten())
     }
 
     /// Records many fires as running in one transaction (fires due together are
     /// recorded together) and waits for the commit; each answer is as for `begin_fire`.
-    pub fn begin_fires(&self, fires: &[NewFire<'_>]) -> Result<Vec<Option<i64>>, StoreError> {
-        ids(self.writer()?.commit_now(Change::Begin(fires.iter().map(NewFire::row).collect()))?)
+    pub fn begin_fires(&self, fires: &[FireStart<'_>]) -> Result<Vec<Option<i64>>, StoreError> {
+        ids(self.writer()?.commit_now(Change::Begin(fires.iter().map(FireStart::row).collect()))?)
     }
 
     /// Queues the record of a fire that did not run, and why, without waiting for
     /// it (a failure is logged); `settled` waits for it.
     pub fn queue_skipped(&self, job: &str, scheduled: DateTime<Utc>, trigger: Trigger, note: &str) {
-        let fire = NewFire { job, scheduled, trigger, nodes: &[], started: Utc::now() }.row();
+        let fire = FireStart { job, scheduled, trigger, nodes: &[], started: Utc::now() }.row();
         if let Ok(writer) = self.writer() {
             writer.queue(Change::Skip { fire, note: note.to_string() }, "a skipped fire");
         }
