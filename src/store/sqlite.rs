@@ -79,7 +79,9 @@ const MIGRATIONS: &[&str] = &[
     );",
 ];
 
-pub struct Store {
+/// The SQLite backend of `Store`: a connection for reads and the writer thread
+/// for every write.
+pub struct Sqlite {
     path: PathBuf,
     connection: Mutex<Connection>,
     /// Group-commits node results and fire endings; `None` when read-only.
@@ -243,9 +245,9 @@ pub struct FireFilter {
     pub limit: usize,
 }
 
-impl Store {
+impl Sqlite {
     /// Opens (creating it and its folder if needed) and migrates the store.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    pub fn open(path: &Path) -> Result<Sqlite, StoreError> {
         if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(folder)
                 .map_err(|source| StoreError::Folder { path: folder.to_path_buf(), source })?;
@@ -257,7 +259,7 @@ impl Store {
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
             )
             .map_err(open_error)?;
-        let mut store = Store { path: path.to_path_buf(), connection: Mutex::new(connection), writer: None };
+        let mut store = Sqlite { path: path.to_path_buf(), connection: Mutex::new(connection), writer: None };
         store.migrate()?;
         let writing = Connection::open(path).map_err(open_error)?;
         writing.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")?;
@@ -267,11 +269,11 @@ impl Store {
     }
 
     /// Opens an existing store for reading only (the CLI, while a daemon may write).
-    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+    pub fn open_read_only(path: &Path) -> Result<Sqlite, StoreError> {
         let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
         connection.execute_batch("PRAGMA busy_timeout = 5000;")?;
-        Ok(Store { path: path.to_path_buf(), connection: Mutex::new(connection), writer: None })
+        Ok(Sqlite { path: path.to_path_buf(), connection: Mutex::new(connection), writer: None })
     }
 
     pub fn path(&self) -> &Path {
@@ -504,9 +506,9 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, Store) {
+    fn store() -> (tempfile::TempDir, Sqlite) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("state/loom.db")).unwrap();
+        let store = Sqlite::open(&dir.path().join("state/loom.db")).unwrap();
         (dir, store)
     }
 
