@@ -335,7 +335,7 @@ impl Sqlite {
     pub fn queue_skipped(&self, job: &str, scheduled: DateTime<Utc>, trigger: Trigger, note: &str) {
         let fire = FireStart { job, scheduled, trigger, nodes: &[], started: Utc::now() }.row();
         if let Ok(writer) = self.writer() {
-            writer.queue(Change::Skip { fire, note: note.to_string() }, "a skipped fire");
+            writer.queue(Change::Skip { fire, note: note.to_string() }, format!("a skipped fire of job `{job}`"));
         }
     }
 
@@ -358,7 +358,7 @@ impl Sqlite {
     pub fn queue_ensure_jobs<'a>(&self, jobs: impl IntoIterator<Item = &'a str>, at: DateTime<Utc>) {
         let jobs = jobs.into_iter().map(str::to_string).collect();
         if let Ok(writer) = self.writer() {
-            writer.queue(Change::EnsureJobs { jobs, at: millis(at) }, "the jobs");
+            writer.queue(Change::EnsureJobs { jobs, at: millis(at) }, "the jobs' starting points".to_string());
         }
     }
 

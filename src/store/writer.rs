@@ -117,7 +117,7 @@ impl Writer {
     }
 
     /// Queues `change` without waiting for it; a failure is logged, naming `what`.
-    pub(crate) fn queue(&self, change: Change, what: &'static str) {
+    pub(crate) fn queue(&self, change: Change, what: String) {
         self.send(
             change,
             Box::new(move |answer| {
