@@ -5,13 +5,13 @@
 //! into one task call per node, reaching nodes through `ssh`. `cli` is the command
 //! line; `daemon::run` is a library function so tests start it in-process.
 
-pub mod api;
+pub(crate) mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
-pub mod runner;
+pub(crate) mod runner;
 pub mod schedule;
 pub mod snapshot;
 pub mod ssh;
-pub mod store;
-pub mod task;
+pub(crate) mod store;
+pub(crate) mod task;

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::model::{ErrorBody, FireDetail, JobView, RunRequest, StartedFire};
+use super::model::{ErrorBody, FireDetail, JobView, RunAccepted, RunRequest};
 use super::rejection::{Body, Path, Query};
 use super::server::{AppState, Failure};
 
@@ -46,7 +46,7 @@ pub(crate) struct RunQuery {
     params(("name" = String, Path, description = "the job's name"), RunQuery),
     request_body(content = Option<RunRequest>, description = "optional (none, or `null`, runs on all the job's targets): run only on these nodes"),
     responses((status = 200, description = "the finished fire (?wait=true)", body = FireDetail),
-              (status = 202, description = "the fire started", body = StartedFire),
+              (status = 202, description = "the fire started", body = RunAccepted),
               (status = 400, description = "a malformed body or query, or a node the job does not target", body = ErrorBody),
               (status = 404, description = "no such job", body = ErrorBody),
               (status = 413, description = "a body larger than 2 MiB", body = ErrorBody),
@@ -63,7 +63,7 @@ pub(crate) async fn run(
     let events = state.daemon.events.reader(None);
     let fire = state.daemon.run(name, request.nodes).await?;
     if !query.wait {
-        return Ok((StatusCode::ACCEPTED, Json(StartedFire { fire })).into_response());
+        return Ok((StatusCode::ACCEPTED, Json(RunAccepted { fire })).into_response());
     }
     super::fires::finished(&state, events, fire).await?;
     let detail = super::fires::detail(&state, fire)?;

@@ -11,4 +11,4 @@ mod server;
 mod status;
 
 pub use auth::ApiTokens;
-pub use server::{Api, ApiError, serve};
+pub use server::{ApiError, serve};

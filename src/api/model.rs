@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::config::{Job, Node};
-use crate::store::{FireRecord, FireStatus, NodeRecord, NodeStatus, Trigger};
+pub use crate::runner::events::Event;
+use crate::store::{FireRecord, NodeRecord, Trigger};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(as = Job)]
@@ -71,6 +72,7 @@ pub struct RunningFire {
     pub trigger: Trigger,
 }
 
+/// When a job is next due (the status's `next`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct NextFire {
     pub job: String,
@@ -132,61 +134,6 @@ pub struct ReloadView {
     pub errors: Vec<String>,
 }
 
-/// Live events, streamed as Server-Sent Events (`event:` is the `type`).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "type", rename_all = "kebab-case")]
-pub enum Event {
-    FireStarted {
-        fire: Option<i64>,
-        job: String,
-        scheduled: DateTime<Utc>,
-        trigger: Trigger,
-        nodes: Vec<String>,
-    },
-    /// A piece of a node's output, as soon as Loom has it.
-    Output {
-        fire: Option<i64>,
-        job: String,
-        node: String,
-        text: String,
-    },
-    NodeFinished {
-        fire: Option<i64>,
-        job: String,
-        node: String,
-        attempt: u32,
-        status: NodeStatus,
-        error: Option<String>,
-        seconds: f64,
-    },
-    FireFinished {
-        fire: Option<i64>,
-        job: String,
-        status: FireStatus,
-        seconds: f64,
-    },
-}
-
-impl Event {
-    pub fn job(&self) -> &str {
-        match self {
-            Event::FireStarted { job, .. }
-            | Event::Output { job, .. }
-            | Event::NodeFinished { job, .. }
-            | Event::FireFinished { job, .. } => job,
-        }
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Event::FireStarted { .. } => "fire-started",
-            Event::Output { .. } => "output",
-            Event::NodeFinished { .. } => "node-finished",
-            Event::FireFinished { .. } => "fire-finished",
-        }
-    }
-}
-
 /// Sent on the event stream (`event: lagged`, no `id:`) in place of events the
 /// reader should have had but the daemon no longer keeps; the stream goes on after it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -220,7 +167,8 @@ pub struct ErrorBody {
 
 /// The answer to starting a fire without waiting for it (`202 Accepted`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct StartedFire {
+#[schema(as = StartedFire)]
+pub struct RunAccepted {
     pub fire: i64,
 }
 

@@ -43,6 +43,7 @@ fn local(cli: &Cli) -> anyhow::Result<(Vec<JobView>, usize)> {
     let state = &snapshot.config.settings.state;
     let store = state.exists().then(|| Store::open_read_only(state).ok()).flatten();
     let disabled = store.as_ref().and_then(|s| s.disabled_jobs().ok()).unwrap_or_default();
+    let mut last = store.as_ref().and_then(|s| s.last_fires().ok()).unwrap_or_default();
     let now = Utc::now();
     let jobs = snapshot
         .config
@@ -50,7 +51,7 @@ fn local(cli: &Cli) -> anyhow::Result<(Vec<JobView>, usize)> {
         .values()
         .map(|job| {
             let enabled = !disabled.contains(&job.name);
-            let last = store.as_ref().and_then(|s| s.last_fire(&job.name).ok().flatten());
+            let last = last.remove(&job.name);
             let next = job.schedule.as_ref().and_then(|s| s.next_after(now)).filter(|_| enabled);
             JobView::new(job, next, enabled, last)
         })

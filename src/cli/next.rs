@@ -43,11 +43,11 @@ struct Preview {
     job: Option<String>,
     schedule: String,
     timezone: String,
-    fires: Vec<NextFire>,
+    fires: Vec<PreviewedFire>,
 }
 
 #[derive(Serialize)]
-struct NextFire {
+struct PreviewedFire {
     /// The fire's identity: its scheduled instant.
     scheduled: String,
     /// When it starts: later by the job's jitter offset.
@@ -106,7 +106,7 @@ pub(crate) fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     while fires.len() < usize::from(args.count) {
         let Some(next) = schedule.next_after(at) else { break };
         let starts = next.checked_add_signed(offset).unwrap_or(next);
-        fires.push(NextFire { scheduled: show(next, zone), starts: show(starts, zone) });
+        fires.push(PreviewedFire { scheduled: show(next, zone), starts: show(starts, zone) });
         at = next;
     }
     if args.json {

@@ -35,7 +35,7 @@ pub(crate) async fn execute(cli: &Cli, args: &Args, enabled: bool) -> anyhow::Re
         bail!("no job named `{}`; jobs: {}", args.job, known.join(", "));
     };
     let store = Store::open(&config.settings.state)?;
-    store.set_enabled(&args.job, enabled)?;
+    store.set_enabled(&args.job, enabled).await?;
     let next = job.schedule.as_ref().and_then(|s| s.next_after(Utc::now())).filter(|_| enabled);
     let view = JobView::new(job, next, enabled, store.last_fire(&job.name)?);
     show(&view, args)

@@ -23,7 +23,8 @@ pub struct Node {
     pub port: Option<u16>,
     /// Run tasks on the Loom host itself, without SSH.
     pub local: bool,
-    /// Extra `-o Key=Value` options for OpenSSH, after the global ones.
+    /// Extra `-o Key=Value` options for OpenSSH, given before the global ones so
+    /// that they win (ssh keeps the first value of an option).
     pub ssh_options: Vec<String>,
 }
 

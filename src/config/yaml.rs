@@ -6,7 +6,7 @@
 //! node its position (the alias use and the anchor's definition); this module turns
 //! that into a plain tree with positions already mapped back from the concatenated
 //! datafile + manifest text to the file a person edits. It does not interpret keys:
-//! that is the job of `main.rs`, `node.rs` and `job.rs` beside it.
+//! that is the job of `settings.rs`, `node.rs` and `job.rs` beside it.
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -112,20 +112,42 @@ fn same_schedule(a: &Job, b: &Job) -> bool {
     key(a) == key(b) && a.jitter == b.jitter
 }
 
+/// Whether two definitions of a job differ in anything but where they are written.
+/// The pattern names every field, so a field added to `Job` does not compile here
+/// until it is compared (or said not to matter).
 fn same_job(a: &Job, b: &Job) -> bool {
+    let Job {
+        name: _,
+        task,
+        args,
+        kwargs,
+        schedule: _,
+        jitter: _,
+        targets,
+        description,
+        defined_at: _,
+        task_at: _,
+        catchup,
+        overlap,
+        timeout,
+        node_timeout,
+        retries,
+        retry_delay,
+        log,
+    } = a;
     same_schedule(a, b)
-        && a.task == b.task
-        && a.args == b.args
-        && a.kwargs == b.kwargs
-        && a.targets == b.targets
-        && a.description == b.description
-        && a.catchup == b.catchup
-        && a.overlap == b.overlap
-        && a.timeout == b.timeout
-        && a.node_timeout == b.node_timeout
-        && a.retries == b.retries
-        && a.retry_delay == b.retry_delay
-        && a.log == b.log
+        && *task == b.task
+        && *args == b.args
+        && *kwargs == b.kwargs
+        && *targets == b.targets
+        && *description == b.description
+        && *catchup == b.catchup
+        && *overlap == b.overlap
+        && *timeout == b.timeout
+        && *node_timeout == b.node_timeout
+        && *retries == b.retries
+        && *retry_delay == b.retry_delay
+        && *log == b.log
 }
 
 pub(crate) fn diff(old: &Snapshot, new: &Snapshot) -> Changes {

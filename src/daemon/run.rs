@@ -35,7 +35,7 @@ use crate::schedule::catchup::missed;
 use crate::schedule::timeline::Due;
 use crate::snapshot::Snapshot;
 use crate::ssh::{self, Pool};
-use crate::store::{NewFire, Store, StoreError, StoreLock, Trigger};
+use crate::store::{FireRecord, FireStart, Store, StoreError, StoreLock, Trigger};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -256,9 +256,7 @@ impl Daemon {
             self.timeline.plan(&job.name, schedule, now, job.jitter_offset());
         }
         let scheduled = snapshot.config.jobs.values().filter(|j| j.schedule.as_ref().is_some_and(|s| !s.is_reboot()));
-        if let Err(err) = self.store.ensure_jobs(scheduled.map(|j| j.name.as_str()), now) {
-            tracing::error!("failed to record the jobs: {err}");
-        }
+        self.store.queue_ensure_jobs(scheduled.map(|j| j.name.as_str()), now);
         self.flush();
     }
 
@@ -349,9 +347,7 @@ impl Daemon {
                 self.timeline.plan(name, schedule, now, job.jitter_offset());
             }
         }
-        if let Err(err) = self.store.ensure_jobs(changes.added.iter().map(String::as_str), now) {
-            tracing::error!("failed to record the new jobs: {err}");
-        }
+        self.store.queue_ensure_jobs(changes.added.iter().map(String::as_str), now);
         let (before, after) = (&old.config.settings, &snapshot.config.settings);
         if before.ssh != after.ssh
             || before.max_workers != after.max_workers
@@ -481,9 +477,7 @@ impl Daemon {
                 Overlap::Skip => {
                     tracing::warn!(job = %job.name, scheduled = %fire.scheduled, "previous fire still running; skipped");
                     let note = "skipped: the previous fire was still running (overlap: skip)";
-                    if let Err(err) = self.store.record_skipped(&job.name, fire.scheduled, fire.trigger, note) {
-                        tracing::error!(job = %job.name, "failed to record a skipped fire: {err}");
-                    }
+                    self.store.queue_skipped(&job.name, fire.scheduled, fire.trigger, note);
                     return;
                 }
             }
@@ -514,10 +508,10 @@ impl Daemon {
             })
             .collect();
         let now = Utc::now();
-        let rows: Vec<NewFire<'_>> = pending
+        let rows: Vec<FireStart<'_>> = pending
             .iter()
             .zip(&targets)
-            .map(|((_, fire, _), nodes)| NewFire {
+            .map(|((_, fire, _), nodes)| FireStart {
                 job: &fire.job,
                 scheduled: fire.scheduled,
                 trigger: fire.trigger,
@@ -613,7 +607,12 @@ impl Daemon {
         match request {
             Command::Jobs(reply) => {
                 self.refresh_disabled();
-                let jobs = self.snapshot.config.jobs.values().map(|job| self.job_view(job)).collect();
+                let mut last = self.store.last_fires().unwrap_or_else(|err| {
+                    tracing::error!("failed to read the jobs' last fires: {err}");
+                    Default::default()
+                });
+                let jobs =
+                    self.snapshot.config.jobs.values().map(|job| self.job_view(job, last.remove(&job.name))).collect();
                 let _ = reply.send(jobs);
             }
             Command::Nodes(reply) => {
@@ -626,15 +625,20 @@ impl Daemon {
                 let _ = reply.send(self.run_now(&job, &nodes));
             }
             Command::SetEnabled { job, enabled, reply } => {
-                let result = if self.snapshot.config.jobs.contains_key(&job) {
-                    self.store.set_enabled(&job, enabled).map_err(|e| ControlError::Invalid(e.to_string()))
-                } else {
-                    Err(ControlError::NotFound(format!("no job named `{job}`")))
-                };
-                if result.is_ok() {
-                    tracing::info!(job = %job, enabled, "job {}", if enabled { "enabled" } else { "disabled" });
+                if !self.snapshot.config.jobs.contains_key(&job) {
+                    let _ = reply.send(Err(ControlError::NotFound(format!("no job named `{job}`"))));
+                    return;
                 }
-                let _ = reply.send(result);
+                // Answered once committed, without holding up the loop meanwhile.
+                let store = Arc::clone(&self.store);
+                tokio::spawn(async move {
+                    let result =
+                        store.set_enabled(&job, enabled).await.map_err(|e| ControlError::Invalid(e.to_string()));
+                    if result.is_ok() {
+                        tracing::info!(job = %job, enabled, "job {}", if enabled { "enabled" } else { "disabled" });
+                    }
+                    let _ = reply.send(result);
+                });
             }
             Command::Cancel { fire, reply } => {
                 let found = self.running.values().find(|(view, _)| view.id == Some(fire));
@@ -654,9 +658,8 @@ impl Daemon {
         }
     }
 
-    fn job_view(&self, job: &Job) -> JobView {
+    fn job_view(&self, job: &Job, last: Option<FireRecord>) -> JobView {
         let enabled = !self.disabled.contains(&job.name);
-        let last = self.store.last_fire(&job.name).ok().flatten();
         let next = self.timeline.next_for(&job.name).filter(|_| enabled);
         JobView::new(job, next, enabled, last)
     }
@@ -711,9 +714,7 @@ impl Daemon {
         for (name, state) in &mut self.jobs {
             for fire in state.queued.drain(..) {
                 let note = "skipped: the daemon stopped before this queued fire could run";
-                if let Err(err) = self.store.record_skipped(name, fire.scheduled, fire.trigger, note) {
-                    tracing::error!(job = %name, "failed to record a skipped fire: {err}");
-                }
+                self.store.queue_skipped(name, fire.scheduled, fire.trigger, note);
             }
         }
         if !self.fires.is_empty() {
@@ -737,6 +738,7 @@ impl Daemon {
             }
         }
         self.abort.cancel();
+        self.store.settled().await;
         self.runner.pool().close();
         tracing::info!("loom stopped");
     }
@@ -760,12 +762,10 @@ async fn prune_forever(store: Arc<Store>, snapshot: Arc<Snapshot>) {
     }
     loop {
         let before = age.and_then(|a| chrono::Duration::from_std(a).ok()).map(|a| Utc::now() - a);
-        let store = Arc::clone(&store);
-        match tokio::task::spawn_blocking(move || store.prune(keep, before)).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(removed)) => tracing::info!(fires = removed, "pruned old history"),
-            Ok(Err(err)) => tracing::error!("failed to prune history: {err}"),
-            Err(_) => {}
+        match store.prune(keep, before).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(fires = removed, "pruned old history"),
+            Err(err) => tracing::error!("failed to prune history: {err}"),
         }
         tokio::time::sleep(PRUNE_EVERY).await;
     }

@@ -15,9 +15,12 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use utoipa::ToSchema;
 
-use crate::api::model::Event;
+use crate::store::{FireStatus, NodeStatus, Trigger};
 
 /// How many recent events are kept for readers.
 pub const KEEP_EVENTS: usize = 10_000;
@@ -26,6 +29,62 @@ pub const KEEP_BYTES: usize = 32 * 1024 * 1024;
 
 /// At most this many items are handed to a reader at once.
 const BATCH: usize = 256;
+
+/// What the runner reports as a fire goes; the API streams them as Server-Sent
+/// Events (`event:` is the `type`, `data:` this JSON).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Event {
+    FireStarted {
+        fire: Option<i64>,
+        job: String,
+        scheduled: DateTime<Utc>,
+        trigger: Trigger,
+        nodes: Vec<String>,
+    },
+    /// A piece of a node's output, as soon as Loom has it.
+    Output {
+        fire: Option<i64>,
+        job: String,
+        node: String,
+        text: String,
+    },
+    NodeFinished {
+        fire: Option<i64>,
+        job: String,
+        node: String,
+        attempt: u32,
+        status: NodeStatus,
+        error: Option<String>,
+        seconds: f64,
+    },
+    FireFinished {
+        fire: Option<i64>,
+        job: String,
+        status: FireStatus,
+        seconds: f64,
+    },
+}
+
+impl Event {
+    pub fn job(&self) -> &str {
+        match self {
+            Event::FireStarted { job, .. }
+            | Event::Output { job, .. }
+            | Event::NodeFinished { job, .. }
+            | Event::FireFinished { job, .. } => job,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::FireStarted { .. } => "fire-started",
+            Event::Output { .. } => "output",
+            Event::NodeFinished { .. } => "node-finished",
+            Event::FireFinished { .. } => "fire-finished",
+        }
+    }
+}
 
 /// Where events are published and read from; clones share one log.
 #[derive(Clone)]

@@ -6,8 +6,10 @@
 //! Failed nodes are retried with exponential backoff; `node_timeout` and the fire's
 //! `timeout` cancel what runs too long (the script stops at its next step, the
 //! command in flight is abandoned: a local one is killed with its process group, a
-//! remote one loses its channel). Recording is the caller's: each attempt's result
-//! is handed to `on_result` as it arrives.
+//! remote one loses its channel). Each attempt ends in one place (`Ending`, from one
+//! `select!`). Recording goes through the caller's `Recorder`: results that arrive
+//! together are committed together, before they are logged, published or handed to
+//! `on_result`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,11 +19,10 @@ use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::events::EventLog;
+use super::events::{Event, EventLog};
 use super::gate::Gate;
 use super::node_result::NodeResult;
 use super::record::Recorder;
-use crate::api::model::Event;
 use crate::config::{Job, Node};
 use crate::snapshot::Snapshot;
 use crate::ssh::Pool;
@@ -213,6 +214,18 @@ impl Runner {
     }
 }
 
+/// How one node attempt ended, as the one `select!` in `NodeTask::attempt` saw it.
+enum Ending {
+    /// The task returned without an error.
+    Ran,
+    /// The connection failed, the task threw, or its thread crashed.
+    Failed(String),
+    /// The node's own `node_timeout` came first.
+    NodeTimeout,
+    /// The fire was cancelled or reached its `timeout` (which one: `fire_timed_out`).
+    Stopped,
+}
+
 /// One node's attempts within a fire.
 struct NodeTask {
     snapshot: Arc<Snapshot>,
@@ -259,25 +272,38 @@ impl NodeTask {
     }
 
     fn not_run(&self, attempt: u32) -> NodeResult {
-        let (status, error) = self.cancelled_status();
+        let (status, error) = self.settle(Ending::Stopped);
         NodeResult {
             node: self.node.name.clone(),
             attempt,
             status,
             exit_code: None,
-            error: Some(error),
+            error,
             output: String::new(),
             started: Utc::now(),
             duration: Duration::ZERO,
         }
     }
 
-    fn cancelled_status(&self) -> (NodeStatus, String) {
-        if self.fire_timed_out.load(std::sync::atomic::Ordering::SeqCst) {
-            let limit = self.job.timeout.map(|t| humantime::format_duration(t).to_string()).unwrap_or_default();
-            (NodeStatus::TimedOut, format!("stopped: the fire's timeout ({limit}) was reached"))
-        } else {
-            (NodeStatus::Interrupted, "stopped: the fire was cancelled".to_string())
+    /// The one place an attempt's ending becomes its status and error.
+    fn settle(&self, ending: Ending) -> (NodeStatus, Option<String>) {
+        match ending {
+            Ending::Ran => (NodeStatus::Ok, None),
+            Ending::Failed(error) => (NodeStatus::Failed, Some(error)),
+            // The fire's cancellation or timeout can come while the node's own
+            // timeout is being handled: the fire's reason wins.
+            Ending::NodeTimeout if !self.cancel.is_cancelled() => {
+                let limit = humantime::format_duration(self.job.node_timeout.unwrap_or_default());
+                (NodeStatus::TimedOut, Some(format!("stopped after node_timeout ({limit})")))
+            }
+            Ending::NodeTimeout | Ending::Stopped => {
+                if self.fire_timed_out.load(std::sync::atomic::Ordering::SeqCst) {
+                    let limit = self.job.timeout.map(|t| humantime::format_duration(t).to_string()).unwrap_or_default();
+                    (NodeStatus::TimedOut, Some(format!("stopped: the fire's timeout ({limit}) was reached")))
+                } else {
+                    (NodeStatus::Interrupted, Some("stopped: the fire was cancelled".to_string()))
+                }
+            }
         }
     }
 
@@ -303,10 +329,10 @@ impl NodeTask {
         let call_cancel = self.cancel.child_token();
         let connection = self.pool.connect(&self.node).await;
         let mut started = (gate.started(begun), Instant::now().max(gate.instant()));
-        let (status, error) = match connection {
+        let ending = match connection {
             Err(err) => {
                 gate.wait().await;
-                (NodeStatus::Failed, Some(err.to_string()))
+                Ending::Failed(err.to_string())
             }
             Ok(connection) => {
                 let ssh = Ssh::new(Arc::clone(&self.node), connection, Arc::clone(&output), call_cancel.clone());
@@ -321,47 +347,35 @@ impl NodeTask {
                     }
                     (started, snapshot.catalog.call(&job, ssh, task_output))
                 });
-                let outcome = tokio::select! {
-                    joined = &mut call => Some(joined),
-                    _ = tokio::time::sleep_until(gate.deadline(self.job.node_timeout)) => None,
-                    _ = self.cancel.cancelled() => None,
-                };
-                let outcome = match outcome {
-                    Some(joined) => joined,
-                    None => {
-                        call_cancel.cancel();
-                        // Let the script see the cancellation and record what it did.
-                        let _ = tokio::time::timeout(GRACE, &mut call).await;
-                        let (status, error) = if self.cancel.is_cancelled() {
-                            self.cancelled_status()
-                        } else {
-                            let limit = self.job.node_timeout.unwrap_or_default();
-                            let limit = humantime::format_duration(limit).to_string();
-                            (NodeStatus::TimedOut, format!("stopped after node_timeout ({limit})"))
+                let (ending, answered) = tokio::select! {
+                    joined = &mut call => {
+                        let ending = match joined {
+                            Ok(Ok((at, result))) => {
+                                started = at;
+                                match result {
+                                    Ok(()) => Ending::Ran,
+                                    // The fire's cancellation can reach the script before this select does.
+                                    Err(TaskError::Cancelled) => Ending::Stopped,
+                                    Err(err) => Ending::Failed(err.to_string()),
+                                }
+                            }
+                            Ok(Err(crashed)) => Ending::Failed(format!("the task crashed: {crashed}")),
+                            Err(_) => Ending::Failed("the task's thread ended without an answer".to_string()),
                         };
-                        return self.result(attempt, started, &output, status, Some(error));
+                        (ending, true)
                     }
+                    _ = tokio::time::sleep_until(gate.deadline(self.job.node_timeout)) => (Ending::NodeTimeout, false),
+                    _ = self.cancel.cancelled() => (Ending::Stopped, false),
                 };
-                let outcome = match outcome {
-                    Ok(Ok((at, result))) => {
-                        started = at;
-                        Ok(result)
-                    }
-                    Ok(Err(crashed)) => Err(format!("the task crashed: {crashed}")),
-                    Err(_) => Err("the task's thread ended without an answer".to_string()),
-                };
-                match outcome {
-                    Ok(Ok(())) => (NodeStatus::Ok, None),
-                    Ok(Err(TaskError::Cancelled)) => {
-                        // The fire's cancellation can reach the script before this select does.
-                        let (status, error) = self.cancelled_status();
-                        (status, Some(error))
-                    }
-                    Ok(Err(err)) => (NodeStatus::Failed, Some(err.to_string())),
-                    Err(message) => (NodeStatus::Failed, Some(message)),
+                if !answered {
+                    call_cancel.cancel();
+                    // Let the script see the cancellation and record what it did.
+                    let _ = tokio::time::timeout(GRACE, &mut call).await;
                 }
+                ending
             }
         };
+        let (status, error) = self.settle(ending);
         self.result(attempt, started, &output, status, error)
     }
 

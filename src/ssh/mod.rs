@@ -23,8 +23,6 @@ use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::task::scripts::blocking;
-
 /// What a command left behind.
 #[derive(Debug, Clone, Default)]
 pub struct CommandOutput {
@@ -60,8 +58,8 @@ pub enum Connection {
     Ssh(Box<SshConnection>),
 }
 
-/// Each call waits for the node; on a script thread it first hands the thread's
-/// place to another script (see `task::scripts`).
+/// Each call blocks its thread until the node answers; a caller on a script thread
+/// hands its place to another script first (`task::scripts::blocking`).
 impl Connection {
     /// Runs `command`; when `cancel` fires, stops waiting for it (a local command is
     /// killed with its process group; a remote one loses its channel).
@@ -71,41 +69,41 @@ impl Connection {
         stdin: Option<&[u8]>,
         cancel: &CancellationToken,
     ) -> Result<CommandOutput, SshError> {
-        blocking(|| match self {
+        match self {
             Connection::Local(local) => local.exec(command, stdin, cancel),
             Connection::Ssh(ssh) => ssh.exec(command, stdin, cancel),
-        })
+        }
     }
 
     /// Writes `bytes` to `path` on the node, replacing it; `mode` as in chmod.
     pub fn write(&self, path: &str, bytes: &[u8], mode: Option<u32>) -> Result<(), SshError> {
-        blocking(|| match self {
+        match self {
             Connection::Local(local) => local.write(path, bytes, mode),
             Connection::Ssh(ssh) => ssh.write(path, bytes, mode),
-        })
+        }
     }
 
     /// Copies a file of the Loom host to `path` on the node, streaming it.
     pub fn upload(&self, local: &Path, path: &str, mode: Option<u32>) -> Result<(), SshError> {
-        blocking(|| match self {
+        match self {
             Connection::Local(connection) => connection.upload(local, path, mode),
             Connection::Ssh(ssh) => ssh.upload(local, path, mode),
-        })
+        }
     }
 
     pub fn read(&self, path: &str) -> Result<Vec<u8>, SshError> {
-        blocking(|| match self {
+        match self {
             Connection::Local(local) => local.read(path),
             Connection::Ssh(ssh) => ssh.read(path),
-        })
+        }
     }
 
     /// Copies `path` on the node to a file of the Loom host, streaming it.
     pub fn download(&self, path: &str, local: &Path) -> Result<u64, SshError> {
-        blocking(|| match self {
+        match self {
             Connection::Local(connection) => connection.download(path, local),
             Connection::Ssh(ssh) => ssh.download(path, local),
-        })
+        }
     }
 }
 

@@ -32,7 +32,8 @@ pub struct SshSettings {
     /// How long an idle master outlives its last use: `yes` (forever) or a duration
     /// like `1h`; bounds masters left behind by a killed daemon.
     pub control_persist: String,
-    /// `Key=Value` options for every node, before each node's own `ssh_options`.
+    /// `Key=Value` options for every node; a node's own `ssh_options` come first on
+    /// the command line and so win (ssh keeps the first value of an option).
     pub options: Vec<String>,
 }
 

@@ -15,7 +15,6 @@ use super::StoreError;
 #[derive(Debug)]
 pub struct StoreLock {
     _file: File,
-    path: PathBuf,
 }
 
 impl StoreLock {
@@ -45,11 +44,7 @@ impl StoreLock {
             .and_then(|()| file.rewind())
             .and_then(|()| file.write_all(holder.as_bytes()))
             .map_err(io_error)?;
-        Ok(StoreLock { _file: file, path })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(StoreLock { _file: file })
     }
 }
 

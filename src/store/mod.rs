@@ -3,8 +3,10 @@
 mod lock;
 pub mod model;
 mod sqlite;
+mod state;
 mod writer;
 
 pub use lock::StoreLock;
 pub use model::{FireRecord, FireStatus, NodeRecord, NodeStatus, Trigger};
-pub use sqlite::{FireFilter, NewFire, Store, StoreError};
+pub use sqlite::{FireFilter, FireStart, StoreError};
+pub use state::Store;

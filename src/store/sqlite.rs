@@ -1,8 +1,9 @@
 //! The state store: SQLite in WAL mode, one file, schema migrations in the code.
 //!
-//! A fire is written before its tasks start; node results and fire endings go
-//! through the writer thread (`writer.rs`), which commits whatever is waiting in one
-//! transaction and answers each write only once it is committed. Nothing is
+//! Every write goes through the writer thread (`writer.rs`), which commits whatever
+//! is waiting in one transaction and answers each write only once it is committed;
+//! this file opens the store, runs the migrations, reads, and holds the SQL the
+//! writer runs. A fire is written before its tasks start. Nothing is
 //! reported — to the CLI, the API, the event stream or a log — before that, so a
 //! crash loses no result anyone was told about; fires found `running` at start-up
 //! belonged to a process that died and become `interrupted`.
@@ -17,7 +18,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::model::{FireRecord, FireStatus, NodeRecord, NodeStatus, Trigger};
-use super::writer::{Change, Write, Writer};
+use super::writer::{Answer, Change, FireRow, Writer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -78,7 +79,9 @@ const MIGRATIONS: &[&str] = &[
     );",
 ];
 
-pub struct Store {
+/// The SQLite backend of `Store`: a connection for reads and the writer thread
+/// for every write.
+pub struct Sqlite {
     path: PathBuf,
     connection: Mutex<Connection>,
     /// Group-commits node results and fire endings; `None` when read-only.
@@ -94,7 +97,7 @@ fn instant(ms: i64) -> DateTime<Utc> {
 }
 
 /// A fire to record as started.
-pub struct NewFire<'a> {
+pub struct FireStart<'a> {
     pub job: &'a str,
     pub scheduled: DateTime<Utc>,
     pub trigger: Trigger,
@@ -104,23 +107,23 @@ pub struct NewFire<'a> {
     pub started: DateTime<Utc>,
 }
 
-fn insert_fire(
+pub(super) fn insert_fire(
     transaction: &rusqlite::Transaction<'_>,
-    fire: &NewFire<'_>,
+    fire: &FireRow,
     status: FireStatus,
     note: Option<&str>,
 ) -> rusqlite::Result<Option<i64>> {
-    let nodes = serde_json::to_string(fire.nodes).expect("names serialize");
+    let nodes = serde_json::to_string(&fire.nodes).expect("names serialize");
     let mut insert = transaction.prepare_cached(
         "INSERT OR IGNORE INTO fires (job, scheduled, trigger, status, started, finished, nodes, note)
          VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?4 = 'running' THEN NULL ELSE ?5 END, ?6, ?7)",
     )?;
     let inserted = insert.execute(params![
         fire.job,
-        millis(fire.scheduled),
+        fire.scheduled,
         fire.trigger.as_str(),
         status.as_str(),
-        millis(fire.started),
+        fire.started,
         nodes,
         note
     ])?;
@@ -133,9 +136,69 @@ fn insert_fire(
             "INSERT INTO jobs (job, last_scheduled) VALUES (?1, ?2)
              ON CONFLICT(job) DO UPDATE SET last_scheduled = max(coalesce(last_scheduled, 0), ?2)",
         )?;
-        last.execute(params![fire.job, millis(fire.scheduled)])?;
+        last.execute(params![fire.job, fire.scheduled])?;
     }
     Ok(Some(id))
+}
+
+impl FireStart<'_> {
+    fn row(&self) -> FireRow {
+        FireRow {
+            job: self.job.to_string(),
+            scheduled: millis(self.scheduled),
+            trigger: self.trigger,
+            nodes: self.nodes.to_vec(),
+            started: millis(self.started),
+        }
+    }
+}
+
+/// Marks fires left `running` as `interrupted`, with an `interrupted` result for
+/// each node that had none; returns how many.
+pub(super) fn recover_interrupted(transaction: &rusqlite::Transaction<'_>, now: i64) -> rusqlite::Result<usize> {
+    let running: Vec<(i64, String)> = {
+        let mut statement = transaction.prepare("SELECT id, nodes FROM fires WHERE status = 'running'")?;
+        statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
+    };
+    for (id, nodes) in &running {
+        let nodes: Vec<String> = serde_json::from_str(nodes).unwrap_or_default();
+        for node in nodes {
+            transaction.execute(
+                "INSERT INTO node_results (fire_id, node, attempt, status, started, duration_ms, error, output)
+                 SELECT ?1, ?2, 1, 'interrupted', ?3, 0, 'the daemon stopped while this node ran', ''
+                 WHERE NOT EXISTS (SELECT 1 FROM node_results WHERE fire_id = ?1 AND node = ?2)",
+                params![id, node, now],
+            )?;
+        }
+        transaction
+            .execute("UPDATE fires SET status = 'interrupted', finished = ?2 WHERE id = ?1", params![id, now])?;
+    }
+    Ok(running.len())
+}
+
+/// Deletes fires beyond the newest `keep` per job and fires older than `before`
+/// (running fires are kept); returns how many went.
+pub(super) fn prune(
+    transaction: &rusqlite::Transaction<'_>,
+    keep: Option<usize>,
+    before: Option<i64>,
+) -> rusqlite::Result<usize> {
+    let mut removed = 0;
+    if let Some(keep) = keep {
+        removed += transaction.execute(
+            "DELETE FROM fires WHERE status <> 'running' AND id IN (
+                SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY job ORDER BY id DESC) AS rank FROM fires)
+                WHERE rank > ?1)",
+            [keep as i64],
+        )?;
+    }
+    if let Some(before) = before {
+        removed += transaction.execute(
+            "DELETE FROM fires WHERE status <> 'running' AND coalesce(finished, started, scheduled) < ?1",
+            [before],
+        )?;
+    }
+    Ok(removed)
 }
 
 /// Writes one node result (the writer thread uses it too).
@@ -159,6 +222,20 @@ pub(super) fn insert_node(connection: &Connection, record: &NodeRecord) -> rusql
         .map(drop)
 }
 
+fn ids(answer: Answer) -> Result<Vec<Option<i64>>, StoreError> {
+    match answer {
+        Answer::Ids(ids) => Ok(ids),
+        other => Err(StoreError::Write(format!("unexpected answer from the writer: {other:?}"))),
+    }
+}
+
+fn count(answer: Answer) -> Result<usize, StoreError> {
+    match answer {
+        Answer::Count(count) => Ok(count),
+        other => Err(StoreError::Write(format!("unexpected answer from the writer: {other:?}"))),
+    }
+}
+
 /// Filters for `fires`.
 #[derive(Debug, Clone, Default)]
 pub struct FireFilter {
@@ -168,9 +245,9 @@ pub struct FireFilter {
     pub limit: usize,
 }
 
-impl Store {
+impl Sqlite {
     /// Opens (creating it and its folder if needed) and migrates the store.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    pub fn open(path: &Path) -> Result<Sqlite, StoreError> {
         if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(folder)
                 .map_err(|source| StoreError::Folder { path: folder.to_path_buf(), source })?;
@@ -182,7 +259,7 @@ impl Store {
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
             )
             .map_err(open_error)?;
-        let mut store = Store { path: path.to_path_buf(), connection: Mutex::new(connection), writer: None };
+        let mut store = Sqlite { path: path.to_path_buf(), connection: Mutex::new(connection), writer: None };
         store.migrate()?;
         let writing = Connection::open(path).map_err(open_error)?;
         writing.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")?;
@@ -192,11 +269,11 @@ impl Store {
     }
 
     /// Opens an existing store for reading only (the CLI, while a daemon may write).
-    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+    pub fn open_read_only(path: &Path) -> Result<Sqlite, StoreError> {
         let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
         connection.execute_batch("PRAGMA busy_timeout = 5000;")?;
-        Ok(Store { path: path.to_path_buf(), connection: Mutex::new(connection), writer: None })
+        Ok(Sqlite { path: path.to_path_buf(), connection: Mutex::new(connection), writer: None })
     }
 
     pub fn path(&self) -> &Path {
@@ -224,34 +301,14 @@ impl Store {
         Ok(f(&mut connection)?)
     }
 
+    fn writer(&self) -> Result<&Writer, StoreError> {
+        self.writer.as_ref().ok_or_else(|| StoreError::Write("the store is open for reading only".to_string()))
+    }
+
     /// Marks fires left `running` by a daemon that stopped as `interrupted`, with an
     /// `interrupted` result for each node that had none. Returns how many.
     pub fn recover_interrupted(&self) -> Result<usize, StoreError> {
-        let now = millis(Utc::now());
-        self.with(|c| {
-            let transaction = c.transaction()?;
-            let running: Vec<(i64, String)> = {
-                let mut statement = transaction.prepare("SELECT id, nodes FROM fires WHERE status = 'running'")?;
-                statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
-            };
-            for (id, nodes) in &running {
-                let nodes: Vec<String> = serde_json::from_str(nodes).unwrap_or_default();
-                for node in nodes {
-                    transaction.execute(
-                        "INSERT INTO node_results (fire_id, node, attempt, status, started, duration_ms, error, output)
-                         SELECT ?1, ?2, 1, 'interrupted', ?3, 0, 'the daemon stopped while this node ran', ''
-                         WHERE NOT EXISTS (SELECT 1 FROM node_results WHERE fire_id = ?1 AND node = ?2)",
-                        params![id, node, now],
-                    )?;
-                }
-                transaction.execute(
-                    "UPDATE fires SET status = 'interrupted', finished = ?2 WHERE id = ?1",
-                    params![id, now],
-                )?;
-            }
-            transaction.commit()?;
-            Ok(running.len())
-        })
+        count(self.writer()?.commit_now(Change::Recover { now: millis(Utc::now()) })?)
     }
 
     /// Records a fire as running, before any of its tasks start. `None` when this
@@ -263,109 +320,64 @@ impl Store {
         trigger: Trigger,
         nodes: &[String],
     ) -> Result<Option<i64>, StoreError> {
-        self.insert_fire(job, scheduled, trigger, FireStatus::Running, nodes, None)
-    }
-
-    /// Records a fire that did not run, and why.
-    pub fn record_skipped(
-        &self,
-        job: &str,
-        scheduled: DateTime<Utc>,
-        trigger: Trigger,
-        note: &str,
-    ) -> Result<Option<i64>, StoreError> {
-        self.insert_fire(job, scheduled, trigger, FireStatus::Skipped, &[], Some(note))
+        let fire = FireStart { job, scheduled, trigger, nodes, started: Utc::now() };
+        Ok(self.begin_fires(std::slice::from_ref(&fire))?.pop().flatten())
     }
 
     /// Records many fires as running in one transaction (fires due together are
-    /// recorded together); each answer is as for `begin_fire`.
-    pub fn begin_fires(&self, fires: &[NewFire<'_>]) -> Result<Vec<Option<i64>>, StoreError> {
-        self.with(|c| {
-            let transaction = c.transaction()?;
-            let ids = fires
-                .iter()
-                .map(|f| insert_fire(&transaction, f, FireStatus::Running, None))
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            transaction.commit()?;
-            Ok(ids)
-        })
+    /// recorded together) and waits for the commit; each answer is as for `begin_fire`.
+    pub fn begin_fires(&self, fires: &[FireStart<'_>]) -> Result<Vec<Option<i64>>, StoreError> {
+        ids(self.writer()?.commit_now(Change::Begin(fires.iter().map(FireStart::row).collect()))?)
     }
 
-    fn insert_fire(
-        &self,
-        job: &str,
-        scheduled: DateTime<Utc>,
-        trigger: Trigger,
-        status: FireStatus,
-        nodes: &[String],
-        note: Option<&str>,
-    ) -> Result<Option<i64>, StoreError> {
-        let started = Utc::now();
-        self.with(|c| {
-            let transaction = c.transaction()?;
-            let id = insert_fire(&transaction, &NewFire { job, scheduled, trigger, nodes, started }, status, note)?;
-            transaction.commit()?;
-            Ok(id)
-        })
+    /// Queues the record of a fire that did not run, and why, without waiting for
+    /// it (a failure is logged); `settled` waits for it.
+    pub fn queue_skipped(&self, job: &str, scheduled: DateTime<Utc>, trigger: Trigger, note: &str) {
+        let fire = FireStart { job, scheduled, trigger, nodes: &[], started: Utc::now() }.row();
+        if let Ok(writer) = self.writer() {
+            writer.queue(Change::Skip { fire, note: note.to_string() }, format!("a skipped fire of job `{job}`"));
+        }
     }
 
     /// Writes node results through the writer thread, in order with
     /// `finish_queued`; resolves once they are committed (with whatever other
     /// writes were waiting: one transaction for a burst of results).
     pub async fn record_nodes(&self, records: Vec<NodeRecord>) -> Result<(), StoreError> {
-        let Some(writer) = &self.writer else {
-            return records.iter().try_for_each(|record| self.record_node(record));
-        };
-        let (done, committed) = tokio::sync::oneshot::channel();
-        writer.send(Write { change: Change::Nodes(records), done });
-        committed.await.unwrap_or(Err(StoreError::WriterGone))
+        self.writer()?.commit(Change::Nodes(records)).await.map(drop)
     }
 
     /// Marks a fire finished, having started at `started`, through the writer
     /// thread; resolves once it, and every result queued before it, is committed.
     pub async fn finish_queued(&self, id: i64, status: FireStatus, started: DateTime<Utc>) -> Result<(), StoreError> {
-        let Some(writer) = &self.writer else { return self.finish_fire(id, status, None) };
-        let (done, committed) = tokio::sync::oneshot::channel();
         let (started, finished) = (millis(started), millis(Utc::now()));
-        writer.send(Write { change: Change::Finish { id, status, started, finished }, done });
-        committed.await.unwrap_or(Err(StoreError::WriterGone))
+        self.writer()?.commit(Change::Finish { id, status, started, finished }).await.map(drop)
     }
 
-    pub fn record_node(&self, record: &NodeRecord) -> Result<(), StoreError> {
-        self.with(|c| insert_node(c, record))
+    /// Queues giving `at` to each job as its starting point unless it has one, so a
+    /// job seen for the first time has nothing to catch up (a failure is logged).
+    pub fn queue_ensure_jobs<'a>(&self, jobs: impl IntoIterator<Item = &'a str>, at: DateTime<Utc>) {
+        let jobs = jobs.into_iter().map(str::to_string).collect();
+        if let Ok(writer) = self.writer() {
+            writer.queue(Change::EnsureJobs { jobs, at: millis(at) }, "the jobs' starting points".to_string());
+        }
     }
 
-    pub fn finish_fire(&self, id: i64, status: FireStatus, note: Option<&str>) -> Result<(), StoreError> {
-        let now = millis(Utc::now());
-        self.with(|c| {
-            c.execute(
-                "UPDATE fires SET status = ?2, finished = ?3, note = coalesce(?4, note) WHERE id = ?1",
-                params![id, status.as_str(), now, note],
-            )
-            .map(drop)
-        })
+    /// Enables or disables a job; resolves once it is committed.
+    pub async fn set_enabled(&self, job: &str, enabled: bool) -> Result<(), StoreError> {
+        self.writer()?.commit(Change::SetEnabled { job: job.to_string(), enabled }).await.map(drop)
     }
 
-    /// Remembers `at` as each job's starting point unless it has one, so a job seen
-    /// for the first time has nothing to catch up.
-    pub fn ensure_jobs<'a>(
-        &self,
-        jobs: impl IntoIterator<Item = &'a str>,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.with(|c| {
-            let transaction = c.transaction()?;
-            {
-                let mut statement = transaction.prepare_cached(
-                    "INSERT INTO jobs (job, last_scheduled) VALUES (?1, ?2)
-                     ON CONFLICT(job) DO UPDATE SET last_scheduled = coalesce(last_scheduled, ?2)",
-                )?;
-                for job in jobs {
-                    statement.execute(params![job, millis(at)])?;
-                }
-            }
-            transaction.commit()
-        })
+    /// Deletes fires beyond the newest `keep` per job and fires older than `before`
+    /// (running fires are kept). Resolves, once committed, to how many fires went.
+    pub async fn prune(&self, keep: Option<usize>, before: Option<DateTime<Utc>>) -> Result<usize, StoreError> {
+        count(self.writer()?.commit(Change::Prune { keep, before: before.map(millis) }).await?)
+    }
+
+    /// Resolves once every write queued before it is committed.
+    pub async fn settled(&self) {
+        if let Ok(writer) = self.writer() {
+            let _ = writer.commit(Change::Nodes(Vec::new())).await;
+        }
     }
 
     /// Every job's latest scheduled instant on record.
@@ -383,16 +395,6 @@ impl Store {
             let mut statement = c.prepare_cached("SELECT job FROM jobs WHERE enabled = 0")?;
             let rows = statement.query_map([], |r| r.get::<_, String>(0))?;
             rows.collect()
-        })
-    }
-
-    pub fn set_enabled(&self, job: &str, enabled: bool) -> Result<(), StoreError> {
-        self.with(|c| {
-            c.execute(
-                "INSERT INTO jobs (job, enabled) VALUES (?1, ?2) ON CONFLICT(job) DO UPDATE SET enabled = ?2",
-                params![job, enabled],
-            )
-            .map(drop)
         })
     }
 
@@ -456,6 +458,19 @@ impl Store {
         self.with(|c| c.query_row(&sql, [job], Self::fire_row).optional())
     }
 
+    /// Each job's last fire that ran (not skipped), by job, in one query.
+    pub fn last_fires(&self) -> Result<std::collections::HashMap<String, FireRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM fires f WHERE f.id IN (SELECT max(id) FROM fires WHERE status <> 'skipped' GROUP BY job)",
+            Self::FIRE_COLUMNS
+        );
+        self.with(|c| {
+            let mut statement = c.prepare_cached(&sql)?;
+            let rows = statement.query_map([], Self::fire_row)?;
+            rows.map(|row| row.map(|fire| (fire.job.clone(), fire))).collect()
+        })
+    }
+
     /// A fire's node results, in the order they were recorded.
     pub fn node_results(&self, fire_id: i64) -> Result<Vec<NodeRecord>, StoreError> {
         self.with(|c| {
@@ -480,31 +495,6 @@ impl Store {
         })
     }
 
-    /// Deletes fires beyond the newest `keep` per job and fires older than `before`
-    /// (running fires are kept). Returns how many fires went.
-    pub fn prune(&self, keep: Option<usize>, before: Option<DateTime<Utc>>) -> Result<usize, StoreError> {
-        self.with(|c| {
-            let transaction = c.transaction()?;
-            let mut removed = 0;
-            if let Some(keep) = keep {
-                removed += transaction.execute(
-                    "DELETE FROM fires WHERE status <> 'running' AND id IN (
-                        SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY job ORDER BY id DESC) AS rank FROM fires)
-                        WHERE rank > ?1)",
-                    [keep as i64],
-                )?;
-            }
-            if let Some(before) = before {
-                removed += transaction.execute(
-                    "DELETE FROM fires WHERE status <> 'running' AND coalesce(finished, started, scheduled) < ?1",
-                    [millis(before)],
-                )?;
-            }
-            transaction.commit()?;
-            Ok(removed)
-        })
-    }
-
     /// `PRAGMA integrity_check` (the unit tests' proof that a store survived).
     #[cfg(test)]
     pub(crate) fn integrity_check(&self) -> Result<String, StoreError> {
@@ -516,9 +506,9 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, Store) {
+    fn store() -> (tempfile::TempDir, Sqlite) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("state/loom.db")).unwrap();
+        let store = Sqlite::open(&dir.path().join("state/loom.db")).unwrap();
         (dir, store)
     }
 
@@ -538,13 +528,13 @@ mod tests {
         assert_eq!(store.last_scheduled_all().unwrap().get("job"), Some(&at("2026-01-01T00:00:00Z")));
     }
 
-    #[test]
-    fn running_fires_become_interrupted_with_a_result_per_missing_node() {
+    #[tokio::test]
+    async fn running_fires_become_interrupted_with_a_result_per_missing_node() {
         let (_dir, store) = store();
         let nodes = vec!["a".to_string(), "b".to_string()];
         let id = store.begin_fire("job", at("2026-01-01T00:00:00Z"), Trigger::Schedule, &nodes).unwrap().unwrap();
         store
-            .record_node(&NodeRecord {
+            .record_nodes(vec![NodeRecord {
                 fire_id: id,
                 node: "a".into(),
                 attempt: 1,
@@ -554,7 +544,8 @@ mod tests {
                 duration_ms: 5,
                 error: None,
                 output: "hi\n".into(),
-            })
+            }])
+            .await
             .unwrap();
         assert_eq!(store.recover_interrupted().unwrap(), 1);
         let fire = store.fire(id).unwrap().unwrap();
@@ -566,19 +557,36 @@ mod tests {
         assert_eq!(store.integrity_check().unwrap(), "ok");
     }
 
-    #[test]
-    fn prune_keeps_the_newest_fires_per_job() {
+    #[tokio::test]
+    async fn prune_keeps_the_newest_fires_per_job() {
         let (_dir, store) = store();
         for minute in 0..5 {
             let id = store
                 .begin_fire("job", at(&format!("2026-01-01T00:0{minute}:00Z")), Trigger::Schedule, &[])
                 .unwrap()
                 .unwrap();
-            store.finish_fire(id, FireStatus::Ok, None).unwrap();
+            store.finish_queued(id, FireStatus::Ok, Utc::now()).await.unwrap();
         }
-        assert_eq!(store.prune(Some(2), None).unwrap(), 3);
+        assert_eq!(store.prune(Some(2), None).await.unwrap(), 3);
         let left = store.fires(&FireFilter { limit: 10, ..FireFilter::default() }).unwrap();
         assert_eq!(left.len(), 2);
         assert_eq!(left[0].scheduled, at("2026-01-01T00:04:00Z"));
+    }
+
+    #[test]
+    fn last_fires_has_each_jobs_last_fire_that_ran() {
+        let (_dir, store) = store();
+        let first = store.begin_fire("a", at("2026-01-01T00:00:00Z"), Trigger::Schedule, &[]).unwrap();
+        let second = store.begin_fire("a", at("2026-01-01T00:01:00Z"), Trigger::Schedule, &[]).unwrap();
+        let other = store.begin_fire("b", at("2026-01-01T00:00:00Z"), Trigger::Manual, &[]).unwrap();
+        store.queue_skipped("a", at("2026-01-01T00:02:00Z"), Trigger::Schedule, "skipped");
+        // Committed after the skip: the writer keeps the order of its writes.
+        store.begin_fire("c", at("2026-01-01T00:00:00Z"), Trigger::Manual, &[]).unwrap();
+        assert!(first < second);
+        let last = store.last_fires().unwrap();
+        assert_eq!(last.len(), 3);
+        assert_eq!(last["a"].id, second.unwrap());
+        assert_eq!(last["b"].id, other.unwrap());
+        assert_eq!(last["a"].id, store.last_fire("a").unwrap().unwrap().id);
     }
 }

@@ -1,29 +1,82 @@
-//! The store's writer thread: node results and fire endings, committed in groups.
+//! The store's writer thread: every write of a daemon, committed in groups.
 //!
-//! When a thousand fires end in the same second, a transaction per result would
-//! serialize a thousand commits on the daemon's worker threads. Instead they are
-//! queued to one thread that drains whatever is waiting (up to `GROUP` writes) and
-//! commits it in one transaction, keeping their order. Each write is answered only
-//! once its transaction is committed — with the error if it failed — so nothing is
-//! reported (CLI, API, events, log) before it is on disk.
+//! Fire starts and skips, node results, fire ends, enabling and disabling jobs,
+//! pruning and the recovery at start-up all go through this one thread, so there is
+//! one path to the database and its order is the order of the requests. When a
+//! thousand fires end in the same second, a transaction per result would serialize
+//! a thousand commits; instead the thread drains whatever is waiting (up to `GROUP`
+//! writes) and commits it in one transaction, keeping their order. Each write is
+//! answered only once its transaction is committed — with the error if it failed —
+//! so nothing is reported (CLI, API, events, log) before it is on disk. A failed
+//! group fails every write in it.
 
 use std::sync::mpsc;
 
-use rusqlite::{Connection, params};
-use tokio::sync::oneshot;
+use rusqlite::{Connection, Transaction, params};
 
-use super::model::{FireStatus, NodeRecord};
-use super::sqlite::{StoreError, insert_node};
+use super::model::{FireStatus, NodeRecord, Trigger};
+use super::sqlite::{self, StoreError};
 
-/// One change to the store, and who waits for it to be committed.
-pub(crate) struct Write {
-    pub(crate) change: Change,
-    pub(crate) done: oneshot::Sender<Result<(), StoreError>>,
+/// A fire to record, owning its text (it crosses to the writer thread).
+pub(crate) struct FireRow {
+    pub(crate) job: String,
+    pub(crate) scheduled: i64,
+    pub(crate) trigger: Trigger,
+    pub(crate) nodes: Vec<String>,
+    pub(crate) started: i64,
 }
 
+/// One change to the store.
 pub(crate) enum Change {
+    /// Fires recorded as running; answers each one's number, `None` for a
+    /// (job, scheduled instant) already on record.
+    Begin(Vec<FireRow>),
+    /// A fire that did not run, and why; answers its number as `Begin` does.
+    Skip {
+        fire: FireRow,
+        note: String,
+    },
     Nodes(Vec<NodeRecord>),
-    Finish { id: i64, status: FireStatus, started: i64, finished: i64 },
+    Finish {
+        id: i64,
+        status: FireStatus,
+        started: i64,
+        finished: i64,
+    },
+    /// Gives jobs seen for the first time `at` as their starting point.
+    EnsureJobs {
+        jobs: Vec<String>,
+        at: i64,
+    },
+    SetEnabled {
+        job: String,
+        enabled: bool,
+    },
+    /// Answers how many fires went.
+    Prune {
+        keep: Option<usize>,
+        before: Option<i64>,
+    },
+    /// Answers how many running fires became interrupted.
+    Recover {
+        now: i64,
+    },
+}
+
+/// What a committed change answers.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    Done,
+    Ids(Vec<Option<i64>>),
+    Count(usize),
+}
+
+type Reply = Box<dyn FnOnce(Result<Answer, StoreError>) + Send>;
+
+/// One change, and who waits for it to be committed.
+struct Write {
+    change: Change,
+    done: Reply,
 }
 
 pub(crate) struct Writer {
@@ -40,9 +93,39 @@ impl Writer {
         Ok(Writer { queue })
     }
 
-    pub(crate) fn send(&self, write: Write) {
+    /// Queues `change`; `done` gets its answer once it is committed.
+    fn send(&self, change: Change, done: Reply) {
         // The thread only ends when this sender is gone.
-        let _ = self.queue.send(write);
+        if let Err(mpsc::SendError(write)) = self.queue.send(Write { change, done }) {
+            (write.done)(Err(StoreError::WriterGone));
+        }
+    }
+
+    /// Queues `change` and resolves once it is committed.
+    pub(crate) async fn commit(&self, change: Change) -> Result<Answer, StoreError> {
+        let (done, committed) = tokio::sync::oneshot::channel();
+        self.send(change, Box::new(move |answer| drop(done.send(answer))));
+        committed.await.unwrap_or(Err(StoreError::WriterGone))
+    }
+
+    /// Queues `change` and blocks this thread until it is committed (start-up, the
+    /// CLI, and the fires the scheduler starts, whose numbers it needs at once).
+    pub(crate) fn commit_now(&self, change: Change) -> Result<Answer, StoreError> {
+        let (done, committed) = mpsc::sync_channel(1);
+        self.send(change, Box::new(move |answer| drop(done.send(answer))));
+        committed.recv().unwrap_or(Err(StoreError::WriterGone))
+    }
+
+    /// Queues `change` without waiting for it; a failure is logged, naming `what`.
+    pub(crate) fn queue(&self, change: Change, what: String) {
+        self.send(
+            change,
+            Box::new(move |answer| {
+                if let Err(err) = answer {
+                    tracing::error!(target: "loom::store", "failed to record {what}: {err}");
+                }
+            }),
+        );
     }
 }
 
@@ -55,27 +138,68 @@ fn write_forever(mut connection: Connection, writes: mpsc::Receiver<Write>) {
                 Err(_) => break,
             }
         }
-        let outcome = commit(&mut connection, group.iter().map(|w| &w.change));
-        if let Err(err) = &outcome {
-            tracing::error!(target: "loom::store", "failed to write results to the state store: {err}");
-        }
-        for write in group {
-            let _ = write.done.send(outcome.as_ref().map(drop).map_err(|e| StoreError::Write(e.to_string())));
+        match commit(&mut connection, group.iter().map(|w| &w.change)) {
+            Ok(answers) => {
+                for (write, answer) in group.into_iter().zip(answers) {
+                    (write.done)(Ok(answer));
+                }
+            }
+            Err(err) => {
+                tracing::error!(target: "loom::store", "failed to write to the state store: {err}");
+                for write in group {
+                    (write.done)(Err(StoreError::Write(err.to_string())));
+                }
+            }
         }
     }
 }
 
-fn commit<'a>(connection: &mut Connection, changes: impl Iterator<Item = &'a Change>) -> rusqlite::Result<()> {
+fn commit<'a>(connection: &mut Connection, changes: impl Iterator<Item = &'a Change>) -> rusqlite::Result<Vec<Answer>> {
     let transaction = connection.transaction()?;
-    for change in changes {
-        match change {
-            Change::Nodes(records) => records.iter().try_for_each(|record| insert_node(&transaction, record))?,
-            Change::Finish { id, status, started, finished } => {
-                transaction
-                    .prepare_cached("UPDATE fires SET status = ?2, started = ?3, finished = ?4 WHERE id = ?1")?
-                    .execute(params![id, status.as_str(), started, finished])?;
-            }
+    let answers = changes.map(|change| apply(&transaction, change)).collect::<rusqlite::Result<Vec<_>>>()?;
+    transaction.commit()?;
+    Ok(answers)
+}
+
+fn apply(transaction: &Transaction<'_>, change: &Change) -> rusqlite::Result<Answer> {
+    Ok(match change {
+        Change::Begin(fires) => Answer::Ids(
+            fires
+                .iter()
+                .map(|fire| sqlite::insert_fire(transaction, fire, FireStatus::Running, None))
+                .collect::<rusqlite::Result<_>>()?,
+        ),
+        Change::Skip { fire, note } => {
+            Answer::Ids(vec![sqlite::insert_fire(transaction, fire, FireStatus::Skipped, Some(note))?])
         }
-    }
-    transaction.commit()
+        Change::Nodes(records) => {
+            records.iter().try_for_each(|record| sqlite::insert_node(transaction, record))?;
+            Answer::Done
+        }
+        Change::Finish { id, status, started, finished } => {
+            transaction
+                .prepare_cached("UPDATE fires SET status = ?2, started = ?3, finished = ?4 WHERE id = ?1")?
+                .execute(params![id, status.as_str(), started, finished])?;
+            Answer::Done
+        }
+        Change::EnsureJobs { jobs, at } => {
+            let mut statement = transaction.prepare_cached(
+                "INSERT INTO jobs (job, last_scheduled) VALUES (?1, ?2)
+                 ON CONFLICT(job) DO UPDATE SET last_scheduled = coalesce(last_scheduled, ?2)",
+            )?;
+            for job in jobs {
+                statement.execute(params![job, at])?;
+            }
+            Answer::Done
+        }
+        Change::SetEnabled { job, enabled } => {
+            transaction.execute(
+                "INSERT INTO jobs (job, enabled) VALUES (?1, ?2) ON CONFLICT(job) DO UPDATE SET enabled = ?2",
+                params![job, enabled],
+            )?;
+            Answer::Done
+        }
+        Change::Prune { keep, before } => Answer::Count(sqlite::prune(transaction, *keep, *before)?),
+        Change::Recover { now } => Answer::Count(sqlite::recover_interrupted(transaction, *now)?),
+    })
 }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use rhai::{Dynamic, Engine, EvalAltResult, Map};
 use tokio_util::sync::CancellationToken;
 
+use super::scripts::blocking;
 use crate::config::Node;
 use crate::ssh::{CommandOutput, Connection, shell_quote};
 
@@ -95,10 +96,12 @@ impl Ssh {
             return Err(super::engine::cancelled());
         }
         self.output.append(&format!("$ {}\n", options.shown.as_deref().unwrap_or(command)));
-        let result = self.connection.exec(command, options.stdin.as_deref(), &self.cancel).map_err(|e| match e {
-            crate::ssh::SshError::Cancelled { .. } => super::engine::cancelled(),
-            other => other.to_string().into(),
-        })?;
+        let result = blocking(|| self.connection.exec(command, options.stdin.as_deref(), &self.cancel)).map_err(
+            |e| match e {
+                crate::ssh::SshError::Cancelled { .. } => super::engine::cancelled(),
+                other => other.to_string().into(),
+            },
+        )?;
         self.record(&result);
         let code = result.code.map_or(-1, i64::from);
         if options.check && result.code != Some(0) {
@@ -183,7 +186,7 @@ impl Ssh {
     fn put_bytes(&mut self, bytes: &[u8], remote: &str, options: Map) -> ScriptResult<()> {
         let mode = parse_mode_option(&options)?;
         self.output.append(&format!("put {} ({} bytes)\n", remote, bytes.len()));
-        self.connection.write(remote, bytes, mode).map_err(|e| e.to_string().into())
+        blocking(|| self.connection.write(remote, bytes, mode)).map_err(|e| e.to_string().into())
     }
 
     fn put_text(&mut self, text: &str, remote: &str, options: Map) -> ScriptResult<()> {
@@ -206,13 +209,13 @@ impl Ssh {
     }
 
     fn read(&mut self, remote: &str) -> ScriptResult<String> {
-        let bytes = self.connection.read(remote).map_err(|e| e.to_string())?;
+        let bytes = blocking(|| self.connection.read(remote)).map_err(|e| e.to_string())?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     /// Streams the file to disk: any size, in bounded memory.
     fn get(&mut self, remote: &str, local: &str) -> ScriptResult<()> {
-        let bytes = self.connection.download(remote, Path::new(local)).map_err(|e| e.to_string())?;
+        let bytes = blocking(|| self.connection.download(remote, Path::new(local))).map_err(|e| e.to_string())?;
         self.output.append(&format!("get {remote} -> {local} ({bytes} bytes)\n"));
         Ok(())
     }

@@ -1,0 +1,173 @@
+//! The store as the rest of Loom talks to it: one type whatever holds the data.
+//!
+//! SQLite (`sqlite.rs`, with its writer thread `writer.rs`) is the one backend
+//! today; cluster mode adds PostgreSQL as another `Backend`, behind the same
+//! methods. Writes go through the backend's one writer and are answered once
+//! committed; reads return what is committed.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+
+use super::model::{FireRecord, FireStatus, NodeRecord, Trigger};
+use super::sqlite::{FireFilter, FireStart, Sqlite, StoreError};
+
+/// The state store: fires, node results, enabled jobs, last scheduled instants.
+pub struct Store {
+    backend: Backend,
+}
+
+enum Backend {
+    Sqlite(Sqlite),
+}
+
+impl Store {
+    /// Opens (creating it and its folder if needed) and migrates the store.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Ok(Store { backend: Backend::Sqlite(Sqlite::open(path)?) })
+    }
+
+    /// Opens an existing store for reading only (the CLI, while a daemon may write).
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        Ok(Store { backend: Backend::Sqlite(Sqlite::open_read_only(path)?) })
+    }
+
+    pub fn path(&self) -> &Path {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.path(),
+        }
+    }
+
+    /// Marks fires left `running` by a daemon that stopped as `interrupted`, with an
+    /// `interrupted` result for each node that had none. Returns how many.
+    pub fn recover_interrupted(&self) -> Result<usize, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.recover_interrupted(),
+        }
+    }
+
+    /// Records a fire as running, before any of its tasks start. `None` when this
+    /// (job, scheduled instant) was already recorded: it must not run again.
+    pub fn begin_fire(
+        &self,
+        job: &str,
+        scheduled: DateTime<Utc>,
+        trigger: Trigger,
+        nodes: &[String],
+    ) -> Result<Option<i64>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.begin_fire(job, scheduled, trigger, nodes),
+        }
+    }
+
+    /// Records many fires as running in one transaction (fires due together are
+    /// recorded together) and waits for the commit; each answer is as for `begin_fire`.
+    pub fn begin_fires(&self, fires: &[FireStart<'_>]) -> Result<Vec<Option<i64>>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.begin_fires(fires),
+        }
+    }
+
+    /// Queues the record of a fire that did not run, and why, without waiting for
+    /// it (a failure is logged); `settled` waits for it.
+    pub fn queue_skipped(&self, job: &str, scheduled: DateTime<Utc>, trigger: Trigger, note: &str) {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.queue_skipped(job, scheduled, trigger, note),
+        }
+    }
+
+    /// Writes node results through the writer thread, in order with
+    /// `finish_queued`; resolves once they are committed (with whatever other
+    /// writes were waiting: one transaction for a burst of results).
+    pub async fn record_nodes(&self, records: Vec<NodeRecord>) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.record_nodes(records).await,
+        }
+    }
+
+    /// Marks a fire finished, having started at `started`, through the writer
+    /// thread; resolves once it, and every result queued before it, is committed.
+    pub async fn finish_queued(&self, id: i64, status: FireStatus, started: DateTime<Utc>) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.finish_queued(id, status, started).await,
+        }
+    }
+
+    /// Queues giving `at` to each job as its starting point unless it has one, so a
+    /// job seen for the first time has nothing to catch up (a failure is logged).
+    pub fn queue_ensure_jobs<'a>(&self, jobs: impl IntoIterator<Item = &'a str>, at: DateTime<Utc>) {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.queue_ensure_jobs(jobs, at),
+        }
+    }
+
+    /// Enables or disables a job; resolves once it is committed.
+    pub async fn set_enabled(&self, job: &str, enabled: bool) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.set_enabled(job, enabled).await,
+        }
+    }
+
+    /// Deletes fires beyond the newest `keep` per job and fires older than `before`
+    /// (running fires are kept). Resolves, once committed, to how many fires went.
+    pub async fn prune(&self, keep: Option<usize>, before: Option<DateTime<Utc>>) -> Result<usize, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.prune(keep, before).await,
+        }
+    }
+
+    /// Resolves once every write queued before it is committed.
+    pub async fn settled(&self) {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.settled().await,
+        }
+    }
+
+    /// Every job's latest scheduled instant on record.
+    pub fn last_scheduled_all(&self) -> Result<std::collections::HashMap<String, DateTime<Utc>>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.last_scheduled_all(),
+        }
+    }
+
+    /// The jobs that are disabled.
+    pub fn disabled_jobs(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.disabled_jobs(),
+        }
+    }
+
+    /// Fires, newest first.
+    pub fn fires(&self, filter: &FireFilter) -> Result<Vec<FireRecord>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.fires(filter),
+        }
+    }
+
+    pub fn fire(&self, id: i64) -> Result<Option<FireRecord>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.fire(id),
+        }
+    }
+
+    /// The last fire of a job that ran (not skipped).
+    pub fn last_fire(&self, job: &str) -> Result<Option<FireRecord>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.last_fire(job),
+        }
+    }
+
+    /// Each job's last fire that ran (not skipped), by job, in one query.
+    pub fn last_fires(&self) -> Result<std::collections::HashMap<String, FireRecord>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.last_fires(),
+        }
+    }
+
+    /// A fire's node results, in the order they were recorded.
+    pub fn node_results(&self, fire_id: i64) -> Result<Vec<NodeRecord>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.node_results(fire_id),
+        }
+    }
+}
