@@ -391,3 +391,366 @@ impl Scheduler {
         actions
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Time is moved by hand on a `ManualClock`; the tests carry out the actions as
+    //! the daemon would (every fire recorded under the next store number).
+
+    use std::time::Duration;
+
+    use chrono_tz::Tz;
+
+    use super::*;
+    use crate::config::job::Catchup;
+    use crate::daemon::clock::{Clock, ManualClock};
+    use crate::schedule::cron::Schedule;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    fn job(name: &str, cron: &str, zone: Tz, overlap: Overlap, catchup: Catchup) -> Arc<Job> {
+        let config =
+            crate::config::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/loom.yaml"))).0;
+        let mut job = (**config.jobs.values().next().unwrap()).clone();
+        job.name = name.to_string();
+        job.schedule = Some(Schedule::parse(cron, zone).unwrap());
+        job.overlap = overlap;
+        job.catchup = catchup;
+        job.jitter = Duration::ZERO;
+        Arc::new(job)
+    }
+
+    fn jobs(list: &[Arc<Job>]) -> Jobs {
+        list.iter().map(|job| (job.name.clone(), Arc::clone(job))).collect()
+    }
+
+    /// A scheduler, its jobs and its clock, carrying out actions as the daemon does.
+    struct World {
+        scheduler: Scheduler,
+        jobs: Jobs,
+        clock: ManualClock,
+        next_id: i64,
+        /// Every fire started, in order.
+        started: Vec<Start>,
+        skipped: Vec<(String, DateTime<Utc>, &'static str)>,
+    }
+
+    impl World {
+        fn new(list: &[Arc<Job>], now: &str) -> World {
+            World {
+                scheduler: Scheduler::new(100),
+                jobs: jobs(list),
+                clock: ManualClock::new(at(now)),
+                next_id: 1,
+                started: Vec::new(),
+                skipped: Vec::new(),
+            }
+        }
+
+        fn start(&mut self, last: &[(&str, &str)]) {
+            let last = last.iter().map(|(job, when)| (job.to_string(), at(when))).collect();
+            let actions = self.scheduler.start(&self.jobs, &last, self.clock.now());
+            self.carry_out(actions);
+        }
+
+        /// Carries out actions; every fire is recorded as new.
+        fn carry_out(&mut self, actions: Vec<Action>) {
+            let mut todo = std::collections::VecDeque::from(actions);
+            while let Some(action) = todo.pop_front() {
+                match action {
+                    Action::Skip { job, scheduled, note, .. } => self.skipped.push((job, scheduled, note)),
+                    Action::Start(starts) => {
+                        for start in starts {
+                            let id = self.next_id;
+                            self.next_id += 1;
+                            todo.extend(self.scheduler.recorded(&self.jobs, start.key, Recorded::As(id)));
+                            self.started.push(start);
+                        }
+                    }
+                }
+            }
+        }
+
+        /// Moves the clock to each wake-up the scheduler asks for, up to `until`,
+        /// handling what is due there, as the daemon's loop does.
+        fn run_until(&mut self, until: &str) {
+            while let Some(wake) = self.scheduler.next_wake().filter(|w| *w <= at(until)) {
+                self.clock.set(wake.max(self.clock.now()));
+                let actions = self.scheduler.due(&self.jobs, self.clock.now());
+                self.carry_out(actions);
+            }
+            self.clock.set(at(until));
+        }
+
+        /// The wall clock stands still while the host is stalled, then jumps.
+        fn stall_until(&mut self, until: &str) {
+            self.clock.set(at(until));
+            assert!(self.scheduler.has_due(self.clock.now()));
+            let actions = self.scheduler.due(&self.jobs, self.clock.now());
+            self.carry_out(actions);
+        }
+
+        fn finish(&mut self, key: FireKey) {
+            let actions = self.scheduler.finished(&self.jobs, key);
+            self.carry_out(actions);
+        }
+
+        fn key_of(&self, scheduled: &str) -> FireKey {
+            self.started.iter().find(|s| s.scheduled == at(scheduled)).expect("started").key
+        }
+
+        fn scheduled(&self) -> Vec<(DateTime<Utc>, Trigger)> {
+            self.started.iter().map(|s| (s.scheduled, s.trigger)).collect()
+        }
+
+        fn stages(&self) -> Vec<Stage> {
+            self.scheduler.fires().map(|(_, f)| f.stage).collect()
+        }
+    }
+
+    const UTC: Tz = Tz::UTC;
+
+    #[test]
+    fn a_fire_is_prepared_its_lead_ahead_and_starts_at_its_instant() {
+        let minute = job("minute", "* * * * *", UTC, Overlap::Allow, Catchup::None);
+        let mut world = World::new(&[minute], "2026-01-01T10:00:30Z");
+        world.start(&[]);
+        assert_eq!(world.scheduler.next_wake(), Some(at("2026-01-01T10:01:00Z") - lead(1)));
+        world.clock.set(at("2026-01-01T10:00:59Z"));
+        assert!(!world.scheduler.has_due(world.clock.now()), "nothing is due before the lead");
+        world.run_until("2026-01-01T10:01:00Z");
+        let start = &world.started[0];
+        assert_eq!((start.scheduled, start.trigger), (at("2026-01-01T10:01:00Z"), Trigger::Schedule));
+        assert_eq!(start.gate, Some(at("2026-01-01T10:01:00Z")), "prepared ahead, gated at its instant");
+        assert_eq!(world.scheduler.next_instant(), Some(at("2026-01-01T10:02:00Z")));
+    }
+
+    #[test]
+    fn jitter_moves_the_start_not_the_scheduled_instant() {
+        let mut spread = (*job("spread", "0 * * * *", UTC, Overlap::Allow, Catchup::None)).clone();
+        spread.jitter = Duration::from_secs(30);
+        let offset = chrono::TimeDelta::from_std(spread.jitter_offset()).unwrap();
+        assert!(offset > chrono::TimeDelta::zero());
+        let mut world = World::new(&[Arc::new(spread)], "2026-01-01T10:30:00Z");
+        world.start(&[]);
+        world.run_until("2026-01-01T11:01:00Z");
+        let start = &world.started[0];
+        assert_eq!(start.scheduled, at("2026-01-01T11:00:00Z"));
+        assert_eq!(start.gate, Some(at("2026-01-01T11:00:00Z") + offset));
+    }
+
+    #[test]
+    fn spring_forward_fires_right_after_the_jump_and_fall_back_fires_once() {
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        let night = job("night", "30 2 * * *", berlin, Overlap::Allow, Catchup::None);
+        let mut world = World::new(&[night], "2026-03-28T12:00:00Z");
+        world.start(&[]);
+        world.run_until("2026-03-30T12:00:00Z");
+        // 02:30 does not exist on 29 March: it runs at 03:00 CEST, right after the jump.
+        assert_eq!(
+            world.scheduled(),
+            [(at("2026-03-29T01:00:00Z"), Trigger::Schedule), (at("2026-03-30T00:30:00Z"), Trigger::Schedule)]
+        );
+
+        let night = job("night", "30 2 * * *", berlin, Overlap::Allow, Catchup::None);
+        let mut world = World::new(&[night], "2026-10-24T12:00:00Z");
+        world.start(&[]);
+        world.run_until("2026-10-26T12:00:00Z");
+        // 02:30 happens twice on 25 October: it runs once, at the first.
+        assert_eq!(
+            world.scheduled(),
+            [(at("2026-10-25T00:30:00Z"), Trigger::Schedule), (at("2026-10-26T01:30:00Z"), Trigger::Schedule)]
+        );
+    }
+
+    #[test]
+    fn after_downtime_catch_up_runs_none_the_latest_or_all_missed_fires_in_order() {
+        let none = job("none", "0 * * * *", UTC, Overlap::Skip, Catchup::None);
+        let latest = job("latest", "0 * * * *", UTC, Overlap::Skip, Catchup::Latest);
+        let all = job("all", "0 * * * *", UTC, Overlap::Skip, Catchup::All);
+        let mut world = World::new(&[none, latest, all], "2026-01-01T12:30:00Z");
+        let down = "2026-01-01T09:00:00Z";
+        world.start(&[("none", down), ("latest", down), ("all", down)]);
+        let started: Vec<(&str, DateTime<Utc>, Trigger)> =
+            world.started.iter().map(|s| (s.job.as_str(), s.scheduled, s.trigger)).collect();
+        assert_eq!(
+            started,
+            [
+                ("all", at("2026-01-01T10:00:00Z"), Trigger::CatchUp),
+                ("latest", at("2026-01-01T12:00:00Z"), Trigger::CatchUp)
+            ]
+        );
+        // `all` runs its missed fires one after the other, whatever `overlap` says.
+        assert_eq!(world.stages().iter().filter(|s| **s == Stage::Queued).count(), 2);
+        world.finish(world.key_of("2026-01-01T10:00:00Z"));
+        assert_eq!(world.started.last().unwrap().scheduled, at("2026-01-01T11:00:00Z"));
+        let key = world.started.last().unwrap().key;
+        world.finish(key);
+        assert_eq!(world.started.last().unwrap().scheduled, at("2026-01-01T12:00:00Z"));
+        assert!(world.skipped.is_empty());
+        // Every job is planned from now on.
+        for name in ["none", "latest", "all"] {
+            assert_eq!(world.scheduler.next_for(name), Some(at("2026-01-01T13:00:00Z")));
+        }
+    }
+
+    #[test]
+    fn a_stalled_host_applies_the_catch_up_policy_instead_of_a_burst() {
+        let latest = job("latest", "* * * * *", UTC, Overlap::Allow, Catchup::Latest);
+        let none = job("none", "* * * * *", UTC, Overlap::Allow, Catchup::None);
+        let mut world = World::new(&[latest, none], "2026-01-01T10:00:30Z");
+        world.start(&[]);
+        // The host stops just before the 10:01 fires are prepared, for five minutes.
+        world.stall_until("2026-01-01T10:05:30Z");
+        let started: Vec<(&str, DateTime<Utc>, Trigger)> =
+            world.started.iter().map(|s| (s.job.as_str(), s.scheduled, s.trigger)).collect();
+        assert_eq!(started, [("latest", at("2026-01-01T10:05:00Z"), Trigger::CatchUp)]);
+        assert_eq!(world.scheduler.next_for("none"), Some(at("2026-01-01T10:06:00Z")));
+        assert_eq!(world.scheduler.next_for("latest"), Some(at("2026-01-01T10:06:00Z")));
+
+        // A wake-up less than `LATE` after the instant is not a stall: the fire runs.
+        let mut world =
+            World::new(&[job("m", "* * * * *", UTC, Overlap::Allow, Catchup::None)], "2026-01-01T10:00:30Z");
+        world.start(&[]);
+        world.stall_until("2026-01-01T10:01:59Z");
+        assert_eq!(world.scheduled(), [(at("2026-01-01T10:01:00Z"), Trigger::Schedule)]);
+    }
+
+    /// Starts `policy`'s every-minute job at 10:01, still running when 10:02 is due.
+    fn overlapping(policy: Overlap) -> World {
+        let mut world = World::new(&[job("slow", "* * * * *", UTC, policy, Catchup::None)], "2026-01-01T10:00:30Z");
+        world.start(&[]);
+        world.run_until("2026-01-01T10:01:30Z");
+        assert_eq!(world.started.len(), 1);
+        world
+    }
+
+    #[test]
+    fn overlap_skip_records_the_fire_skipped_at_its_instant() {
+        let mut world = overlapping(Overlap::Skip);
+        // Prepared ahead, but whether it overlaps is decided at its instant.
+        world.clock.set(at("2026-01-01T10:01:59.999Z"));
+        let actions = world.scheduler.due(&world.jobs, world.clock.now());
+        world.carry_out(actions);
+        assert!(world.skipped.is_empty());
+        assert!(matches!(world.stages()[1], Stage::Deferred { .. }));
+        world.run_until("2026-01-01T10:02:30Z");
+        assert_eq!(world.skipped, [("slow".to_string(), at("2026-01-01T10:02:00Z"), SKIPPED_OVERLAP)]);
+        assert_eq!(world.started.len(), 1);
+    }
+
+    #[test]
+    fn overlap_skip_runs_the_fire_when_the_previous_one_ends_before_its_instant() {
+        let mut world = overlapping(Overlap::Skip);
+        world.run_until("2026-01-01T10:01:59.999Z");
+        world.finish(world.key_of("2026-01-01T10:01:00Z"));
+        world.run_until("2026-01-01T10:02:00Z");
+        assert!(world.skipped.is_empty());
+        assert_eq!(world.started[1].scheduled, at("2026-01-01T10:02:00Z"));
+        assert_eq!(world.started[1].gate, None, "decided at its instant: it starts right away");
+    }
+
+    #[test]
+    fn overlap_queue_starts_the_fire_when_the_previous_one_ends() {
+        let mut world = overlapping(Overlap::Queue);
+        world.run_until("2026-01-01T10:02:30Z");
+        assert_eq!(world.stages(), [Stage::Running { id: Some(1) }, Stage::Queued]);
+        world.finish(world.key_of("2026-01-01T10:01:00Z"));
+        assert_eq!(world.scheduled()[1], (at("2026-01-01T10:02:00Z"), Trigger::Schedule));
+        assert_eq!(world.stages(), [Stage::Running { id: Some(2) }]);
+    }
+
+    #[test]
+    fn overlap_allow_starts_the_fire_alongside_the_running_one() {
+        let mut world = overlapping(Overlap::Allow);
+        world.run_until("2026-01-01T10:02:00Z");
+        assert_eq!(world.started[1].gate, Some(at("2026-01-01T10:02:00Z")));
+        assert_eq!(world.stages(), [Stage::Running { id: Some(1) }, Stage::Running { id: Some(2) }]);
+    }
+
+    #[test]
+    fn a_fire_already_on_record_is_not_run_and_lets_a_queued_one_go() {
+        let mut world = overlapping(Overlap::Queue);
+        world.run_until("2026-01-01T10:02:30Z");
+        world.finish(world.key_of("2026-01-01T10:01:00Z"));
+        // The 10:02 fire, just handed out, turns out to be on record already.
+        let key = world.started[1].key;
+        world.scheduler.set_stage(key, Stage::Starting);
+        let actions = world.scheduler.recorded(&world.jobs, key, Recorded::Duplicate);
+        assert!(actions.is_empty());
+        assert!(world.stages().is_empty(), "released exactly once");
+    }
+
+    #[test]
+    fn a_disabled_job_stays_quiet_but_keeps_its_plan() {
+        let mut world =
+            World::new(&[job("off", "* * * * *", UTC, Overlap::Allow, Catchup::None)], "2026-01-01T10:00:30Z");
+        world.start(&[]);
+        world.scheduler.set_disabled(["off".to_string()].into());
+        world.run_until("2026-01-01T10:10:00Z");
+        assert!(world.started.is_empty());
+        assert_eq!(world.scheduler.next_for("off"), Some(at("2026-01-01T10:11:00Z")));
+        world.scheduler.set_disabled(HashSet::new());
+        world.run_until("2026-01-01T10:11:00Z");
+        assert_eq!(world.scheduled(), [(at("2026-01-01T10:11:00Z"), Trigger::Schedule)]);
+    }
+
+    #[test]
+    fn run_now_starts_whatever_the_overlap_policy() {
+        let mut world = overlapping(Overlap::Skip);
+        let (key, actions) = world.scheduler.run_now("slow", Some(vec!["n1".to_string()]), world.clock.now());
+        world.carry_out(actions);
+        let start = world.started.last().unwrap();
+        assert_eq!(
+            (start.key, start.trigger, start.only.clone()),
+            (key, Trigger::Manual, Some(vec!["n1".to_string()]))
+        );
+    }
+
+    #[test]
+    fn a_reload_mid_fire_lets_it_run_and_drops_what_waits_for_a_removed_job() {
+        let mut world = overlapping(Overlap::Queue);
+        world.run_until("2026-01-01T10:02:30Z");
+        assert_eq!(world.stages(), [Stage::Running { id: Some(1) }, Stage::Queued]);
+        let changes = Changes { removed: vec!["slow".to_string()], ..Changes::default() };
+        world.jobs.clear();
+        world.scheduler.reload(&world.jobs, &changes, 100, world.clock.now());
+        assert_eq!(world.stages(), [Stage::Running { id: Some(1) }], "the running fire runs on");
+        assert_eq!(world.scheduler.next_wake(), None);
+        world.finish(world.key_of("2026-01-01T10:01:00Z"));
+        assert!(world.stages().is_empty());
+        assert_eq!(world.started.len(), 1);
+    }
+
+    #[test]
+    fn a_reload_that_reschedules_a_running_job_plans_it_anew() {
+        let mut world = overlapping(Overlap::Skip);
+        world.run_until("2026-01-01T10:01:59.999Z");
+        assert!(matches!(world.stages()[1], Stage::Deferred { .. }));
+        let hourly = job("slow", "0 * * * *", UTC, Overlap::Skip, Catchup::None);
+        world.jobs = jobs(&[hourly]);
+        let changes = Changes { changed: vec!["slow".into()], rescheduled: vec!["slow".into()], ..Changes::default() };
+        world.scheduler.reload(&world.jobs, &changes, 100, world.clock.now());
+        assert_eq!(world.stages(), [Stage::Running { id: Some(1) }]);
+        assert_eq!(world.scheduler.next_for("slow"), Some(at("2026-01-01T11:00:00Z")));
+    }
+
+    #[test]
+    fn shutdown_records_queued_fires_skipped_and_leaves_running_ones() {
+        let mut world = overlapping(Overlap::Queue);
+        world.run_until("2026-01-01T10:03:30Z");
+        assert_eq!(world.stages(), [Stage::Running { id: Some(1) }, Stage::Queued, Stage::Queued]);
+        let actions = world.scheduler.shutdown();
+        world.carry_out(actions);
+        assert_eq!(
+            world.skipped,
+            [
+                ("slow".to_string(), at("2026-01-01T10:02:00Z"), SKIPPED_STOPPING),
+                ("slow".to_string(), at("2026-01-01T10:03:00Z"), SKIPPED_STOPPING)
+            ]
+        );
+        assert_eq!(world.stages(), [Stage::Running { id: Some(1) }]);
+    }
+}
