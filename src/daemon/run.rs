@@ -186,16 +186,13 @@ pub async fn run_with_clock(
 
     // Editors write a file in several steps: reload once things are quiet.
     let mut reload_at: Option<tokio::time::Instant> = None;
+    let clock = Arc::clone(&daemon.clock);
     loop {
-        let wait = daemon
-            .scheduler
-            .next_wake()
-            .map(|at| (at - daemon.clock.now()).to_std().unwrap_or(Duration::ZERO))
-            .unwrap_or(Duration::from_secs(86_400));
+        let wake = daemon.scheduler.next_wake().unwrap_or_else(|| clock.now() + chrono::TimeDelta::days(1));
         let debounce = reload_at.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(wait) => daemon.fire_due(),
+            _ = clock.sleep_until(wake) => daemon.fire_due(),
             Some(finished) = daemon.fires.join_next(), if !daemon.fires.is_empty() => {
                 if let Ok(key) = finished {
                     daemon.finished(key);

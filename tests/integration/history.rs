@@ -2,10 +2,13 @@
 //! interrupted fires after `kill -9`, overlap policies, timeouts, retries, per-job
 //! logs, retention, and the history/logs commands.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, Utc};
+use loom::daemon::{Clock, ManualClock};
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 use crate::harness::{Workspace, wait_for};
 
@@ -37,22 +40,33 @@ fn start_and_wait(ws: &Workspace) -> crate::harness::Daemon {
     daemon
 }
 
+/// Runs the daemon in-process on `clock` until `done` holds, then stops it.
+fn serve_in_process(ws: &Workspace, clock: &Arc<ManualClock>, done: impl FnMut() -> bool) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let shutdown = CancellationToken::new();
+    let clock: Arc<dyn Clock> = Arc::clone(clock) as Arc<dyn Clock>;
+    let daemon =
+        runtime.spawn(loom::daemon::run_with_clock(ws.config(), shutdown.clone(), CancellationToken::new(), clock));
+    let ready = wait_for(Duration::from_secs(20), done);
+    shutdown.cancel();
+    runtime.block_on(daemon).unwrap().unwrap();
+    assert!(ready, "{:#?}", history(ws, &[]));
+}
+
 #[test]
 fn catch_up_runs_none_the_latest_or_all_missed_fires_once() {
-    let ws = Workspace::local("");
+    let ws = Workspace::local("listen: off\n");
     let job = |name: &str, policy: &str| {
         format!(
             "  {name}:\n    task: loom.system.run\n    args: [\"true\"]\n    schedule: \"0 * * * *\"\n    catchup: {policy}\n    targets: [local]\n"
         )
     };
     ws.write("jobs/a.yaml", &format!("jobs:\n{}{}{}", job("none", "none"), job("latest", "latest"), job("all", "all")));
-    // First start records the jobs; then pretend the daemon was down for two hours.
-    let (code, log) = start_and_wait(&ws).stop();
-    assert_eq!(code, Some(0), "{log}");
-    let now = Utc::now();
-    let top_of_hour = now.with_minute(0).unwrap().with_second(0).unwrap().with_nanosecond(0).unwrap();
-    let last = top_of_hour - chrono::Duration::hours(2);
-    db(&ws).execute("UPDATE jobs SET last_scheduled = ?1", [last.timestamp_millis()]).unwrap();
+    // First start records the jobs; then the daemon is down for two hours.
+    let top_of_hour: DateTime<Utc> = "2026-01-01T12:00:00Z".parse().unwrap();
+    let clock = Arc::new(ManualClock::new(top_of_hour - chrono::Duration::hours(2) + chrono::Duration::minutes(30)));
+    serve_in_process(&ws, &clock, || true);
+    clock.set(top_of_hour + chrono::Duration::minutes(30));
     // The first missed fire of `all` is already on record (say, from a daemon that died
     // right after recording it): it must not run again, and must not hold up the next.
     let earlier = (top_of_hour - chrono::Duration::hours(1)).timestamp_millis();
@@ -65,13 +79,10 @@ fn catch_up_runs_none_the_latest_or_all_missed_fires_once() {
 
     for _ in 0..2 {
         // Started twice: the second start must not run the same fires again.
-        let daemon = start_and_wait(&ws);
-        assert!(wait_for(Duration::from_secs(20), || {
+        serve_in_process(&ws, &clock, || {
             let fires = history(&ws, &[]);
             fires.len() >= 3 && fires.iter().all(|f| f["status"] != "running")
-        }));
-        let (code, log) = daemon.stop();
-        assert_eq!(code, Some(0), "{log}");
+        });
     }
     let fires = history(&ws, &[]);
     let of = |job: &str| -> Vec<DateTime<Utc>> {
