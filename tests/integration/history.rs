@@ -6,11 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use loom::daemon::{Clock, ManualClock};
+use loom::daemon::ManualClock;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
-use crate::harness::{Workspace, wait_for};
+use crate::harness::{InProcess, Workspace, wait_for};
 
 fn history(ws: &Workspace, args: &[&str]) -> Vec<Value> {
     let mut all = vec!["history", "--json", "--limit", "1000"];
@@ -42,14 +41,9 @@ fn start_and_wait(ws: &Workspace) -> crate::harness::Daemon {
 
 /// Runs the daemon in-process on `clock` until `done` holds, then stops it.
 fn serve_in_process(ws: &Workspace, clock: &Arc<ManualClock>, done: impl FnMut() -> bool) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let shutdown = CancellationToken::new();
-    let clock: Arc<dyn Clock> = Arc::clone(clock) as Arc<dyn Clock>;
-    let daemon =
-        runtime.spawn(loom::daemon::run_with_clock(ws.config(), shutdown.clone(), CancellationToken::new(), clock));
+    let daemon = InProcess::start(ws, clock);
     let ready = wait_for(Duration::from_secs(20), done);
-    shutdown.cancel();
-    runtime.block_on(daemon).unwrap().unwrap();
+    daemon.stop();
     assert!(ready, "{:#?}", history(ws, &[]));
 }
 

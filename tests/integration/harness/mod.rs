@@ -226,3 +226,34 @@ pub fn free_port() -> u16 {
 pub fn exists(path: &Path) -> bool {
     path.exists()
 }
+
+/// The daemon run in-process on a clock the test moves by hand.
+pub struct InProcess {
+    runtime: tokio::runtime::Runtime,
+    shutdown: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), loom::daemon::DaemonError>>,
+}
+
+impl InProcess {
+    /// Starts the daemon on `ws`'s configuration; returns once it has planned its
+    /// fires and, if it listens, its API answers.
+    pub fn start(ws: &Workspace, clock: &std::sync::Arc<loom::daemon::ManualClock>) -> InProcess {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let clock: std::sync::Arc<dyn loom::daemon::Clock> = clock.clone();
+        let run = loom::daemon::run_with_clock(ws.config(), shutdown.clone(), Default::default(), clock);
+        let task = runtime.spawn(run);
+        let main = std::fs::read_to_string(ws.config()).unwrap();
+        if let Some(address) = main.lines().find_map(|l| l.strip_prefix("listen: ")).filter(|a| *a != "off") {
+            let up = wait_for(Duration::from_secs(20), || std::net::TcpStream::connect(address.trim()).is_ok());
+            assert!(up, "the in-process daemon did not start listening");
+        }
+        InProcess { runtime, shutdown, task }
+    }
+
+    /// Stops the daemon as SIGTERM does, and waits for it.
+    pub fn stop(self) {
+        self.shutdown.cancel();
+        self.runtime.block_on(self.task).unwrap().unwrap();
+    }
+}
