@@ -7,33 +7,15 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use loom::daemon::{Clock, ManualClock};
+use loom::daemon::ManualClock;
 use serde_json::{Value, json};
 
-use crate::harness::{InProcess, Workspace, free_port, loom_bin, wait_for};
+use crate::harness::{InProcess, Workspace, free_port, loom_bin, pass_seconds, wait_for};
 
 const ADMIN: &str = "admin-token-0123456789abcdef";
 const READER: &str = "read-token-0123456789abcdef";
 
-/// One HTTP request; returns the status and the JSON body.
-pub(crate) fn http(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let client = reqwest::Client::new();
-        let mut request = client.request(method.parse().unwrap(), url);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    })
-}
+pub(crate) use crate::harness::http;
 
 fn workspace() -> Workspace {
     let ws = Workspace::new(
@@ -293,44 +275,28 @@ fn fires_of(ws: &Workspace, job: &str) -> usize {
     serde_json::from_str::<Value>(&run.stdout).unwrap().as_array().unwrap().len()
 }
 
-/// Moves `clock` on by `seconds`, one at a time, each time waiting until the daemon
-/// has planned `job` past the new time (so whatever was due has been decided).
-fn pass_seconds(ws: &Workspace, clock: &ManualClock, job: &str, seconds: i64) {
-    for _ in 0..seconds {
-        clock.advance(chrono::TimeDelta::seconds(1));
-        let now = clock.now();
-        let planned = wait_for(Duration::from_secs(20), || {
-            let (_, status) = http("GET", &format!("{}/api/v1/status", ws.server()), Some(READER), None);
-            status["next"].as_array().unwrap().iter().any(|n| {
-                n["job"] == job && n["at"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap() > now
-            })
-        });
-        assert!(planned, "the daemon never planned {job} past {now}");
-    }
-}
-
 #[test]
 fn a_disabled_job_stays_quiet_also_after_a_restart_until_enabled() {
     let ws = workspace();
     let clock = Arc::new(ManualClock::new("2026-01-01T10:00:00.500Z".parse().unwrap()));
-    let daemon = InProcess::start(&ws, &clock);
-    pass_seconds(&ws, &clock, "tick", 2);
+    let daemon = InProcess::start(&ws, &clock, Some(READER));
+    pass_seconds(&ws, &clock, Some(READER), "tick", 2);
     assert_eq!(fires_of(&ws, "tick"), 2);
 
     remote(&ws, ADMIN, &["disable", "tick"]).assert_code(0);
-    pass_seconds(&ws, &clock, "tick", 5);
+    pass_seconds(&ws, &clock, Some(READER), "tick", 5);
     assert_eq!(fires_of(&ws, "tick"), 2, "a disabled job fired");
     daemon.stop();
 
-    let daemon = InProcess::start(&ws, &clock);
-    pass_seconds(&ws, &clock, "tick", 5);
+    let daemon = InProcess::start(&ws, &clock, Some(READER));
+    pass_seconds(&ws, &clock, Some(READER), "tick", 5);
     assert_eq!(fires_of(&ws, "tick"), 2, "a disabled job fired after a restart");
     assert!(ws.loom(&["jobs"]).stdout.contains("(disabled)"));
 
     let (status, job) = http("POST", &format!("{}/api/v1/jobs/tick/enable", ws.server()), Some(ADMIN), None);
     assert_eq!(status, 200, "{job}");
     assert_eq!(job["enabled"], true);
-    pass_seconds(&ws, &clock, "tick", 2);
+    pass_seconds(&ws, &clock, Some(READER), "tick", 2);
     assert_eq!(fires_of(&ws, "tick"), 4, "an enabled job did not fire");
     daemon.stop();
 }

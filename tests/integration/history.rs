@@ -41,7 +41,7 @@ fn start_and_wait(ws: &Workspace) -> crate::harness::Daemon {
 
 /// Runs the daemon in-process on `clock` until `done` holds, then stops it.
 fn serve_in_process(ws: &Workspace, clock: &Arc<ManualClock>, done: impl FnMut() -> bool) {
-    let daemon = InProcess::start(ws, clock);
+    let daemon = InProcess::start(ws, clock, None);
     let ready = wait_for(Duration::from_secs(20), done);
     daemon.stop();
     assert!(ready, "{:#?}", history(ws, &[]));
