@@ -1,9 +1,10 @@
 //! The daemon's one source of the current time.
 //!
 //! Production reads the system clock; tests use a `ManualClock` and move time by
-//! hand, which wakes a daemon sleeping on it. Only the daemon's decisions read it:
-//! the runner's gates and timestamps still use the system clock, so a manual clock
-//! drives the scheduler, it does not fake how long a fire's tasks take.
+//! hand, which wakes a daemon sleeping on it. Only the daemon reads it (what is due,
+//! when a fire counts as started, uptime, pruning age): the runner's gates and
+//! timestamps still use the system clock, so a manual clock drives the scheduler,
+//! it does not fake how long a fire's tasks take.
 
 use std::future::Future;
 use std::pin::Pin;

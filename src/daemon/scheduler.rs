@@ -159,7 +159,7 @@ impl Scheduler {
         for job in jobs.values() {
             let Some(schedule) = &job.schedule else { continue };
             if schedule.is_reboot() {
-                self.dispatch(job, now, Trigger::Reboot, job.overlap, None);
+                self.dispatch(None, job, now, Trigger::Reboot, job.overlap, None);
                 continue;
             }
             if let Some(last) = last.get(&job.name) {
@@ -205,7 +205,7 @@ impl Scheduler {
         for key in ready {
             let Some(fire) = self.fires.remove(&key) else { continue };
             let Some(job) = jobs.get(&fire.job) else { continue };
-            self.dispatch(job, fire.scheduled, fire.trigger, job.overlap, None);
+            self.dispatch(Some(key), job, fire.scheduled, fire.trigger, job.overlap, None);
         }
         for Due { at, scheduled, job: name } in due {
             let Some(job) = jobs.get(&name) else { continue };
@@ -220,10 +220,10 @@ impl Scheduler {
             if self.busy(&name) && job.overlap != Overlap::Allow && at > now {
                 // The running fire may well end before this one's instant.
                 let stage = Stage::Deferred { at };
-                self.track(TrackedFire { job: name, scheduled, trigger: Trigger::Schedule, stage });
+                self.track(None, TrackedFire { job: name, scheduled, trigger: Trigger::Schedule, stage });
                 continue;
             }
-            self.dispatch(job, scheduled, Trigger::Schedule, job.overlap, Some(at));
+            self.dispatch(None, job, scheduled, Trigger::Schedule, job.overlap, Some(at));
         }
         self.actions()
     }
@@ -249,7 +249,7 @@ impl Scheduler {
                 && jobs.contains_key(&fire.job)
             {
                 let queued = self.fires.remove(&next).expect("found above");
-                self.start_fire(queued.job, queued.scheduled, queued.trigger, None, None);
+                self.start_fire(Some(next), queued.job, queued.scheduled, queued.trigger, None, None);
             }
         }
         self.actions()
@@ -262,7 +262,7 @@ impl Scheduler {
         only: Option<Vec<String>>,
         now: DateTime<Utc>,
     ) -> (FireKey, Vec<Action>) {
-        let key = self.start_fire(job.to_string(), now, Trigger::Manual, only, None);
+        let key = self.start_fire(None, job.to_string(), now, Trigger::Manual, only, None);
         (key, self.actions())
     }
 
@@ -315,13 +315,15 @@ impl Scheduler {
         }
         for scheduled in instants {
             // Missed fires run one after the other, oldest first, whatever `overlap` says.
-            self.dispatch(job, scheduled, Trigger::CatchUp, Overlap::Queue, None);
+            self.dispatch(None, job, scheduled, Trigger::CatchUp, Overlap::Queue, None);
         }
     }
 
-    /// The one place overlap is decided: starts, queues or skips a fire.
+    /// The one place overlap is decided: starts, queues or skips a fire (under
+    /// its `key`, if it was tracked before).
     fn dispatch(
         &mut self,
+        key: Option<FireKey>,
         job: &Job,
         scheduled: DateTime<Utc>,
         trigger: Trigger,
@@ -337,7 +339,7 @@ impl Scheduler {
                 Overlap::Allow => {}
                 Overlap::Queue => {
                     tracing::info!(job = %job.name, %scheduled, "previous fire still running; queued");
-                    self.track(TrackedFire { job: job.name.clone(), scheduled, trigger, stage: Stage::Queued });
+                    self.track(key, TrackedFire { job: job.name.clone(), scheduled, trigger, stage: Stage::Queued });
                     return;
                 }
                 Overlap::Skip => {
@@ -347,27 +349,31 @@ impl Scheduler {
                 }
             }
         }
-        self.start_fire(job.name.clone(), scheduled, trigger, None, gate);
+        self.start_fire(key, job.name.clone(), scheduled, trigger, None, gate);
     }
 
     /// A fire to be recorded and started at the end of this event; it counts as
     /// running from now on.
     fn start_fire(
         &mut self,
+        key: Option<FireKey>,
         job: String,
         scheduled: DateTime<Utc>,
         trigger: Trigger,
         only: Option<Vec<String>>,
         gate: Option<DateTime<Utc>>,
     ) -> FireKey {
-        let key = self.track(TrackedFire { job: job.clone(), scheduled, trigger, stage: Stage::Starting });
+        let key = self.track(key, TrackedFire { job: job.clone(), scheduled, trigger, stage: Stage::Starting });
         self.starts.push(Start { key, job, scheduled, trigger, only, gate });
         key
     }
 
-    fn track(&mut self, fire: TrackedFire) -> FireKey {
-        let key = self.next_key;
-        self.next_key += 1;
+    /// Tracks a fire under `key` (one it had before) or a new one.
+    fn track(&mut self, key: Option<FireKey>, fire: TrackedFire) -> FireKey {
+        let key = key.unwrap_or_else(|| {
+            self.next_key += 1;
+            self.next_key - 1
+        });
         self.fires.insert(key, fire);
         key
     }
@@ -435,6 +441,8 @@ mod tests {
         /// Every fire started, in order.
         started: Vec<Start>,
         skipped: Vec<(String, DateTime<Utc>, &'static str)>,
+        /// Instants the store already has a fire of.
+        on_record: HashSet<DateTime<Utc>>,
     }
 
     impl World {
@@ -446,6 +454,7 @@ mod tests {
                 next_id: 1,
                 started: Vec::new(),
                 skipped: Vec::new(),
+                on_record: HashSet::new(),
             }
         }
 
@@ -455,7 +464,7 @@ mod tests {
             self.carry_out(actions);
         }
 
-        /// Carries out actions; every fire is recorded as new.
+        /// Carries out actions; every fire is recorded as new unless `on_record`.
         fn carry_out(&mut self, actions: Vec<Action>) {
             let mut todo = std::collections::VecDeque::from(actions);
             while let Some(action) = todo.pop_front() {
@@ -463,6 +472,10 @@ mod tests {
                     Action::Skip { job, scheduled, note, .. } => self.skipped.push((job, scheduled, note)),
                     Action::Start(starts) => {
                         for start in starts {
+                            if self.on_record.contains(&start.scheduled) {
+                                todo.extend(self.scheduler.recorded(&self.jobs, start.key, Recorded::Duplicate));
+                                continue;
+                            }
                             let id = self.next_id;
                             self.next_id += 1;
                             todo.extend(self.scheduler.recorded(&self.jobs, start.key, Recorded::As(id)));
@@ -671,16 +684,17 @@ mod tests {
     }
 
     #[test]
-    fn a_fire_already_on_record_is_not_run_and_lets_a_queued_one_go() {
-        let mut world = overlapping(Overlap::Queue);
-        world.run_until("2026-01-01T10:02:30Z");
-        world.finish(world.key_of("2026-01-01T10:01:00Z"));
-        // The 10:02 fire, just handed out, turns out to be on record already.
-        let key = world.started[1].key;
-        world.scheduler.set_stage(key, Stage::Starting);
-        let actions = world.scheduler.recorded(&world.jobs, key, Recorded::Duplicate);
-        assert!(actions.is_empty());
-        assert!(world.stages().is_empty(), "released exactly once");
+    fn a_fire_already_on_record_is_not_run_and_lets_the_next_queued_one_go() {
+        let all = job("all", "0 * * * *", UTC, Overlap::Skip, Catchup::All);
+        let mut world = World::new(&[all], "2026-01-01T12:30:00Z");
+        // A daemon that died right after recording the 10:00 fire.
+        world.on_record.insert(at("2026-01-01T10:00:00Z"));
+        world.start(&[("all", "2026-01-01T09:00:00Z")]);
+        assert_eq!(world.scheduled(), [(at("2026-01-01T11:00:00Z"), Trigger::CatchUp)]);
+        assert_eq!(world.stages(), [Stage::Running { id: Some(1) }, Stage::Queued]);
+        world.finish(world.key_of("2026-01-01T11:00:00Z"));
+        world.finish(world.key_of("2026-01-01T12:00:00Z"));
+        assert!(world.stages().is_empty(), "each fire released exactly once");
     }
 
     #[test]
