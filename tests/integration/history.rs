@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use loom::daemon::ManualClock;
 use serde_json::Value;
 
-use crate::harness::{InProcess, Workspace, wait_for};
+use crate::harness::{InProcess, Workspace, move_clock, pass_seconds, wait_for};
 
 fn history(ws: &Workspace, args: &[&str]) -> Vec<Value> {
     let mut all = vec!["history", "--json", "--limit", "1000"];
@@ -88,6 +88,41 @@ fn catch_up_runs_none_the_latest_or_all_missed_fires_once() {
     assert_eq!(of("none"), Vec::<DateTime<Utc>>::new());
     assert_eq!(of("latest"), vec![top_of_hour]);
     assert_eq!(of("all"), vec![top_of_hour - chrono::Duration::hours(1), top_of_hour]);
+}
+
+#[test]
+fn a_stalled_host_applies_the_catch_up_policy_instead_of_a_burst() {
+    let ws = Workspace::local("");
+    let job = |name: &str, policy: &str| {
+        format!(
+            "  {name}:\n    task: loom.system.run\n    args: [\"true\"]\n    schedule: \"* * * * * *\"\n    catchup: {policy}\n    targets: [local]\n"
+        )
+    };
+    ws.write("jobs/a.yaml", &format!("jobs:\n{}{}", job("none", "none"), job("latest", "latest")));
+    let clock = Arc::new(ManualClock::new("2026-01-01T10:00:00.500Z".parse().unwrap()));
+    let daemon = InProcess::start(&ws, &clock, None);
+    pass_seconds(&ws, &clock, None, "latest", 1);
+    // The host stops for five minutes; its clock then jumps.
+    move_clock(&ws, &clock, None, "latest", chrono::TimeDelta::minutes(5));
+    assert!(wait_for(Duration::from_secs(20), || history(&ws, &[]).iter().all(|f| f["status"] != "running")));
+    daemon.stop();
+    let fires = history(&ws, &[]);
+    let mut seen: Vec<(String, DateTime<Utc>, String)> = fires
+        .iter()
+        .map(|f| {
+            (f["job"].as_str().unwrap().to_string(), time(&f["scheduled"]), f["trigger"].as_str().unwrap().to_string())
+        })
+        .collect();
+    seen.sort();
+    let at = |text: &str| text.parse::<DateTime<Utc>>().unwrap();
+    assert_eq!(
+        seen,
+        [
+            ("latest".to_string(), at("2026-01-01T10:00:01Z"), "schedule".to_string()),
+            ("latest".to_string(), at("2026-01-01T10:05:01Z"), "catch-up".to_string()),
+            ("none".to_string(), at("2026-01-01T10:00:01Z"), "schedule".to_string()),
+        ]
+    );
 }
 
 #[test]

@@ -264,21 +264,33 @@ impl InProcess {
 /// Moves `clock` on by `seconds`, one at a time, each time waiting until the daemon
 /// has planned `job` past the new time (so whatever was due has been decided).
 pub fn pass_seconds(ws: &Workspace, clock: &loom::daemon::ManualClock, token: Option<&str>, job: &str, seconds: i64) {
-    use loom::daemon::Clock;
     for _ in 0..seconds {
-        clock.advance(chrono::TimeDelta::seconds(1));
-        let now = clock.now();
-        let planned = wait_for(Duration::from_secs(20), || {
-            let (_, status) = http("GET", &format!("{}/api/v1/status", ws.server()), token, None);
-            status["next"].as_array().is_some_and(|next| {
-                next.iter().any(|n| {
-                    n["job"] == job
-                        && n["at"].as_str().and_then(|at| at.parse::<chrono::DateTime<chrono::Utc>>().ok()) > Some(now)
-                })
-            })
-        });
-        assert!(planned, "the daemon never planned {job} past {now}");
+        move_clock(ws, clock, token, job, chrono::TimeDelta::seconds(1));
     }
+}
+
+/// Moves `clock` on by `by` at once (as a host that slept or stalled sees it), and
+/// waits until the daemon has planned `job` past the new time.
+pub fn move_clock(
+    ws: &Workspace,
+    clock: &loom::daemon::ManualClock,
+    token: Option<&str>,
+    job: &str,
+    by: chrono::TimeDelta,
+) {
+    use loom::daemon::Clock;
+    clock.advance(by);
+    let now = clock.now();
+    let planned = wait_for(Duration::from_secs(20), || {
+        let (_, status) = http("GET", &format!("{}/api/v1/status", ws.server()), token, None);
+        status["next"].as_array().is_some_and(|next| {
+            next.iter().any(|n| {
+                n["job"] == job
+                    && n["at"].as_str().and_then(|at| at.parse::<chrono::DateTime<chrono::Utc>>().ok()) > Some(now)
+            })
+        })
+    });
+    assert!(planned, "the daemon never planned {job} past {now}");
 }
 
 /// One HTTP request; returns the status and the JSON body.
