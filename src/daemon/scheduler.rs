@@ -12,7 +12,7 @@
 //! Every fire it starts is released exactly once: by `finished`, or by
 //! `recorded(.., Recorded::Duplicate)` when the store already had it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -104,6 +104,11 @@ pub(crate) struct Scheduler {
     timeline: Timeline,
     /// Every fire from decision to release, in the order they were decided.
     fires: BTreeMap<FireKey, TrackedFire>,
+    /// Indexes of `fires` (kept by `track`, `untrack` and `set_stage` only), so an
+    /// event costs what its job's fires cost, not what all fires cost: each job's
+    /// fires, and the deferred ones by instant.
+    by_job: HashMap<String, BTreeSet<FireKey>>,
+    deferred: BTreeSet<(DateTime<Utc>, FireKey)>,
     next_key: FireKey,
     /// Jobs disabled in the store, as last read.
     disabled: HashSet<String>,
@@ -118,6 +123,8 @@ impl Scheduler {
         Scheduler {
             timeline: Timeline::new(),
             fires: BTreeMap::new(),
+            by_job: HashMap::new(),
+            deferred: BTreeSet::new(),
             next_key: 0,
             disabled: HashSet::new(),
             catchup_limit,
@@ -173,10 +180,7 @@ impl Scheduler {
     /// When the loop must next act: the earliest preparation or deferred fire.
     pub(crate) fn next_wake(&self) -> Option<DateTime<Utc>> {
         let prepare = self.timeline.next_instant().map(|at| at - lead(self.timeline.count_at(at)));
-        let deferred = self.fires.values().filter_map(|f| match f.stage {
-            Stage::Deferred { at } => Some(at),
-            _ => None,
-        });
+        let deferred = self.deferred.first().map(|(at, _)| *at);
         prepare.into_iter().chain(deferred).min()
     }
 
@@ -196,14 +200,9 @@ impl Scheduler {
             }
             due.extend(self.timeline.take_due(at));
         }
-        let ready: Vec<FireKey> = self
-            .fires
-            .iter()
-            .filter(|(_, f)| matches!(f.stage, Stage::Deferred { at } if at <= now))
-            .map(|(key, _)| *key)
-            .collect();
+        let ready: Vec<FireKey> = self.deferred.iter().take_while(|(at, _)| *at <= now).map(|(_, key)| *key).collect();
         for key in ready {
-            let Some(fire) = self.fires.remove(&key) else { continue };
+            let Some(fire) = self.untrack(key) else { continue };
             let Some(job) = jobs.get(&fire.job) else { continue };
             self.dispatch(Some(key), job, fire.scheduled, fire.trigger, job.overlap, None);
         }
@@ -240,15 +239,14 @@ impl Scheduler {
 
     /// A fire is over: the next queued fire of its job may start.
     pub(crate) fn finished(&mut self, jobs: &Jobs, key: FireKey) -> Vec<Action> {
-        if let Some(fire) = self.fires.remove(&key)
+        if let Some(fire) = self.untrack(key)
             && !self.busy(&fire.job)
         {
-            let next =
-                self.fires.iter().find(|(_, f)| f.job == fire.job && f.stage == Stage::Queued).map(|(key, _)| *key);
+            let next = self.of_job(&fire.job).find(|(_, f)| f.stage == Stage::Queued).map(|(key, _)| key);
             if let Some(next) = next
                 && jobs.contains_key(&fire.job)
             {
-                let queued = self.fires.remove(&next).expect("found above");
+                let queued = self.untrack(next).expect("found above");
                 self.start_fire(Some(next), queued.job, queued.scheduled, queued.trigger, None, None);
             }
         }
@@ -272,11 +270,19 @@ impl Scheduler {
     pub(crate) fn reload(&mut self, jobs: &Jobs, changes: &Changes, catchup_limit: usize, now: DateTime<Utc>) {
         self.catchup_limit = catchup_limit;
         let rescheduled = |name: &String| changes.removed.contains(name) || changes.rescheduled.contains(name);
-        self.fires.retain(|_, f| match f.stage {
-            Stage::Deferred { .. } => !rescheduled(&f.job),
-            Stage::Queued => !changes.removed.contains(&f.job),
-            Stage::Starting | Stage::Running { .. } => true,
-        });
+        let dropped: Vec<FireKey> = self
+            .fires
+            .iter()
+            .filter(|(_, f)| match f.stage {
+                Stage::Deferred { .. } => rescheduled(&f.job),
+                Stage::Queued => changes.removed.contains(&f.job),
+                Stage::Starting | Stage::Running { .. } => false,
+            })
+            .map(|(key, _)| *key)
+            .collect();
+        for key in dropped {
+            self.untrack(key);
+        }
         for name in &changes.removed {
             self.timeline.remove(name);
         }
@@ -295,7 +301,7 @@ impl Scheduler {
         let queued: Vec<FireKey> =
             self.fires.iter().filter(|(_, f)| f.stage == Stage::Queued).map(|(key, _)| *key).collect();
         for key in queued {
-            let fire = self.fires.remove(&key).expect("listed above");
+            let fire = self.untrack(key).expect("listed above");
             self.skips.push(Action::Skip {
                 job: fire.job,
                 scheduled: fire.scheduled,
@@ -374,19 +380,60 @@ impl Scheduler {
             self.next_key += 1;
             self.next_key - 1
         });
+        self.by_job.entry(fire.job.clone()).or_default().insert(key);
+        if let Stage::Deferred { at } = fire.stage {
+            self.deferred.insert((at, key));
+        }
         self.fires.insert(key, fire);
         key
     }
 
+    /// Forgets a fire: released, dropped, or about to be tracked anew.
+    fn untrack(&mut self, key: FireKey) -> Option<TrackedFire> {
+        let fire = self.fires.remove(&key)?;
+        if let Some(keys) = self.by_job.get_mut(&fire.job) {
+            keys.remove(&key);
+            if keys.is_empty() {
+                self.by_job.remove(&fire.job);
+            }
+        }
+        if let Stage::Deferred { at } = fire.stage {
+            self.deferred.remove(&(at, key));
+        }
+        Some(fire)
+    }
+
+    /// Moves a starting fire on (never into or out of `Deferred`, which the index
+    /// of deferred fires would miss).
     fn set_stage(&mut self, key: FireKey, stage: Stage) {
         if let Some(fire) = self.fires.get_mut(&key) {
+            debug_assert!(!matches!(fire.stage, Stage::Deferred { .. }) && !matches!(stage, Stage::Deferred { .. }));
             fire.stage = stage;
         }
     }
 
+    /// The fires of `job`, in the order they were decided.
+    fn of_job(&self, job: &str) -> impl Iterator<Item = (FireKey, &TrackedFire)> {
+        self.by_job.get(job).into_iter().flatten().filter_map(|key| Some((*key, self.fires.get(key)?)))
+    }
+
     /// Whether a fire of `job` is starting or running.
     fn busy(&self, job: &str) -> bool {
-        self.fires.values().any(|f| f.job == job && matches!(f.stage, Stage::Starting | Stage::Running { .. }))
+        self.of_job(job).any(|(_, f)| matches!(f.stage, Stage::Starting | Stage::Running { .. }))
+    }
+
+    /// The indexes say what `fires` says.
+    #[cfg(test)]
+    fn assert_indexed(&self) {
+        let mut by_job: HashMap<String, BTreeSet<FireKey>> = HashMap::new();
+        let mut deferred = BTreeSet::new();
+        for (key, fire) in &self.fires {
+            by_job.entry(fire.job.clone()).or_default().insert(*key);
+            if let Stage::Deferred { at } = fire.stage {
+                deferred.insert((at, *key));
+            }
+        }
+        assert_eq!((&by_job, &deferred), (&self.by_job, &self.deferred));
     }
 
     fn actions(&mut self) -> Vec<Action> {
@@ -484,6 +531,7 @@ mod tests {
                     }
                 }
             }
+            self.scheduler.assert_indexed();
         }
 
         /// Moves the clock to each wake-up the scheduler asks for, up to `until`,
@@ -519,6 +567,7 @@ mod tests {
         }
 
         fn stages(&self) -> Vec<Stage> {
+            self.scheduler.assert_indexed();
             self.scheduler.fires().map(|(_, f)| f.stage).collect()
         }
     }
