@@ -1,9 +1,12 @@
 //! The daemon: scheduling loop, hot reload, file watching.
 
+mod clock;
 mod control;
 mod reload;
 mod run;
+mod scheduler;
 mod watch;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use control::{ControlError, DaemonHandle};
-pub use run::{DaemonError, run};
+pub use run::{DaemonError, run, run_with_clock};

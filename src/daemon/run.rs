@@ -1,17 +1,19 @@
 //! The daemon: load a snapshot, catch up on missed fires, then sleep until the next
 //! fire, run it, record it, repeat.
 //!
-//! The loop selects over the next due instant, finished fires and the shutdown
-//! signal; there is no polling. Fires run as their own tasks, so a slow fire never
-//! delays another job's. A fire is prepared shortly before its instant (recorded,
-//! its node tasks spawned and connected, their scripts queued for the instant) and
-//! starts at the instant itself, however many others are due with it. Per job it
-//! applies the overlap policy (skip, queue, allow) and the catch-up policy, both
-//! after downtime and after a stall of the host. On
+//! The loop selects over the next due instant, finished fires, API requests,
+//! reloads and the shutdown signal; there is no polling. Every decision about
+//! fires (overlap, catch-up, what is due) is the `Scheduler`'s, a synchronous
+//! state machine: this loop only waits for the next event, hands it over with
+//! the clock's `now`, and carries out the actions it returns — store writes and
+//! spawning fires. Fires run as their own tasks, so a slow fire never delays
+//! another job's. A fire is prepared shortly before its instant (recorded, its
+//! node tasks spawned and connected, their scripts queued for the instant) and
+//! starts at the instant itself, however many others are due with it. On
 //! shutdown no new fire starts, queued fires are recorded as skipped, and running
 //! fires are awaited.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,20 +24,18 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::clock::{Clock, SystemClock};
 use super::control::{Command, ControlError, DaemonHandle};
 use super::reload::{StartedWith, diff};
+use super::scheduler::{Action, FireKey, Recorded, Scheduler, Stage};
 use super::watch::{self, Watch, Watched};
 use crate::api;
 use crate::api::model::{JobView, NextFire, NodeView, ReloadView, RunningFire, StatusView};
-use crate::config::job::Overlap;
 use crate::config::{Diagnostic, Job};
 use crate::runner::{EventLog, Fire, Gate, Recorder, Runner};
-use crate::schedule::Timeline;
-use crate::schedule::catchup::missed;
-use crate::schedule::timeline::Due;
 use crate::snapshot::Snapshot;
 use crate::ssh::{self, Pool};
-use crate::store::{FireRecord, FireStart, Store, StoreError, StoreLock, Trigger};
+use crate::store::{FireRecord, FireStart, Store, StoreError, StoreLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -49,28 +49,11 @@ pub enum DaemonError {
     Api(#[from] api::ApiError),
 }
 
-/// A fire this late is handled by the job's catch-up policy (the host slept or the
-/// process stalled) rather than run in a burst with everything missed meanwhile.
-const LATE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
-
-/// How long before their instant the fires due at it are prepared: enough to record
-/// and spawn them and queue their scripts (tens of microseconds each), so that at
-/// the instant nothing is left but to start.
-fn lead(fires: usize) -> chrono::TimeDelta {
-    chrono::TimeDelta::microseconds((5_000 + 100 * fires as i64).min(500_000))
-}
-
 /// Quiet time after a file change before reloading.
 const DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// How often old history is pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
-
-#[derive(Default)]
-struct JobState {
-    running: usize,
-    queued: VecDeque<Fire>,
-}
 
 /// A reload whose configuration is being read.
 struct Reloading {
@@ -95,12 +78,13 @@ struct Daemon {
     changes: mpsc::UnboundedSender<()>,
     store: Arc<Store>,
     runner: Arc<Runner>,
-    timeline: Timeline,
-    jobs: HashMap<String, JobState>,
-    /// Running fires, by a key of the daemon's own (a fire may lack a store number).
-    fires: JoinSet<(String, u64)>,
-    running: HashMap<u64, (RunningFire, CancellationToken)>,
-    next_key: u64,
+    clock: Arc<dyn Clock>,
+    /// Every decision about fires; the fires' states live there.
+    scheduler: Scheduler,
+    /// Running fires' tasks, each ending with its scheduler key.
+    fires: JoinSet<FireKey>,
+    /// How to cancel each running fire, by its scheduler key.
+    cancels: HashMap<FireKey, CancellationToken>,
     /// Cancels running fires only when the daemon is told to stop right away.
     abort: CancellationToken,
     events: EventLog,
@@ -109,14 +93,6 @@ struct Daemon {
     api_tokens: Option<api::ApiTokens>,
     /// The settings only a restart applies, as this daemon started with them.
     started_with: StartedWith,
-    /// Fires decided on but not yet recorded and started; `flush` does both, for
-    /// all of them in one store transaction.
-    pending: Vec<(Arc<Job>, Fire, Option<Vec<String>>)>,
-    /// Jobs disabled in the store, read once per batch of fires.
-    disabled: std::collections::HashSet<String>,
-    /// Fires of jobs still running when they were due to be prepared: whether they
-    /// overlap is decided at their instant, `(instant, fire)`.
-    deferred: Vec<(DateTime<Utc>, Fire)>,
 }
 
 /// Runs the daemon until `shutdown`; then no fire starts and running ones are
@@ -125,6 +101,16 @@ pub async fn run(
     config_path: PathBuf,
     shutdown: CancellationToken,
     abort: CancellationToken,
+) -> Result<(), DaemonError> {
+    run_with_clock(config_path, shutdown, abort, Arc::new(SystemClock)).await
+}
+
+/// `run`, with the scheduler reading time from `clock`.
+pub async fn run_with_clock(
+    config_path: PathBuf,
+    shutdown: CancellationToken,
+    abort: CancellationToken,
+    clock: Arc<dyn Clock>,
 ) -> Result<(), DaemonError> {
     let (snapshot, diagnostics) = Snapshot::load(&config_path);
     for warning in diagnostics.iter().filter(|d| !d.is_error()) {
@@ -160,6 +146,7 @@ pub async fn run(
         None => None,
     };
     let started_with = StartedWith::of(settings);
+    let catchup_limit = settings.catchup_limit;
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
     let mut daemon = Daemon {
         config_identity: std::fs::canonicalize(&config_path).unwrap_or_else(|_| config_path.clone()),
@@ -172,22 +159,18 @@ pub async fn run(
         changes,
         store,
         runner,
-        timeline: Timeline::new(),
-        jobs: HashMap::new(),
+        scheduler: Scheduler::new(catchup_limit),
         fires: JoinSet::new(),
-        running: HashMap::new(),
-        next_key: 0,
+        cancels: HashMap::new(),
         // Cancelled by the caller's `abort`, and by `stop` itself once fires are over.
         abort: abort.child_token(),
         events,
-        started: Utc::now(),
+        started: clock.now(),
         api_tokens: api.as_ref().map(|api| api.tokens.clone()),
         started_with,
-        pending: Vec::new(),
-        disabled: Default::default(),
-        deferred: Vec::new(),
+        clock,
     };
-    daemon.start(Utc::now());
+    daemon.start();
     daemon.watch_files();
     release_memory();
     tracing::info!(
@@ -195,25 +178,24 @@ pub async fn run(
         state = %daemon.store.path().display(),
         jobs = daemon.snapshot.config.jobs.len(),
         nodes = daemon.snapshot.config.nodes.len(),
-        next = %daemon.timeline.next_instant().map_or("none".to_string(), |at| at.to_rfc3339()),
+        next = %daemon.scheduler.next_instant().map_or("none".to_string(), |at| at.to_rfc3339()),
         "loom started"
     );
-    let pruning = tokio::spawn(prune_forever(Arc::clone(&daemon.store), daemon.snapshot.clone()));
+    let pruning =
+        tokio::spawn(prune_forever(Arc::clone(&daemon.store), daemon.snapshot.clone(), Arc::clone(&daemon.clock)));
 
     // Editors write a file in several steps: reload once things are quiet.
     let mut reload_at: Option<tokio::time::Instant> = None;
+    let clock = Arc::clone(&daemon.clock);
     loop {
-        let wait = daemon
-            .next_wake()
-            .map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
-            .unwrap_or(Duration::from_secs(86_400));
+        let wake = daemon.scheduler.next_wake().unwrap_or_else(|| clock.now() + chrono::TimeDelta::days(1));
         let debounce = reload_at.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(wait) => daemon.fire_due(Utc::now()),
+            _ = clock.sleep_until(wake) => daemon.fire_due(),
             Some(finished) = daemon.fires.join_next(), if !daemon.fires.is_empty() => {
-                if let Ok((job, key)) = finished {
-                    daemon.finished(&job, key);
+                if let Ok(key) = finished {
+                    daemon.finished(key);
                 }
             }
             Some(request) = requests.recv() => daemon.handle(request),
@@ -237,32 +219,23 @@ pub async fn run(
 
 impl Daemon {
     /// Catch-up and the first plan of every job.
-    fn start(&mut self, now: DateTime<Utc>) {
+    fn start(&mut self) {
+        let now = self.clock.now();
         let snapshot = Arc::clone(&self.snapshot);
         self.refresh_disabled();
         let last = self.store.last_scheduled_all().unwrap_or_else(|err| {
             tracing::error!("failed to read the jobs' last fires; nothing is caught up: {err}");
             Default::default()
         });
-        for job in snapshot.config.jobs.values() {
-            let Some(schedule) = &job.schedule else { continue };
-            if schedule.is_reboot() {
-                self.dispatch(job, Fire::new(&job.name, now, Trigger::Reboot), job.overlap);
-                continue;
-            }
-            if let Some(last) = last.get(&job.name) {
-                self.catch_up(job, *last, now);
-            }
-            self.timeline.plan(&job.name, schedule, now, job.jitter_offset());
-        }
+        let actions = self.scheduler.start(&snapshot.config.jobs, &last, now);
         let scheduled = snapshot.config.jobs.values().filter(|j| j.schedule.as_ref().is_some_and(|s| !s.is_reboot()));
         self.store.queue_ensure_jobs(scheduled.map(|j| j.name.as_str()), now);
-        self.flush();
+        self.carry_out(actions);
     }
 
     fn refresh_disabled(&mut self) {
         match self.store.disabled_jobs() {
-            Ok(disabled) => self.disabled = disabled,
+            Ok(disabled) => self.scheduler.set_disabled(disabled),
             Err(err) => tracing::error!("failed to read which jobs are disabled: {err}"),
         }
     }
@@ -330,23 +303,9 @@ impl Daemon {
         let changes = diff(&self.snapshot, &snapshot);
         let old = std::mem::replace(&mut self.snapshot, Arc::new(snapshot));
         self.reload_errors.clear();
-        let now = Utc::now();
+        let now = self.clock.now();
         let snapshot = Arc::clone(&self.snapshot);
-        self.deferred
-            .retain(|(_, fire)| !changes.removed.contains(&fire.job) && !changes.rescheduled.contains(&fire.job));
-        for name in &changes.removed {
-            self.timeline.remove(name);
-            if let Some(state) = self.jobs.get_mut(name) {
-                state.queued.clear();
-            }
-        }
-        for name in changes.added.iter().chain(&changes.rescheduled) {
-            let Some(job) = snapshot.config.jobs.get(name) else { continue };
-            self.timeline.remove(name);
-            if let Some(schedule) = job.schedule.as_ref().filter(|s| !s.is_reboot()) {
-                self.timeline.plan(name, schedule, now, job.jitter_offset());
-            }
-        }
+        self.scheduler.reload(&snapshot.config.jobs, &changes, snapshot.config.settings.catchup_limit, now);
         self.store.queue_ensure_jobs(changes.added.iter().map(String::as_str), now);
         let (before, after) = (&old.config.settings, &snapshot.config.settings);
         if before.ssh != after.ssh
@@ -393,125 +352,71 @@ impl Daemon {
         self.reload_errors.iter().map(Diagnostic::one_line).collect()
     }
 
-    /// Runs the missed fires in `(last, now]` that the job's policy asks for.
-    fn catch_up(&mut self, job: &Arc<Job>, last: DateTime<Utc>, now: DateTime<Utc>) {
-        let Some(schedule) = &job.schedule else { return };
-        let limit = self.snapshot.config.settings.catchup_limit;
-        let instants = missed(schedule, last, now, job.catchup, limit);
-        if !instants.is_empty() {
-            tracing::info!(job = %job.name, fires = instants.len(), policy = ?job.catchup, "catching up on missed fires");
-        }
-        for scheduled in instants {
-            // Missed fires run one after the other, oldest first, whatever `overlap` says.
-            self.dispatch(job, Fire::new(&job.name, scheduled, Trigger::CatchUp), Overlap::Queue);
-        }
-    }
-
-    /// When the loop must next act: the earliest preparation or deferred fire.
-    fn next_wake(&self) -> Option<DateTime<Utc>> {
-        let prepare = self.timeline.next_instant().map(|at| at - lead(self.timeline.count_at(at)));
-        let deferred = self.deferred.iter().map(|(at, _)| *at).min();
-        prepare.into_iter().chain(deferred).min()
-    }
-
-    /// Prepares the fires whose instant is within its lead of `now`, to start at that
-    /// instant, and dispatches the deferred fires now due.
-    fn fire_due(&mut self, now: DateTime<Utc>) {
-        let snapshot = Arc::clone(&self.snapshot);
-        let mut due = Vec::new();
-        while let Some(at) = self.timeline.next_instant() {
-            if at - lead(self.timeline.count_at(at)) > now {
-                break;
-            }
-            due.extend(self.timeline.take_due(at));
-        }
-        let (ready, waiting) = std::mem::take(&mut self.deferred).into_iter().partition(|(at, _)| *at <= now);
-        self.deferred = waiting;
-        if due.is_empty() && ready.is_empty() {
+    /// Prepares the fires now due (the scheduler decides which).
+    fn fire_due(&mut self) {
+        let now = self.clock.now();
+        if !self.scheduler.has_due(now) {
             return;
         }
         self.refresh_disabled();
-        for (_, fire) in ready {
-            let Some(job) = snapshot.config.jobs.get(&fire.job) else { continue };
-            self.dispatch(job, fire, job.overlap);
-        }
-        for Due { at, scheduled, job: name } in due {
-            let Some(job) = snapshot.config.jobs.get(&name) else { continue };
-            let Some(schedule) = &job.schedule else { continue };
-            if now - scheduled > LATE {
-                tracing::warn!(job = %name, %scheduled, "woke up late (the host slept or stalled); applying the catch-up policy");
-                let before = scheduled - chrono::TimeDelta::milliseconds(1);
-                self.catch_up(job, before, now);
-                self.timeline.plan(&name, schedule, now, job.jitter_offset());
-                continue;
-            }
-            self.timeline.plan(&name, schedule, scheduled, job.jitter_offset());
-            let mut fire = Fire::new(&name, scheduled, Trigger::Schedule);
-            let busy = self.jobs.get(&name).is_some_and(|state| state.running > 0);
-            if busy && job.overlap != Overlap::Allow && at > now {
-                // The running fire may well end before this one's instant.
-                self.deferred.push((at, fire));
-                continue;
-            }
-            fire.gate = Gate::at(at);
-            self.dispatch(job, fire, job.overlap);
-        }
-        self.flush();
-    }
-
-    /// Starts, queues or skips a fire, by the overlap policy.
-    fn dispatch(&mut self, job: &Arc<Job>, fire: Fire, overlap: Overlap) {
-        if self.disabled.contains(&job.name) {
-            tracing::debug!(job = %job.name, "disabled; not firing");
-            return;
-        }
-        let state = self.jobs.entry(job.name.clone()).or_default();
-        if state.running > 0 {
-            match overlap {
-                Overlap::Allow => {}
-                Overlap::Queue => {
-                    tracing::info!(job = %job.name, scheduled = %fire.scheduled, "previous fire still running; queued");
-                    state.queued.push_back(fire);
-                    return;
-                }
-                Overlap::Skip => {
-                    tracing::warn!(job = %job.name, scheduled = %fire.scheduled, "previous fire still running; skipped");
-                    let note = "skipped: the previous fire was still running (overlap: skip)";
-                    self.store.queue_skipped(&job.name, fire.scheduled, fire.trigger, note);
-                    return;
-                }
-            }
-        }
-        self.start_fire(job, fire, None);
-    }
-
-    /// Queues a fire to start on the job's targets (or on `only` these nodes) at the
-    /// next `flush`. It counts as running from now on.
-    fn start_fire(&mut self, job: &Arc<Job>, fire: Fire, only: Option<Vec<String>>) {
-        self.jobs.entry(job.name.clone()).or_default().running += 1;
-        self.pending.push((Arc::clone(job), fire, only));
-    }
-
-    /// Records every pending fire (one transaction) and starts them; returns their
-    /// numbers in the store, in order.
-    fn flush(&mut self) -> Vec<Option<i64>> {
-        if self.pending.is_empty() {
-            return Vec::new();
-        }
-        let pending = std::mem::take(&mut self.pending);
         let snapshot = Arc::clone(&self.snapshot);
-        let targets: Vec<Vec<String>> = pending
+        let actions = self.scheduler.due(&snapshot.config.jobs, now);
+        self.carry_out(actions);
+    }
+
+    /// Carries out the scheduler's actions, and those that the store's answers lead
+    /// to (a fire already on record lets a queued one go); returns the store numbers
+    /// of the fires started, by key.
+    fn carry_out(&mut self, actions: Vec<Action>) -> HashMap<FireKey, Option<i64>> {
+        let mut started = HashMap::new();
+        let mut todo = std::collections::VecDeque::from(actions);
+        while let Some(action) = todo.pop_front() {
+            match action {
+                Action::Skip { job, scheduled, trigger, note } => {
+                    self.store.queue_skipped(&job, scheduled, trigger, note);
+                }
+                Action::Start(starts) => {
+                    for (key, outcome) in self.start_fires(starts) {
+                        let id = match outcome {
+                            Recorded::As(id) => Some(id),
+                            Recorded::Duplicate | Recorded::Failed => None,
+                        };
+                        started.insert(key, id);
+                        let snapshot = Arc::clone(&self.snapshot);
+                        todo.extend(self.scheduler.recorded(&snapshot.config.jobs, key, outcome));
+                    }
+                }
+            }
+        }
+        started
+    }
+
+    /// Records fires (one transaction) and starts those the store did not have yet.
+    fn start_fires(&mut self, starts: Vec<super::scheduler::Start>) -> Vec<(FireKey, Recorded)> {
+        let snapshot = Arc::clone(&self.snapshot);
+        let targets: Vec<Vec<String>> = starts
             .iter()
-            .map(|(job, _, only)| {
-                let names = only.as_deref().unwrap_or(&job.targets);
+            .map(|start| {
+                let job = snapshot.config.jobs.get(&start.job);
+                let names = start.only.as_deref().or(job.map(|j| j.targets.as_slice())).unwrap_or_default();
                 names.iter().filter(|n| snapshot.config.nodes.contains_key(*n)).cloned().collect()
             })
             .collect();
-        let now = Utc::now();
-        let rows: Vec<FireStart<'_>> = pending
+        let fires: Vec<Fire> = starts
+            .iter()
+            .map(|start| {
+                let mut fire = Fire::new(&start.job, start.scheduled, start.trigger);
+                if let Some(at) = start.gate {
+                    fire.gate = Gate::at(at);
+                }
+                fire
+            })
+            .collect();
+        let now = self.clock.now();
+        let rows: Vec<FireStart<'_>> = fires
             .iter()
             .zip(&targets)
-            .map(|((_, fire, _), nodes)| FireStart {
+            .map(|(fire, nodes)| FireStart {
                 job: &fire.job,
                 scheduled: fire.scheduled,
                 trigger: fire.trigger,
@@ -522,51 +427,51 @@ impl Daemon {
         let clock = std::time::Instant::now();
         let recorded = self.store.begin_fires(&rows);
         tracing::debug!(fires = rows.len(), micros = clock.elapsed().as_micros() as u64, "fires recorded");
-        let ids: Vec<Result<Option<i64>, ()>> = match recorded {
-            Ok(ids) => ids.into_iter().map(Ok).collect(),
+        let outcomes: Vec<Recorded> = match recorded {
+            Ok(ids) => ids.into_iter().map(|id| id.map_or(Recorded::Duplicate, Recorded::As)).collect(),
             Err(err) => {
                 tracing::error!(fires = rows.len(), "failed to record fires (they run anyway): {err}");
-                vec![Err(()); rows.len()]
+                vec![Recorded::Failed; rows.len()]
             }
         };
         drop(rows);
-        let mut started = Vec::new();
-        for (((job, mut fire, _), names), id) in pending.into_iter().zip(targets).zip(ids) {
-            let id = match id {
-                Ok(None) => {
+        let mut reports = Vec::with_capacity(starts.len());
+        for (((start, mut fire), names), outcome) in starts.into_iter().zip(fires).zip(targets).zip(outcomes) {
+            reports.push((start.key, outcome));
+            let id = match outcome {
+                Recorded::Duplicate => {
                     tracing::info!(job = %fire.job, scheduled = %fire.scheduled, "fire already recorded; not running it twice");
-                    self.release(&job.name);
-                    started.push(None);
                     continue;
                 }
-                Ok(Some(id)) => Some(id),
-                Err(()) => None,
+                Recorded::As(id) => Some(id),
+                Recorded::Failed => None,
             };
+            // The scheduler only starts fires of jobs in the snapshot.
+            let Some(job) = snapshot.config.jobs.get(&start.job) else { continue };
             fire.id = id;
-            let recorder = Recorder::recorded(Some(&self.store), &job, id);
+            let recorder = Recorder::recorded(Some(&self.store), job, id);
             let nodes = names.iter().filter_map(|n| snapshot.config.nodes.get(n).cloned()).collect();
-            self.launch(&job, fire, nodes, recorder);
-            started.push(id);
+            self.launch(start.key, job, fire, nodes, recorder);
         }
         tracing::debug!(micros = clock.elapsed().as_micros() as u64, "fires started");
-        // A fire that did not run may have let a queued one go.
-        if !self.pending.is_empty() {
-            started.extend(self.flush());
-        }
-        started
+        reports
     }
 
-    fn launch(&mut self, job: &Arc<Job>, fire: Fire, nodes: Vec<Arc<crate::config::Node>>, recorder: Recorder) {
+    fn launch(
+        &mut self,
+        key: FireKey,
+        job: &Arc<Job>,
+        fire: Fire,
+        nodes: Vec<Arc<crate::config::Node>>,
+        recorder: Recorder,
+    ) {
         let snapshot = Arc::clone(&self.snapshot);
-        let lag_ms = (Utc::now() - fire.scheduled).num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0;
+        let lag_ms = (self.clock.now() - fire.scheduled).num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0;
         tracing::debug!(job = %fire.job, lag_ms = %format_args!("{lag_ms:.3}"), "fire prepared");
         let runner = Arc::clone(&self.runner);
         let job = Arc::clone(job);
         let cancel = self.abort.child_token();
-        let key = self.next_key;
-        self.next_key += 1;
-        let view = RunningFire { id: fire.id, job: job.name.clone(), scheduled: fire.scheduled, trigger: fire.trigger };
-        self.running.insert(key, (view, cancel.clone()));
+        self.cancels.insert(key, cancel.clone());
         self.fires.spawn(async move {
             let report = runner.run(snapshot, fire, nodes, cancel, &recorder, |_| {}).await;
             tracing::info!(
@@ -578,28 +483,25 @@ impl Daemon {
                 failed = report.failed(),
                 "fire finished"
             );
-            (job.name.clone(), key)
+            key
         });
     }
 
-    fn finished(&mut self, name: &str, key: u64) {
-        self.running.remove(&key);
-        self.release(name);
-        self.flush();
+    fn finished(&mut self, key: FireKey) {
+        self.cancels.remove(&key);
+        let snapshot = Arc::clone(&self.snapshot);
+        let actions = self.scheduler.finished(&snapshot.config.jobs, key);
+        self.carry_out(actions);
     }
 
-    /// One fire of `name` is over (or never ran): the next queued one may start at
-    /// the next `flush`.
-    fn release(&mut self, name: &str) {
-        let Some(state) = self.jobs.get_mut(name) else { return };
-        state.running = state.running.saturating_sub(1);
-        if state.running > 0 {
-            return;
-        }
-        let Some(next) = state.queued.pop_front() else { return };
-        if let Some(job) = self.snapshot.config.jobs.get(name).cloned() {
-            self.start_fire(&job, next, None);
-        }
+    /// The fires running now, as the API shows them.
+    fn running(&self) -> impl Iterator<Item = (FireKey, RunningFire)> + '_ {
+        self.scheduler.fires().filter_map(|(key, fire)| match fire.stage {
+            Stage::Running { id } => {
+                Some((key, RunningFire { id, job: fire.job.clone(), scheduled: fire.scheduled, trigger: fire.trigger }))
+            }
+            _ => None,
+        })
     }
 
     /// Answers a request from the API.
@@ -641,8 +543,8 @@ impl Daemon {
                 });
             }
             Command::Cancel { fire, reply } => {
-                let found = self.running.values().find(|(view, _)| view.id == Some(fire));
-                let result = match found {
+                let found = self.running().find(|(_, view)| view.id == Some(fire));
+                let result = match found.and_then(|(key, view)| Some((view, self.cancels.get(&key)?))) {
                     Some((view, token)) => {
                         tracing::warn!(job = %view.job, fire, "fire cancelled on request");
                         token.cancel();
@@ -659,19 +561,19 @@ impl Daemon {
     }
 
     fn job_view(&self, job: &Job, last: Option<FireRecord>) -> JobView {
-        let enabled = !self.disabled.contains(&job.name);
-        let next = self.timeline.next_for(&job.name).filter(|_| enabled);
+        let enabled = self.scheduler.is_enabled(&job.name);
+        let next = self.scheduler.next_for(&job.name).filter(|_| enabled);
         JobView::new(job, next, enabled, last)
     }
 
     fn status(&self) -> StatusView {
-        let now = Utc::now();
+        let now = self.clock.now();
         let mut next: Vec<NextFire> = self
             .snapshot
             .config
             .jobs
             .keys()
-            .filter_map(|name| self.timeline.next_for(name).map(|at| NextFire { job: name.clone(), at }))
+            .filter_map(|name| self.scheduler.next_for(name).map(|at| NextFire { job: name.clone(), at }))
             .collect();
         next.sort_by_key(|n| n.at);
         next.truncate(20);
@@ -682,7 +584,7 @@ impl Daemon {
             uptime_seconds: (now - self.started).num_milliseconds() as f64 / 1000.0,
             jobs: self.snapshot.config.jobs.len(),
             nodes: self.snapshot.config.nodes.len(),
-            running: self.running.values().map(|(view, _)| view.clone()).collect(),
+            running: self.running().map(|(_, view)| view).collect(),
             next,
             config_errors: self.config_errors(),
             ssh_masters: self.runner.pool().open_masters(),
@@ -702,21 +604,17 @@ impl Daemon {
             return Err(ControlError::Invalid(format!("no node named `{unknown}` in the node manifest")));
         }
         let only = (!nodes.is_empty()).then(|| nodes.to_vec());
-        self.start_fire(&job, Fire::new(name, Utc::now(), Trigger::Manual), only);
-        self.flush()
-            .first()
+        let (key, actions) = self.scheduler.run_now(&job.name, only, self.clock.now());
+        self.carry_out(actions)
+            .get(&key)
             .copied()
             .flatten()
             .ok_or_else(|| ControlError::Invalid("the fire could not be recorded; see the daemon's log".to_string()))
     }
 
     async fn stop(mut self) {
-        for (name, state) in &mut self.jobs {
-            for fire in state.queued.drain(..) {
-                let note = "skipped: the daemon stopped before this queued fire could run";
-                self.store.queue_skipped(name, fire.scheduled, fire.trigger, note);
-            }
-        }
+        let actions = self.scheduler.shutdown();
+        self.carry_out(actions);
         if !self.fires.is_empty() {
             tracing::info!(running = self.fires.len(), "stopping: waiting for running fires to finish");
         }
@@ -754,14 +652,14 @@ fn release_memory() {
     }
 }
 
-async fn prune_forever(store: Arc<Store>, snapshot: Arc<Snapshot>) {
+async fn prune_forever(store: Arc<Store>, snapshot: Arc<Snapshot>, clock: Arc<dyn Clock>) {
     let settings = &snapshot.config.settings;
     let (keep, age) = (settings.retention_fires, settings.retention_age);
     if keep.is_none() && age.is_none() {
         return;
     }
     loop {
-        let before = age.and_then(|a| chrono::Duration::from_std(a).ok()).map(|a| Utc::now() - a);
+        let before = age.and_then(|a| chrono::Duration::from_std(a).ok()).map(|a| clock.now() - a);
         match store.prune(keep, before).await {
             Ok(0) => {}
             Ok(removed) => tracing::info!(fires = removed, "pruned old history"),

@@ -4,34 +4,18 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
+use loom::daemon::ManualClock;
 use serde_json::{Value, json};
 
-use crate::harness::{Workspace, free_port, loom_bin, wait_for};
+use crate::harness::{InProcess, Workspace, free_port, loom_bin, pass_seconds, wait_for};
 
 const ADMIN: &str = "admin-token-0123456789abcdef";
 const READER: &str = "read-token-0123456789abcdef";
 
-/// One HTTP request; returns the status and the JSON body.
-pub(crate) fn http(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let client = reqwest::Client::new();
-        let mut request = client.request(method.parse().unwrap(), url);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    })
-}
+pub(crate) use crate::harness::http;
 
 fn workspace() -> Workspace {
     let ws = Workspace::new(
@@ -64,7 +48,7 @@ fn remote(ws: &Workspace, token: &str, args: &[&str]) -> crate::harness::Run {
 }
 
 #[test]
-fn the_api_and_the_remote_client_list_run_disable_enable_and_tail() {
+fn the_api_and_the_remote_client_list_run_and_tail() {
     let ws = workspace();
     let api = format!("{}/api/v1", ws.server());
     let daemon = ws.serve();
@@ -96,26 +80,6 @@ fn the_api_and_the_remote_client_list_run_disable_enable_and_tail() {
     let detail = remote(&ws, READER, &["logs", &fire["fire"]["id"].to_string()]);
     detail.assert_code(0);
     assert!(detail.stdout.contains("| hello from loom"), "{}", detail.stdout);
-
-    // Disable: no more fires, also after a restart.
-    let ticks = || ws.read("ticks").lines().count();
-    assert!(wait_for(Duration::from_secs(20), || ticks() >= 2));
-    remote(&ws, ADMIN, &["disable", "tick"]).assert_code(0);
-    std::thread::sleep(Duration::from_millis(1500));
-    let frozen = ticks();
-    std::thread::sleep(Duration::from_millis(2000));
-    assert_eq!(ticks(), frozen, "a disabled job fired");
-    let (code, log) = daemon.stop();
-    assert_eq!(code, Some(0), "{log}");
-    let daemon = ws.serve();
-    daemon.wait_started();
-    std::thread::sleep(Duration::from_millis(2500));
-    assert_eq!(ticks(), frozen, "a disabled job fired after a restart");
-    assert!(ws.loom(&["jobs"]).stdout.contains("(disabled)"));
-    let (status, job) = http("POST", &format!("{api}/jobs/tick/enable"), Some(ADMIN), None);
-    assert_eq!(status, 200, "{job}");
-    assert_eq!(job["enabled"], true);
-    assert!(wait_for(Duration::from_secs(20), || ticks() >= frozen + 2), "an enabled job did not fire");
 
     // Tail a running fire: its first step shows before the fire ends.
     let mut tail = Command::new(loom_bin())
@@ -301,5 +265,38 @@ fn the_api_can_serve_https() {
         .unwrap();
     let body = String::from_utf8_lossy(&out.stdout);
     assert!(body.contains("\"name\":\"hello\""), "{body}");
+    daemon.stop();
+}
+
+/// How many fires of `job` are on record.
+fn fires_of(ws: &Workspace, job: &str) -> usize {
+    let run = ws.loom(&["history", job, "--json", "--limit", "1000"]);
+    run.assert_code(0);
+    serde_json::from_str::<Value>(&run.stdout).unwrap().as_array().unwrap().len()
+}
+
+#[test]
+fn a_disabled_job_stays_quiet_also_after_a_restart_until_enabled() {
+    let ws = workspace();
+    let clock = Arc::new(ManualClock::new("2026-01-01T10:00:00.500Z".parse().unwrap()));
+    let daemon = InProcess::start(&ws, &clock, Some(READER));
+    pass_seconds(&ws, &clock, Some(READER), "tick", 2);
+    assert_eq!(fires_of(&ws, "tick"), 2);
+
+    remote(&ws, ADMIN, &["disable", "tick"]).assert_code(0);
+    pass_seconds(&ws, &clock, Some(READER), "tick", 5);
+    assert_eq!(fires_of(&ws, "tick"), 2, "a disabled job fired");
+    daemon.stop();
+
+    let daemon = InProcess::start(&ws, &clock, Some(READER));
+    pass_seconds(&ws, &clock, Some(READER), "tick", 5);
+    assert_eq!(fires_of(&ws, "tick"), 2, "a disabled job fired after a restart");
+    assert!(ws.loom(&["jobs"]).stdout.contains("(disabled)"));
+
+    let (status, job) = http("POST", &format!("{}/api/v1/jobs/tick/enable", ws.server()), Some(ADMIN), None);
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(job["enabled"], true);
+    pass_seconds(&ws, &clock, Some(READER), "tick", 2);
+    assert_eq!(fires_of(&ws, "tick"), 4, "an enabled job did not fire");
     daemon.stop();
 }

@@ -2,12 +2,14 @@
 //! interrupted fires after `kill -9`, overlap policies, timeouts, retries, per-job
 //! logs, retention, and the history/logs commands.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, Utc};
+use loom::daemon::ManualClock;
 use serde_json::Value;
 
-use crate::harness::{Workspace, wait_for};
+use crate::harness::{InProcess, Workspace, move_clock, pass_seconds, wait_for};
 
 fn history(ws: &Workspace, args: &[&str]) -> Vec<Value> {
     let mut all = vec!["history", "--json", "--limit", "1000"];
@@ -37,22 +39,28 @@ fn start_and_wait(ws: &Workspace) -> crate::harness::Daemon {
     daemon
 }
 
+/// Runs the daemon in-process on `clock` until `done` holds, then stops it.
+fn serve_in_process(ws: &Workspace, clock: &Arc<ManualClock>, done: impl FnMut() -> bool) {
+    let daemon = InProcess::start(ws, clock, None);
+    let ready = wait_for(Duration::from_secs(20), done);
+    daemon.stop();
+    assert!(ready, "{:#?}", history(ws, &[]));
+}
+
 #[test]
 fn catch_up_runs_none_the_latest_or_all_missed_fires_once() {
-    let ws = Workspace::local("");
+    let ws = Workspace::local("listen: off\n");
     let job = |name: &str, policy: &str| {
         format!(
             "  {name}:\n    task: loom.system.run\n    args: [\"true\"]\n    schedule: \"0 * * * *\"\n    catchup: {policy}\n    targets: [local]\n"
         )
     };
     ws.write("jobs/a.yaml", &format!("jobs:\n{}{}{}", job("none", "none"), job("latest", "latest"), job("all", "all")));
-    // First start records the jobs; then pretend the daemon was down for two hours.
-    let (code, log) = start_and_wait(&ws).stop();
-    assert_eq!(code, Some(0), "{log}");
-    let now = Utc::now();
-    let top_of_hour = now.with_minute(0).unwrap().with_second(0).unwrap().with_nanosecond(0).unwrap();
-    let last = top_of_hour - chrono::Duration::hours(2);
-    db(&ws).execute("UPDATE jobs SET last_scheduled = ?1", [last.timestamp_millis()]).unwrap();
+    // First start records the jobs; then the daemon is down for two hours.
+    let top_of_hour: DateTime<Utc> = "2026-01-01T12:00:00Z".parse().unwrap();
+    let clock = Arc::new(ManualClock::new(top_of_hour - chrono::Duration::hours(2) + chrono::Duration::minutes(30)));
+    serve_in_process(&ws, &clock, || true);
+    clock.set(top_of_hour + chrono::Duration::minutes(30));
     // The first missed fire of `all` is already on record (say, from a daemon that died
     // right after recording it): it must not run again, and must not hold up the next.
     let earlier = (top_of_hour - chrono::Duration::hours(1)).timestamp_millis();
@@ -65,13 +73,10 @@ fn catch_up_runs_none_the_latest_or_all_missed_fires_once() {
 
     for _ in 0..2 {
         // Started twice: the second start must not run the same fires again.
-        let daemon = start_and_wait(&ws);
-        assert!(wait_for(Duration::from_secs(20), || {
+        serve_in_process(&ws, &clock, || {
             let fires = history(&ws, &[]);
             fires.len() >= 3 && fires.iter().all(|f| f["status"] != "running")
-        }));
-        let (code, log) = daemon.stop();
-        assert_eq!(code, Some(0), "{log}");
+        });
     }
     let fires = history(&ws, &[]);
     let of = |job: &str| -> Vec<DateTime<Utc>> {
@@ -83,6 +88,41 @@ fn catch_up_runs_none_the_latest_or_all_missed_fires_once() {
     assert_eq!(of("none"), Vec::<DateTime<Utc>>::new());
     assert_eq!(of("latest"), vec![top_of_hour]);
     assert_eq!(of("all"), vec![top_of_hour - chrono::Duration::hours(1), top_of_hour]);
+}
+
+#[test]
+fn a_stalled_host_applies_the_catch_up_policy_instead_of_a_burst() {
+    let ws = Workspace::local("");
+    let job = |name: &str, policy: &str| {
+        format!(
+            "  {name}:\n    task: loom.system.run\n    args: [\"true\"]\n    schedule: \"* * * * * *\"\n    catchup: {policy}\n    targets: [local]\n"
+        )
+    };
+    ws.write("jobs/a.yaml", &format!("jobs:\n{}{}", job("none", "none"), job("latest", "latest")));
+    let clock = Arc::new(ManualClock::new("2026-01-01T10:00:00.500Z".parse().unwrap()));
+    let daemon = InProcess::start(&ws, &clock, None);
+    pass_seconds(&ws, &clock, None, "latest", 1);
+    // The host stops for five minutes; its clock then jumps.
+    move_clock(&ws, &clock, None, "latest", chrono::TimeDelta::minutes(5));
+    assert!(wait_for(Duration::from_secs(20), || history(&ws, &[]).iter().all(|f| f["status"] != "running")));
+    daemon.stop();
+    let fires = history(&ws, &[]);
+    let mut seen: Vec<(String, DateTime<Utc>, String)> = fires
+        .iter()
+        .map(|f| {
+            (f["job"].as_str().unwrap().to_string(), time(&f["scheduled"]), f["trigger"].as_str().unwrap().to_string())
+        })
+        .collect();
+    seen.sort();
+    let at = |text: &str| text.parse::<DateTime<Utc>>().unwrap();
+    assert_eq!(
+        seen,
+        [
+            ("latest".to_string(), at("2026-01-01T10:00:01Z"), "schedule".to_string()),
+            ("latest".to_string(), at("2026-01-01T10:05:01Z"), "catch-up".to_string()),
+            ("none".to_string(), at("2026-01-01T10:00:01Z"), "schedule".to_string()),
+        ]
+    );
 }
 
 #[test]

@@ -2,12 +2,14 @@
 //! edited task scripts, SIGHUP, unchanged fires across reloads, and SSH masters
 //! reopened only for nodes whose settings changed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use loom::daemon::ManualClock;
 
 use crate::harness::sshd::Fleet;
-use crate::harness::{Daemon, Workspace, wait_for};
+use crate::harness::{Daemon, InProcess, Workspace, pass_seconds, wait_for};
 
 fn lines(ws: &Workspace, file: &str) -> usize {
     ws.read(file).lines().count()
@@ -53,17 +55,41 @@ fn manifests_come_change_break_heal_and_go_without_a_restart() {
     ws.write("jobs/sub/b.yaml", &every_second("b", "loom.system.run", &format!("\"echo b2 >> {}\"", out("b.out"))));
     assert!(wait_for(Duration::from_secs(20), || ws.read("b.out").contains("b2")), "{}", daemon.log());
 
-    // Deleted: its job stops.
+    // Deleted: it is reloaded away (that its job then stays quiet is
+    // `a_deleted_manifest_s_job_stops_and_the_others_go_on`).
     std::fs::remove_file(ws.path("jobs/sub/b.yaml")).unwrap();
     assert!(wait_for(Duration::from_secs(20), || daemon.log().contains("-1 ~0")), "{}", daemon.log());
-    std::thread::sleep(Duration::from_millis(1500));
-    let stopped = lines(&ws, "b.out");
-    std::thread::sleep(Duration::from_millis(2500));
-    assert_eq!(lines(&ws, "b.out"), stopped, "a deleted job kept firing");
     let a = lines(&ws, "a.out");
     assert!(wait_for(Duration::from_secs(20), || lines(&ws, "a.out") > a), "the other job stopped too");
     let (code, log) = daemon.stop();
     assert_eq!(code, Some(0), "{log}");
+}
+
+/// How many fires of `job` are on record.
+fn fires_of(ws: &Workspace, job: &str) -> usize {
+    let run = ws.loom(&["history", job, "--json", "--limit", "1000"]);
+    run.assert_code(0);
+    serde_json::from_str::<serde_json::Value>(&run.stdout).unwrap().as_array().unwrap().len()
+}
+
+#[test]
+fn a_deleted_manifest_s_job_stops_and_the_others_go_on() {
+    let ws = Workspace::local("");
+    ws.write("jobs/a.yaml", &every_second("a", "loom.system.run", "\"true\""));
+    ws.write("jobs/sub/b.yaml", &every_second("b", "loom.system.run", "\"true\""));
+    let clock = Arc::new(ManualClock::new("2026-01-01T10:00:00.500Z".parse().unwrap()));
+    let daemon = InProcess::start(&ws, &clock, None);
+    pass_seconds(&ws, &clock, None, "b", 2);
+    assert_eq!((fires_of(&ws, "a"), fires_of(&ws, "b")), (2, 2));
+    std::fs::remove_file(ws.path("jobs/sub/b.yaml")).unwrap();
+    let reloaded = wait_for(Duration::from_secs(20), || {
+        let (_, status) = crate::harness::http("GET", &format!("{}/api/v1/status", ws.server()), None, None);
+        status["jobs"] == 1
+    });
+    assert!(reloaded, "the deletion was never reloaded");
+    pass_seconds(&ws, &clock, None, "a", 5);
+    assert_eq!((fires_of(&ws, "a"), fires_of(&ws, "b")), (7, 2), "a deleted job kept firing, or the other stopped");
+    daemon.stop();
 }
 
 #[test]

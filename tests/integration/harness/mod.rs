@@ -226,3 +226,89 @@ pub fn free_port() -> u16 {
 pub fn exists(path: &Path) -> bool {
     path.exists()
 }
+
+/// The daemon run in-process on a clock the test moves by hand.
+pub struct InProcess {
+    runtime: tokio::runtime::Runtime,
+    shutdown: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), loom::daemon::DaemonError>>,
+}
+
+impl InProcess {
+    /// Starts the daemon on `ws`'s configuration; if it listens, returns once its
+    /// loop answers (with `token`), so it has planned its fires from the clock's time.
+    pub fn start(ws: &Workspace, clock: &std::sync::Arc<loom::daemon::ManualClock>, token: Option<&str>) -> InProcess {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let clock: std::sync::Arc<dyn loom::daemon::Clock> = clock.clone();
+        let run = loom::daemon::run_with_clock(ws.config(), shutdown.clone(), Default::default(), clock);
+        let task = runtime.spawn(run);
+        let main = std::fs::read_to_string(ws.config()).unwrap();
+        if let Some(address) = main.lines().find_map(|l| l.strip_prefix("listen: ")).filter(|a| *a != "off") {
+            let up = wait_for(Duration::from_secs(20), || std::net::TcpStream::connect(address.trim()).is_ok());
+            assert!(up, "the in-process daemon did not start listening");
+            // The API listens before the loop plans; the loop answers `status`.
+            let (status, body) = http("GET", &format!("{}/api/v1/status", ws.server()), token, None);
+            assert_eq!(status, 200, "{body}");
+        }
+        InProcess { runtime, shutdown, task }
+    }
+
+    /// Stops the daemon as SIGTERM does, and waits for it.
+    pub fn stop(self) {
+        self.shutdown.cancel();
+        self.runtime.block_on(self.task).unwrap().unwrap();
+    }
+}
+
+/// Moves `clock` on by `seconds`, one at a time, each time waiting until the daemon
+/// has planned `job` past the new time (so whatever was due has been decided).
+pub fn pass_seconds(ws: &Workspace, clock: &loom::daemon::ManualClock, token: Option<&str>, job: &str, seconds: i64) {
+    for _ in 0..seconds {
+        move_clock(ws, clock, token, job, chrono::TimeDelta::seconds(1));
+    }
+}
+
+/// Moves `clock` on by `by` at once (as a host that slept or stalled sees it), and
+/// waits until the daemon has planned `job` past the new time.
+pub fn move_clock(
+    ws: &Workspace,
+    clock: &loom::daemon::ManualClock,
+    token: Option<&str>,
+    job: &str,
+    by: chrono::TimeDelta,
+) {
+    use loom::daemon::Clock;
+    clock.advance(by);
+    let now = clock.now();
+    let planned = wait_for(Duration::from_secs(20), || {
+        let (_, status) = http("GET", &format!("{}/api/v1/status", ws.server()), token, None);
+        status["next"].as_array().is_some_and(|next| {
+            next.iter().any(|n| {
+                n["job"] == job
+                    && n["at"].as_str().and_then(|at| at.parse::<chrono::DateTime<chrono::Utc>>().ok()) > Some(now)
+            })
+        })
+    });
+    assert!(planned, "the daemon never planned {job} past {now}");
+}
+
+/// One HTTP request; returns the status and the JSON body.
+pub fn http(method: &str, url: &str, token: Option<&str>, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let mut request = client.request(method.parse().unwrap(), url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    })
+}
