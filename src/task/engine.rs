@@ -3,15 +3,19 @@
 //! Rhai has no file or process access of its own; `eval` is disabled; the only door
 //! out is the handle. Each task call is bounded by `task_max_operations` and by
 //! `task_max_time` (checked while the script runs; time spent waiting on a remote
-//! command is bounded by the runner's timeouts instead). Evaluation is synchronous:
+//! command is bounded by the runner's timeouts instead). A reached limit stops the
+//! script through Rhai's debugger hook, at the statement or expression it was at, so
+//! the error names its line and innermost function; that hook runs before every node
+//! and is what the limits cost. Evaluation is synchronous:
 //! callers run it on the script threads of `scripts`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use rhai::debugger::{DebuggerCommand, DebuggerEvent};
 use rhai::module_resolvers::ModuleResolver;
 use rhai::{Dynamic, Engine, EvalAltResult, Module, Position, Scope, Shared};
 use tokio_util::sync::CancellationToken;
@@ -76,7 +80,7 @@ fn module_name(module: &str) -> &'static str {
         .expect("only called for bundled modules")
 }
 
-/// What the current thread's task call is, for print/debug and the time limit.
+/// What the current thread's task call is, for print/debug and the limits.
 struct CallContext {
     output: Arc<Output>,
     deadline: Instant,
@@ -85,6 +89,9 @@ struct CallContext {
 
 thread_local! {
     static CURRENT: RefCell<Option<CallContext>> = const { RefCell::new(None) };
+    /// A limit reached and the operation count it was reached at, until the
+    /// debugger hook stops the script at the node being evaluated.
+    static STOPPING: Cell<Option<(&'static str, u64)>> = const { Cell::new(None) };
 }
 
 /// Marks the current thread as running a task call until the guard drops.
@@ -93,18 +100,31 @@ pub(crate) struct CallGuard;
 impl CallGuard {
     pub(crate) fn enter(output: Arc<Output>, deadline: Instant, cancel: CancellationToken) -> CallGuard {
         CURRENT.with(|c| *c.borrow_mut() = Some(CallContext { output, deadline, cancel }));
+        STOPPING.set(None);
         CallGuard
+    }
+
+    /// The limit that stopped this call (`TIME_UP` or `OPS_UP`), even if the script
+    /// caught the stop with `try` and returned.
+    pub(crate) fn stopped_by(&self) -> Option<&'static str> {
+        STOPPING.get().map(|(token, _)| token)
     }
 }
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
         CURRENT.with(|c| *c.borrow_mut() = None);
+        STOPPING.set(None);
     }
 }
 
 /// The token a script is terminated with when its time is up.
 pub(crate) const TIME_UP: &str = "loom: task_max_time reached";
+/// The token a script is terminated with when it has used up `task_max_operations`.
+pub(crate) const OPS_UP: &str = "loom: task_max_operations reached";
+/// Operations a reached limit waits for the debugger hook before it stops the script
+/// without a position (a node-less `loop {}` never reaches the hook).
+const GRACE_OPERATIONS: u64 = 1024;
 /// The token a script is terminated with when its node task was cancelled.
 pub(crate) const CANCELLED: &str = "loom: cancelled";
 
@@ -116,14 +136,28 @@ pub(crate) fn cancelled() -> Box<EvalAltResult> {
 pub(crate) fn build(settings: &Settings) -> Engine {
     let mut engine = Engine::new();
     engine.disable_symbol("eval");
-    engine.set_max_operations(settings.task_max_operations);
+    // Rhai's own limit would stop the script with a system error, whose position Rhai
+    // replaces with the call site at every function return: the limit is kept here.
+    engine.set_max_operations(0);
     engine.set_max_call_levels(64);
     engine.set_max_expr_depths(128, 64);
     engine.set_max_string_size(64 << 20);
     engine.set_max_array_size(1 << 20);
     engine.set_max_map_size(1 << 20);
     engine.set_max_modules(256);
-    engine.on_progress(|ops| {
+    let max_operations = settings.task_max_operations;
+    engine.on_progress(move |ops| {
+        if let Some((token, at)) = STOPPING.get() {
+            if ops > at {
+                return (ops > at + GRACE_OPERATIONS).then(|| Dynamic::from(token));
+            }
+            // A new evaluation on this thread (counts start again) outside a task call.
+            STOPPING.set(None);
+        }
+        if ops > max_operations {
+            STOPPING.set(Some((OPS_UP, ops)));
+            return None;
+        }
         // Reading the clock on every operation would halve the speed of scripts.
         if ops % 1024 != 0 {
             return None;
@@ -131,10 +165,28 @@ pub(crate) fn build(settings: &Settings) -> Engine {
         super::scripts::computing();
         CURRENT.with(|c| match &*c.borrow() {
             Some(call) if call.cancel.is_cancelled() => Some(Dynamic::from(CANCELLED)),
-            Some(call) if Instant::now() >= call.deadline => Some(Dynamic::from(TIME_UP)),
+            Some(call) if Instant::now() >= call.deadline => {
+                STOPPING.set(Some((TIME_UP, ops)));
+                None
+            }
             _ => None,
         })
     });
+    // Called before every statement and expression (after `on_progress` counted it):
+    // a reached limit stops the script here as a runtime error at this node, which Rhai
+    // wraps at each function return (`ErrorInFunctionCall`) instead of overwriting its
+    // position, so the error names the line, column and innermost function.
+    #[allow(deprecated)] // Rhai marks the debugger API volatile, not deprecated.
+    engine.register_debugger(
+        |_, debugger| debugger,
+        |_, event, node, _, _| match (event, STOPPING.get()) {
+            // At a function's exit the error already on its way out is kept.
+            (DebuggerEvent::Step | DebuggerEvent::Start, Some((token, _))) => {
+                Err(Box::new(EvalAltResult::ErrorRuntime(token.into(), node.position())))
+            }
+            _ => Ok(DebuggerCommand::StepInto),
+        },
+    );
     engine.on_print(|text| {
         CURRENT.with(|c| {
             if let Some(call) = &*c.borrow() {
