@@ -6,7 +6,7 @@
 //! command is bounded by the runner's timeouts instead). A reached limit stops the
 //! script through Rhai's debugger hook, at the statement or expression it was at, so
 //! the error names its line and innermost function; that hook runs before every node
-//! and is what the limits cost. Evaluation is synchronous:
+//! and is what the limits cost (`benches/scripts.rs`). Evaluation is synchronous:
 //! callers run it on the script threads of `scripts`.
 
 use std::cell::{Cell, RefCell};
@@ -201,6 +201,14 @@ pub(crate) fn build(settings: &Settings) -> Engine {
     });
     handle::register(&mut engine);
     engine
+}
+
+/// The engine tasks run in, with no limit on operations: for `benches/scripts.rs`, not an API.
+#[doc(hidden)]
+pub fn bench_engine() -> Engine {
+    let mut settings = Settings::defaults(std::path::Path::new("."));
+    settings.task_max_operations = u64::MAX;
+    build(&settings)
 }
 
 /// Lets `import "a/b" as b;` in task modules find modules while a catalog is
