@@ -27,10 +27,9 @@ fn before() -> Engine {
     engine
 }
 
-fn seconds(engine: &Engine, ast: &rhai::AST) -> f64 {
+fn seconds(run: impl Fn() -> Result<Dynamic, Box<rhai::EvalAltResult>>) -> f64 {
     let start = Instant::now();
-    let result: i64 = engine.eval_ast(ast).expect("the benchmark script runs");
-    std::hint::black_box(result);
+    let _ = std::hint::black_box(run().expect("the benchmark script runs"));
     start.elapsed().as_secs_f64()
 }
 
@@ -57,8 +56,8 @@ fn main() {
         let (mut a, mut b) = (Vec::new(), Vec::new());
         // Taking turns evens out a noisy, shared machine.
         for _ in 0..rounds {
-            a.push(seconds(&old, &ast));
-            b.push(seconds(&new, &ast));
+            a.push(seconds(|| old.eval_ast(&ast)));
+            b.push(seconds(|| loom::task::bench_eval(&new, &ast)));
         }
         let show = |xs: &[f64]| xs.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(" ");
         println!(

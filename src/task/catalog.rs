@@ -42,6 +42,8 @@ struct CompiledModule {
     source: String,
     /// Public functions and their parameter counts (the handle included).
     functions: HashMap<String, Vec<usize>>,
+    /// Where a limit can stop it at a known place (`engine::stop_points`).
+    stop_points: Arc<[rhai::debugger::BreakPoint]>,
 }
 
 /// How one job calls its task.
@@ -136,7 +138,7 @@ impl Catalog {
         // `task_max_time` is bounded by `loom check`; a far deadline stands in for overflow.
         let now = Instant::now();
         let deadline = now.checked_add(self.max_time).unwrap_or(now + FAR);
-        let guard = CallGuard::enter(output, deadline, ssh_cancel);
+        let guard = CallGuard::enter(output, deadline, ssh_cancel, prepared.module.stop_points.clone());
         let result = self.engine.call_fn_with_options::<Dynamic>(
             CallFnOptions::new(),
             &mut Scope::new(),
@@ -269,7 +271,8 @@ fn compile(
             diagnostics.push(warning);
         }
     }
-    Some(Arc::new(CompiledModule { ast, text, source, functions }))
+    let stop_points = engine::stop_points(&ast);
+    Some(Arc::new(CompiledModule { ast, text, source, functions, stop_points }))
 }
 
 /// An `import` that could not be resolved or whose module fails, at the import

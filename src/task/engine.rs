@@ -4,9 +4,9 @@
 //! out is the handle. Each task call is bounded by `task_max_operations` and by
 //! `task_max_time` (checked while the script runs; time spent waiting on a remote
 //! command is bounded by the runner's timeouts instead). A reached limit stops the
-//! script through Rhai's debugger hook, at the statement or expression it was at, so
-//! the error names its line and innermost function; that hook runs before every node
-//! and is what the limits cost (`benches/scripts.rs`). Evaluation is synchronous:
+//! script through Rhai's debugger hook at the next loop body or function entry, so the
+//! error names that line and the innermost function; checking those break points at
+//! every node is what the limits cost (`benches/scripts.rs`). Evaluation is synchronous:
 //! callers run it on the script threads of `scripts`.
 
 use std::cell::{Cell, RefCell};
@@ -15,9 +15,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use rhai::debugger::{DebuggerCommand, DebuggerEvent};
+use rhai::debugger::{BreakPoint, DebuggerCommand, DebuggerEvent};
 use rhai::module_resolvers::ModuleResolver;
-use rhai::{Dynamic, Engine, EvalAltResult, Module, Position, Scope, Shared};
+use rhai::{AST, ASTNode, Dynamic, Engine, EvalAltResult, Module, Position, Scope, Shared, Stmt};
 use tokio_util::sync::CancellationToken;
 
 use super::handle::{self, Output};
@@ -85,6 +85,7 @@ struct CallContext {
     output: Arc<Output>,
     deadline: Instant,
     cancel: CancellationToken,
+    stop_points: Arc<[BreakPoint]>,
 }
 
 thread_local! {
@@ -98,8 +99,13 @@ thread_local! {
 pub(crate) struct CallGuard;
 
 impl CallGuard {
-    pub(crate) fn enter(output: Arc<Output>, deadline: Instant, cancel: CancellationToken) -> CallGuard {
-        CURRENT.with(|c| *c.borrow_mut() = Some(CallContext { output, deadline, cancel }));
+    pub(crate) fn enter(
+        output: Arc<Output>,
+        deadline: Instant,
+        cancel: CancellationToken,
+        stop_points: Arc<[BreakPoint]>,
+    ) -> CallGuard {
+        CURRENT.with(|c| *c.borrow_mut() = Some(CallContext { output, deadline, cancel, stop_points }));
         STOPPING.set(None);
         CallGuard
     }
@@ -122,9 +128,9 @@ impl Drop for CallGuard {
 pub(crate) const TIME_UP: &str = "loom: task_max_time reached";
 /// The token a script is terminated with when it has used up `task_max_operations`.
 pub(crate) const OPS_UP: &str = "loom: task_max_operations reached";
-/// Operations a reached limit waits for the debugger hook before it stops the script
-/// without a position (a node-less `loop {}` never reaches the hook).
-const GRACE_OPERATIONS: u64 = 1024;
+/// Operations a reached limit waits for a stop point before it stops the script without
+/// a position (a node-less `loop {}` and modules imported by an imported module have none).
+const GRACE_OPERATIONS: u64 = 1 << 16;
 /// The token a script is terminated with when its node task was cancelled.
 pub(crate) const CANCELLED: &str = "loom: cancelled";
 
@@ -172,19 +178,27 @@ pub(crate) fn build(settings: &Settings) -> Engine {
             _ => None,
         })
     });
-    // Called before every statement and expression (after `on_progress` counted it):
-    // a reached limit stops the script here as a runtime error at this node, which Rhai
-    // wraps at each function return (`ErrorInFunctionCall`) instead of overwriting its
-    // position, so the error names the line, column and innermost function.
+    // Rhai calls this hook at the call's stop points (`stop_points`: loop bodies and
+    // function entries, which a long-running script keeps passing) and compares the
+    // (few) points at every other node. A reached limit stops the script there
+    // as a runtime error, which Rhai wraps at each function return (`ErrorInFunctionCall`)
+    // instead of overwriting its position, so the error names the line, column and
+    // innermost function.
     #[allow(deprecated)] // Rhai marks the debugger API volatile, not deprecated.
     engine.register_debugger(
-        |_, debugger| debugger,
+        |_, mut debugger| {
+            CURRENT.with(|c| {
+                if let Some(call) = &*c.borrow() {
+                    debugger.break_points_mut().extend(call.stop_points.iter().cloned());
+                }
+            });
+            debugger
+        },
         |_, event, node, _, _| match (event, STOPPING.get()) {
-            // At a function's exit the error already on its way out is kept.
-            (DebuggerEvent::Step | DebuggerEvent::Start, Some((token, _))) => {
+            (DebuggerEvent::BreakPoint(_), Some((token, _))) => {
                 Err(Box::new(EvalAltResult::ErrorRuntime(token.into(), node.position())))
             }
-            _ => Ok(DebuggerCommand::StepInto),
+            _ => Ok(DebuggerCommand::Continue),
         },
     );
     engine.on_print(|text| {
@@ -209,6 +223,48 @@ pub fn bench_engine() -> Engine {
     let mut settings = Settings::defaults(std::path::Path::new("."));
     settings.task_max_operations = u64::MAX;
     build(&settings)
+}
+
+/// Evaluates `ast` as a task call does (its stop points set): for `benches/scripts.rs`.
+#[doc(hidden)]
+pub fn bench_eval(engine: &Engine, ast: &AST) -> Result<Dynamic, Box<EvalAltResult>> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(3600);
+    let _guard = CallGuard::enter(Arc::new(Output::new(1 << 20)), deadline, CancellationToken::new(), stop_points(ast));
+    engine.eval_ast(ast)
+}
+
+/// Where a running script of `ast` can be stopped at a known place: the first statement
+/// of every loop body and the start of every function, in it and in the modules it imports.
+pub(crate) fn stop_points(ast: &AST) -> Arc<[BreakPoint]> {
+    fn point(source: Option<&str>, pos: Position) -> BreakPoint {
+        BreakPoint::AtPosition { source: source.map(Into::into), pos, enabled: true }
+    }
+    fn collect(source: Option<&str>, ast: &AST, module: &Module, points: &mut Vec<BreakPoint>) {
+        // Rhai visits a function's body start as a node each time it enters the function.
+        for (.., f) in module.iter_script_fn_info() {
+            points.push(point(source, f.body.start_position()));
+        }
+        ast.walk(&mut |nodes: &[ASTNode]| {
+            let body = match nodes.last() {
+                Some(ASTNode::Stmt(Stmt::While(x, _) | Stmt::Do(x, ..))) => Some(&x.body),
+                Some(ASTNode::Stmt(Stmt::For(x, _))) => Some(&x.2.body),
+                _ => None,
+            };
+            if let Some(first) = body.and_then(|b| b.statements().first()) {
+                points.push(point(source, first.position()));
+            }
+            true
+        });
+    }
+    let mut points = Vec::new();
+    collect(ast.source(), ast, ast.shared_lib(), &mut points);
+    if let Some(resolver) = ast.resolver() {
+        for (_, module) in resolver.iter() {
+            let functions = AST::new(Vec::new(), module.clone());
+            collect(module.id(), &functions, module, &mut points);
+        }
+    }
+    points.into()
 }
 
 /// Lets `import "a/b" as b;` in task modules find modules while a catalog is

@@ -8,5 +8,5 @@ mod stdlib;
 
 pub use catalog::{Catalog, TaskError};
 #[doc(hidden)]
-pub use engine::bench_engine;
+pub use engine::{bench_engine, bench_eval};
 pub use handle::{Output, Ssh};
