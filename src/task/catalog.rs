@@ -42,6 +42,8 @@ struct CompiledModule {
     source: String,
     /// Public functions and their parameter counts (the handle included).
     functions: HashMap<String, Vec<usize>>,
+    /// Where a limit can stop it at a known place (`engine::stop_points`).
+    stop_points: Arc<[rhai::debugger::BreakPoint]>,
 }
 
 /// How one job calls its task.
@@ -136,7 +138,7 @@ impl Catalog {
         // `task_max_time` is bounded by `loom check`; a far deadline stands in for overflow.
         let now = Instant::now();
         let deadline = now.checked_add(self.max_time).unwrap_or(now + FAR);
-        let _guard = CallGuard::enter(output, deadline, ssh_cancel);
+        let guard = CallGuard::enter(output, deadline, ssh_cancel, prepared.module.stop_points.clone());
         let result = self.engine.call_fn_with_options::<Dynamic>(
             CallFnOptions::new(),
             &mut Scope::new(),
@@ -144,30 +146,39 @@ impl Catalog {
             &prepared.function,
             args,
         );
-        result.map(drop).map_err(|err| self.explain(&err, prepared))
+        match (result, guard.stopped_by()) {
+            (Err(err), stopped_by) => Err(self.explain(&err, stopped_by, prepared)),
+            // The script caught the stop (`try`) and returned: still stopped, place unknown.
+            (Ok(_), Some(token)) => Err(self.stopped(token, None, prepared)),
+            (Ok(_), None) => Ok(()),
+        }
     }
 
-    fn explain(&self, err: &EvalAltResult, prepared: &Prepared) -> TaskError {
-        let inner = err.unwrap_inner();
-        match inner {
-            EvalAltResult::ErrorTooManyOperations(_) => {
-                TaskError::TooManyOperations(self.max_operations, stopped_at(err, prepared))
-            }
-            EvalAltResult::ErrorTerminated(token, _) => match token.clone().into_string().ok().as_deref() {
-                Some(TIME_UP) => {
-                    TaskError::TimeUp(humantime::format_duration(self.max_time).to_string(), stopped_at(err, prepared))
-                }
-                _ => TaskError::Cancelled,
-            },
+    fn explain(&self, err: &EvalAltResult, stopped_by: Option<&str>, prepared: &Prepared) -> TaskError {
+        match (err.unwrap_inner(), stopped_by) {
+            // Raised by the debugger hook at the node the script was at (`engine::build`).
+            (EvalAltResult::ErrorRuntime(..), Some(token)) => self.stopped(token, Some(err), prepared),
+            // Rhai's own stop keeps no reliable position (a node-less `loop {}`).
+            (_, Some(token)) => self.stopped(token, None, prepared),
+            (EvalAltResult::ErrorTerminated(..), None) => TaskError::Cancelled,
             _ => TaskError::Failed(describe(err, &prepared.module.source, &prepared.function)),
+        }
+    }
+
+    fn stopped(&self, token: &str, err: Option<&EvalAltResult>, prepared: &Prepared) -> TaskError {
+        let at = stopped_at(err, prepared);
+        if token == TIME_UP {
+            TaskError::TimeUp(humantime::format_duration(self.max_time).to_string(), at)
+        } else {
+            TaskError::TooManyOperations(self.max_operations, at)
         }
     }
 }
 
-/// Where a script was when a limit stopped it: `file:line:col in fn f` when Rhai
-/// kept the place, else the task's file and function.
-fn stopped_at(err: &EvalAltResult, prepared: &Prepared) -> String {
-    let described = describe(err, &prepared.module.source, &prepared.function);
+/// Where a script was when a limit stopped it: `file:line:col in fn f` when the
+/// error kept the place, else the task's file and function.
+fn stopped_at(err: Option<&EvalAltResult>, prepared: &Prepared) -> String {
+    let described = err.map(|err| describe(err, &prepared.module.source, &prepared.function)).unwrap_or_default();
     match described.rfind(" (at ") {
         Some(cut) if described.ends_with(')') => described[cut + 5..described.len() - 1].to_string(),
         _ => format!("{} (in a call of fn {})", prepared.module.source, prepared.function),
@@ -260,7 +271,8 @@ fn compile(
             diagnostics.push(warning);
         }
     }
-    Some(Arc::new(CompiledModule { ast, text, source, functions }))
+    let stop_points = engine::stop_points(&ast);
+    Some(Arc::new(CompiledModule { ast, text, source, functions, stop_points }))
 }
 
 /// An `import` that could not be resolved or whose module fails, at the import

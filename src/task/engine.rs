@@ -3,17 +3,21 @@
 //! Rhai has no file or process access of its own; `eval` is disabled; the only door
 //! out is the handle. Each task call is bounded by `task_max_operations` and by
 //! `task_max_time` (checked while the script runs; time spent waiting on a remote
-//! command is bounded by the runner's timeouts instead). Evaluation is synchronous:
+//! command is bounded by the runner's timeouts instead). A reached limit stops the
+//! script through Rhai's debugger hook at the next loop body or function entry, so the
+//! error names that line and the innermost function; checking those break points at
+//! every node is what the limits cost (`benches/scripts.rs`). Evaluation is synchronous:
 //! callers run it on the script threads of `scripts`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use rhai::debugger::{BreakPoint, DebuggerCommand, DebuggerEvent};
 use rhai::module_resolvers::ModuleResolver;
-use rhai::{Dynamic, Engine, EvalAltResult, Module, Position, Scope, Shared};
+use rhai::{AST, ASTNode, Dynamic, Engine, EvalAltResult, Module, Position, Scope, Shared, Stmt};
 use tokio_util::sync::CancellationToken;
 
 use super::handle::{self, Output};
@@ -76,35 +80,57 @@ fn module_name(module: &str) -> &'static str {
         .expect("only called for bundled modules")
 }
 
-/// What the current thread's task call is, for print/debug and the time limit.
+/// What the current thread's task call is, for print/debug and the limits.
 struct CallContext {
     output: Arc<Output>,
     deadline: Instant,
     cancel: CancellationToken,
+    stop_points: Arc<[BreakPoint]>,
 }
 
 thread_local! {
     static CURRENT: RefCell<Option<CallContext>> = const { RefCell::new(None) };
+    /// A limit reached and the operation count it was reached at, until the
+    /// debugger hook stops the script at the node being evaluated.
+    static STOPPING: Cell<Option<(&'static str, u64)>> = const { Cell::new(None) };
 }
 
 /// Marks the current thread as running a task call until the guard drops.
 pub(crate) struct CallGuard;
 
 impl CallGuard {
-    pub(crate) fn enter(output: Arc<Output>, deadline: Instant, cancel: CancellationToken) -> CallGuard {
-        CURRENT.with(|c| *c.borrow_mut() = Some(CallContext { output, deadline, cancel }));
+    pub(crate) fn enter(
+        output: Arc<Output>,
+        deadline: Instant,
+        cancel: CancellationToken,
+        stop_points: Arc<[BreakPoint]>,
+    ) -> CallGuard {
+        CURRENT.with(|c| *c.borrow_mut() = Some(CallContext { output, deadline, cancel, stop_points }));
+        STOPPING.set(None);
         CallGuard
+    }
+
+    /// The limit that stopped this call (`TIME_UP` or `OPS_UP`), even if the script
+    /// caught the stop with `try` and returned.
+    pub(crate) fn stopped_by(&self) -> Option<&'static str> {
+        STOPPING.get().map(|(token, _)| token)
     }
 }
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
         CURRENT.with(|c| *c.borrow_mut() = None);
+        STOPPING.set(None);
     }
 }
 
 /// The token a script is terminated with when its time is up.
 pub(crate) const TIME_UP: &str = "loom: task_max_time reached";
+/// The token a script is terminated with when it has used up `task_max_operations`.
+pub(crate) const OPS_UP: &str = "loom: task_max_operations reached";
+/// Operations a reached limit waits for a stop point before it stops the script without
+/// a position (a node-less `loop {}` and modules imported by an imported module have none).
+const GRACE_OPERATIONS: u64 = 1 << 16;
 /// The token a script is terminated with when its node task was cancelled.
 pub(crate) const CANCELLED: &str = "loom: cancelled";
 
@@ -116,14 +142,28 @@ pub(crate) fn cancelled() -> Box<EvalAltResult> {
 pub(crate) fn build(settings: &Settings) -> Engine {
     let mut engine = Engine::new();
     engine.disable_symbol("eval");
-    engine.set_max_operations(settings.task_max_operations);
+    // Rhai's own limit would stop the script with a system error, whose position Rhai
+    // replaces with the call site at every function return: the limit is kept here.
+    engine.set_max_operations(0);
     engine.set_max_call_levels(64);
     engine.set_max_expr_depths(128, 64);
     engine.set_max_string_size(64 << 20);
     engine.set_max_array_size(1 << 20);
     engine.set_max_map_size(1 << 20);
     engine.set_max_modules(256);
-    engine.on_progress(|ops| {
+    let max_operations = settings.task_max_operations;
+    engine.on_progress(move |ops| {
+        if let Some((token, at)) = STOPPING.get() {
+            if ops > at {
+                return (ops > at + GRACE_OPERATIONS).then(|| Dynamic::from(token));
+            }
+            // A new evaluation on this thread (counts start again) outside a task call.
+            STOPPING.set(None);
+        }
+        if ops > max_operations {
+            STOPPING.set(Some((OPS_UP, ops)));
+            return None;
+        }
         // Reading the clock on every operation would halve the speed of scripts.
         if ops % 1024 != 0 {
             return None;
@@ -131,10 +171,36 @@ pub(crate) fn build(settings: &Settings) -> Engine {
         super::scripts::computing();
         CURRENT.with(|c| match &*c.borrow() {
             Some(call) if call.cancel.is_cancelled() => Some(Dynamic::from(CANCELLED)),
-            Some(call) if Instant::now() >= call.deadline => Some(Dynamic::from(TIME_UP)),
+            Some(call) if Instant::now() >= call.deadline => {
+                STOPPING.set(Some((TIME_UP, ops)));
+                None
+            }
             _ => None,
         })
     });
+    // Rhai calls this hook at the call's stop points (`stop_points`: loop bodies and
+    // function entries, which a long-running script keeps passing) and compares the
+    // (few) points at every other node. A reached limit stops the script there
+    // as a runtime error, which Rhai wraps at each function return (`ErrorInFunctionCall`)
+    // instead of overwriting its position, so the error names the line, column and
+    // innermost function.
+    #[allow(deprecated)] // Rhai marks the debugger API volatile, not deprecated.
+    engine.register_debugger(
+        |_, mut debugger| {
+            CURRENT.with(|c| {
+                if let Some(call) = &*c.borrow() {
+                    debugger.break_points_mut().extend(call.stop_points.iter().cloned());
+                }
+            });
+            debugger
+        },
+        |_, event, node, _, _| match (event, STOPPING.get()) {
+            (DebuggerEvent::BreakPoint(_), Some((token, _))) => {
+                Err(Box::new(EvalAltResult::ErrorRuntime(token.into(), node.position())))
+            }
+            _ => Ok(DebuggerCommand::Continue),
+        },
+    );
     engine.on_print(|text| {
         CURRENT.with(|c| {
             if let Some(call) = &*c.borrow() {
@@ -149,6 +215,56 @@ pub(crate) fn build(settings: &Settings) -> Engine {
     });
     handle::register(&mut engine);
     engine
+}
+
+/// The engine tasks run in, with no limit on operations: for `benches/scripts.rs`, not an API.
+#[doc(hidden)]
+pub fn bench_engine() -> Engine {
+    let mut settings = Settings::defaults(std::path::Path::new("."));
+    settings.task_max_operations = u64::MAX;
+    build(&settings)
+}
+
+/// Evaluates `ast` as a task call does (its stop points set): for `benches/scripts.rs`.
+#[doc(hidden)]
+pub fn bench_eval(engine: &Engine, ast: &AST) -> Result<Dynamic, Box<EvalAltResult>> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(3600);
+    let _guard = CallGuard::enter(Arc::new(Output::new(1 << 20)), deadline, CancellationToken::new(), stop_points(ast));
+    engine.eval_ast(ast)
+}
+
+/// Where a running script of `ast` can be stopped at a known place: the first statement
+/// of every loop body and the start of every function, in it and in the modules it imports.
+pub(crate) fn stop_points(ast: &AST) -> Arc<[BreakPoint]> {
+    fn point(source: Option<&str>, pos: Position) -> BreakPoint {
+        BreakPoint::AtPosition { source: source.map(Into::into), pos, enabled: true }
+    }
+    fn collect(source: Option<&str>, ast: &AST, module: &Module, points: &mut Vec<BreakPoint>) {
+        // Rhai visits a function's body start as a node each time it enters the function.
+        for (.., f) in module.iter_script_fn_info() {
+            points.push(point(source, f.body.start_position()));
+        }
+        ast.walk(&mut |nodes: &[ASTNode]| {
+            let body = match nodes.last() {
+                Some(ASTNode::Stmt(Stmt::While(x, _) | Stmt::Do(x, ..))) => Some(&x.body),
+                Some(ASTNode::Stmt(Stmt::For(x, _))) => Some(&x.2.body),
+                _ => None,
+            };
+            if let Some(first) = body.and_then(|b| b.statements().first()) {
+                points.push(point(source, first.position()));
+            }
+            true
+        });
+    }
+    let mut points = Vec::new();
+    collect(ast.source(), ast, ast.shared_lib(), &mut points);
+    if let Some(resolver) = ast.resolver() {
+        for (_, module) in resolver.iter() {
+            let functions = AST::new(Vec::new(), module.clone());
+            collect(module.id(), &functions, module, &mut points);
+        }
+    }
+    points.into()
 }
 
 /// Lets `import "a/b" as b;` in task modules find modules while a catalog is

@@ -7,4 +7,6 @@ pub mod scripts;
 mod stdlib;
 
 pub use catalog::{Catalog, TaskError};
+#[doc(hidden)]
+pub use engine::{bench_engine, bench_eval};
 pub use handle::{Output, Ssh};

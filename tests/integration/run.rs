@@ -105,6 +105,28 @@ fn an_endless_loop_is_stopped_by_the_time_limit() {
 }
 
 #[test]
+fn a_script_stopped_by_a_limit_names_the_line_and_function_it_was_in() {
+    for limit in ["task_max_operations: 100000\n", "task_max_time: 1s\n"] {
+        let ws = Workspace::local(limit);
+        ws.write("tasks/site/spin.rhai", "import \"site/busy\" as busy;\n\nfn apply(ssh) {\n    busy::spin();\n}\n");
+        ws.write("tasks/site/busy.rhai", "fn spin() {\n    let i = 0;\n    loop {\n        i += 1;\n    }\n}\n");
+        ws.write("jobs/a.yaml", "jobs:\n  spin:\n    task: site.spin.apply\n    targets: [local]\n");
+        let run = ws.loom(&["run", "spin"]);
+        run.assert_code(1);
+        assert!(run.stdout.contains("task stopped after"), "{limit}{}", run.stdout);
+        assert!(run.stdout.contains("tasks/site/busy.rhai:4:"), "{limit}{}", run.stdout);
+        assert!(run.stdout.contains(" in fn spin"), "{limit}{}", run.stdout);
+    }
+    // A stop is a runtime error to Rhai, so `try` catches it; the task is stopped all the same.
+    let ws = Workspace::local("task_max_operations: 100000\n");
+    ws.write("tasks/site/spin.rhai", "fn apply(ssh) { try { let i = 0; loop { i += 1; } } catch (e) { } }\n");
+    ws.write("jobs/a.yaml", "jobs:\n  spin:\n    task: site.spin.apply\n    targets: [local]\n");
+    let run = ws.loom(&["run", "spin"]);
+    run.assert_code(1);
+    assert!(run.stdout.contains("task stopped after task_max_operations (100000)"), "{}", run.stdout);
+}
+
+#[test]
 fn scripts_cannot_reach_files_or_processes_except_through_the_handle() {
     let ws = Workspace::local("");
     ws.write("tasks/site/escape.rhai", "fn apply(ssh) { let f = open_file(\"/etc/passwd\"); }\n");
