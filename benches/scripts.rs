@@ -49,7 +49,7 @@ fn main() {
             format!("fn step(x, i) {{ x + i % 7 }} let s = 0; for i in 0..{} {{ s = step(s, i); }} s", n / 10),
         ),
     ];
-    let (old, new) = (before(), loom::task::bench_engine());
+    let (old, new) = (before(), loom::bench::bench_engine());
     println!("{:<16} {:>11}  {:<26} {:<26} {:>9}", "script", "iterations", "before (s)", "loom (s)", "loom/before");
     for (name, iterations, text) in scripts {
         let ast = new.compile(&text).expect("the benchmark script compiles");
@@ -57,7 +57,7 @@ fn main() {
         // Taking turns evens out a noisy, shared machine.
         for _ in 0..rounds {
             a.push(seconds(|| old.eval_ast(&ast)));
-            b.push(seconds(|| loom::task::bench_eval(&new, &ast)));
+            b.push(seconds(|| loom::bench::bench_eval(&new, &ast)));
         }
         let show = |xs: &[f64]| xs.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(" ");
         println!(

@@ -15,3 +15,9 @@ pub mod snapshot;
 pub mod ssh;
 pub(crate) mod store;
 pub(crate) mod task;
+
+/// What `benches/scripts.rs` measures: Loom's script engine with its limits.
+#[doc(hidden)]
+pub mod bench {
+    pub use crate::task::engine::{bench_engine, bench_eval};
+}
