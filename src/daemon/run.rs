@@ -7,8 +7,8 @@
 //! state machine: this loop only waits for the next event, hands it over with
 //! the clock's `now`, and carries out the actions it returns — store writes and
 //! spawning fires. It never waits on the store: writes are queued to the store's
-//! writer, and those whose answer matters (fires recorded, a job enabled) come
-//! back as events it selects on. Fires run as their own tasks, so a slow fire
+//! writer, and those whose answer matters (fires recorded, a job enabled, which
+//! jobs are disabled when fires are due) come back as events it selects on. Fires run as their own tasks, so a slow fire
 //! never delays another job's. A fire is prepared shortly before its instant
 //! (recorded, its node tasks spawned and connected, their scripts queued for the
 //! instant) and starts at the instant itself, however many others are due with
