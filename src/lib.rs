@@ -7,11 +7,11 @@
 
 pub(crate) mod api;
 pub mod cli;
-pub mod config;
+pub(crate) mod config;
 pub mod daemon;
 pub(crate) mod runner;
-pub mod schedule;
-pub mod snapshot;
+pub(crate) mod schedule;
+pub(crate) mod snapshot;
 pub mod ssh;
 pub(crate) mod store;
 pub(crate) mod task;

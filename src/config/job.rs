@@ -35,8 +35,6 @@ pub struct Job {
     pub schedule: Option<Schedule>,
     pub targets: Vec<String>,
     pub description: Option<String>,
-    /// Where the job's name is written, for messages about the job as a whole.
-    pub defined_at: Location,
     /// Where its `task:` value is written.
     pub task_at: Location,
     /// Missed fires after downtime: run none, the latest, or all of them.
@@ -164,13 +162,12 @@ pub(crate) fn parse_entry(
         diagnostics.push(key.expected("a job name"));
         return None;
     };
-    let (job, valid) = parse_job(&name, key, value, context, diagnostics);
+    let (job, valid) = parse_job(&name, value, context, diagnostics);
     Some(Parsed { name, at: key.at.clone(), job, valid })
 }
 
 fn parse_job(
     name: &str,
-    key: &YamlNode,
     value: &YamlNode,
     context: &mut JobContext<'_>,
     diagnostics: &mut Vec<Diagnostic>,
@@ -332,7 +329,6 @@ fn parse_job(
         schedule,
         targets,
         description,
-        defined_at: key.at.clone(),
         catchup,
         overlap,
         timeout,

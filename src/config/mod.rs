@@ -15,7 +15,7 @@ mod yaml;
 pub use diagnostics::{Diagnostic, Location, Severity};
 pub use job::{Job, TaskPath};
 pub use load::{Config, FindError, find, load};
-pub use node::{Node, Password};
+pub use node::Node;
 pub(crate) use read::read_text;
 pub use settings::{ApiToken, Role, Settings};
 pub(crate) use yaml::SourceFile;

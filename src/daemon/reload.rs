@@ -132,7 +132,6 @@ fn same_job(a: &Job, b: &Job) -> bool {
         jitter: _,
         targets,
         description,
-        defined_at: _,
         task_at: _,
         catchup,
         overlap,

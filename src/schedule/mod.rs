@@ -4,5 +4,4 @@ pub mod catchup;
 pub mod cron;
 pub mod timeline;
 
-pub use cron::Schedule;
 pub use timeline::Timeline;
