@@ -85,10 +85,13 @@ fn the_api_and_the_remote_client_list_run_and_tail() {
     let mut tail = Command::new(loom_bin())
         .args(["--server", &ws.server(), "--token", READER, "tail", "slow", "--fires", "1"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    // `tail` says it follows once its stream is open.
+    let mut said = String::new();
+    BufReader::new(tail.stderr.take().unwrap()).read_line(&mut said).unwrap();
+    assert!(said.contains("following"), "{said}");
     let (status, started) = http("POST", &format!("{api}/jobs/slow/run"), Some(ADMIN), None);
     assert_eq!(status, 202, "{started}");
     let lines: Vec<String> = BufReader::new(tail.stdout.take().unwrap()).lines().map(Result::unwrap).collect();
@@ -158,10 +161,11 @@ fn status_cancel_and_reload_through_the_local_daemon() {
 
     let (_, started) = http("POST", &format!("{api}/jobs/slow/run"), Some(ADMIN), None);
     let fire = started["fire"].as_i64().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    let running = ws.loom(&["status", "--json"]);
-    let running: Value = serde_json::from_str(&running.stdout).unwrap();
-    assert!(running["running"].as_array().unwrap().iter().any(|f| f["id"] == fire), "{running}");
+    let running = || {
+        let status: Value = serde_json::from_str(&ws.loom(&["status", "--json"]).stdout).unwrap();
+        status["running"].as_array().unwrap().iter().any(|f| f["id"] == fire)
+    };
+    assert!(wait_for(Duration::from_secs(10), running), "fire {fire} never showed as running");
     let (status, body) = http("POST", &format!("{api}/fires/{fire}/cancel"), Some(ADMIN), None);
     assert_eq!(status, 200, "{body}");
     assert!(wait_for(Duration::from_secs(10), || {

@@ -116,13 +116,19 @@ fn no_fire_is_lost_or_doubled_across_reloads_of_unrelated_files() {
     ws.write("jobs/a.yaml", &every_second("tick", "loom.system.run", "\"true\""));
     ws.write("jobs/other.yaml", &every_second("other", "loom.system.run", "\"true\""));
     let daemon = started(&ws);
+    // Each reload races the next fire of `tick`: wait for that fire, not for time.
+    let ticks = || daemon.log().matches("fire finished job=tick").count();
     for i in 0..4 {
-        std::thread::sleep(Duration::from_millis(700));
+        let before = ticks();
         ws.write("jobs/other.yaml", &format!("# edit {i}\n{}", every_second("other", "loom.system.run", "\"true\"")));
+        let reloads = i + 1;
+        assert!(wait_for(Duration::from_secs(20), || daemon.log().matches("reloaded").count() >= reloads));
+        assert!(wait_for(Duration::from_secs(20), || ticks() > before), "tick stopped firing");
     }
     // And one by signal.
+    let before = ticks();
     daemon.signal("HUP");
-    std::thread::sleep(Duration::from_millis(1500));
+    assert!(wait_for(Duration::from_secs(20), || daemon.log().contains("reason=\"SIGHUP\"") && ticks() > before + 1));
     let (code, log) = daemon.stop();
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("SIGHUP"), "{log}");

@@ -69,7 +69,7 @@ fn sigterm_waits_for_a_running_fire_to_finish() {
     );
     let daemon = ws.serve();
     daemon.wait_started();
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(wait_for(Duration::from_secs(20), || daemon.log().contains("fire started job=slow")), "{}", daemon.log());
     let (code, log) = daemon.stop();
     assert_eq!(code, Some(0), "{log}");
     assert!(done.exists(), "the running fire was cut short:\n{log}");
