@@ -6,14 +6,12 @@
 //! fires (overlap, catch-up, what is due) is the `Scheduler`'s, a synchronous
 //! state machine: this loop only waits for the next event, hands it over with
 //! the clock's `now`, and carries out the actions it returns — store writes and
-//! spawning fires. It never waits on the store: writes are queued to the store's
-//! writer, and those whose answer matters (fires recorded, a job enabled, which
-//! jobs are disabled when fires are due) come back as events it selects on. Fires run as their own tasks, so a slow fire
-//! never delays another job's. A fire is prepared shortly before its instant
-//! (recorded, its node tasks spawned and connected, their scripts queued for the
-//! instant) and starts at the instant itself, however many others are due with
-//! it. On shutdown no new fire starts, queued fires are recorded as skipped,
-//! fires being recorded are started, and running fires are awaited.
+//! spawning fires. Fires run as their own tasks, so a slow fire never delays
+//! another job's. A fire is prepared shortly before its instant (recorded, its
+//! node tasks spawned and connected, their scripts queued for the instant) and
+//! starts at the instant itself, however many others are due with it. On
+//! shutdown no new fire starts, queued fires are recorded as skipped, and running
+//! fires are awaited.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -27,18 +25,17 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::clock::{Clock, SystemClock};
-use super::control::{
-    Command, ControlError, DaemonHandle, DaemonStatus, JobState, NextFire, ReloadOutcome, RunningFire,
-};
+use super::control::{Command, ControlError, DaemonHandle};
 use super::reload::{StartedWith, diff};
-use super::scheduler::{Action, FireKey, Recorded, Scheduler, Stage, Start};
+use super::scheduler::{Action, FireKey, Recorded, Scheduler, Stage};
 use super::watch::{self, Watch, Watched};
 use crate::api;
+use crate::api::model::{JobView, NextFire, NodeView, ReloadView, RunningFire, StatusView};
 use crate::config::{Diagnostic, Job};
 use crate::runner::{EventLog, Fire, Gate, Recorder, Runner};
 use crate::snapshot::Snapshot;
 use crate::ssh::{self, Pool};
-use crate::store::{FireStart, Store, StoreError, StoreLock};
+use crate::store::{FireRecord, FireStart, Store, StoreError, StoreLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -58,38 +55,12 @@ const DEBOUNCE: Duration = Duration::from_millis(300);
 /// How often old history is pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-/// A store write the loop waits for without blocking: its answer comes back on
-/// the loop's `answers` channel.
-enum StoreAnswer {
-    /// A batch of fires (`Daemon::recording`) is recorded, or failed to be.
-    Recorded { batch: u64, ids: Result<Vec<Option<i64>>, StoreError> },
-    /// Which jobs are disabled, read before preparing due fires.
-    Disabled(Result<std::collections::HashSet<String>, StoreError>),
-    /// A job's enabling or disabling is committed, or failed to be.
-    Enabled {
-        job: String,
-        enabled: bool,
-        result: Result<(), StoreError>,
-        reply: oneshot::Sender<Result<(), ControlError>>,
-    },
-}
-
-/// Fires prepared and handed to the store's writer, waiting for its answer.
-struct Recording {
-    /// The snapshot they were prepared with, which they run with.
-    snapshot: Arc<Snapshot>,
-    starts: Vec<Start>,
-    fires: Vec<Fire>,
-    /// Each fire's nodes.
-    targets: Vec<Vec<String>>,
-}
-
 /// A reload whose configuration is being read.
 struct Reloading {
     reason: &'static str,
-    replies: Vec<oneshot::Sender<ReloadOutcome>>,
+    replies: Vec<oneshot::Sender<ReloadView>>,
     /// Asked for meanwhile: runs next, as files may have changed since this one began.
-    next: Option<(&'static str, Vec<oneshot::Sender<ReloadOutcome>>)>,
+    next: Option<(&'static str, Vec<oneshot::Sender<ReloadView>>)>,
 }
 
 struct Daemon {
@@ -114,17 +85,6 @@ struct Daemon {
     fires: JoinSet<FireKey>,
     /// How to cancel each running fire, by its scheduler key.
     cancels: HashMap<FireKey, CancellationToken>,
-    /// Where the store's answers that the loop waits for arrive.
-    answers: mpsc::UnboundedSender<StoreAnswer>,
-    /// Batches of fires being recorded, by number.
-    recording: HashMap<u64, Recording>,
-    next_batch: u64,
-    /// Which jobs are disabled is being read, to prepare the fires due then.
-    reading_disabled: bool,
-    /// The daemon is stopping: no fire is prepared any more.
-    stopping: bool,
-    /// Run-now requests, answered with the fire's number once it is recorded.
-    run_replies: HashMap<FireKey, oneshot::Sender<Result<i64, ControlError>>>,
     /// Cancels running fires only when the daemon is told to stop right away.
     abort: CancellationToken,
     events: EventLog,
@@ -177,7 +137,6 @@ pub async fn run_with_clock(
     let runner = Arc::new(Runner::new(settings.max_workers, Arc::new(pool)).with_events(events.clone()));
     let (changes, mut changed) = mpsc::unbounded_channel();
     let (load_done, mut loaded) = mpsc::unbounded_channel();
-    let (answers, mut answered) = mpsc::unbounded_channel();
     let (commands, mut requests) = mpsc::channel(64);
     let handle = DaemonHandle::new(commands, Arc::clone(&store), events.clone());
     let api = match &settings.listen {
@@ -203,12 +162,6 @@ pub async fn run_with_clock(
         scheduler: Scheduler::new(catchup_limit),
         fires: JoinSet::new(),
         cancels: HashMap::new(),
-        answers,
-        recording: HashMap::new(),
-        next_batch: 0,
-        reading_disabled: false,
-        stopping: false,
-        run_replies: HashMap::new(),
         // Cancelled by the caller's `abort`, and by `stop` itself once fires are over.
         abort: abort.child_token(),
         events,
@@ -239,14 +192,13 @@ pub async fn run_with_clock(
         let debounce = reload_at.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = clock.sleep_until(wake), if !daemon.reading_disabled => daemon.fire_due(),
+            _ = clock.sleep_until(wake) => daemon.fire_due(),
             Some(finished) = daemon.fires.join_next(), if !daemon.fires.is_empty() => {
                 if let Ok(key) = finished {
                     daemon.finished(key);
                 }
             }
             Some(request) = requests.recv() => daemon.handle(request),
-            Some(answer) = answered.recv() => daemon.answered(answer),
             Some(()) = changed.recv() => reload_at = Some(tokio::time::Instant::now() + DEBOUNCE),
             _ = tokio::time::sleep_until(debounce), if reload_at.is_some() => {
                 reload_at = None;
@@ -258,7 +210,7 @@ pub async fn run_with_clock(
     }
 
     pruning.abort();
-    daemon.stop(answered).await;
+    daemon.stop().await;
     if let Some(api) = api {
         api.task.abort();
     }
@@ -270,11 +222,7 @@ impl Daemon {
     fn start(&mut self) {
         let now = self.clock.now();
         let snapshot = Arc::clone(&self.snapshot);
-        // Read before the loop runs, as the last fires are.
-        match self.store.disabled_jobs() {
-            Ok(disabled) => self.scheduler.set_disabled(disabled),
-            Err(err) => tracing::error!("failed to read which jobs are disabled: {err}"),
-        }
+        self.refresh_disabled();
         let last = self.store.last_scheduled_all().unwrap_or_else(|err| {
             tracing::error!("failed to read the jobs' last fires; nothing is caught up: {err}");
             Default::default()
@@ -283,6 +231,13 @@ impl Daemon {
         let scheduled = snapshot.config.jobs.values().filter(|j| j.schedule.as_ref().is_some_and(|s| !s.is_reboot()));
         self.store.queue_ensure_jobs(scheduled.map(|j| j.name.as_str()), now);
         self.carry_out(actions);
+    }
+
+    fn refresh_disabled(&mut self) {
+        match self.store.disabled_jobs() {
+            Ok(disabled) => self.scheduler.set_disabled(disabled),
+            Err(err) => tracing::error!("failed to read which jobs are disabled: {err}"),
+        }
     }
 
     /// Watches the files of the current configuration (again, if they moved).
@@ -300,7 +255,7 @@ impl Daemon {
     /// Loads the configuration anew on a blocking thread (reading files can be slow:
     /// firing and the API go on meanwhile); `loaded` swaps it in. A reload asked
     /// for while one is loading runs once that one is done, for every asker.
-    fn reload(&mut self, reason: &'static str, reply: Option<oneshot::Sender<ReloadOutcome>>) {
+    fn reload(&mut self, reason: &'static str, reply: Option<oneshot::Sender<ReloadView>>) {
         if let Some(reloading) = &mut self.reloading {
             reloading.next.get_or_insert_with(|| (reason, Vec::new())).1.extend(reply);
             return;
@@ -316,9 +271,9 @@ impl Daemon {
     /// A reload's configuration has been read: swap it in and answer whoever asked.
     fn loaded(&mut self, (snapshot, diagnostics): (Snapshot, Vec<Diagnostic>)) {
         let Some(reloading) = self.reloading.take() else { return };
-        let outcome = self.swap(reloading.reason, snapshot, diagnostics);
+        let view = self.swap(reloading.reason, snapshot, diagnostics);
         for reply in reloading.replies {
-            let _ = reply.send(outcome.clone());
+            let _ = reply.send(view.clone());
         }
         if let Some((reason, replies)) = reloading.next {
             self.reload(reason, None);
@@ -330,7 +285,7 @@ impl Daemon {
 
     /// Swaps a newly loaded configuration in whole, or keeps the current one if the
     /// new one has errors.
-    fn swap(&mut self, reason: &str, snapshot: Snapshot, diagnostics: Vec<Diagnostic>) -> ReloadOutcome {
+    fn swap(&mut self, reason: &str, snapshot: Snapshot, diagnostics: Vec<Diagnostic>) -> ReloadView {
         if diagnostics.iter().any(Diagnostic::is_error) {
             let errors: Vec<Diagnostic> = diagnostics.into_iter().filter(Diagnostic::is_error).collect();
             for error in &errors {
@@ -340,7 +295,7 @@ impl Daemon {
             self.reload_errors = errors;
             // A fix may come in a file that is not watched yet (a new folder).
             self.watch_files();
-            return ReloadOutcome { ok: false, summary: None, errors: self.config_errors() };
+            return ReloadView { ok: false, summary: None, errors: self.config_errors() };
         }
         for warning in &diagnostics {
             tracing::warn!("{}", warning.one_line());
@@ -390,55 +345,54 @@ impl Daemon {
             );
         }
         release_memory();
-        ReloadOutcome { ok: true, summary: Some(changes.summary()), errors: Vec::new() }
+        ReloadView { ok: true, summary: Some(changes.summary()), errors: Vec::new() }
     }
 
     fn config_errors(&self) -> Vec<String> {
         self.reload_errors.iter().map(Diagnostic::one_line).collect()
     }
 
-    /// Fires are due: reads which jobs are disabled, off the loop, then prepares
-    /// them (`prepare_due`). Read before every fire because `loom enable` and
-    /// `disable` write the store directly when the daemon serves no API.
-    fn fire_due(&mut self) {
-        if !self.scheduler.has_due(self.clock.now()) || self.reading_disabled {
-            return;
-        }
-        self.reading_disabled = true;
-        let (store, answers) = (Arc::clone(&self.store), self.answers.clone());
-        tokio::task::spawn_blocking(move || {
-            let _ = answers.send(StoreAnswer::Disabled(store.disabled_jobs()));
-        });
-    }
-
     /// Prepares the fires now due (the scheduler decides which).
-    fn prepare_due(&mut self) {
-        if self.stopping {
+    fn fire_due(&mut self) {
+        let now = self.clock.now();
+        if !self.scheduler.has_due(now) {
             return;
         }
-        let now = self.clock.now();
+        self.refresh_disabled();
         let snapshot = Arc::clone(&self.snapshot);
         let actions = self.scheduler.due(&snapshot.config.jobs, now);
         self.carry_out(actions);
     }
 
-    /// Carries out the scheduler's actions: skips are queued to the store, and
-    /// fires to start are handed to it to record (`answered` goes on from there).
-    fn carry_out(&mut self, actions: Vec<Action>) {
-        for action in actions {
+    /// Carries out the scheduler's actions, and those that the store's answers lead
+    /// to (a fire already on record lets a queued one go); returns the store numbers
+    /// of the fires started, by key.
+    fn carry_out(&mut self, actions: Vec<Action>) -> HashMap<FireKey, Option<i64>> {
+        let mut started = HashMap::new();
+        let mut todo = std::collections::VecDeque::from(actions);
+        while let Some(action) = todo.pop_front() {
             match action {
                 Action::Skip { job, scheduled, trigger, note } => {
                     self.store.queue_skipped(&job, scheduled, trigger, note);
                 }
-                Action::Start(starts) => self.record_fires(starts),
+                Action::Start(starts) => {
+                    for (key, outcome) in self.start_fires(starts) {
+                        let id = match outcome {
+                            Recorded::As(id) => Some(id),
+                            Recorded::Duplicate | Recorded::Failed => None,
+                        };
+                        started.insert(key, id);
+                        let snapshot = Arc::clone(&self.snapshot);
+                        todo.extend(self.scheduler.recorded(&snapshot.config.jobs, key, outcome));
+                    }
+                }
             }
         }
+        started
     }
 
-    /// Prepares fires and queues their records (one transaction) without waiting:
-    /// the answer comes back as `StoreAnswer::Recorded`. Their gates are set now, so
-    /// the lead they were prepared with also covers the write.
-    fn record_fires(&mut self, starts: Vec<Start>) {
+    /// Records fires (one transaction) and starts those the store did not have yet.
+    fn start_fires(&mut self, starts: Vec<super::scheduler::Start>) -> Vec<(FireKey, Recorded)> {
         let snapshot = Arc::clone(&self.snapshot);
         let targets: Vec<Vec<String>> = starts
             .iter()
@@ -470,102 +424,48 @@ impl Daemon {
                 started: fire.gate.started(now),
             })
             .collect();
-        let batch = self.next_batch;
-        self.next_batch += 1;
-        let answers = self.answers.clone();
-        let queued = std::time::Instant::now();
-        self.store.queue_begin_fires(&rows, move |ids| {
-            tracing::debug!(micros = queued.elapsed().as_micros() as u64, "fires recorded");
-            // The loop is gone only once the daemon has stopped.
-            let _ = answers.send(StoreAnswer::Recorded { batch, ids });
-        });
-        drop(rows);
-        self.recording.insert(batch, Recording { snapshot, starts, fires, targets });
-    }
-
-    /// The store answered a write the loop was waiting for.
-    fn answered(&mut self, answer: StoreAnswer) {
-        match answer {
-            StoreAnswer::Recorded { batch, ids } => {
-                let Some(recording) = self.recording.remove(&batch) else { return };
-                self.start_fires(recording, ids);
-            }
-            StoreAnswer::Disabled(disabled) => {
-                self.reading_disabled = false;
-                match disabled {
-                    Ok(disabled) => self.scheduler.set_disabled(disabled),
-                    Err(err) => tracing::error!("failed to read which jobs are disabled: {err}"),
-                }
-                self.prepare_due();
-            }
-            StoreAnswer::Enabled { job, enabled, result, reply } => {
-                let result = result.map_err(|e| ControlError::Invalid(e.to_string()));
-                if result.is_ok() {
-                    self.scheduler.set_enabled(&job, enabled);
-                    tracing::info!(job = %job, enabled, "job {}", if enabled { "enabled" } else { "disabled" });
-                }
-                let _ = reply.send(result);
-            }
-        }
-    }
-
-    /// Starts the recorded fires the store did not have yet, tells the scheduler
-    /// how each went, and answers run-now requests with their fire's number.
-    fn start_fires(&mut self, recording: Recording, ids: Result<Vec<Option<i64>>, StoreError>) {
-        let Recording { snapshot, starts, fires, targets } = recording;
-        let outcomes: Vec<Recorded> = match ids {
+        let clock = std::time::Instant::now();
+        let recorded = self.store.begin_fires(&rows);
+        tracing::debug!(fires = rows.len(), micros = clock.elapsed().as_micros() as u64, "fires recorded");
+        let outcomes: Vec<Recorded> = match recorded {
             Ok(ids) => ids.into_iter().map(|id| id.map_or(Recorded::Duplicate, Recorded::As)).collect(),
             Err(err) => {
-                tracing::error!(fires = starts.len(), "failed to record fires (they run anyway): {err}");
-                vec![Recorded::Failed; starts.len()]
+                tracing::error!(fires = rows.len(), "failed to record fires (they run anyway): {err}");
+                vec![Recorded::Failed; rows.len()]
             }
         };
-        let clock = std::time::Instant::now();
-        let mut actions = Vec::new();
+        drop(rows);
+        let mut reports = Vec::with_capacity(starts.len());
         for (((start, mut fire), names), outcome) in starts.into_iter().zip(fires).zip(targets).zip(outcomes) {
-            if let Some(reply) = self.run_replies.remove(&start.key) {
-                let answer = match outcome {
-                    Recorded::As(id) => Ok(id),
-                    Recorded::Duplicate | Recorded::Failed => {
-                        Err(ControlError::Invalid("the fire could not be recorded; see the daemon's log".to_string()))
-                    }
-                };
-                let _ = reply.send(answer);
-            }
+            reports.push((start.key, outcome));
             let id = match outcome {
                 Recorded::Duplicate => {
                     tracing::info!(job = %fire.job, scheduled = %fire.scheduled, "fire already recorded; not running it twice");
-                    None
+                    continue;
                 }
                 Recorded::As(id) => Some(id),
                 Recorded::Failed => None,
             };
-            // The scheduler only starts fires of jobs in the snapshot they were prepared with.
-            if outcome != Recorded::Duplicate
-                && let Some(job) = snapshot.config.jobs.get(&start.job)
-            {
-                fire.id = id;
-                let recorder = Recorder::recorded(Some(&self.store), job, id);
-                let nodes = names.iter().filter_map(|n| snapshot.config.nodes.get(n).cloned()).collect();
-                self.launch(&snapshot, start.key, job, fire, nodes, recorder);
-            }
-            let current = Arc::clone(&self.snapshot);
-            actions.extend(self.scheduler.recorded(&current.config.jobs, start.key, outcome));
+            // The scheduler only starts fires of jobs in the snapshot.
+            let Some(job) = snapshot.config.jobs.get(&start.job) else { continue };
+            fire.id = id;
+            let recorder = Recorder::recorded(Some(&self.store), job, id);
+            let nodes = names.iter().filter_map(|n| snapshot.config.nodes.get(n).cloned()).collect();
+            self.launch(start.key, job, fire, nodes, recorder);
         }
         tracing::debug!(micros = clock.elapsed().as_micros() as u64, "fires started");
-        self.carry_out(actions);
+        reports
     }
 
     fn launch(
         &mut self,
-        snapshot: &Arc<Snapshot>,
         key: FireKey,
         job: &Arc<Job>,
         fire: Fire,
         nodes: Vec<Arc<crate::config::Node>>,
         recorder: Recorder,
     ) {
-        let snapshot = Arc::clone(snapshot);
+        let snapshot = Arc::clone(&self.snapshot);
         let lag_ms = (self.clock.now() - fire.scheduled).num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0;
         tracing::debug!(job = %fire.job, lag_ms = %format_args!("{lag_ms:.3}"), "fire prepared");
         let runner = Arc::clone(&self.runner);
@@ -594,7 +494,7 @@ impl Daemon {
         self.carry_out(actions);
     }
 
-    /// The fires running now.
+    /// The fires running now, as the API shows them.
     fn running(&self) -> impl Iterator<Item = (FireKey, RunningFire)> + '_ {
         self.scheduler.fires().filter_map(|(key, fire)| match fire.stage {
             Stage::Running { id } => {
@@ -608,45 +508,45 @@ impl Daemon {
     fn handle(&mut self, request: Command) {
         match request {
             Command::Jobs(reply) => {
-                let _ = reply.send(self.snapshot.config.jobs.values().map(|job| self.job_state(job)).collect());
+                self.refresh_disabled();
+                let mut last = self.store.last_fires().unwrap_or_else(|err| {
+                    tracing::error!("failed to read the jobs' last fires: {err}");
+                    Default::default()
+                });
+                let jobs =
+                    self.snapshot.config.jobs.values().map(|job| self.job_view(job, last.remove(&job.name))).collect();
+                let _ = reply.send(jobs);
             }
             Command::Nodes(reply) => {
-                let _ = reply.send(self.snapshot.config.nodes.values().cloned().collect());
+                let _ = reply.send(self.snapshot.config.nodes.values().map(|n| NodeView::from(n.as_ref())).collect());
             }
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
             }
-            Command::Run { job, nodes, reply } => match self.run_now(&job, &nodes) {
-                // Answered once the fire is recorded (`start_fires`).
-                Ok(key) => {
-                    self.run_replies.insert(key, reply);
-                }
-                Err(err) => {
-                    let _ = reply.send(Err(err));
-                }
-            },
+            Command::Run { job, nodes, reply } => {
+                let _ = reply.send(self.run_now(&job, &nodes));
+            }
             Command::SetEnabled { job, enabled, reply } => {
                 if !self.snapshot.config.jobs.contains_key(&job) {
                     let _ = reply.send(Err(ControlError::NotFound(format!("no job named `{job}`"))));
                     return;
                 }
-                // Committed without holding up the loop meanwhile; `answered` tells
-                // the scheduler, then the asker.
-                let (store, answers) = (Arc::clone(&self.store), self.answers.clone());
+                // Answered once committed, without holding up the loop meanwhile.
+                let store = Arc::clone(&self.store);
                 tokio::spawn(async move {
-                    let result = store.set_enabled(&job, enabled).await;
-                    if let Err(mpsc::error::SendError(StoreAnswer::Enabled { reply, .. })) =
-                        answers.send(StoreAnswer::Enabled { job, enabled, result, reply })
-                    {
-                        let _ = reply.send(Err(ControlError::Stopping));
+                    let result =
+                        store.set_enabled(&job, enabled).await.map_err(|e| ControlError::Invalid(e.to_string()));
+                    if result.is_ok() {
+                        tracing::info!(job = %job, enabled, "job {}", if enabled { "enabled" } else { "disabled" });
                     }
+                    let _ = reply.send(result);
                 });
             }
             Command::Cancel { fire, reply } => {
-                let found = self.running().find(|(_, running)| running.id == Some(fire));
-                let result = match found.and_then(|(key, running)| Some((running, self.cancels.get(&key)?))) {
-                    Some((running, token)) => {
-                        tracing::warn!(job = %running.job, fire, "fire cancelled on request");
+                let found = self.running().find(|(_, view)| view.id == Some(fire));
+                let result = match found.and_then(|(key, view)| Some((view, self.cancels.get(&key)?))) {
+                    Some((view, token)) => {
+                        tracing::warn!(job = %view.job, fire, "fire cancelled on request");
                         token.cancel();
                         Ok(())
                     }
@@ -660,13 +560,13 @@ impl Daemon {
         }
     }
 
-    fn job_state(&self, job: &Arc<Job>) -> JobState {
+    fn job_view(&self, job: &Job, last: Option<FireRecord>) -> JobView {
         let enabled = self.scheduler.is_enabled(&job.name);
         let next = self.scheduler.next_for(&job.name).filter(|_| enabled);
-        JobState { job: Arc::clone(job), next, enabled, last: None }
+        JobView::new(job, next, enabled, last)
     }
 
-    fn status(&self) -> DaemonStatus {
+    fn status(&self) -> StatusView {
         let now = self.clock.now();
         let mut next: Vec<NextFire> = self
             .snapshot
@@ -677,14 +577,14 @@ impl Daemon {
             .collect();
         next.sort_by_key(|n| n.at);
         next.truncate(20);
-        DaemonStatus {
-            version: env!("CARGO_PKG_VERSION"),
-            config: self.config_identity.clone(),
+        StatusView {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            config: self.config_identity.display().to_string(),
             started: self.started,
-            uptime: now - self.started,
+            uptime_seconds: (now - self.started).num_milliseconds() as f64 / 1000.0,
             jobs: self.snapshot.config.jobs.len(),
             nodes: self.snapshot.config.nodes.len(),
-            running: self.running().map(|(_, fire)| fire).collect(),
+            running: self.running().map(|(_, view)| view).collect(),
             next,
             config_errors: self.config_errors(),
             ssh_masters: self.runner.pool().open_masters(),
@@ -692,8 +592,7 @@ impl Daemon {
         }
     }
 
-    /// Starts a fire of `name` now; its key, to answer once it is recorded.
-    fn run_now(&mut self, name: &str, nodes: &[String]) -> Result<FireKey, ControlError> {
+    fn run_now(&mut self, name: &str, nodes: &[String]) -> Result<i64, ControlError> {
         let job = self
             .snapshot
             .config
@@ -706,20 +605,16 @@ impl Daemon {
         }
         let only = (!nodes.is_empty()).then(|| nodes.to_vec());
         let (key, actions) = self.scheduler.run_now(&job.name, only, self.clock.now());
-        self.carry_out(actions);
-        Ok(key)
+        self.carry_out(actions)
+            .get(&key)
+            .copied()
+            .flatten()
+            .ok_or_else(|| ControlError::Invalid("the fire could not be recorded; see the daemon's log".to_string()))
     }
 
-    async fn stop(mut self, mut answered: mpsc::UnboundedReceiver<StoreAnswer>) {
-        self.stopping = true;
+    async fn stop(mut self) {
         let actions = self.scheduler.shutdown();
         self.carry_out(actions);
-        // Fires handed to the store before the stop were prepared to run: they
-        // start as they would have, and are awaited with the others.
-        while !self.recording.is_empty() {
-            let Some(answer) = answered.recv().await else { break };
-            self.answered(answer);
-        }
         if !self.fires.is_empty() {
             tracing::info!(running = self.fires.len(), "stopping: waiting for running fires to finish");
         }
