@@ -31,6 +31,8 @@ pub(crate) type Jobs = BTreeMap<String, Arc<Job>>;
 
 /// A fire this late is handled by the job's catch-up policy (the host slept or the
 /// process stalled) rather than run in a burst with everything missed meanwhile.
+/// Lateness counts from the instant it was due to start (its scheduled instant plus
+/// its job's jitter offset), so a jitter longer than this is not lateness.
 pub(crate) const LATE: TimeDelta = TimeDelta::seconds(60);
 
 /// How long before their instant the fires due at it are prepared: enough to record
@@ -209,7 +211,7 @@ impl Scheduler {
         for Due { at, scheduled, job: name } in due {
             let Some(job) = jobs.get(&name) else { continue };
             let Some(schedule) = &job.schedule else { continue };
-            if now - scheduled > LATE {
+            if now - at > LATE {
                 tracing::warn!(job = %name, %scheduled, "woke up late (the host slept or stalled); applying the catch-up policy");
                 self.catch_up(job, scheduled - TimeDelta::milliseconds(1), now);
                 self.timeline.plan(&name, schedule, now, job.jitter_offset());
@@ -601,6 +603,20 @@ mod tests {
         let start = &world.started[0];
         assert_eq!(start.scheduled, at("2026-01-01T11:00:00Z"));
         assert_eq!(start.gate, Some(at("2026-01-01T11:00:00Z") + offset));
+    }
+
+    #[test]
+    fn a_jitter_past_late_is_not_lateness() {
+        let mut spread = (*job("spread", "0 * * * *", UTC, Overlap::Allow, Catchup::None)).clone();
+        spread.jitter = Duration::from_secs(1800);
+        let offset = chrono::TimeDelta::from_std(spread.jitter_offset()).unwrap();
+        assert!(offset > LATE, "the test needs a jitter offset past LATE, got {offset}");
+        let mut world = World::new(&[Arc::new(spread)], "2026-01-01T10:30:00Z");
+        world.start(&[]);
+        world.run_until("2026-01-01T12:00:00Z");
+        let start = &world.started[0];
+        assert_eq!((start.scheduled, start.trigger), (at("2026-01-01T11:00:00Z"), Trigger::Schedule));
+        assert_eq!(start.gate, Some(at("2026-01-01T11:00:00Z") + offset), "it starts at its jittered instant");
     }
 
     #[test]
