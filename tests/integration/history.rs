@@ -135,7 +135,10 @@ fn kill_9_mid_fire_leaves_an_interrupted_fire_and_loses_nothing() {
     );
     ws.write(
         "tasks/site/t.rhai",
-        "fn slow(ssh) { if ssh.node == \"a\" { ssh.run(\"echo fast\"); } else { ssh.run(\"sleep 27.5\"); } }\n",
+        &format!(
+            "fn slow(ssh) {{ if ssh.node == \"a\" {{ ssh.run(\"echo fast\"); }} else {{ ssh.run(\"echo $$ > {}; exec sleep 27.5\"); }} }}\n",
+            ws.path("slow.pid").display()
+        ),
     );
     ws.loom(&["run", "quick"]).assert_code(0);
     let daemon = start_and_wait(&ws);
@@ -144,7 +147,8 @@ fn kill_9_mid_fire_leaves_an_interrupted_fire_and_loses_nothing() {
     }));
     daemon.signal("KILL");
     let (_, _) = daemon.wait();
-    let _ = std::process::Command::new("pkill").args(["-f", "sleep 27.5"]).status();
+    // Only this test's command: the killed daemon left it running.
+    let _ = std::process::Command::new("kill").arg(ws.read("slow.pid").trim()).status();
 
     let (code, log) = start_and_wait(&ws).stop();
     assert_eq!(code, Some(0), "{log}");
