@@ -3,14 +3,14 @@
 //! status with reload errors, and shell completion.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use loom::daemon::ManualClock;
 use serde_json::{Value, json};
 
-use crate::harness::{InProcess, Workspace, free_port, loom_bin, pass_seconds, wait_for};
+use crate::harness::{InProcess, Workspace, follow, free_port, loom_bin, pass_seconds, wait_for};
 
 const ADMIN: &str = "admin-token-0123456789abcdef";
 const READER: &str = "read-token-0123456789abcdef";
@@ -82,16 +82,7 @@ fn the_api_and_the_remote_client_list_run_and_tail() {
     assert!(detail.stdout.contains("| hello from loom"), "{}", detail.stdout);
 
     // Tail a running fire: its first step shows before the fire ends.
-    let mut tail = Command::new(loom_bin())
-        .args(["--server", &ws.server(), "--token", READER, "tail", "slow", "--fires", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // `tail` says it follows once its stream is open.
-    let mut said = String::new();
-    BufReader::new(tail.stderr.take().unwrap()).read_line(&mut said).unwrap();
-    assert!(said.contains("following"), "{said}");
+    let mut tail = follow(&["--server", &ws.server(), "--token", READER, "tail", "slow", "--fires", "1"]);
     let (status, started) = http("POST", &format!("{api}/jobs/slow/run"), Some(ADMIN), None);
     assert_eq!(status, 202, "{started}");
     let lines: Vec<String> = BufReader::new(tail.stdout.take().unwrap()).lines().map(Result::unwrap).collect();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{Run, Workspace, loom_bin, wait_for};
+use crate::harness::{Run, Workspace, follow, loom_bin, wait_for};
 
 fn parsed(run: &Run) -> Value {
     serde_json::from_str(&run.stdout)
@@ -89,15 +89,7 @@ fn through_a_daemon_run_tail_reload_toggle_print_json_and_cancel_stops_a_fire() 
     daemon.wait_started();
 
     // Tail as NDJSON: one event per line, from the fire's start to its end.
-    let mut tail = Command::new(loom_bin())
-        .args(["-c", ws.config().to_str().unwrap(), "tail", "hello", "--fires", "1", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut said = String::new();
-    BufReader::new(tail.stderr.take().unwrap()).read_line(&mut said).unwrap();
-    assert!(said.contains("following"), "{said}");
+    let mut tail = follow(&["-c", ws.config().to_str().unwrap(), "tail", "hello", "--fires", "1", "--json"]);
     let run = ws.loom(&["run", "hello", "--json"]);
     run.assert_code(0);
     let detail = parsed(&run);

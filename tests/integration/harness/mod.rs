@@ -206,6 +206,17 @@ impl Drop for Daemon {
     }
 }
 
+/// Starts `loom tail …` (the arguments after `loom`) and returns once it says it
+/// follows, i.e. its event stream is open; its stdout is piped.
+pub fn follow(args: &[&str]) -> Child {
+    use std::io::BufRead;
+    let mut tail = Command::new(loom_bin()).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut said = String::new();
+    std::io::BufReader::new(tail.stderr.take().unwrap()).read_line(&mut said).unwrap();
+    assert!(said.contains("following"), "{said}");
+    tail
+}
+
 /// Waits until `ready` holds, checking every 50 ms, for at most `limit`.
 pub fn wait_for(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
