@@ -2,15 +2,27 @@
 //!
 //! The daemon's state lives in its loop; the API asks through a channel and gets a
 //! reply on a oneshot, so nothing is shared behind locks. Reads of the history go to
-//! the store directly, and live events from the daemon's event log.
+//! the store directly (off the daemon's loop), and live events from the daemon's
+//! event log.
 
 use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api::model::{JobView, NodeView, ReloadView, StatusView};
+use crate::config::Job;
 use crate::runner::EventLog;
 use crate::store::Store;
+
+/// A job as the daemon's loop knows it.
+pub(crate) struct JobState {
+    pub(crate) job: Arc<Job>,
+    /// Its next scheduled instant (none while disabled).
+    pub(crate) next: Option<DateTime<Utc>>,
+    pub(crate) enabled: bool,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -23,7 +35,7 @@ pub enum ControlError {
 }
 
 pub(crate) enum Command {
-    Jobs(oneshot::Sender<Vec<JobView>>),
+    Jobs(oneshot::Sender<Vec<JobState>>),
     Nodes(oneshot::Sender<Vec<NodeView>>),
     Status(oneshot::Sender<StatusView>),
     Run { job: String, nodes: Vec<String>, reply: oneshot::Sender<Result<i64, ControlError>> },
@@ -51,8 +63,18 @@ impl DaemonHandle {
         answer.await.map_err(|_| ControlError::Stopping)
     }
 
+    /// Every job, with its last fire read from the store on a blocking thread.
     pub async fn jobs(&self) -> Result<Vec<JobView>, ControlError> {
-        self.ask(Command::Jobs).await
+        let jobs = self.ask(Command::Jobs).await?;
+        let store = Arc::clone(&self.store);
+        let mut last = tokio::task::spawn_blocking(move || store.last_fires())
+            .await
+            .map_err(|_| ControlError::Stopping)?
+            .unwrap_or_else(|err| {
+                tracing::error!("failed to read the jobs' last fires: {err}");
+                Default::default()
+            });
+        Ok(jobs.into_iter().map(|s| JobView::new(&s.job, s.next, s.enabled, last.remove(&s.job.name))).collect())
     }
 
     pub async fn nodes(&self) -> Result<Vec<NodeView>, ControlError> {

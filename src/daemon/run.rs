@@ -6,12 +6,14 @@
 //! fires (overlap, catch-up, what is due) is the `Scheduler`'s, a synchronous
 //! state machine: this loop only waits for the next event, hands it over with
 //! the clock's `now`, and carries out the actions it returns — store writes and
-//! spawning fires. Fires run as their own tasks, so a slow fire never delays
-//! another job's. A fire is prepared shortly before its instant (recorded, its
-//! node tasks spawned and connected, their scripts queued for the instant) and
-//! starts at the instant itself, however many others are due with it. On
-//! shutdown no new fire starts, queued fires are recorded as skipped, and running
-//! fires are awaited.
+//! spawning fires. It never waits on the store: writes are queued to the store's
+//! writer, and those whose answer matters (fires recorded, a job enabled) come
+//! back as events it selects on. Fires run as their own tasks, so a slow fire
+//! never delays another job's. A fire is prepared shortly before its instant
+//! (recorded, its node tasks spawned and connected, their scripts queued for the
+//! instant) and starts at the instant itself, however many others are due with
+//! it. On shutdown no new fire starts, queued fires are recorded as skipped,
+//! fires being recorded are started, and running fires are awaited.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -25,17 +27,17 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::clock::{Clock, SystemClock};
-use super::control::{Command, ControlError, DaemonHandle};
+use super::control::{Command, ControlError, DaemonHandle, JobState};
 use super::reload::{StartedWith, diff};
-use super::scheduler::{Action, FireKey, Recorded, Scheduler, Stage};
+use super::scheduler::{Action, FireKey, Recorded, Scheduler, Stage, Start};
 use super::watch::{self, Watch, Watched};
 use crate::api;
-use crate::api::model::{JobView, NextFire, NodeView, ReloadView, RunningFire, StatusView};
+use crate::api::model::{NextFire, NodeView, ReloadView, RunningFire, StatusView};
 use crate::config::{Diagnostic, Job};
 use crate::runner::{EventLog, Fire, Gate, Recorder, Runner};
 use crate::snapshot::Snapshot;
 use crate::ssh::{self, Pool};
-use crate::store::{FireRecord, FireStart, Store, StoreError, StoreLock};
+use crate::store::{FireStart, Store, StoreError, StoreLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -54,6 +56,32 @@ const DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// How often old history is pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// A store write the loop waits for without blocking: its answer comes back on
+/// the loop's `answers` channel.
+enum StoreAnswer {
+    /// A batch of fires (`Daemon::recording`) is recorded, or failed to be.
+    Recorded { batch: u64, ids: Result<Vec<Option<i64>>, StoreError> },
+    /// Which jobs are disabled, read before preparing due fires.
+    Disabled(Result<std::collections::HashSet<String>, StoreError>),
+    /// A job's enabling or disabling is committed, or failed to be.
+    Enabled {
+        job: String,
+        enabled: bool,
+        result: Result<(), StoreError>,
+        reply: oneshot::Sender<Result<(), ControlError>>,
+    },
+}
+
+/// Fires prepared and handed to the store's writer, waiting for its answer.
+struct Recording {
+    /// The snapshot they were prepared with, which they run with.
+    snapshot: Arc<Snapshot>,
+    starts: Vec<Start>,
+    fires: Vec<Fire>,
+    /// Each fire's nodes.
+    targets: Vec<Vec<String>>,
+}
 
 /// A reload whose configuration is being read.
 struct Reloading {
@@ -85,6 +113,17 @@ struct Daemon {
     fires: JoinSet<FireKey>,
     /// How to cancel each running fire, by its scheduler key.
     cancels: HashMap<FireKey, CancellationToken>,
+    /// Where the store's answers that the loop waits for arrive.
+    answers: mpsc::UnboundedSender<StoreAnswer>,
+    /// Batches of fires being recorded, by number.
+    recording: HashMap<u64, Recording>,
+    next_batch: u64,
+    /// Which jobs are disabled is being read, to prepare the fires due then.
+    reading_disabled: bool,
+    /// The daemon is stopping: no fire is prepared any more.
+    stopping: bool,
+    /// Run-now requests, answered with the fire's number once it is recorded.
+    run_replies: HashMap<FireKey, oneshot::Sender<Result<i64, ControlError>>>,
     /// Cancels running fires only when the daemon is told to stop right away.
     abort: CancellationToken,
     events: EventLog,
@@ -137,6 +176,7 @@ pub async fn run_with_clock(
     let runner = Arc::new(Runner::new(settings.max_workers, Arc::new(pool)).with_events(events.clone()));
     let (changes, mut changed) = mpsc::unbounded_channel();
     let (load_done, mut loaded) = mpsc::unbounded_channel();
+    let (answers, mut answered) = mpsc::unbounded_channel();
     let (commands, mut requests) = mpsc::channel(64);
     let handle = DaemonHandle::new(commands, Arc::clone(&store), events.clone());
     let api = match &settings.listen {
@@ -162,6 +202,12 @@ pub async fn run_with_clock(
         scheduler: Scheduler::new(catchup_limit),
         fires: JoinSet::new(),
         cancels: HashMap::new(),
+        answers,
+        recording: HashMap::new(),
+        next_batch: 0,
+        reading_disabled: false,
+        stopping: false,
+        run_replies: HashMap::new(),
         // Cancelled by the caller's `abort`, and by `stop` itself once fires are over.
         abort: abort.child_token(),
         events,
@@ -192,13 +238,14 @@ pub async fn run_with_clock(
         let debounce = reload_at.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = clock.sleep_until(wake) => daemon.fire_due(),
+            _ = clock.sleep_until(wake), if !daemon.reading_disabled => daemon.fire_due(),
             Some(finished) = daemon.fires.join_next(), if !daemon.fires.is_empty() => {
                 if let Ok(key) = finished {
                     daemon.finished(key);
                 }
             }
             Some(request) = requests.recv() => daemon.handle(request),
+            Some(answer) = answered.recv() => daemon.answered(answer),
             Some(()) = changed.recv() => reload_at = Some(tokio::time::Instant::now() + DEBOUNCE),
             _ = tokio::time::sleep_until(debounce), if reload_at.is_some() => {
                 reload_at = None;
@@ -210,7 +257,7 @@ pub async fn run_with_clock(
     }
 
     pruning.abort();
-    daemon.stop().await;
+    daemon.stop(answered).await;
     if let Some(api) = api {
         api.task.abort();
     }
@@ -222,7 +269,11 @@ impl Daemon {
     fn start(&mut self) {
         let now = self.clock.now();
         let snapshot = Arc::clone(&self.snapshot);
-        self.refresh_disabled();
+        // Read before the loop runs, as the last fires are.
+        match self.store.disabled_jobs() {
+            Ok(disabled) => self.scheduler.set_disabled(disabled),
+            Err(err) => tracing::error!("failed to read which jobs are disabled: {err}"),
+        }
         let last = self.store.last_scheduled_all().unwrap_or_else(|err| {
             tracing::error!("failed to read the jobs' last fires; nothing is caught up: {err}");
             Default::default()
@@ -231,13 +282,6 @@ impl Daemon {
         let scheduled = snapshot.config.jobs.values().filter(|j| j.schedule.as_ref().is_some_and(|s| !s.is_reboot()));
         self.store.queue_ensure_jobs(scheduled.map(|j| j.name.as_str()), now);
         self.carry_out(actions);
-    }
-
-    fn refresh_disabled(&mut self) {
-        match self.store.disabled_jobs() {
-            Ok(disabled) => self.scheduler.set_disabled(disabled),
-            Err(err) => tracing::error!("failed to read which jobs are disabled: {err}"),
-        }
     }
 
     /// Watches the files of the current configuration (again, if they moved).
@@ -352,47 +396,48 @@ impl Daemon {
         self.reload_errors.iter().map(Diagnostic::one_line).collect()
     }
 
-    /// Prepares the fires now due (the scheduler decides which).
+    /// Fires are due: reads which jobs are disabled, off the loop, then prepares
+    /// them (`prepare_due`). Read before every fire because `loom enable` and
+    /// `disable` write the store directly when the daemon serves no API.
     fn fire_due(&mut self) {
-        let now = self.clock.now();
-        if !self.scheduler.has_due(now) {
+        if !self.scheduler.has_due(self.clock.now()) || self.reading_disabled {
             return;
         }
-        self.refresh_disabled();
+        self.reading_disabled = true;
+        let (store, answers) = (Arc::clone(&self.store), self.answers.clone());
+        tokio::task::spawn_blocking(move || {
+            let _ = answers.send(StoreAnswer::Disabled(store.disabled_jobs()));
+        });
+    }
+
+    /// Prepares the fires now due (the scheduler decides which).
+    fn prepare_due(&mut self) {
+        if self.stopping {
+            return;
+        }
+        let now = self.clock.now();
         let snapshot = Arc::clone(&self.snapshot);
         let actions = self.scheduler.due(&snapshot.config.jobs, now);
         self.carry_out(actions);
     }
 
-    /// Carries out the scheduler's actions, and those that the store's answers lead
-    /// to (a fire already on record lets a queued one go); returns the store numbers
-    /// of the fires started, by key.
-    fn carry_out(&mut self, actions: Vec<Action>) -> HashMap<FireKey, Option<i64>> {
-        let mut started = HashMap::new();
-        let mut todo = std::collections::VecDeque::from(actions);
-        while let Some(action) = todo.pop_front() {
+    /// Carries out the scheduler's actions: skips are queued to the store, and
+    /// fires to start are handed to it to record (`answered` goes on from there).
+    fn carry_out(&mut self, actions: Vec<Action>) {
+        for action in actions {
             match action {
                 Action::Skip { job, scheduled, trigger, note } => {
                     self.store.queue_skipped(&job, scheduled, trigger, note);
                 }
-                Action::Start(starts) => {
-                    for (key, outcome) in self.start_fires(starts) {
-                        let id = match outcome {
-                            Recorded::As(id) => Some(id),
-                            Recorded::Duplicate | Recorded::Failed => None,
-                        };
-                        started.insert(key, id);
-                        let snapshot = Arc::clone(&self.snapshot);
-                        todo.extend(self.scheduler.recorded(&snapshot.config.jobs, key, outcome));
-                    }
-                }
+                Action::Start(starts) => self.record_fires(starts),
             }
         }
-        started
     }
 
-    /// Records fires (one transaction) and starts those the store did not have yet.
-    fn start_fires(&mut self, starts: Vec<super::scheduler::Start>) -> Vec<(FireKey, Recorded)> {
+    /// Prepares fires and queues their records (one transaction) without waiting:
+    /// the answer comes back as `StoreAnswer::Recorded`. Their gates are set now, so
+    /// the lead they were prepared with also covers the write.
+    fn record_fires(&mut self, starts: Vec<Start>) {
         let snapshot = Arc::clone(&self.snapshot);
         let targets: Vec<Vec<String>> = starts
             .iter()
@@ -424,48 +469,102 @@ impl Daemon {
                 started: fire.gate.started(now),
             })
             .collect();
-        let clock = std::time::Instant::now();
-        let recorded = self.store.begin_fires(&rows);
-        tracing::debug!(fires = rows.len(), micros = clock.elapsed().as_micros() as u64, "fires recorded");
-        let outcomes: Vec<Recorded> = match recorded {
+        let batch = self.next_batch;
+        self.next_batch += 1;
+        let answers = self.answers.clone();
+        let queued = std::time::Instant::now();
+        self.store.queue_begin_fires(&rows, move |ids| {
+            tracing::debug!(micros = queued.elapsed().as_micros() as u64, "fires recorded");
+            // The loop is gone only once the daemon has stopped.
+            let _ = answers.send(StoreAnswer::Recorded { batch, ids });
+        });
+        drop(rows);
+        self.recording.insert(batch, Recording { snapshot, starts, fires, targets });
+    }
+
+    /// The store answered a write the loop was waiting for.
+    fn answered(&mut self, answer: StoreAnswer) {
+        match answer {
+            StoreAnswer::Recorded { batch, ids } => {
+                let Some(recording) = self.recording.remove(&batch) else { return };
+                self.start_fires(recording, ids);
+            }
+            StoreAnswer::Disabled(disabled) => {
+                self.reading_disabled = false;
+                match disabled {
+                    Ok(disabled) => self.scheduler.set_disabled(disabled),
+                    Err(err) => tracing::error!("failed to read which jobs are disabled: {err}"),
+                }
+                self.prepare_due();
+            }
+            StoreAnswer::Enabled { job, enabled, result, reply } => {
+                let result = result.map_err(|e| ControlError::Invalid(e.to_string()));
+                if result.is_ok() {
+                    self.scheduler.set_enabled(&job, enabled);
+                    tracing::info!(job = %job, enabled, "job {}", if enabled { "enabled" } else { "disabled" });
+                }
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// Starts the recorded fires the store did not have yet, tells the scheduler
+    /// how each went, and answers run-now requests with their fire's number.
+    fn start_fires(&mut self, recording: Recording, ids: Result<Vec<Option<i64>>, StoreError>) {
+        let Recording { snapshot, starts, fires, targets } = recording;
+        let outcomes: Vec<Recorded> = match ids {
             Ok(ids) => ids.into_iter().map(|id| id.map_or(Recorded::Duplicate, Recorded::As)).collect(),
             Err(err) => {
-                tracing::error!(fires = rows.len(), "failed to record fires (they run anyway): {err}");
-                vec![Recorded::Failed; rows.len()]
+                tracing::error!(fires = starts.len(), "failed to record fires (they run anyway): {err}");
+                vec![Recorded::Failed; starts.len()]
             }
         };
-        drop(rows);
-        let mut reports = Vec::with_capacity(starts.len());
+        let clock = std::time::Instant::now();
+        let mut actions = Vec::new();
         for (((start, mut fire), names), outcome) in starts.into_iter().zip(fires).zip(targets).zip(outcomes) {
-            reports.push((start.key, outcome));
+            if let Some(reply) = self.run_replies.remove(&start.key) {
+                let answer = match outcome {
+                    Recorded::As(id) => Ok(id),
+                    Recorded::Duplicate | Recorded::Failed => {
+                        Err(ControlError::Invalid("the fire could not be recorded; see the daemon's log".to_string()))
+                    }
+                };
+                let _ = reply.send(answer);
+            }
             let id = match outcome {
                 Recorded::Duplicate => {
                     tracing::info!(job = %fire.job, scheduled = %fire.scheduled, "fire already recorded; not running it twice");
-                    continue;
+                    None
                 }
                 Recorded::As(id) => Some(id),
                 Recorded::Failed => None,
             };
-            // The scheduler only starts fires of jobs in the snapshot.
-            let Some(job) = snapshot.config.jobs.get(&start.job) else { continue };
-            fire.id = id;
-            let recorder = Recorder::recorded(Some(&self.store), job, id);
-            let nodes = names.iter().filter_map(|n| snapshot.config.nodes.get(n).cloned()).collect();
-            self.launch(start.key, job, fire, nodes, recorder);
+            // The scheduler only starts fires of jobs in the snapshot they were prepared with.
+            if outcome != Recorded::Duplicate
+                && let Some(job) = snapshot.config.jobs.get(&start.job)
+            {
+                fire.id = id;
+                let recorder = Recorder::recorded(Some(&self.store), job, id);
+                let nodes = names.iter().filter_map(|n| snapshot.config.nodes.get(n).cloned()).collect();
+                self.launch(&snapshot, start.key, job, fire, nodes, recorder);
+            }
+            let current = Arc::clone(&self.snapshot);
+            actions.extend(self.scheduler.recorded(&current.config.jobs, start.key, outcome));
         }
         tracing::debug!(micros = clock.elapsed().as_micros() as u64, "fires started");
-        reports
+        self.carry_out(actions);
     }
 
     fn launch(
         &mut self,
+        snapshot: &Arc<Snapshot>,
         key: FireKey,
         job: &Arc<Job>,
         fire: Fire,
         nodes: Vec<Arc<crate::config::Node>>,
         recorder: Recorder,
     ) {
-        let snapshot = Arc::clone(&self.snapshot);
+        let snapshot = Arc::clone(snapshot);
         let lag_ms = (self.clock.now() - fire.scheduled).num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0;
         tracing::debug!(job = %fire.job, lag_ms = %format_args!("{lag_ms:.3}"), "fire prepared");
         let runner = Arc::clone(&self.runner);
@@ -508,14 +607,7 @@ impl Daemon {
     fn handle(&mut self, request: Command) {
         match request {
             Command::Jobs(reply) => {
-                self.refresh_disabled();
-                let mut last = self.store.last_fires().unwrap_or_else(|err| {
-                    tracing::error!("failed to read the jobs' last fires: {err}");
-                    Default::default()
-                });
-                let jobs =
-                    self.snapshot.config.jobs.values().map(|job| self.job_view(job, last.remove(&job.name))).collect();
-                let _ = reply.send(jobs);
+                let _ = reply.send(self.snapshot.config.jobs.values().map(|job| self.job_state(job)).collect());
             }
             Command::Nodes(reply) => {
                 let _ = reply.send(self.snapshot.config.nodes.values().map(|n| NodeView::from(n.as_ref())).collect());
@@ -523,23 +615,30 @@ impl Daemon {
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
             }
-            Command::Run { job, nodes, reply } => {
-                let _ = reply.send(self.run_now(&job, &nodes));
-            }
+            Command::Run { job, nodes, reply } => match self.run_now(&job, &nodes) {
+                // Answered once the fire is recorded (`start_fires`).
+                Ok(key) => {
+                    self.run_replies.insert(key, reply);
+                }
+                Err(err) => {
+                    let _ = reply.send(Err(err));
+                }
+            },
             Command::SetEnabled { job, enabled, reply } => {
                 if !self.snapshot.config.jobs.contains_key(&job) {
                     let _ = reply.send(Err(ControlError::NotFound(format!("no job named `{job}`"))));
                     return;
                 }
-                // Answered once committed, without holding up the loop meanwhile.
-                let store = Arc::clone(&self.store);
+                // Committed without holding up the loop meanwhile; `answered` tells
+                // the scheduler, then the asker.
+                let (store, answers) = (Arc::clone(&self.store), self.answers.clone());
                 tokio::spawn(async move {
-                    let result =
-                        store.set_enabled(&job, enabled).await.map_err(|e| ControlError::Invalid(e.to_string()));
-                    if result.is_ok() {
-                        tracing::info!(job = %job, enabled, "job {}", if enabled { "enabled" } else { "disabled" });
+                    let result = store.set_enabled(&job, enabled).await;
+                    if let Err(mpsc::error::SendError(StoreAnswer::Enabled { reply, .. })) =
+                        answers.send(StoreAnswer::Enabled { job, enabled, result, reply })
+                    {
+                        let _ = reply.send(Err(ControlError::Stopping));
                     }
-                    let _ = reply.send(result);
                 });
             }
             Command::Cancel { fire, reply } => {
@@ -560,10 +659,10 @@ impl Daemon {
         }
     }
 
-    fn job_view(&self, job: &Job, last: Option<FireRecord>) -> JobView {
+    fn job_state(&self, job: &Arc<Job>) -> JobState {
         let enabled = self.scheduler.is_enabled(&job.name);
         let next = self.scheduler.next_for(&job.name).filter(|_| enabled);
-        JobView::new(job, next, enabled, last)
+        JobState { job: Arc::clone(job), next, enabled }
     }
 
     fn status(&self) -> StatusView {
@@ -592,7 +691,8 @@ impl Daemon {
         }
     }
 
-    fn run_now(&mut self, name: &str, nodes: &[String]) -> Result<i64, ControlError> {
+    /// Starts a fire of `name` now; its key, to answer once it is recorded.
+    fn run_now(&mut self, name: &str, nodes: &[String]) -> Result<FireKey, ControlError> {
         let job = self
             .snapshot
             .config
@@ -605,16 +705,20 @@ impl Daemon {
         }
         let only = (!nodes.is_empty()).then(|| nodes.to_vec());
         let (key, actions) = self.scheduler.run_now(&job.name, only, self.clock.now());
-        self.carry_out(actions)
-            .get(&key)
-            .copied()
-            .flatten()
-            .ok_or_else(|| ControlError::Invalid("the fire could not be recorded; see the daemon's log".to_string()))
+        self.carry_out(actions);
+        Ok(key)
     }
 
-    async fn stop(mut self) {
+    async fn stop(mut self, mut answered: mpsc::UnboundedReceiver<StoreAnswer>) {
+        self.stopping = true;
         let actions = self.scheduler.shutdown();
         self.carry_out(actions);
+        // Fires handed to the store before the stop were prepared to run: they
+        // start as they would have, and are awaited with the others.
+        while !self.recording.is_empty() {
+            let Some(answer) = answered.recv().await else { break };
+            self.answered(answer);
+        }
         if !self.fires.is_empty() {
             tracing::info!(running = self.fires.len(), "stopping: waiting for running fires to finish");
         }

@@ -112,7 +112,7 @@ pub(crate) struct Scheduler {
     by_job: HashMap<String, BTreeSet<FireKey>>,
     deferred: BTreeSet<(DateTime<Utc>, FireKey)>,
     next_key: FireKey,
-    /// Jobs disabled in the store, as last read.
+    /// Jobs disabled in the store: as last read, and kept by `set_enabled` between reads.
     disabled: HashSet<String>,
     catchup_limit: usize,
     /// Actions decided by the current event, handed out at its end.
@@ -138,6 +138,15 @@ impl Scheduler {
     /// The jobs disabled in the store, read afresh.
     pub(crate) fn set_disabled(&mut self, disabled: HashSet<String>) {
         self.disabled = disabled;
+    }
+
+    /// A job was enabled or disabled (and the store has committed it).
+    pub(crate) fn set_enabled(&mut self, job: &str, enabled: bool) {
+        if enabled {
+            self.disabled.remove(job);
+        } else {
+            self.disabled.insert(job.to_string());
+        }
     }
 
     pub(crate) fn is_enabled(&self, job: &str) -> bool {
@@ -771,7 +780,7 @@ mod tests {
         world.run_until("2026-01-01T10:10:00Z");
         assert!(world.started.is_empty());
         assert_eq!(world.scheduler.next_for("off"), Some(at("2026-01-01T10:11:00Z")));
-        world.scheduler.set_disabled(HashSet::new());
+        world.scheduler.set_enabled("off", true);
         world.run_until("2026-01-01T10:11:00Z");
         assert_eq!(world.scheduled(), [(at("2026-01-01T10:11:00Z"), Trigger::Schedule)]);
     }

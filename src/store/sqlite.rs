@@ -324,10 +324,25 @@ impl Sqlite {
         Ok(self.begin_fires(std::slice::from_ref(&fire))?.pop().flatten())
     }
 
-    /// Records many fires as running in one transaction (fires due together are
-    /// recorded together) and waits for the commit; each answer is as for `begin_fire`.
-    pub fn begin_fires(&self, fires: &[FireStart<'_>]) -> Result<Vec<Option<i64>>, StoreError> {
+    /// Records many fires as running in one transaction and waits for the commit;
+    /// each answer is as for `begin_fire`.
+    fn begin_fires(&self, fires: &[FireStart<'_>]) -> Result<Vec<Option<i64>>, StoreError> {
         ids(self.writer()?.commit_now(Change::Begin(fires.iter().map(FireStart::row).collect()))?)
+    }
+
+    /// Queues recording many fires as running in one transaction, without waiting;
+    /// `done` gets each one's answer (as for `begin_fire`) once they are committed,
+    /// on the writer's thread.
+    pub fn queue_begin_fires(
+        &self,
+        fires: &[FireStart<'_>],
+        done: impl FnOnce(Result<Vec<Option<i64>>, StoreError>) + Send + 'static,
+    ) {
+        let change = Change::Begin(fires.iter().map(FireStart::row).collect());
+        match self.writer() {
+            Ok(writer) => writer.send(change, Box::new(move |answer| done(answer.and_then(ids)))),
+            Err(err) => done(Err(err)),
+        }
     }
 
     /// Queues the record of a fire that did not run, and why, without waiting for

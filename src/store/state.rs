@@ -60,11 +60,17 @@ impl Store {
         }
     }
 
-    /// Records many fires as running in one transaction (fires due together are
-    /// recorded together) and waits for the commit; each answer is as for `begin_fire`.
-    pub fn begin_fires(&self, fires: &[FireStart<'_>]) -> Result<Vec<Option<i64>>, StoreError> {
+    /// Queues recording many fires as running in one transaction (fires due
+    /// together are recorded together) without waiting for it; `done` gets each
+    /// one's answer, as for `begin_fire`, once they are committed. It is called on
+    /// the writer's thread, so it only hands the answer on.
+    pub fn queue_begin_fires(
+        &self,
+        fires: &[FireStart<'_>],
+        done: impl FnOnce(Result<Vec<Option<i64>>, StoreError>) + Send + 'static,
+    ) {
         match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.begin_fires(fires),
+            Backend::Sqlite(sqlite) => sqlite.queue_begin_fires(fires, done),
         }
     }
 

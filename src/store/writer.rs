@@ -71,7 +71,7 @@ pub(crate) enum Answer {
     Count(usize),
 }
 
-type Reply = Box<dyn FnOnce(Result<Answer, StoreError>) + Send>;
+pub(crate) type Reply = Box<dyn FnOnce(Result<Answer, StoreError>) + Send>;
 
 /// One change, and who waits for it to be committed.
 struct Write {
@@ -93,8 +93,9 @@ impl Writer {
         Ok(Writer { queue })
     }
 
-    /// Queues `change`; `done` gets its answer once it is committed.
-    fn send(&self, change: Change, done: Reply) {
+    /// Queues `change`; `done` gets its answer once it is committed (on the
+    /// writer's thread: it must not block).
+    pub(crate) fn send(&self, change: Change, done: Reply) {
         // The thread only ends when this sender is gone.
         if let Err(mpsc::SendError(write)) = self.queue.send(Write { change, done }) {
             (write.done)(Err(StoreError::WriterGone));
@@ -108,8 +109,8 @@ impl Writer {
         committed.await.unwrap_or(Err(StoreError::WriterGone))
     }
 
-    /// Queues `change` and blocks this thread until it is committed (start-up, the
-    /// CLI, and the fires the scheduler starts, whose numbers it needs at once).
+    /// Queues `change` and blocks this thread until it is committed (start-up and
+    /// the CLI).
     pub(crate) fn commit_now(&self, change: Change) -> Result<Answer, StoreError> {
         let (done, committed) = mpsc::sync_channel(1);
         self.send(change, Box::new(move |answer| drop(done.send(answer))));
