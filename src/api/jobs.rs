@@ -15,7 +15,7 @@ use super::server::{AppState, Failure};
     summary = "Jobs with schedule, next fire, last result, enabled",
     responses((status = 200, description = "jobs", body = Vec<JobView>)))]
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Vec<JobView>>, Failure> {
-    Ok(Json(state.daemon.jobs().await?))
+    Ok(Json(state.daemon.jobs().await?.into_iter().map(JobView::from).collect()))
 }
 
 #[utoipa::path(get, path = "/jobs/{name}", operation_id = "getJob", tag = "jobs", summary = "One job",
@@ -29,7 +29,8 @@ pub(crate) async fn get(State(state): State<AppState>, Path(name): Path<String>)
 async fn view(state: &AppState, name: &str) -> Result<JobView, Failure> {
     let jobs = state.daemon.jobs().await?;
     jobs.into_iter()
-        .find(|j| j.name == name)
+        .find(|j| j.job.name == name)
+        .map(JobView::from)
         .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no job named `{name}`")))
 }
 

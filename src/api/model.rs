@@ -1,10 +1,14 @@
 //! What the API and the CLI say to each other: defined once, used by both ends.
+//!
+//! The daemon answers with its own data (`daemon::JobState`, `DaemonStatus`, ...);
+//! the views here are built from it by the `From` impls below.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::config::{Job, Node};
+use crate::daemon::{DaemonStatus, JobState, PendingRestart as Pending, ReloadOutcome};
 pub use crate::runner::events::Event;
 use crate::store::{FireRecord, NodeRecord, Trigger};
 
@@ -36,6 +40,12 @@ impl JobView {
             enabled,
             last,
         }
+    }
+}
+
+impl From<JobState> for JobView {
+    fn from(state: JobState) -> JobView {
+        JobView::new(&state.job, state.next, state.enabled, state.last)
     }
 }
 
@@ -72,11 +82,23 @@ pub struct RunningFire {
     pub trigger: Trigger,
 }
 
+impl From<crate::daemon::RunningFire> for RunningFire {
+    fn from(fire: crate::daemon::RunningFire) -> RunningFire {
+        RunningFire { id: fire.id, job: fire.job, scheduled: fire.scheduled, trigger: fire.trigger }
+    }
+}
+
 /// When a job is next due (the status's `next`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct NextFire {
     pub job: String,
     pub at: DateTime<Utc>,
+}
+
+impl From<crate::daemon::NextFire> for NextFire {
+    fn from(next: crate::daemon::NextFire) -> NextFire {
+        NextFire { job: next.job, at: next.at }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -105,12 +127,36 @@ pub struct StatusView {
     pub restart_pending: Vec<PendingRestart>,
 }
 
+impl From<DaemonStatus> for StatusView {
+    fn from(status: DaemonStatus) -> StatusView {
+        StatusView {
+            version: status.version.to_string(),
+            config: status.config.display().to_string(),
+            started: status.started,
+            uptime_seconds: status.uptime.num_milliseconds() as f64 / 1000.0,
+            jobs: status.jobs,
+            nodes: status.nodes,
+            running: status.running.into_iter().map(RunningFire::from).collect(),
+            next: status.next.into_iter().map(NextFire::from).collect(),
+            config_errors: status.config_errors,
+            ssh_masters: status.ssh_masters,
+            restart_pending: status.restart_pending.into_iter().map(PendingRestart::from).collect(),
+        }
+    }
+}
+
 /// A setting whose configured value waits for a restart to take effect.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PendingRestart {
     pub setting: String,
     pub in_force: String,
     pub configured: String,
+}
+
+impl From<Pending> for PendingRestart {
+    fn from(pending: Pending) -> PendingRestart {
+        PendingRestart { setting: pending.setting, in_force: pending.in_force, configured: pending.configured }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -132,6 +178,12 @@ pub struct ReloadView {
     pub ok: bool,
     pub summary: Option<String>,
     pub errors: Vec<String>,
+}
+
+impl From<ReloadOutcome> for ReloadView {
+    fn from(outcome: ReloadOutcome) -> ReloadView {
+        ReloadView { ok: outcome.ok, summary: outcome.summary, errors: outcome.errors }
+    }
 }
 
 /// Sent on the event stream (`event: lagged`, no `id:`) in place of events the

@@ -10,18 +10,18 @@ use super::server::{AppState, Failure};
     summary = "Daemon status: uptime, running and next fires, errors of a failed reload, settings waiting for a restart",
     responses((status = 200, description = "status", body = StatusView)))]
 pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<StatusView>, Failure> {
-    Ok(Json(state.daemon.status().await?))
+    Ok(Json(state.daemon.status().await?.into()))
 }
 
 #[utoipa::path(get, path = "/nodes", operation_id = "listNodes", tag = "daemon", summary = "Configured nodes (never their secrets)",
     responses((status = 200, description = "nodes", body = Vec<NodeView>)))]
 pub(crate) async fn nodes(State(state): State<AppState>) -> Result<Json<Vec<NodeView>>, Failure> {
-    Ok(Json(state.daemon.nodes().await?))
+    Ok(Json(state.daemon.nodes().await?.iter().map(|node| NodeView::from(node.as_ref())).collect()))
 }
 
 #[utoipa::path(post, path = "/reload", operation_id = "reload", tag = "daemon",
     summary = "Reload the configuration now; token changes apply from here on, listen/tls/state/retention changes wait for a restart (see Status.restart_pending)",
     responses((status = 200, description = "the outcome; `ok: false` with `errors` when the configuration on disk is invalid (the one in force stays)", body = ReloadView)))]
 pub(crate) async fn reload(State(state): State<AppState>) -> Result<Json<ReloadView>, Failure> {
-    Ok(Json(state.daemon.reload().await?))
+    Ok(Json(state.daemon.reload().await?.into()))
 }

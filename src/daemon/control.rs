@@ -3,25 +3,71 @@
 //! The daemon's state lives in its loop; the API asks through a channel and gets a
 //! reply on a oneshot, so nothing is shared behind locks. Reads of the history go to
 //! the store directly (off the daemon's loop), and live events from the daemon's
-//! event log.
+//! event log. The answers are the daemon's own data (jobs, nodes, its status, a
+//! reload's outcome); how they are shown is `api/`'s business, not this module's.
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::api::model::{JobView, NodeView, ReloadView, StatusView};
-use crate::config::Job;
+use super::reload::PendingRestart;
+use crate::config::{Job, Node};
 use crate::runner::EventLog;
-use crate::store::Store;
+use crate::store::{FireRecord, Store, Trigger};
 
-/// A job as the daemon's loop knows it.
+/// A job as the daemon knows it.
 pub(crate) struct JobState {
     pub(crate) job: Arc<Job>,
     /// Its next scheduled instant (none while disabled).
     pub(crate) next: Option<DateTime<Utc>>,
     pub(crate) enabled: bool,
+    /// Its last fire that ran, read from the store by `DaemonHandle::jobs` (off
+    /// the loop).
+    pub(crate) last: Option<FireRecord>,
+}
+
+/// A fire that is running.
+pub(crate) struct RunningFire {
+    /// Its store number, unless the store failed to record it.
+    pub(crate) id: Option<i64>,
+    pub(crate) job: String,
+    pub(crate) scheduled: DateTime<Utc>,
+    pub(crate) trigger: Trigger,
+}
+
+/// When a job is next due.
+pub(crate) struct NextFire {
+    pub(crate) job: String,
+    pub(crate) at: DateTime<Utc>,
+}
+
+/// The daemon's state as a whole.
+pub(crate) struct DaemonStatus {
+    pub(crate) version: &'static str,
+    /// The configuration file, absolute and canonical, taken at start.
+    pub(crate) config: std::path::PathBuf,
+    pub(crate) started: DateTime<Utc>,
+    pub(crate) uptime: TimeDelta,
+    pub(crate) jobs: usize,
+    pub(crate) nodes: usize,
+    pub(crate) running: Vec<RunningFire>,
+    /// The next fires, earliest first (at most 20).
+    pub(crate) next: Vec<NextFire>,
+    /// The errors of the last reload, if it failed, one line each.
+    pub(crate) config_errors: Vec<String>,
+    pub(crate) ssh_masters: usize,
+    pub(crate) restart_pending: Vec<PendingRestart>,
+}
+
+/// How a reload went: in force (with a summary of the changes), or not (with the
+/// configuration's errors).
+#[derive(Debug, Clone)]
+pub(crate) struct ReloadOutcome {
+    pub(crate) ok: bool,
+    pub(crate) summary: Option<String>,
+    pub(crate) errors: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,12 +82,12 @@ pub enum ControlError {
 
 pub(crate) enum Command {
     Jobs(oneshot::Sender<Vec<JobState>>),
-    Nodes(oneshot::Sender<Vec<NodeView>>),
-    Status(oneshot::Sender<StatusView>),
+    Nodes(oneshot::Sender<Vec<Arc<Node>>>),
+    Status(oneshot::Sender<DaemonStatus>),
     Run { job: String, nodes: Vec<String>, reply: oneshot::Sender<Result<i64, ControlError>> },
     SetEnabled { job: String, enabled: bool, reply: oneshot::Sender<Result<(), ControlError>> },
     Cancel { fire: i64, reply: oneshot::Sender<Result<(), ControlError>> },
-    Reload(oneshot::Sender<ReloadView>),
+    Reload(oneshot::Sender<ReloadOutcome>),
 }
 
 /// What the API holds to talk to the daemon.
@@ -64,7 +110,7 @@ impl DaemonHandle {
     }
 
     /// Every job, with its last fire read from the store on a blocking thread.
-    pub async fn jobs(&self) -> Result<Vec<JobView>, ControlError> {
+    pub(crate) async fn jobs(&self) -> Result<Vec<JobState>, ControlError> {
         let jobs = self.ask(Command::Jobs).await?;
         let store = Arc::clone(&self.store);
         let mut last = tokio::task::spawn_blocking(move || store.last_fires())
@@ -74,14 +120,14 @@ impl DaemonHandle {
                 tracing::error!("failed to read the jobs' last fires: {err}");
                 Default::default()
             });
-        Ok(jobs.into_iter().map(|s| JobView::new(&s.job, s.next, s.enabled, last.remove(&s.job.name))).collect())
+        Ok(jobs.into_iter().map(|job| JobState { last: last.remove(&job.job.name), ..job }).collect())
     }
 
-    pub async fn nodes(&self) -> Result<Vec<NodeView>, ControlError> {
+    pub(crate) async fn nodes(&self) -> Result<Vec<Arc<Node>>, ControlError> {
         self.ask(Command::Nodes).await
     }
 
-    pub async fn status(&self) -> Result<StatusView, ControlError> {
+    pub(crate) async fn status(&self) -> Result<DaemonStatus, ControlError> {
         self.ask(Command::Status).await
     }
 
@@ -97,7 +143,7 @@ impl DaemonHandle {
         self.ask(|reply| Command::Cancel { fire, reply }).await?
     }
 
-    pub async fn reload(&self) -> Result<ReloadView, ControlError> {
+    pub(crate) async fn reload(&self) -> Result<ReloadOutcome, ControlError> {
         self.ask(Command::Reload).await
     }
 }

@@ -9,4 +9,6 @@ mod watch;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use control::{ControlError, DaemonHandle};
+pub(crate) use control::{DaemonStatus, JobState, NextFire, ReloadOutcome, RunningFire};
+pub(crate) use reload::PendingRestart;
 pub use run::{DaemonError, run, run_with_clock};

@@ -4,9 +4,16 @@
 //! Pure comparison; the daemon applies it (keeps the next fire of jobs whose
 //! schedule is unchanged, replans changed ones, drops removed ones, plans new ones).
 
-use crate::api::model::PendingRestart;
 use crate::config::{Job, Settings};
 use crate::snapshot::Snapshot;
+
+/// A start-only setting whose configured value waits for a restart to take effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PendingRestart {
+    pub(crate) setting: String,
+    pub(crate) in_force: String,
+    pub(crate) configured: String,
+}
 
 /// The settings that take effect only when the daemon starts (the listener, its
 /// TLS, the store, the pruning task), by name, as people read them.

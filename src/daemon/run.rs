@@ -27,12 +27,13 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::clock::{Clock, SystemClock};
-use super::control::{Command, ControlError, DaemonHandle, JobState};
+use super::control::{
+    Command, ControlError, DaemonHandle, DaemonStatus, JobState, NextFire, ReloadOutcome, RunningFire,
+};
 use super::reload::{StartedWith, diff};
 use super::scheduler::{Action, FireKey, Recorded, Scheduler, Stage, Start};
 use super::watch::{self, Watch, Watched};
 use crate::api;
-use crate::api::model::{NextFire, NodeView, ReloadView, RunningFire, StatusView};
 use crate::config::{Diagnostic, Job};
 use crate::runner::{EventLog, Fire, Gate, Recorder, Runner};
 use crate::snapshot::Snapshot;
@@ -86,9 +87,9 @@ struct Recording {
 /// A reload whose configuration is being read.
 struct Reloading {
     reason: &'static str,
-    replies: Vec<oneshot::Sender<ReloadView>>,
+    replies: Vec<oneshot::Sender<ReloadOutcome>>,
     /// Asked for meanwhile: runs next, as files may have changed since this one began.
-    next: Option<(&'static str, Vec<oneshot::Sender<ReloadView>>)>,
+    next: Option<(&'static str, Vec<oneshot::Sender<ReloadOutcome>>)>,
 }
 
 struct Daemon {
@@ -299,7 +300,7 @@ impl Daemon {
     /// Loads the configuration anew on a blocking thread (reading files can be slow:
     /// firing and the API go on meanwhile); `loaded` swaps it in. A reload asked
     /// for while one is loading runs once that one is done, for every asker.
-    fn reload(&mut self, reason: &'static str, reply: Option<oneshot::Sender<ReloadView>>) {
+    fn reload(&mut self, reason: &'static str, reply: Option<oneshot::Sender<ReloadOutcome>>) {
         if let Some(reloading) = &mut self.reloading {
             reloading.next.get_or_insert_with(|| (reason, Vec::new())).1.extend(reply);
             return;
@@ -315,9 +316,9 @@ impl Daemon {
     /// A reload's configuration has been read: swap it in and answer whoever asked.
     fn loaded(&mut self, (snapshot, diagnostics): (Snapshot, Vec<Diagnostic>)) {
         let Some(reloading) = self.reloading.take() else { return };
-        let view = self.swap(reloading.reason, snapshot, diagnostics);
+        let outcome = self.swap(reloading.reason, snapshot, diagnostics);
         for reply in reloading.replies {
-            let _ = reply.send(view.clone());
+            let _ = reply.send(outcome.clone());
         }
         if let Some((reason, replies)) = reloading.next {
             self.reload(reason, None);
@@ -329,7 +330,7 @@ impl Daemon {
 
     /// Swaps a newly loaded configuration in whole, or keeps the current one if the
     /// new one has errors.
-    fn swap(&mut self, reason: &str, snapshot: Snapshot, diagnostics: Vec<Diagnostic>) -> ReloadView {
+    fn swap(&mut self, reason: &str, snapshot: Snapshot, diagnostics: Vec<Diagnostic>) -> ReloadOutcome {
         if diagnostics.iter().any(Diagnostic::is_error) {
             let errors: Vec<Diagnostic> = diagnostics.into_iter().filter(Diagnostic::is_error).collect();
             for error in &errors {
@@ -339,7 +340,7 @@ impl Daemon {
             self.reload_errors = errors;
             // A fix may come in a file that is not watched yet (a new folder).
             self.watch_files();
-            return ReloadView { ok: false, summary: None, errors: self.config_errors() };
+            return ReloadOutcome { ok: false, summary: None, errors: self.config_errors() };
         }
         for warning in &diagnostics {
             tracing::warn!("{}", warning.one_line());
@@ -389,7 +390,7 @@ impl Daemon {
             );
         }
         release_memory();
-        ReloadView { ok: true, summary: Some(changes.summary()), errors: Vec::new() }
+        ReloadOutcome { ok: true, summary: Some(changes.summary()), errors: Vec::new() }
     }
 
     fn config_errors(&self) -> Vec<String> {
@@ -593,7 +594,7 @@ impl Daemon {
         self.carry_out(actions);
     }
 
-    /// The fires running now, as the API shows them.
+    /// The fires running now.
     fn running(&self) -> impl Iterator<Item = (FireKey, RunningFire)> + '_ {
         self.scheduler.fires().filter_map(|(key, fire)| match fire.stage {
             Stage::Running { id } => {
@@ -610,7 +611,7 @@ impl Daemon {
                 let _ = reply.send(self.snapshot.config.jobs.values().map(|job| self.job_state(job)).collect());
             }
             Command::Nodes(reply) => {
-                let _ = reply.send(self.snapshot.config.nodes.values().map(|n| NodeView::from(n.as_ref())).collect());
+                let _ = reply.send(self.snapshot.config.nodes.values().cloned().collect());
             }
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
@@ -642,10 +643,10 @@ impl Daemon {
                 });
             }
             Command::Cancel { fire, reply } => {
-                let found = self.running().find(|(_, view)| view.id == Some(fire));
-                let result = match found.and_then(|(key, view)| Some((view, self.cancels.get(&key)?))) {
-                    Some((view, token)) => {
-                        tracing::warn!(job = %view.job, fire, "fire cancelled on request");
+                let found = self.running().find(|(_, running)| running.id == Some(fire));
+                let result = match found.and_then(|(key, running)| Some((running, self.cancels.get(&key)?))) {
+                    Some((running, token)) => {
+                        tracing::warn!(job = %running.job, fire, "fire cancelled on request");
                         token.cancel();
                         Ok(())
                     }
@@ -662,10 +663,10 @@ impl Daemon {
     fn job_state(&self, job: &Arc<Job>) -> JobState {
         let enabled = self.scheduler.is_enabled(&job.name);
         let next = self.scheduler.next_for(&job.name).filter(|_| enabled);
-        JobState { job: Arc::clone(job), next, enabled }
+        JobState { job: Arc::clone(job), next, enabled, last: None }
     }
 
-    fn status(&self) -> StatusView {
+    fn status(&self) -> DaemonStatus {
         let now = self.clock.now();
         let mut next: Vec<NextFire> = self
             .snapshot
@@ -676,14 +677,14 @@ impl Daemon {
             .collect();
         next.sort_by_key(|n| n.at);
         next.truncate(20);
-        StatusView {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            config: self.config_identity.display().to_string(),
+        DaemonStatus {
+            version: env!("CARGO_PKG_VERSION"),
+            config: self.config_identity.clone(),
             started: self.started,
-            uptime_seconds: (now - self.started).num_milliseconds() as f64 / 1000.0,
+            uptime: now - self.started,
             jobs: self.snapshot.config.jobs.len(),
             nodes: self.snapshot.config.nodes.len(),
-            running: self.running().map(|(_, view)| view).collect(),
+            running: self.running().map(|(_, fire)| fire).collect(),
             next,
             config_errors: self.config_errors(),
             ssh_masters: self.runner.pool().open_masters(),
