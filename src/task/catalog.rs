@@ -271,6 +271,14 @@ fn compile(
             diagnostics.push(warning);
         }
     }
+    for at in engine::endless_loops(&ast) {
+        let (line, column) = (at.line().unwrap_or(1), at.position().unwrap_or(1));
+        diagnostics.push(
+            Diagnostic::error(format!("task module {}: this loop never ends (its body is empty)", origin.display()))
+                .at(Location::new(&file, line, column))
+                .help("a task stopped by task_max_time or task_max_operations fails; give the loop a body that can `break`"),
+        );
+    }
     let stop_points = engine::stop_points(&ast);
     Some(Arc::new(CompiledModule { ast, text, source, functions, stop_points }))
 }

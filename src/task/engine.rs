@@ -245,13 +245,16 @@ pub(crate) fn stop_points(ast: &AST) -> Arc<[BreakPoint]> {
             points.push(point(source, f.body.start_position()));
         }
         ast.walk(&mut |nodes: &[ASTNode]| {
-            let body = match nodes.last() {
-                Some(ASTNode::Stmt(Stmt::While(x, _) | Stmt::Do(x, ..))) => Some(&x.body),
-                Some(ASTNode::Stmt(Stmt::For(x, _))) => Some(&x.2.body),
-                _ => None,
+            let (body, condition) = match nodes.last() {
+                Some(ASTNode::Stmt(Stmt::While(x, _) | Stmt::Do(x, ..))) => (Some(&x.body), Some(&x.expr)),
+                Some(ASTNode::Stmt(Stmt::For(x, _))) => (Some(&x.2.body), None),
+                _ => (None, None),
             };
-            if let Some(first) = body.and_then(|b| b.statements().first()) {
-                points.push(point(source, first.position()));
+            match (body.and_then(|b| b.statements().first()), condition) {
+                (Some(first), _) => points.push(point(source, first.position())),
+                // An empty body: the condition is what the loop keeps evaluating.
+                (None, Some(condition)) if !condition.is_constant() => points.push(point(source, condition.position())),
+                _ => {}
             }
             true
         });
@@ -265,6 +268,23 @@ pub(crate) fn stop_points(ast: &AST) -> Arc<[BreakPoint]> {
         }
     }
     points.into()
+}
+
+/// Loops that can only end by a limit: `loop {}` and `while true {}` with an empty body
+/// (nothing in them can `break`), by position. Such a loop evaluates no node Rhai's
+/// debugger sees, so a limit could not name its line at run time: `loom check` does.
+pub(crate) fn endless_loops(ast: &AST) -> Vec<Position> {
+    let mut found = Vec::new();
+    ast.walk(&mut |nodes: &[ASTNode]| {
+        if let Some(ASTNode::Stmt(stmt @ Stmt::While(x, _))) = nodes.last()
+            && x.body.is_empty()
+            && matches!(x.expr, rhai::Expr::Unit(..) | rhai::Expr::BoolConstant(true, ..))
+        {
+            found.push(stmt.position());
+        }
+        true
+    });
+    found
 }
 
 /// Lets `import "a/b" as b;` in task modules find modules while a catalog is

@@ -85,13 +85,28 @@ fn kwargs_parameter_gets_an_empty_map_when_the_job_has_none() {
 }
 
 #[test]
-fn an_endless_loop_is_stopped_by_the_operation_limit() {
+fn an_endless_loop_is_stopped_by_the_operation_limit_at_its_line() {
     let ws = Workspace::local("task_max_operations: 100000\n");
-    ws.write("tasks/site/spin.rhai", "fn apply(ssh) { loop { } }\n");
+    // An empty body: the condition is all the loop evaluates, and where it stops.
+    ws.write("tasks/site/spin.rhai", "fn apply(ssh) {\n    let i = 0;\n    while i < 1 { }\n}\n");
     ws.write("jobs/a.yaml", "jobs:\n  spin:\n    task: site.spin.apply\n    targets: [local]\n");
     let run = ws.loom(&["run", "spin"]);
     run.assert_code(1);
     assert!(run.stdout.contains("task stopped after task_max_operations (100000)"), "{}", run.stdout);
+    assert!(run.stdout.contains("tasks/site/spin.rhai:3:"), "{}", run.stdout);
+}
+
+#[test]
+fn a_loop_that_can_never_end_is_a_check_error() {
+    let ws = Workspace::local("");
+    ws.write("tasks/site/spin.rhai", "fn apply(ssh) {\n    loop { }\n}\nfn other(ssh) { while true {} }\n");
+    ws.write("jobs/a.yaml", "jobs:\n  spin:\n    task: site.spin.apply\n    targets: [local]\n");
+    let check = ws.loom(&["check"]);
+    check.assert_code(1);
+    let text = check.all();
+    assert!(text.contains("this loop never ends"), "{text}");
+    assert!(text.contains("tasks/site/spin.rhai:2:5"), "{text}");
+    assert!(text.contains("tasks/site/spin.rhai:4:17"), "{text}");
 }
 
 #[test]
