@@ -261,11 +261,17 @@ pub(crate) fn stop_points(ast: &AST) -> Arc<[BreakPoint]> {
     }
     let mut points = Vec::new();
     collect(ast.source(), ast, ast.shared_lib(), &mut points);
-    if let Some(resolver) = ast.resolver() {
-        for (_, module) in resolver.iter() {
-            let functions = AST::new(Vec::new(), module.clone());
-            collect(module.id(), &functions, module, &mut points);
+    // The modules it imports, and theirs (a module's own imports are its sub-modules).
+    let mut modules: Vec<Shared<Module>> =
+        ast.resolver().map(|r| r.iter().map(|(_, m)| m.clone()).collect()).unwrap_or_default();
+    let mut seen = std::collections::HashSet::new();
+    while let Some(module) = modules.pop() {
+        if !seen.insert(Shared::as_ptr(&module)) {
+            continue;
         }
+        let functions = AST::new(Vec::new(), module.clone());
+        collect(module.id(), &functions, &module, &mut points);
+        modules.extend(module.iter_sub_modules().map(|(_, m)| m.clone()));
     }
     points.into()
 }

@@ -132,6 +132,16 @@ fn a_script_stopped_by_a_limit_names_the_line_and_function_it_was_in() {
         assert!(run.stdout.contains("tasks/site/busy.rhai:4:"), "{limit}{}", run.stdout);
         assert!(run.stdout.contains(" in fn spin"), "{limit}{}", run.stdout);
     }
+    // A module imported by an imported module: its loops are stop points too.
+    let ws = Workspace::local("task_max_operations: 100000\n");
+    ws.write("tasks/site/spin.rhai", "import \"site/outer\" as outer;\nfn apply(ssh) { outer::enter(); }\n");
+    ws.write("tasks/site/outer.rhai", "import \"site/inner\" as inner;\nfn enter() { inner::spin(); }\n");
+    ws.write("tasks/site/inner.rhai", "fn spin() {\n    let i = 0;\n    loop {\n        i += 1;\n    }\n}\n");
+    ws.write("jobs/a.yaml", "jobs:\n  spin:\n    task: site.spin.apply\n    targets: [local]\n");
+    let run = ws.loom(&["run", "spin"]);
+    run.assert_code(1);
+    assert!(run.stdout.contains("tasks/site/inner.rhai:4:"), "{}", run.stdout);
+    assert!(run.stdout.contains(" in fn spin"), "{}", run.stdout);
     // A stop is a runtime error to Rhai, so `try` catches it; the task is stopped all the same.
     let ws = Workspace::local("task_max_operations: 100000\n");
     ws.write("tasks/site/spin.rhai", "fn apply(ssh) { try { let i = 0; loop { i += 1; } } catch (e) { } }\n");
