@@ -12,6 +12,7 @@ mod master;
 mod pool;
 mod session;
 pub mod settings;
+mod shell;
 
 pub use local::LocalConnection;
 pub use pool::Pool;
@@ -72,6 +73,21 @@ impl Connection {
         match self {
             Connection::Local(local) => local.exec(command, stdin, cancel),
             Connection::Ssh(ssh) => ssh.exec(command, stdin, cancel),
+        }
+    }
+
+    /// Like `exec`, but always in a channel of its own, never through the node's
+    /// kept shell: for input that should not pass through a shell's script (a
+    /// password for sudo).
+    pub fn exec_alone(
+        &self,
+        command: &str,
+        stdin: Option<&[u8]>,
+        cancel: &CancellationToken,
+    ) -> Result<CommandOutput, SshError> {
+        match self {
+            Connection::Local(local) => local.exec(command, stdin, cancel),
+            Connection::Ssh(ssh) => ssh.exec_alone(command, stdin, cancel),
         }
     }
 

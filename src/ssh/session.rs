@@ -2,10 +2,15 @@
 //!
 //! Commands go over the master's control socket with the multiplexing protocol
 //! (`openssh`'s native-mux), so a command on a warm connection costs no new process
-//! on the Loom host. Output is read concurrently with stdin being written (no pipe
-//! deadlocks) and is bounded: past the limit it is drained and dropped. The methods
-//! are synchronous for task scripts; they drive the async side with the runtime
-//! handle captured when the connection was opened.
+//! on the Loom host. Commands, small inputs (`ssh.put` of text) and reads travel
+//! through a persistent shell on the node (`shell.rs`), so they cost no new channel
+//! or login shell either; where a shell cannot carry one (NUL bytes, large input, a
+//! login shell that is not POSIX, all of the node's shells busy, a shell that died
+//! before the command started) the command takes a channel of its own, as streams
+//! (uploads and downloads of files) always do. Output is read concurrently with
+//! stdin being written (no pipe deadlocks) and is bounded: past the limit it is
+//! drained and dropped. The methods are synchronous for task scripts; they drive the
+//! async side with the runtime handle captured when the connection was opened.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -17,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::master::{self, Master};
 use super::settings::SshSettings;
+use super::shell::{self, Lease, OpenError, Ran, Shell, Shells};
 use super::{CommandOutput, READ_LIMIT, SshError, read_bounded, read_up_to, shell_quote, too_large};
 use crate::config::Node;
 
@@ -29,8 +35,17 @@ pub struct SshConnection {
     /// master and removes its control folder.
     session: RwLock<Arc<Session>>,
     reopening: tokio::sync::Mutex<()>,
+    /// The node's persistent shells, on the current master.
+    shells: Arc<Shells>,
     runtime: Handle,
     output_limit: usize,
+}
+
+impl Drop for SshConnection {
+    /// Shells hold their master's session: they go first, so that it stops.
+    fn drop(&mut self) {
+        self.shells.clear();
+    }
 }
 
 impl SshConnection {
@@ -47,6 +62,7 @@ impl SshConnection {
             control: control.to_path_buf(),
             session: RwLock::new(Arc::new(Session::new_native_mux(dir))),
             reopening: tokio::sync::Mutex::new(()),
+            shells: Shells::new(&settings.control_persist),
             runtime: Handle::current(),
             output_limit,
         })
@@ -74,7 +90,87 @@ impl SshConnection {
         tracing::info!(node = %self.node.name, "ssh master is gone; reconnecting");
         let Master { dir } = master::start(&self.node, &self.settings, &self.control).await?;
         *self.session.write().expect("session lock") = Arc::new(Session::new_native_mux(dir));
+        self.shells.clear();
         Ok(())
+    }
+
+    /// Runs `command` through one of the node's shells; `None` when no shell can
+    /// carry it and it must take a channel of its own (it has not run). `hard_cap`
+    /// is `read`'s: stdout is cut there and the command abandoned.
+    async fn exec_shell(
+        &self,
+        command: &str,
+        stdin: Option<&[u8]>,
+        limit: usize,
+        hard_cap: Option<usize>,
+    ) -> Result<Option<CommandOutput>, SshError> {
+        if !shell::fits(command, stdin) {
+            return Ok(None);
+        }
+        let Some((lease, mut shell)) = self.shell().await else {
+            return Ok(None);
+        };
+        match shell.run(command, stdin, limit, hard_cap).await {
+            Ran::Done(output) => {
+                lease.keep(shell);
+                Ok(Some(output))
+            }
+            Ran::NotStarted => {
+                tracing::debug!(node = %self.node.name, "shell gone before the command started; using a channel");
+                Ok(None)
+            }
+            Ran::Died { stdout, stderr } => {
+                let code = shell.exit_code().await.map_err(|e| self.session_error(e))?;
+                Ok(Some(CommandOutput { stdout, stderr, code }))
+            }
+            // The caller sees the cap reached (`read` refuses the file).
+            Ran::TooLarge { stdout } => Ok(Some(CommandOutput { stdout, stderr: Vec::new(), code: None })),
+        }
+    }
+
+    /// `command` through a shell, else in a channel of its own.
+    async fn exec_any(&self, command: &str, stdin: Option<&[u8]>) -> Result<CommandOutput, SshError> {
+        match self.exec_shell(command, stdin, self.output_limit, None).await? {
+            Some(output) => Ok(output),
+            None => self.exec_async(command, stdin, None).await,
+        }
+    }
+
+    /// A kept shell, or a new one; `None` when this command should take a channel.
+    async fn shell(&self) -> Option<(Lease, Shell)> {
+        let session = self.current();
+        let mut lease = self.shells.lease(&session)?;
+        if let Some(shell) = lease.shell.take() {
+            return Some((lease, shell));
+        }
+        let patience = self.settings.connect_timeout;
+        let opened = match Shell::open(Arc::clone(&session), patience).await {
+            Err(OpenError::Spawn(err)) if master_gone(&err) => {
+                self.reopen(&session).await.ok()?;
+                let session = self.current();
+                drop(lease);
+                lease = self.shells.lease(&session)?;
+                Shell::open(session, patience).await
+            }
+            other => other,
+        };
+        match opened {
+            Ok(shell) => Some((lease, shell)),
+            Err(OpenError::NotPosix(name)) => {
+                tracing::info!(node = %self.node.name, shell = %name, "the login shell is not POSIX sh; every command takes a channel of its own");
+                self.shells.give_up();
+                None
+            }
+            Err(OpenError::Broken(reason)) => {
+                tracing::warn!(node = %self.node.name, %reason, "no persistent shell; every command takes a channel of its own");
+                self.shells.give_up();
+                None
+            }
+            Err(OpenError::Spawn(err)) => {
+                tracing::debug!(node = %self.node.name, error = %err, "could not open a shell; using a channel");
+                None
+            }
+        }
     }
 
     fn session_error(&self, err: openssh::Error) -> SshError {
@@ -170,10 +266,30 @@ impl SshConnection {
         stdin: Option<&[u8]>,
         cancel: &CancellationToken,
     ) -> Result<CommandOutput, SshError> {
+        self.cancellable(command, cancel, self.exec_any(command, stdin))
+    }
+
+    /// `exec` in a channel of its own, never through a shell.
+    pub fn exec_alone(
+        &self,
+        command: &str,
+        stdin: Option<&[u8]>,
+        cancel: &CancellationToken,
+    ) -> Result<CommandOutput, SshError> {
+        self.cancellable(command, cancel, self.exec_async(command, stdin, None))
+    }
+
+    /// Drives `work` until it ends or `cancel` fires. Dropping the command closes
+    /// its channel on the master, or (`shell.rs`) kills it with its shell.
+    fn cancellable(
+        &self,
+        command: &str,
+        cancel: &CancellationToken,
+        work: impl Future<Output = Result<CommandOutput, SshError>>,
+    ) -> Result<CommandOutput, SshError> {
         self.runtime.block_on(async {
             tokio::select! {
-                result = self.exec_async(command, stdin, None) => result,
-                // Dropping the command closes its channel on the master.
+                result = work => result,
                 _ = cancel.cancelled() => Err(SshError::Cancelled { node: self.node.name.clone(), command: command.to_string() }),
             }
         })
@@ -200,7 +316,8 @@ impl SshConnection {
     }
 
     pub fn write(&self, path: &str, bytes: &[u8], mode: Option<u32>) -> Result<(), SshError> {
-        let output = self.runtime.block_on(self.exec_async(&Self::write_command(path, mode), Some(bytes), None))?;
+        let command = Self::write_command(path, mode);
+        let output = self.runtime.block_on(self.exec_any(&command, Some(bytes)))?;
         self.check("write", path, output).map(drop)
     }
 
@@ -212,19 +329,30 @@ impl SshConnection {
     }
 
     pub fn read(&self, path: &str) -> Result<Vec<u8>, SshError> {
+        let command = format!("cat {}", shell_quote(path));
         self.runtime.block_on(async {
-            let session = self.current();
-            let mut builder = session.raw_command(format!("cat {}", shell_quote(path)));
-            builder.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-            let mut child = builder.spawn().await.map_err(|e| self.session_error(e))?;
-            let (stdout, stderr) = (child.stdout().take(), child.stderr().take());
-            let (stdout, stderr) = tokio::join!(read_up_to(stdout, READ_LIMIT + 1), read_bounded(stderr, 64 << 10));
-            if stdout.len() > READ_LIMIT {
-                // Dropping the command closes its channel: the rest is never sent.
+            let cap = READ_LIMIT + 1;
+            let output = match self.exec_shell(&command, None, cap, Some(cap)).await? {
+                Some(output) => output,
+                None => {
+                    let session = self.current();
+                    let mut builder = session.raw_command(&command);
+                    builder.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+                    let mut child = builder.spawn().await.map_err(|e| self.session_error(e))?;
+                    let (stdout, stderr) = (child.stdout().take(), child.stderr().take());
+                    let (stdout, stderr) = tokio::join!(read_up_to(stdout, cap), read_bounded(stderr, 64 << 10));
+                    if stdout.len() > READ_LIMIT {
+                        return Err(too_large(&self.node.name, path));
+                    }
+                    let status = child.wait().await.map_err(|e| self.session_error(e))?;
+                    CommandOutput { stdout, stderr, code: status.code() }
+                }
+            };
+            // Past the cap the command was dropped (its channel closed, or its
+            // shell's process group killed): the rest is never sent.
+            if output.stdout.len() > READ_LIMIT {
                 return Err(too_large(&self.node.name, path));
             }
-            let status = child.wait().await.map_err(|e| self.session_error(e))?;
-            let output = CommandOutput { stdout, stderr, code: status.code() };
             self.check("read", path, output).map(|o| o.stdout)
         })
     }

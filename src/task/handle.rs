@@ -96,12 +96,15 @@ impl Ssh {
             return Err(super::engine::cancelled());
         }
         self.output.append(&format!("$ {}\n", options.shown.as_deref().unwrap_or(command)));
-        let result = blocking(|| self.connection.exec(command, options.stdin.as_deref(), &self.cancel)).map_err(
-            |e| match e {
-                crate::ssh::SshError::Cancelled { .. } => super::engine::cancelled(),
-                other => other.to_string().into(),
-            },
-        )?;
+        let stdin = options.stdin.as_deref();
+        let result = blocking(|| match options.alone {
+            true => self.connection.exec_alone(command, stdin, &self.cancel),
+            false => self.connection.exec(command, stdin, &self.cancel),
+        })
+        .map_err(|e| match e {
+            crate::ssh::SshError::Cancelled { .. } => super::engine::cancelled(),
+            other => other.to_string().into(),
+        })?;
         self.record(&result);
         let code = result.code.map_or(-1, i64::from);
         if options.check && result.code != Some(0) {
@@ -164,6 +167,8 @@ impl Ssh {
                 let mut stdin = format!("{}\n", password.expose()).into_bytes();
                 stdin.extend(options.stdin.take().unwrap_or_default());
                 options.stdin = Some(stdin);
+                // The password stays out of the node's kept shell.
+                options.alone = true;
                 format!(
                     "IFS= read -r {SUDO_VAR}; export {SUDO_VAR}; export SUDO_ASKPASS=\"$(command -v printenv)\"; \
                      exec sudo -A -p {SUDO_VAR} -- env -u {SUDO_VAR} sh -c {}",
@@ -240,6 +245,8 @@ struct Options {
     stdin: Option<Vec<u8>>,
     /// What the output shows as the command (sudo's wrapper is noise there).
     shown: Option<String>,
+    /// In a channel of its own, not through the node's kept shell.
+    alone: bool,
 }
 
 impl Options {

@@ -19,6 +19,7 @@ mod reload;
 mod run;
 mod secrets;
 mod serve;
+mod shell;
 mod ssh;
 mod stdlib;
 mod tokens;
