@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api::model::{JobView, NodeView, ReloadView, StatusView};
+use crate::metrics::Metrics;
 use crate::runner::EventLog;
 use crate::store::Store;
 
@@ -38,11 +39,17 @@ pub struct DaemonHandle {
     commands: mpsc::Sender<Command>,
     pub(crate) store: Arc<Store>,
     pub(crate) events: EventLog,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl DaemonHandle {
-    pub(crate) fn new(commands: mpsc::Sender<Command>, store: Arc<Store>, events: EventLog) -> Self {
-        DaemonHandle { commands, store, events }
+    pub(crate) fn new(
+        commands: mpsc::Sender<Command>,
+        store: Arc<Store>,
+        events: EventLog,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        DaemonHandle { commands, store, events, metrics }
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, ControlError> {

@@ -32,6 +32,7 @@ use super::watch::{self, Watch, Watched};
 use crate::api;
 use crate::api::model::{JobView, NextFire, NodeView, ReloadView, RunningFire, StatusView};
 use crate::config::{Diagnostic, Job};
+use crate::metrics::Metrics;
 use crate::runner::{EventLog, Fire, Gate, Recorder, Runner};
 use crate::snapshot::Snapshot;
 use crate::ssh::{self, Pool};
@@ -88,6 +89,7 @@ struct Daemon {
     /// Cancels running fires only when the daemon is told to stop right away.
     abort: CancellationToken,
     events: EventLog,
+    metrics: Arc<Metrics>,
     started: DateTime<Utc>,
     /// The API's tokens, which a reload replaces (`None` with the API off).
     api_tokens: Option<api::ApiTokens>,
@@ -132,13 +134,19 @@ pub async fn run_with_clock(
     if recovered > 0 {
         tracing::warn!(fires = recovered, "fires left running by a previous daemon are now marked interrupted");
     }
-    let pool = Pool::new(settings.ssh.clone(), settings.output_limit, control);
+    let metrics = Arc::new(Metrics::new(settings.metrics));
+    store.observe(Arc::clone(&metrics));
+    let pool = Pool::new(settings.ssh.clone(), settings.output_limit, control).with_metrics(Arc::clone(&metrics));
     let events = EventLog::new();
-    let runner = Arc::new(Runner::new(settings.max_workers, Arc::new(pool)).with_events(events.clone()));
+    let runner = Arc::new(
+        Runner::new(settings.max_workers, Arc::new(pool))
+            .with_events(events.clone())
+            .with_metrics(Arc::clone(&metrics)),
+    );
     let (changes, mut changed) = mpsc::unbounded_channel();
     let (load_done, mut loaded) = mpsc::unbounded_channel();
     let (commands, mut requests) = mpsc::channel(64);
-    let handle = DaemonHandle::new(commands, Arc::clone(&store), events.clone());
+    let handle = DaemonHandle::new(commands, Arc::clone(&store), events.clone(), Arc::clone(&metrics));
     let api = match &settings.listen {
         Some(address) => {
             Some(api::serve(address, &settings.tokens, settings.tls.as_ref(), handle, shutdown.clone()).await?)
@@ -165,6 +173,7 @@ pub async fn run_with_clock(
         // Cancelled by the caller's `abort`, and by `stop` itself once fires are over.
         abort: abort.child_token(),
         events,
+        metrics,
         started: clock.now(),
         api_tokens: api.as_ref().map(|api| api.tokens.clone()),
         started_with,
@@ -293,6 +302,7 @@ impl Daemon {
             }
             tracing::error!(reason, errors = errors.len(), "reload failed; the previous configuration stays in force");
             self.reload_errors = errors;
+            self.metrics.reloaded(false);
             // A fix may come in a file that is not watched yet (a new folder).
             self.watch_files();
             return ReloadView { ok: false, summary: None, errors: self.config_errors() };
@@ -317,9 +327,11 @@ impl Daemon {
                 Arc::clone(self.runner.pool())
             } else {
                 let control = ssh::control::folder(&after.ssh, self.store.path());
-                Arc::new(Pool::new(after.ssh.clone(), after.output_limit, control))
+                let pool = Pool::new(after.ssh.clone(), after.output_limit, control);
+                Arc::new(pool.with_metrics(Arc::clone(&self.metrics)))
             };
-            self.runner = Arc::new(Runner::new(after.max_workers, pool).with_events(self.events.clone()));
+            let runner = Runner::new(after.max_workers, pool).with_events(self.events.clone());
+            self.runner = Arc::new(runner.with_metrics(Arc::clone(&self.metrics)));
         }
         match self.api_tokens.as_ref().map(|tokens| tokens.replace(&after.tokens)) {
             Some(Ok(true)) => {
@@ -329,6 +341,11 @@ impl Daemon {
             Some(Ok(false)) | None => {}
         }
         self.started_with.log_reload(before, after);
+        self.metrics.configure(after.metrics);
+        for job in &changes.removed {
+            self.metrics.forget_job(job);
+        }
+        self.metrics.reloaded(true);
         self.watch_files();
         if changes.is_empty() {
             tracing::info!(reason, "reloaded; nothing changed");
@@ -373,8 +390,10 @@ impl Daemon {
         while let Some(action) = todo.pop_front() {
             match action {
                 Action::Skip { job, scheduled, trigger, note } => {
+                    self.metrics.fire_skipped(&job, skip_reason(note));
                     self.store.queue_skipped(&job, scheduled, trigger, note);
                 }
+                Action::Missed { job, count } => self.metrics.fires_missed(&job, count),
                 Action::Start(starts) => {
                     for (key, outcome) in self.start_fires(starts) {
                         let id = match outcome {
@@ -640,6 +659,11 @@ impl Daemon {
         self.runner.pool().close();
         tracing::info!("loom stopped");
     }
+}
+
+/// The `reason` label of a skipped fire's metric.
+fn skip_reason(note: &str) -> &'static str {
+    if note == super::scheduler::SKIPPED_STOPPING { "stopping" } else { "overlap" }
 }
 
 /// Hands the memory freed after loading a configuration (parse trees, compiler

@@ -19,6 +19,7 @@ use super::master::{self, Master};
 use super::settings::SshSettings;
 use super::{CommandOutput, READ_LIMIT, SshError, read_bounded, read_up_to, shell_quote, too_large};
 use crate::config::Node;
+use crate::metrics::Metrics;
 
 pub struct SshConnection {
     node: Arc<Node>,
@@ -31,6 +32,8 @@ pub struct SshConnection {
     reopening: tokio::sync::Mutex<()>,
     runtime: Handle,
     output_limit: usize,
+    /// Where reconnects are counted (the daemon's; none for `loom run`).
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl SshConnection {
@@ -39,6 +42,7 @@ impl SshConnection {
         settings: &SshSettings,
         output_limit: usize,
         control: &Path,
+        metrics: Option<Arc<Metrics>>,
     ) -> Result<SshConnection, SshError> {
         let Master { dir } = master::start(&node, settings, control).await?;
         Ok(SshConnection {
@@ -49,6 +53,7 @@ impl SshConnection {
             reopening: tokio::sync::Mutex::new(()),
             runtime: Handle::current(),
             output_limit,
+            metrics,
         })
     }
 
@@ -74,6 +79,9 @@ impl SshConnection {
         tracing::info!(node = %self.node.name, "ssh master is gone; reconnecting");
         let Master { dir } = master::start(&self.node, &self.settings, &self.control).await?;
         *self.session.write().expect("session lock") = Arc::new(Session::new_native_mux(dir));
+        if let Some(metrics) = &self.metrics {
+            metrics.ssh_reconnected(&self.node.name);
+        }
         Ok(())
     }
 

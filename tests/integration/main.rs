@@ -12,6 +12,7 @@ mod events;
 mod history;
 mod lifecycle;
 mod limits;
+mod metrics;
 mod next;
 mod openapi;
 mod pipes;
