@@ -28,6 +28,7 @@ use super::clock::{Clock, SystemClock};
 use super::control::{Command, ControlError, DaemonHandle};
 use super::reload::{StartedWith, diff};
 use super::scheduler::{Action, FireKey, Recorded, Scheduler, Stage};
+use super::systemd::Systemd;
 use super::watch::{self, Watch, Watched};
 use crate::api;
 use crate::api::model::{JobView, NextFire, NodeView, ReloadView, RunningFire, StatusView};
@@ -190,12 +191,15 @@ pub async fn run_with_clock(
         next = %daemon.scheduler.next_instant().map_or("none".to_string(), |at| at.to_rfc3339()),
         "loom started"
     );
+    let systemd = Systemd::from_env();
+    Systemd::ready(&daemon.summary());
     let pruning =
         tokio::spawn(prune_forever(Arc::clone(&daemon.store), daemon.snapshot.clone(), Arc::clone(&daemon.clock)));
 
     // Editors write a file in several steps: reload once things are quiet.
     let mut reload_at: Option<tokio::time::Instant> = None;
     let clock = Arc::clone(&daemon.clock);
+    let mut feed_at = systemd.next_feed(tokio::time::Instant::now());
     loop {
         let wake = daemon.scheduler.next_wake().unwrap_or_else(|| clock.now() + chrono::TimeDelta::days(1));
         let debounce = reload_at.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
@@ -215,9 +219,15 @@ pub async fn run_with_clock(
             }
             Some(()) = hangup.recv() => daemon.reload("SIGHUP", None),
             Some(loaded) = loaded.recv() => daemon.loaded(loaded),
+            // Fed from this loop, so that a loop that hangs is restarted by systemd.
+            _ = tokio::time::sleep_until(feed_at.unwrap_or_else(tokio::time::Instant::now)), if feed_at.is_some() => {
+                systemd.feed();
+                feed_at = systemd.next_feed(tokio::time::Instant::now());
+            }
         }
     }
 
+    Systemd::stopping();
     pruning.abort();
     daemon.stop().await;
     if let Some(api) = api {
@@ -270,6 +280,7 @@ impl Daemon {
             return;
         }
         tracing::info!(reason, "reloading");
+        Systemd::reloading();
         self.reloading = Some(Reloading { reason, replies: reply.into_iter().collect(), next: None });
         let (path, done) = (self.config_path.clone(), self.load_done.clone());
         tokio::task::spawn_blocking(move || {
@@ -281,6 +292,7 @@ impl Daemon {
     fn loaded(&mut self, (snapshot, diagnostics): (Snapshot, Vec<Diagnostic>)) {
         let Some(reloading) = self.reloading.take() else { return };
         let view = self.swap(reloading.reason, snapshot, diagnostics);
+        Systemd::ready(&self.summary());
         for reply in reloading.replies {
             let _ = reply.send(view.clone());
         }
@@ -363,6 +375,15 @@ impl Daemon {
         }
         release_memory();
         ReloadView { ok: true, summary: Some(changes.summary()), errors: Vec::new() }
+    }
+
+    /// One line for systemd's status: what is configured, and whether the last reload failed.
+    fn summary(&self) -> String {
+        let (jobs, nodes) = (self.snapshot.config.jobs.len(), self.snapshot.config.nodes.len());
+        match self.reload_errors.len() {
+            0 => format!("{jobs} jobs, {nodes} nodes"),
+            errors => format!("{jobs} jobs, {nodes} nodes; the last reload failed with {errors} error(s)"),
+        }
     }
 
     fn config_errors(&self) -> Vec<String> {

@@ -192,7 +192,7 @@ impl Runner {
             }
             recorder.nodes(&batch).await;
             for result in batch {
-                log_result(&fire.job, &result);
+                log_result(&fire.job, fire.id, &result);
                 if let Some(metrics) = &self.metrics {
                     metrics.node_result(&fire.job, &result.node, result.status.as_str());
                     if let Some(planned) =
@@ -427,10 +427,11 @@ impl NodeTask {
     }
 }
 
-/// Logs a node's result and output inside a `node{job, node}` span, so filters such
+/// Logs a node's result and output inside a `node{job, node, attempt, fire}` span, so filters such
 /// as `loom::output[node{job=backup}]=info` select one job's or node's lines.
-fn log_result(job: &str, result: &NodeResult) {
-    let span = tracing::info_span!(target: "loom::output", "node", job, node = %result.node, attempt = result.attempt);
+fn log_result(job: &str, fire: Option<i64>, result: &NodeResult) {
+    let span =
+        tracing::info_span!(target: "loom::output", "node", job, node = %result.node, attempt = result.attempt, fire);
     let _entered = span.enter();
     let seconds = result.duration.as_secs_f64();
     for line in result.output.lines() {

@@ -22,6 +22,7 @@ mod secrets;
 mod serve;
 mod ssh;
 mod stdlib;
+mod systemd;
 mod tokens;
 mod which_daemon;
 mod yaml_suite;
