@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use super::{cancel, check, completions, history, jobs, logs, next, nodes, run, serve, status, tail, toggle};
+use super::{cancel, check, completions, history, jobs, logs, man, next, nodes, run, serve, status, tail, toggle};
 use crate::snapshot::Snapshot;
 
 #[derive(Debug, Parser)]
@@ -66,6 +66,9 @@ pub enum Command {
     Reload(status::ReloadArgs),
     /// Print a shell completion script (completes job and node names too)
     Completions(completions::Args),
+    /// Write the manual pages (loom(1), loom-COMMAND(1), loom.yaml(5)) to a folder
+    #[command(hide = true)]
+    Man(man::Args),
 }
 
 /// How a command ended; `exit_code` is the only mapping to process exit codes.
@@ -119,6 +122,7 @@ impl Cli {
             Command::Cancel(args) => cancel::execute(&self, args).await,
             Command::Reload(args) => status::reload(&self, args).await,
             Command::Completions(args) => completions::execute(args),
+            Command::Man(args) => man::execute(args),
         };
         result.into()
     }

@@ -12,6 +12,7 @@ mod events;
 mod history;
 mod lifecycle;
 mod limits;
+mod man;
 mod metrics;
 mod next;
 mod openapi;
