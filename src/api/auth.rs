@@ -52,9 +52,18 @@ impl ApiTokens {
 }
 
 pub(crate) async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match check(&state, &request) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused.into_response(),
+    }
+}
+
+/// Whether `request` carries a token that may do what it asks (any request when no
+/// tokens are configured); the refusal to answer if not.
+pub(crate) fn check(state: &AppState, request: &Request) -> Result<(), Failure> {
     let tokens = state.tokens.current();
     if tokens.is_empty() {
-        return next.run(request).await;
+        return Ok(());
     }
     let presented = request
         .headers()
@@ -63,8 +72,7 @@ pub(crate) async fn authorize(State(state): State<AppState>, request: Request, n
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     let Some(presented) = presented else {
-        return Failure(StatusCode::UNAUTHORIZED, "missing bearer token (Authorization: Bearer …)".into())
-            .into_response();
+        return Err(Failure(StatusCode::UNAUTHORIZED, "missing bearer token (Authorization: Bearer …)".into()));
     };
     let mut role = None;
     for token in tokens.iter() {
@@ -74,14 +82,13 @@ pub(crate) async fn authorize(State(state): State<AppState>, request: Request, n
         }
     }
     match role {
-        None => Failure(StatusCode::UNAUTHORIZED, "invalid token".into()).into_response(),
-        Some(Role::Read) if !matches!(*request.method(), Method::GET | Method::HEAD) => Failure(
+        None => Err(Failure(StatusCode::UNAUTHORIZED, "invalid token".into())),
+        Some(Role::Read) if !matches!(*request.method(), Method::GET | Method::HEAD) => Err(Failure(
             StatusCode::FORBIDDEN,
             "this token may only read; running, enabling, disabling, cancelling and reloading need an admin token"
                 .into(),
-        )
-        .into_response(),
-        Some(_) => next.run(request).await,
+        )),
+        Some(_) => Ok(()),
     }
 }
 

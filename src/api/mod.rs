@@ -4,6 +4,7 @@ mod auth;
 mod events;
 mod fires;
 mod jobs;
+mod metrics;
 pub mod model;
 mod openapi;
 mod rejection;

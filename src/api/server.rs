@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 
 use super::auth::ApiTokens;
 use super::model::ErrorBody;
-use super::{auth, events, fires, jobs, openapi, status};
+use super::{auth, events, fires, jobs, metrics, openapi, status};
 use crate::config::ApiToken;
 use crate::daemon::{ControlError, DaemonHandle};
 
@@ -87,6 +87,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .routes(routes!(events::stream))
         .split_for_parts();
     let document = serde_json::to_value(openapi::finish(document)).expect("the OpenAPI document serializes");
+    let metrics = Router::new().route("/metrics", get(metrics::serve)).with_state(state.clone());
     let api = api
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::authorize))
         .route("/openapi.json", get(move || std::future::ready(axum::Json(document.clone()))))
@@ -98,7 +99,7 @@ pub(crate) fn router(state: AppState) -> Router {
             )
         })
         .with_state(state);
-    Router::new().nest("/api/v1", api)
+    Router::new().nest("/api/v1", api).merge(metrics)
 }
 
 /// The API being served.

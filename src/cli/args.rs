@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use super::{cancel, check, completions, history, jobs, logs, next, nodes, run, serve, status, tail, toggle};
+use super::{cancel, check, completions, history, jobs, logs, man, next, nodes, run, serve, status, tail, toggle};
 use crate::snapshot::Snapshot;
 
 #[derive(Debug, Parser)]
@@ -66,6 +66,9 @@ pub enum Command {
     Reload(status::ReloadArgs),
     /// Print a shell completion script (completes job and node names too)
     Completions(completions::Args),
+    /// Write the manual pages (loom(1), loom-COMMAND(1), loom.yaml(5)) to a folder
+    #[command(hide = true)]
+    Man(man::Args),
 }
 
 /// How a command ended; `exit_code` is the only mapping to process exit codes.
@@ -119,6 +122,7 @@ impl Cli {
             Command::Cancel(args) => cancel::execute(&self, args).await,
             Command::Reload(args) => status::reload(&self, args).await,
             Command::Completions(args) => completions::execute(args),
+            Command::Man(args) => man::execute(args),
         };
         result.into()
     }
@@ -141,12 +145,26 @@ pub fn init_tracing(cli: &Cli) {
     // Colour only for a person at a terminal who did not ask for none; a log line
     // that cannot be written (a closed stderr) is dropped, never a panic.
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .log_internal_errors(false)
-        .init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match std::env::var("LOOM_LOG_FORMAT").as_deref() {
+        // One JSON object per line: the event's fields at the top level, the
+        // enclosing span's (a node's `job`, `node`, `attempt`, `fire`) under `span`.
+        Ok("json") => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .log_internal_errors(false)
+            .init(),
+        other => {
+            builder.with_ansi(colour).log_internal_errors(false).init();
+            if let Ok(other) = other.map(str::to_string)
+                && other != "text"
+            {
+                tracing::warn!("LOOM_LOG_FORMAT={other:?} is not json or text; logging text");
+            }
+        }
+    }
 }
 
 /// Loads a snapshot for a command that reads the configuration, printing problems.

@@ -21,6 +21,7 @@ mod history;
 mod interrupt;
 mod jobs;
 mod logs;
+mod man;
 mod next;
 mod nodes;
 pub(crate) mod output;

@@ -10,6 +10,7 @@ use super::diagnostics::Diagnostic;
 use super::fields::{Fields, bounded_duration, resolve_path};
 use super::job::Catchup;
 use super::yaml::{Node as YamlNode, Value};
+use crate::metrics::MetricsSettings;
 use crate::schedule::cron::host_zone;
 use crate::ssh::{HostKeyPolicy, SshSettings};
 
@@ -62,6 +63,8 @@ pub struct Settings {
     pub tokens: Vec<ApiToken>,
     /// Certificate and key (PEM) for HTTPS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// How `GET /metrics` is served (`metrics: {public, per_node}`).
+    pub metrics: MetricsSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -109,6 +112,7 @@ impl Settings {
             listen: Some("127.0.0.1:8765".to_string()),
             tokens: Vec::new(),
             tls: None,
+            metrics: MetricsSettings::default(),
         }
     }
 }
@@ -222,6 +226,16 @@ pub(crate) fn parse_settings(root: &YamlNode, base: &Path) -> (Settings, Vec<Dia
             .at(node.at.clone())
             .help("add `tokens:` or listen on 127.0.0.1"),
         );
+    }
+    if let Some(section) = fields.node("metrics") {
+        let mut metrics = Fields::new(section, "the `metrics` settings");
+        if let Some(public) = metrics.boolean("public") {
+            settings.metrics.public = public;
+        }
+        if let Some(per_node) = metrics.boolean("per_node") {
+            settings.metrics.per_node = per_node;
+        }
+        diagnostics.extend(metrics.finish());
     }
     if let Some(section) = fields.node("ssh") {
         settings.ssh = parse_ssh(section, base, &mut diagnostics);
@@ -362,6 +376,12 @@ mod tests {
             let (_, errors) = settings(&format!("ssh:\n  control_persist: {zero}\n"));
             assert!(errors[0].contains("expected yes or a duration such as 1h"), "{zero}: {errors:?}");
         }
+        let (ok, errors) = settings("metrics: {public: true, per_node: true}\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(ok.metrics, MetricsSettings { public: true, per_node: true });
+        let (_, errors) = settings("metrics: {public: yes, pernode: true}\n");
+        assert!(errors.iter().any(|e| e.contains("loom.yaml:3:19")), "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("unknown key `pernode`") && e.contains("per_node")), "{errors:?}");
         let (_, errors) = settings("retention: {days: 36526}\n");
         assert!(errors[0].contains("`days` must be between 0 and 36525"), "{errors:?}");
     }

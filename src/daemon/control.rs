@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::reload::PendingRestart;
 use crate::config::{Job, Node};
+use crate::metrics::Metrics;
 use crate::runner::EventLog;
 use crate::store::{FireRecord, Store, Trigger};
 
@@ -96,11 +97,17 @@ pub struct DaemonHandle {
     commands: mpsc::Sender<Command>,
     pub(crate) store: Arc<Store>,
     pub(crate) events: EventLog,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl DaemonHandle {
-    pub(crate) fn new(commands: mpsc::Sender<Command>, store: Arc<Store>, events: EventLog) -> Self {
-        DaemonHandle { commands, store, events }
+    pub(crate) fn new(
+        commands: mpsc::Sender<Command>,
+        store: Arc<Store>,
+        events: EventLog,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        DaemonHandle { commands, store, events, metrics }
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, ControlError> {

@@ -5,6 +5,7 @@ mod control;
 mod reload;
 mod run;
 mod scheduler;
+mod systemd;
 mod watch;
 
 pub use clock::{Clock, ManualClock, SystemClock};

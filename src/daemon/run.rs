@@ -32,9 +32,11 @@ use super::control::{
 };
 use super::reload::{StartedWith, diff};
 use super::scheduler::{Action, FireKey, Recorded, Scheduler, Stage, Start};
+use super::systemd::Systemd;
 use super::watch::{self, Watch, Watched};
 use crate::api;
 use crate::config::{Diagnostic, Job};
+use crate::metrics::Metrics;
 use crate::runner::{EventLog, Fire, Gate, Recorder, Runner};
 use crate::snapshot::Snapshot;
 use crate::ssh::{self, Pool};
@@ -128,6 +130,7 @@ struct Daemon {
     /// Cancels running fires only when the daemon is told to stop right away.
     abort: CancellationToken,
     events: EventLog,
+    metrics: Arc<Metrics>,
     started: DateTime<Utc>,
     /// The API's tokens, which a reload replaces (`None` with the API off).
     api_tokens: Option<api::ApiTokens>,
@@ -172,14 +175,20 @@ pub async fn run_with_clock(
     if recovered > 0 {
         tracing::warn!(fires = recovered, "fires left running by a previous daemon are now marked interrupted");
     }
-    let pool = Pool::new(settings.ssh.clone(), settings.output_limit, control);
+    let metrics = Arc::new(Metrics::new(settings.metrics));
+    store.observe(Arc::clone(&metrics));
+    let pool = Pool::new(settings.ssh.clone(), settings.output_limit, control).with_metrics(Arc::clone(&metrics));
     let events = EventLog::new();
-    let runner = Arc::new(Runner::new(settings.max_workers, Arc::new(pool)).with_events(events.clone()));
+    let runner = Arc::new(
+        Runner::new(settings.max_workers, Arc::new(pool))
+            .with_events(events.clone())
+            .with_metrics(Arc::clone(&metrics)),
+    );
     let (changes, mut changed) = mpsc::unbounded_channel();
     let (load_done, mut loaded) = mpsc::unbounded_channel();
     let (answers, mut answered) = mpsc::unbounded_channel();
     let (commands, mut requests) = mpsc::channel(64);
-    let handle = DaemonHandle::new(commands, Arc::clone(&store), events.clone());
+    let handle = DaemonHandle::new(commands, Arc::clone(&store), events.clone(), Arc::clone(&metrics));
     let api = match &settings.listen {
         Some(address) => {
             Some(api::serve(address, &settings.tokens, settings.tls.as_ref(), handle, shutdown.clone()).await?)
@@ -212,6 +221,7 @@ pub async fn run_with_clock(
         // Cancelled by the caller's `abort`, and by `stop` itself once fires are over.
         abort: abort.child_token(),
         events,
+        metrics,
         started: clock.now(),
         api_tokens: api.as_ref().map(|api| api.tokens.clone()),
         started_with,
@@ -228,12 +238,15 @@ pub async fn run_with_clock(
         next = %daemon.scheduler.next_instant().map_or("none".to_string(), |at| at.to_rfc3339()),
         "loom started"
     );
+    let systemd = Systemd::from_env();
+    Systemd::ready(&daemon.summary());
     let pruning =
         tokio::spawn(prune_forever(Arc::clone(&daemon.store), daemon.snapshot.clone(), Arc::clone(&daemon.clock)));
 
     // Editors write a file in several steps: reload once things are quiet.
     let mut reload_at: Option<tokio::time::Instant> = None;
     let clock = Arc::clone(&daemon.clock);
+    let mut feed_at = systemd.next_feed(tokio::time::Instant::now());
     loop {
         let wake = daemon.scheduler.next_wake().unwrap_or_else(|| clock.now() + chrono::TimeDelta::days(1));
         let debounce = reload_at.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
@@ -254,9 +267,15 @@ pub async fn run_with_clock(
             }
             Some(()) = hangup.recv() => daemon.reload("SIGHUP", None),
             Some(loaded) = loaded.recv() => daemon.loaded(loaded),
+            // Fed from this loop, so that a loop that hangs is restarted by systemd.
+            _ = tokio::time::sleep_until(feed_at.unwrap_or_else(tokio::time::Instant::now)), if feed_at.is_some() => {
+                systemd.feed();
+                feed_at = systemd.next_feed(tokio::time::Instant::now());
+            }
         }
     }
 
+    Systemd::stopping();
     pruning.abort();
     daemon.stop(answered).await;
     if let Some(api) = api {
@@ -306,6 +325,7 @@ impl Daemon {
             return;
         }
         tracing::info!(reason, "reloading");
+        Systemd::reloading();
         self.reloading = Some(Reloading { reason, replies: reply.into_iter().collect(), next: None });
         let (path, done) = (self.config_path.clone(), self.load_done.clone());
         tokio::task::spawn_blocking(move || {
@@ -317,6 +337,7 @@ impl Daemon {
     fn loaded(&mut self, (snapshot, diagnostics): (Snapshot, Vec<Diagnostic>)) {
         let Some(reloading) = self.reloading.take() else { return };
         let outcome = self.swap(reloading.reason, snapshot, diagnostics);
+        Systemd::ready(&self.summary());
         for reply in reloading.replies {
             let _ = reply.send(outcome.clone());
         }
@@ -338,6 +359,7 @@ impl Daemon {
             }
             tracing::error!(reason, errors = errors.len(), "reload failed; the previous configuration stays in force");
             self.reload_errors = errors;
+            self.metrics.reloaded(false);
             // A fix may come in a file that is not watched yet (a new folder).
             self.watch_files();
             return ReloadOutcome { ok: false, summary: None, errors: self.config_errors() };
@@ -362,9 +384,11 @@ impl Daemon {
                 Arc::clone(self.runner.pool())
             } else {
                 let control = ssh::control::folder(&after.ssh, self.store.path());
-                Arc::new(Pool::new(after.ssh.clone(), after.output_limit, control))
+                let pool = Pool::new(after.ssh.clone(), after.output_limit, control);
+                Arc::new(pool.with_metrics(Arc::clone(&self.metrics)))
             };
-            self.runner = Arc::new(Runner::new(after.max_workers, pool).with_events(self.events.clone()));
+            let runner = Runner::new(after.max_workers, pool).with_events(self.events.clone());
+            self.runner = Arc::new(runner.with_metrics(Arc::clone(&self.metrics)));
         }
         match self.api_tokens.as_ref().map(|tokens| tokens.replace(&after.tokens)) {
             Some(Ok(true)) => {
@@ -374,6 +398,11 @@ impl Daemon {
             Some(Ok(false)) | None => {}
         }
         self.started_with.log_reload(before, after);
+        self.metrics.configure(after.metrics);
+        for job in &changes.removed {
+            self.metrics.forget_job(job);
+        }
+        self.metrics.reloaded(true);
         self.watch_files();
         if changes.is_empty() {
             tracing::info!(reason, "reloaded; nothing changed");
@@ -391,6 +420,15 @@ impl Daemon {
         }
         release_memory();
         ReloadOutcome { ok: true, summary: Some(changes.summary()), errors: Vec::new() }
+    }
+
+    /// One line for systemd's status: what is configured, and whether the last reload failed.
+    fn summary(&self) -> String {
+        let (jobs, nodes) = (self.snapshot.config.jobs.len(), self.snapshot.config.nodes.len());
+        match self.reload_errors.len() {
+            0 => format!("{jobs} jobs, {nodes} nodes"),
+            errors => format!("{jobs} jobs, {nodes} nodes; the last reload failed with {errors} error(s)"),
+        }
     }
 
     fn config_errors(&self) -> Vec<String> {
@@ -428,8 +466,10 @@ impl Daemon {
         for action in actions {
             match action {
                 Action::Skip { job, scheduled, trigger, note } => {
+                    self.metrics.fire_skipped(&job, skip_reason(note));
                     self.store.queue_skipped(&job, scheduled, trigger, note);
                 }
+                Action::Missed { job, count } => self.metrics.fires_missed(&job, count),
                 Action::Start(starts) => self.record_fires(starts),
             }
         }
@@ -745,6 +785,11 @@ impl Daemon {
         self.runner.pool().close();
         tracing::info!("loom stopped");
     }
+}
+
+/// The `reason` label of a skipped fire's metric.
+fn skip_reason(note: &str) -> &'static str {
+    if note == super::scheduler::SKIPPED_STOPPING { "stopping" } else { "overlap" }
 }
 
 /// Hands the memory freed after loading a configuration (parse trees, compiler

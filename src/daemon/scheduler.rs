@@ -20,7 +20,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::config::Job;
 use crate::config::job::Overlap;
 use crate::schedule::Timeline;
-use crate::schedule::catchup::missed;
+use crate::schedule::catchup::missed_counted;
 use crate::schedule::timeline::Due;
 use crate::store::Trigger;
 
@@ -87,6 +87,9 @@ pub(crate) enum Action {
     /// Record these fires in one transaction, start them, and report each back
     /// with `recorded`.
     Start(Vec<Start>),
+    /// Catch-up left this many missed fires of the job unrun (its policy); counted
+    /// in the metrics, nothing to record.
+    Missed { job: String, count: usize },
 }
 
 /// What the store said when a fire was recorded.
@@ -326,7 +329,10 @@ impl Scheduler {
     /// Missed fires in `(last, now]` that the job's catch-up policy asks for.
     fn catch_up(&mut self, job: &Arc<Job>, last: DateTime<Utc>, now: DateTime<Utc>) {
         let Some(schedule) = &job.schedule else { return };
-        let instants = missed(schedule, last, now, job.catchup, self.catchup_limit);
+        let (instants, unrun) = missed_counted(schedule, last, now, job.catchup, self.catchup_limit);
+        if unrun > 0 {
+            self.skips.push(Action::Missed { job: job.name.clone(), count: unrun });
+        }
         if !instants.is_empty() {
             tracing::info!(job = %job.name, fires = instants.len(), policy = ?job.catchup, "catching up on missed fires");
         }
@@ -499,6 +505,8 @@ mod tests {
         /// Every fire started, in order.
         started: Vec<Start>,
         skipped: Vec<(String, DateTime<Utc>, &'static str)>,
+        /// Missed fires that catch-up left unrun, by job, as reported.
+        missed: Vec<(String, usize)>,
         /// Instants the store already has a fire of.
         on_record: HashSet<DateTime<Utc>>,
     }
@@ -512,6 +520,7 @@ mod tests {
                 next_id: 1,
                 started: Vec::new(),
                 skipped: Vec::new(),
+                missed: Vec::new(),
                 on_record: HashSet::new(),
             }
         }
@@ -528,6 +537,7 @@ mod tests {
             while let Some(action) = todo.pop_front() {
                 match action {
                     Action::Skip { job, scheduled, note, .. } => self.skipped.push((job, scheduled, note)),
+                    Action::Missed { job, count } => self.missed.push((job, count)),
                     Action::Start(starts) => {
                         for start in starts {
                             if self.on_record.contains(&start.scheduled) {
@@ -677,6 +687,9 @@ mod tests {
         world.finish(key);
         assert_eq!(world.started.last().unwrap().scheduled, at("2026-01-01T12:00:00Z"));
         assert!(world.skipped.is_empty());
+        // Three missed fires each: `none` ran none of them, `latest` one.
+        world.missed.sort();
+        assert_eq!(world.missed, [("latest".to_string(), 2), ("none".to_string(), 3)]);
         // Every job is planned from now on.
         for name in ["none", "latest", "all"] {
             assert_eq!(world.scheduler.next_for(name), Some(at("2026-01-01T13:00:00Z")));

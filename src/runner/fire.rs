@@ -24,6 +24,7 @@ use super::gate::Gate;
 use super::node_result::NodeResult;
 use super::record::Recorder;
 use crate::config::{Job, Node};
+use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 use crate::ssh::Pool;
 use crate::store::{FireStatus, NodeStatus, Trigger};
@@ -82,6 +83,7 @@ pub struct Runner {
     workers: Arc<Semaphore>,
     pool: Arc<Pool>,
     events: Option<EventLog>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// Time a cancelled script gets to notice before its result is given up on.
@@ -89,7 +91,13 @@ pub(crate) const GRACE: Duration = Duration::from_secs(5);
 
 impl Runner {
     pub fn new(max_workers: usize, pool: Arc<Pool>) -> Runner {
-        Runner { workers: Arc::new(Semaphore::new(max_workers)), pool, events: None }
+        Runner { workers: Arc::new(Semaphore::new(max_workers)), pool, events: None, metrics: None }
+    }
+
+    /// Counts fires, results, durations and lag on `metrics` (the daemon's).
+    pub(crate) fn with_metrics(mut self, metrics: Arc<Metrics>) -> Runner {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Publishes fire, output and result events on `events` (for the API).
@@ -153,6 +161,11 @@ impl Runner {
         let started = Utc::now();
         let clock = Instant::now();
         tracing::info!(job = %fire.job, trigger = %fire.trigger, nodes = nodes.len(), "fire started");
+        if let Some(metrics) = self.metrics.as_ref().filter(|_| fire.trigger == Trigger::CatchUp) {
+            metrics.catch_up_started(&fire.job);
+        }
+        // A scheduled fire's tasks are planned for its instant plus the job's jitter.
+        let planned = (fire.trigger == Trigger::Schedule).then(|| fire.scheduled + job.jitter_offset());
         let deadline = job.timeout.map(|t| fire.gate.deadline(Some(t)));
         let mut last: Vec<NodeResult> = Vec::new();
         loop {
@@ -179,7 +192,15 @@ impl Runner {
             }
             recorder.nodes(&batch).await;
             for result in batch {
-                log_result(&fire.job, &result);
+                log_result(&fire.job, fire.id, &result);
+                if let Some(metrics) = &self.metrics {
+                    metrics.node_result(&fire.job, &result.node, result.status.as_str());
+                    if let Some(planned) =
+                        planned.filter(|_| result.attempt == 1 && result.status != NodeStatus::Interrupted)
+                    {
+                        metrics.task_lag((result.started - planned).to_std().unwrap_or_default());
+                    }
+                }
                 self.publish(Event::NodeFinished {
                     fire: fire.id,
                     job: fire.job.clone(),
@@ -204,6 +225,10 @@ impl Runner {
         };
         // Recorded before it is announced, so a listener reading the store sees the end.
         recorder.finish(&report).await;
+        if let Some(metrics) = &self.metrics {
+            let now = Utc::now().timestamp_micros() as f64 / 1e6;
+            metrics.fire_finished(&report.fire.job, report.status().as_str(), report.duration, now);
+        }
         self.publish(Event::FireFinished {
             fire: report.fire.id,
             job: report.fire.job.clone(),
@@ -402,10 +427,11 @@ impl NodeTask {
     }
 }
 
-/// Logs a node's result and output inside a `node{job, node}` span, so filters such
+/// Logs a node's result and output inside a `node{job, node, attempt, fire}` span, so filters such
 /// as `loom::output[node{job=backup}]=info` select one job's or node's lines.
-fn log_result(job: &str, result: &NodeResult) {
-    let span = tracing::info_span!(target: "loom::output", "node", job, node = %result.node, attempt = result.attempt);
+fn log_result(job: &str, fire: Option<i64>, result: &NodeResult) {
+    let span =
+        tracing::info_span!(target: "loom::output", "node", job, node = %result.node, attempt = result.attempt, fire);
     let _entered = span.enter();
     let seconds = result.duration.as_secs_f64();
     for line in result.output.lines() {

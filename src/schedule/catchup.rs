@@ -10,6 +10,7 @@ use super::cron::Schedule;
 use crate::config::job::Catchup;
 
 /// The missed instants in `(last, now]` to run, oldest first.
+#[cfg(test)]
 pub fn missed(
     schedule: &Schedule,
     last: DateTime<Utc>,
@@ -17,31 +18,45 @@ pub fn missed(
     policy: Catchup,
     limit: usize,
 ) -> Vec<DateTime<Utc>> {
-    if policy == Catchup::None {
-        return Vec::new();
-    }
+    missed_counted(schedule, last, now, policy, limit).0
+}
+
+/// `missed`, and how many missed instants the policy leaves unrun.
+pub fn missed_counted(
+    schedule: &Schedule,
+    last: DateTime<Utc>,
+    now: DateTime<Utc>,
+    policy: Catchup,
+    limit: usize,
+) -> (Vec<DateTime<Utc>>, usize) {
     let mut all = Vec::new();
+    let mut seen = 0usize;
     let mut at = last;
     while let Some(next) = schedule.next_after(at) {
         if next > now {
             break;
         }
-        all.push(next);
+        seen += 1;
         // Keep only what could be run, so a long outage of a per-second job costs
         // memory for `limit` instants, not for all of them.
-        if all.len() > limit.max(1) {
-            all.remove(0);
+        if policy != Catchup::None {
+            all.push(next);
+            if all.len() > limit.max(1) {
+                all.remove(0);
+            }
         }
         at = next;
     }
-    match policy {
+    let run = match policy {
         Catchup::Latest => all.pop().into_iter().collect(),
         Catchup::All => {
             let skip = all.len().saturating_sub(limit);
             all.split_off(skip)
         }
         Catchup::None => Vec::new(),
-    }
+    };
+    let unrun = seen - run.len();
+    (run, unrun)
 }
 
 #[cfg(test)]
@@ -71,6 +86,16 @@ mod tests {
         let every_second = Schedule::parse("* * * * * *", Tz::UTC).unwrap();
         let got = missed(&every_second, at("2026-01-01T00:00:00Z"), at("2026-01-02T00:00:00Z"), Catchup::All, 3);
         assert_eq!(got, [at("2026-01-01T23:59:58Z"), at("2026-01-01T23:59:59Z"), at("2026-01-02T00:00:00Z")]);
+    }
+
+    #[test]
+    fn the_instants_a_policy_leaves_unrun_are_counted() {
+        let every_minute = Schedule::parse("* * * * *", Tz::UTC).unwrap();
+        let (last, now) = (at("2026-01-01T10:00:00Z"), at("2026-01-01T10:05:30Z"));
+        assert_eq!(missed_counted(&every_minute, last, now, Catchup::None, 100).1, 5);
+        assert_eq!(missed_counted(&every_minute, last, now, Catchup::Latest, 100).1, 4);
+        assert_eq!(missed_counted(&every_minute, last, now, Catchup::All, 100).1, 0);
+        assert_eq!(missed_counted(&every_minute, last, now, Catchup::All, 2).1, 3);
     }
 
     #[test]

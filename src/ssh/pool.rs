@@ -13,6 +13,7 @@ use super::session::SshConnection;
 use super::settings::SshSettings;
 use super::{Connection, LocalConnection, SshError};
 use crate::config::Node;
+use crate::metrics::Metrics;
 
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<Connection>>>>;
 
@@ -22,11 +23,18 @@ pub struct Pool {
     /// Where masters' control folders are made (see `control.rs`).
     control: PathBuf,
     slots: Mutex<HashMap<String, Slot>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Pool {
     pub fn new(settings: SshSettings, output_limit: usize, control: PathBuf) -> Pool {
-        Pool { settings, output_limit, control, slots: Mutex::new(HashMap::new()) }
+        Pool { settings, output_limit, control, slots: Mutex::new(HashMap::new()), metrics: None }
+    }
+
+    /// Counts reconnects on `metrics`.
+    pub(crate) fn with_metrics(mut self, metrics: Arc<Metrics>) -> Pool {
+        self.metrics = Some(metrics);
+        self
     }
 
     fn slot(&self, node: &str) -> Slot {
@@ -50,8 +58,10 @@ impl Pool {
         let connection = if node.local {
             Connection::Local(LocalConnection::new(&node.name, tokio::runtime::Handle::current(), self.output_limit))
         } else {
+            let metrics = self.metrics.clone();
             let opened =
-                SshConnection::open(Arc::clone(node), &self.settings, self.output_limit, &self.control).await?;
+                SshConnection::open(Arc::clone(node), &self.settings, self.output_limit, &self.control, metrics)
+                    .await?;
             tracing::debug!(node = %node.name, "ssh master started");
             Connection::Ssh(Box::new(opened))
         };

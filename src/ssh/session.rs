@@ -25,6 +25,7 @@ use super::settings::SshSettings;
 use super::shell::{self, Lease, OpenError, Ran, Shell, Shells};
 use super::{CommandOutput, READ_LIMIT, SshError, read_bounded, read_up_to, shell_quote, too_large};
 use crate::config::Node;
+use crate::metrics::Metrics;
 
 pub struct SshConnection {
     node: Arc<Node>,
@@ -39,6 +40,8 @@ pub struct SshConnection {
     shells: Arc<Shells>,
     runtime: Handle,
     output_limit: usize,
+    /// Where reconnects are counted (the daemon's; none for `loom run`).
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Drop for SshConnection {
@@ -54,6 +57,7 @@ impl SshConnection {
         settings: &SshSettings,
         output_limit: usize,
         control: &Path,
+        metrics: Option<Arc<Metrics>>,
     ) -> Result<SshConnection, SshError> {
         let Master { dir } = master::start(&node, settings, control).await?;
         Ok(SshConnection {
@@ -65,6 +69,7 @@ impl SshConnection {
             shells: Shells::new(&settings.control_persist),
             runtime: Handle::current(),
             output_limit,
+            metrics,
         })
     }
 
@@ -91,6 +96,9 @@ impl SshConnection {
         let Master { dir } = master::start(&self.node, &self.settings, &self.control).await?;
         *self.session.write().expect("session lock") = Arc::new(Session::new_native_mux(dir));
         self.shells.clear();
+        if let Some(metrics) = &self.metrics {
+            metrics.ssh_reconnected(&self.node.name);
+        }
         Ok(())
     }
 

@@ -301,6 +301,12 @@ impl Sqlite {
         Ok(f(&mut connection)?)
     }
 
+    pub(crate) fn observe(&self, metrics: std::sync::Arc<crate::metrics::Metrics>) {
+        if let Some(writer) = &self.writer {
+            writer.observe(metrics);
+        }
+    }
+
     fn writer(&self) -> Result<&Writer, StoreError> {
         self.writer.as_ref().ok_or_else(|| StoreError::Write("the store is open for reading only".to_string()))
     }

@@ -6,6 +6,7 @@
 //! committed; reads return what is committed.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
@@ -30,6 +31,13 @@ impl Store {
     /// Opens an existing store for reading only (the CLI, while a daemon may write).
     pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
         Ok(Store { backend: Backend::Sqlite(Sqlite::open_read_only(path)?) })
+    }
+
+    /// Counts the writer's commit times on `metrics` (the daemon's).
+    pub(crate) fn observe(&self, metrics: Arc<crate::metrics::Metrics>) {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.observe(metrics),
+        }
     }
 
     pub fn path(&self) -> &Path {

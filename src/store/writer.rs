@@ -10,12 +10,14 @@
 //! so nothing is reported (CLI, API, events, log) before it is on disk. A failed
 //! group fails every write in it.
 
-use std::sync::mpsc;
+use std::sync::{Arc, OnceLock, mpsc};
+use std::time::Instant;
 
 use rusqlite::{Connection, Transaction, params};
 
 use super::model::{FireStatus, NodeRecord, Trigger};
 use super::sqlite::{self, StoreError};
+use crate::metrics::Metrics;
 
 /// A fire to record, owning its text (it crosses to the writer thread).
 pub(crate) struct FireRow {
@@ -81,6 +83,8 @@ struct Write {
 
 pub(crate) struct Writer {
     queue: mpsc::Sender<Write>,
+    /// Where the time of each commit is counted, once a daemon asks (`observe`).
+    metrics: Arc<OnceLock<Arc<Metrics>>>,
 }
 
 /// At most this many writes go into one transaction.
@@ -89,8 +93,17 @@ const GROUP: usize = 2000;
 impl Writer {
     pub(crate) fn start(connection: Connection) -> std::io::Result<Writer> {
         let (queue, writes) = mpsc::channel();
-        std::thread::Builder::new().name("loom-store".into()).spawn(move || write_forever(connection, writes))?;
-        Ok(Writer { queue })
+        let metrics = Arc::new(OnceLock::new());
+        let counted = Arc::clone(&metrics);
+        std::thread::Builder::new()
+            .name("loom-store".into())
+            .spawn(move || write_forever(connection, writes, &counted))?;
+        Ok(Writer { queue, metrics })
+    }
+
+    /// Counts the time of each commit from now on on `metrics` (set once).
+    pub(crate) fn observe(&self, metrics: Arc<Metrics>) {
+        let _ = self.metrics.set(metrics);
     }
 
     /// Queues `change`; `done` gets its answer once it is committed (on the
@@ -130,7 +143,7 @@ impl Writer {
     }
 }
 
-fn write_forever(mut connection: Connection, writes: mpsc::Receiver<Write>) {
+fn write_forever(mut connection: Connection, writes: mpsc::Receiver<Write>, metrics: &OnceLock<Arc<Metrics>>) {
     while let Ok(first) = writes.recv() {
         let mut group = vec![first];
         while group.len() < GROUP {
@@ -139,7 +152,12 @@ fn write_forever(mut connection: Connection, writes: mpsc::Receiver<Write>) {
                 Err(_) => break,
             }
         }
-        match commit(&mut connection, group.iter().map(|w| &w.change)) {
+        let clock = Instant::now();
+        let committed = commit(&mut connection, group.iter().map(|w| &w.change));
+        if let Some(metrics) = metrics.get() {
+            metrics.store_write(clock.elapsed());
+        }
+        match committed {
             Ok(answers) => {
                 for (write, answer) in group.into_iter().zip(answers) {
                     (write.done)(Ok(answer));

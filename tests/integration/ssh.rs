@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::harness::sshd::{self, Fleet, PASSWORD, PASSWORD_USER};
-use crate::harness::{Workspace, wait_for};
+use crate::harness::{Workspace, http, wait_for};
 
 /// A workspace whose nodes are the fleet's, with one task module `site/t.rhai`.
 fn workspace(fleet: &Fleet, extra_nodes: &str, policy: &str, task: &str) -> Workspace {
@@ -82,8 +82,13 @@ fn the_daemon_reuses_masters_across_fires_and_replaces_a_dead_one() {
     let out = fleet.shared_dir("out");
     let task = format!("fn tick(ssh) {{ ssh.run(`date +%s.%N >> {}/${{ssh.node}}`); }}\n", out.display());
     let ws = workspace(&fleet, "", "strict", &task);
+    ws.write("loom.yaml", &format!("{}metrics: {{per_node: true}}\n", ws.read("loom.yaml")));
     let targets: Vec<&str> = fleet.nodes.iter().map(|n| n.name.as_str()).collect();
     ws.write("jobs/a.yaml", &job("tick", "site.t.tick", &targets, "    schedule: \"* * * * * *\"\n"));
+    let metric = |series: &str| -> Option<f64> {
+        let (_, text) = http("GET", &format!("{}/metrics", ws.server()), None, None);
+        text.as_str()?.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    };
     let fires = |node: &str| std::fs::read_to_string(out.join(node)).unwrap_or_default().lines().count();
 
     let daemon = ws.serve();
@@ -93,6 +98,9 @@ fn the_daemon_reuses_masters_across_fires_and_replaces_a_dead_one() {
         assert_eq!(node.logins(), 1, "{} was logged into more than once", node.name);
     }
     assert_eq!(fleet.ssh_processes(), 5);
+    assert_eq!(metric("loom_ssh_masters_open"), Some(5.0));
+    assert!(metric("loom_node_results_total{job=\"tick\",node=\"n01\",status=\"ok\"}") >= Some(3.0));
+    assert_eq!(metric("loom_ssh_reconnects_total{node=\"n01\"}"), None);
 
     // Kill one node's master: the next fire notices and opens a new one.
     let n01 = fleet.node("n01");
@@ -115,6 +123,7 @@ fn the_daemon_reuses_masters_across_fires_and_replaces_a_dead_one() {
         daemon.log()
     );
     assert_eq!(n01.logins(), 2);
+    assert_eq!(metric("loom_ssh_reconnects_total{node=\"n01\"}"), Some(1.0));
 
     let (code, log) = daemon.stop();
     assert_eq!(code, Some(0), "{log}");
