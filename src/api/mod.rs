@@ -5,6 +5,7 @@ mod events;
 mod fires;
 mod jobs;
 pub mod model;
+mod notifications;
 mod openapi;
 mod rejection;
 mod server;

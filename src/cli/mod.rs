@@ -23,6 +23,7 @@ mod jobs;
 mod logs;
 mod next;
 mod nodes;
+mod notifications;
 pub(crate) mod output;
 mod run;
 mod serve;

@@ -133,6 +133,7 @@ fn same_job(a: &Job, b: &Job) -> bool {
         retries,
         retry_delay,
         log,
+        notifications,
     } = a;
     same_schedule(a, b)
         && *task == b.task
@@ -147,6 +148,7 @@ fn same_job(a: &Job, b: &Job) -> bool {
         && *retries == b.retries
         && *retry_delay == b.retry_delay
         && *log == b.log
+        && *notifications == b.notifications
 }
 
 pub(crate) fn diff(old: &Snapshot, new: &Snapshot) -> Changes {

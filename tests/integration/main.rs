@@ -13,6 +13,7 @@ mod history;
 mod lifecycle;
 mod limits;
 mod next;
+mod notifications;
 mod openapi;
 mod pipes;
 mod reload;
