@@ -142,7 +142,9 @@ async fn webhook(
         .post(&pending.target)
         .timeout(timeout)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header("X-Loom-Event", &pending.event);
+        .header("X-Loom-Event", &pending.event)
+        // The same at every attempt: a receiver can drop a delivery it already had.
+        .header("X-Loom-Delivery", pending.id.to_string());
     if let Some(file) = &pending.secret_file {
         match crate::config::read_text(std::path::Path::new(file)) {
             Ok(key) => request = request.header("X-Loom-Signature", body::signature(key.trim_end().as_bytes(), &bytes)),

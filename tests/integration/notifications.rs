@@ -74,6 +74,7 @@ fn a_failing_job_notifies_once_per_fire_signed_and_a_recovery_follows_the_first_
     assert_eq!((request.method.as_str(), request.path.as_str()), ("POST", "/hook?token=abc"));
     assert_eq!(request.header("content-type"), Some("application/json"));
     assert_eq!(request.header("x-loom-event"), Some("failure"));
+    assert!(request.header("x-loom-delivery").is_some_and(|id| id.parse::<i64>().is_ok()));
     let signature = format!("sha256={}", hmac_hex(b"s3cret-signing-key", &request.body));
     assert_eq!(request.header("x-loom-signature"), Some(signature.as_str()), "the HMAC of the body");
     let body = request.json();
@@ -190,4 +191,60 @@ fn a_receiver_that_is_down_gets_the_notification_once_back_also_across_a_restart
     assert_eq!(attempts[1]["at"].as_str().unwrap().parse::<chrono::DateTime<Utc>>().unwrap(), clock.now());
     assert_eq!(receiver.requests().len(), 1);
     daemon.stop();
+}
+
+#[test]
+fn check_reports_every_bad_rule_at_its_place() {
+    let ws = Workspace::local(
+        "notifications:\n\
+         \x20 - {on: [failure, exploded], webhook: \"ftp://example.com/x\"}\n\
+         \x20 - {on: [failure], task: notes.nothing}\n\
+         \x20 - {on: [failure], task: notes.wrong}\n\
+         \x20 - {on: [failure], webhook: \"http://h.example/x\", secret_file: missing.key, template: \"{% if %}\"}\n\
+         \x20 - {on: [success], task: notes.fine, webhook: \"http://h.example/x\"}\n\
+         delivery: {attempts: 0}\n\
+         public_url: loom.example.com\n",
+    );
+    ws.write("tasks/notes.rhai", "fn wrong(ssh) { }\nfn fine(ssh, event) { }\n");
+    ws.write(
+        "jobs/a.yaml",
+        "jobs:\n  a:\n    task: loom.system.run\n    args: [\"true\"]\n    targets: [local]\n    \
+         notifications:\n      - {on: [failur], webhook: \"not a url\"}\n      - {on: [drift], task: notes.fine}\n",
+    );
+    let run = ws.loom(&["check", "--json"]);
+    run.assert_code(1);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    let out: String = report["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let file = d["file"].as_str().unwrap_or_default().rsplit('/').next().unwrap().to_string();
+            format!("{file}:{}:{}: {}\n", d["line"], d["column"], d["message"].as_str().unwrap())
+        })
+        .collect();
+    for expected in [
+        "loom.yaml:6:20: unknown notification event `exploded` in the main configuration",
+        "loom.yaml:6:40: the webhook of the main configuration `ftp://example.com/…` is not an http or https URL",
+        "loom.yaml:7:27: notifier task `notes.nothing`: module notes.rhai has no public function `nothing`",
+        "loom.yaml:8:27: notifier task `notes.wrong` takes 1 parameter(s); a notifier is called as f(ssh, event)",
+        "failed to read the secret_file",
+        "the template of the main configuration does not compile",
+        "needs exactly one of `webhook` and `task`",
+        "`attempts` must be between 1 and 100, not 0",
+        "`public_url` is not a URL",
+        "a.yaml:7:15: unknown notification event `failur` in job `a`",
+        "a.yaml:7:33: the webhook of job `a` is not a URL",
+    ] {
+        assert!(out.contains(expected), "no {expected:?} in:\n{out}");
+    }
+    // A secret named in a rule is never printed, only its file.
+    ws.write("hook.key", "very-secret-key\n");
+    let ok = Workspace::local(
+        "notifications:\n  - {on: [failure], webhook: \"https://h.example/x\", secret_file: hook.key}\n",
+    );
+    ok.write("hook.key", "very-secret-key\n");
+    let run = ok.loom(&["check"]);
+    run.assert_code(0);
+    assert!(!run.all().contains("very-secret-key"));
 }
