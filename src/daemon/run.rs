@@ -35,7 +35,7 @@ use crate::config::{Diagnostic, Job};
 use crate::runner::{EventLog, Fire, Gate, Recorder, Runner};
 use crate::snapshot::Snapshot;
 use crate::ssh::{self, Pool};
-use crate::store::{FireRecord, FireStart, Notices, Store, StoreError, StoreLock};
+use crate::store::{FireRecord, FireStart, Notices, Store, StoreError, StoreLock, Trigger};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -395,6 +395,20 @@ impl Daemon {
                         crate::notify::body::not_run_payload(&job, scheduled, trigger, "skipped", note)
                     });
                     self.store.queue_skipped(&job, scheduled, trigger, note, notices);
+                }
+                Action::Missed { job, count, latest } => {
+                    let Some(rules) = self.snapshot.config.jobs.get(&job).map(|j| j.notifications.clone()) else {
+                        continue;
+                    };
+                    let at_least = if count >= super::scheduler::MISSED_CAP { "at least " } else { "" };
+                    let note =
+                        format!("{at_least}{count} missed fire(s) not run (catchup policy), the latest due {latest}");
+                    let notices = Notices::of(&job, &rules, || {
+                        crate::notify::body::not_run_payload(&job, latest, Trigger::CatchUp, "missed", &note)
+                    });
+                    if let Some(notices) = notices {
+                        self.store.queue_missed(notices);
+                    }
                 }
                 Action::Start(starts) => {
                     for (key, outcome) in self.start_fires(starts) {

@@ -123,11 +123,10 @@ pub(crate) fn build(
 pub(crate) fn default_text(body: &Map<String, Value>) -> String {
     let get = |key: &str| body.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
     let (job, event, status) = (get("job"), get("event"), get("status"));
-    let fire = match body.get("fire_id").and_then(Value::as_i64) {
-        Some(id) => format!("fire {id}"),
-        None => "fire".to_string(),
+    let mut text = match body.get("fire_id").and_then(Value::as_i64) {
+        Some(id) => format!("{job}: {event} — fire {id} {status}"),
+        None => format!("{job}: {event}"),
     };
-    let mut text = format!("{job}: {event} — {fire} {status}");
     let nodes = body.get("nodes").and_then(Value::as_u64).unwrap_or(0);
     let failed = body.get("failed_nodes").and_then(Value::as_array).cloned().unwrap_or_default();
     if nodes > 0 {

@@ -44,6 +44,23 @@ pub fn missed(
     }
 }
 
+/// How many instants of `schedule` fall in `(last, now]`, counting up to `cap`
+/// (a per-second job down for a year is "at least `cap`", not a long count).
+pub fn count(schedule: &Schedule, last: DateTime<Utc>, now: DateTime<Utc>, cap: usize) -> usize {
+    let mut count = 0;
+    let mut at = last;
+    while count < cap {
+        match schedule.next_after(at) {
+            Some(next) if next <= now => {
+                count += 1;
+                at = next;
+            }
+            _ => break,
+        }
+    }
+    count
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +88,15 @@ mod tests {
         let every_second = Schedule::parse("* * * * * *", Tz::UTC).unwrap();
         let got = missed(&every_second, at("2026-01-01T00:00:00Z"), at("2026-01-02T00:00:00Z"), Catchup::All, 3);
         assert_eq!(got, [at("2026-01-01T23:59:58Z"), at("2026-01-01T23:59:59Z"), at("2026-01-02T00:00:00Z")]);
+    }
+
+    #[test]
+    fn missed_instants_are_counted_up_to_a_cap() {
+        let every_second = Schedule::parse("* * * * * *", Tz::UTC).unwrap();
+        let (last, now) = (at("2026-01-01T00:00:00Z"), at("2026-01-01T00:00:10Z"));
+        assert_eq!(count(&every_second, last, now, 100), 10);
+        assert_eq!(count(&every_second, last, now, 4), 4);
+        assert_eq!(count(&every_second, now, now, 100), 0);
     }
 
     #[test]

@@ -413,6 +413,14 @@ impl Sqlite {
         self.writer()?.commit(Change::Finish { id, status, started, finished, notices }).await.map(drop)
     }
 
+    /// Queues the notifications of missed fires (no fire records them).
+    pub fn queue_missed(&self, notices: Notices) {
+        if let Ok(writer) = self.writer() {
+            let what = format!("the missed fires of job `{}`", notices.job);
+            writer.queue(Change::Missed { notices, at: millis(Utc::now()) }, what);
+        }
+    }
+
     /// Records an attempt to deliver a notification; resolves once committed.
     pub async fn record_attempt(&self, attempt: Attempt) -> Result<(), StoreError> {
         self.writer()?.commit(Change::Attempt(attempt)).await.map(drop)

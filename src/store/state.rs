@@ -110,6 +110,14 @@ impl Store {
         }
     }
 
+    /// Queues the notifications of fires a catch-up policy did not run (no fire
+    /// records them), without waiting (a failure is logged).
+    pub fn queue_missed(&self, notices: Notices) {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.queue_missed(notices),
+        }
+    }
+
     /// Records an attempt to deliver a notification; resolves once committed.
     pub async fn record_attempt(&self, attempt: Attempt) -> Result<(), StoreError> {
         match &self.backend {

@@ -48,6 +48,11 @@ pub(crate) enum Change {
         finished: i64,
         notices: Option<Notices>,
     },
+    /// The notifications of missed fires that no fire records.
+    Missed {
+        notices: Notices,
+        at: i64,
+    },
     /// An attempt to deliver a notification, and where it stands after it.
     Attempt(Attempt),
     /// Gives jobs seen for the first time `at` as their starting point.
@@ -210,6 +215,10 @@ fn apply(transaction: &Transaction<'_>, change: &Change, enqueued: &mut usize) -
             if let Some(notices) = notices {
                 *enqueued += outbox::enqueue(transaction, Some(*id), status.as_str(), notices, *finished)?;
             }
+            Answer::Done
+        }
+        Change::Missed { notices, at } => {
+            *enqueued += outbox::enqueue(transaction, None, "missed", notices, *at)?;
             Answer::Done
         }
         Change::Attempt(attempt) => {

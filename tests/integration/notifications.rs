@@ -14,7 +14,7 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use crate::harness::webhook::Receiver;
-use crate::harness::{InProcess, Workspace, free_port, http, wait_for};
+use crate::harness::{InProcess, Workspace, free_port, http, move_clock, wait_for};
 
 fn run(ws: &Workspace, job: &str) -> Value {
     let (status, body) = http("POST", &format!("{}/api/v1/jobs/{job}/run?wait=true", ws.server()), None, None);
@@ -247,4 +247,53 @@ fn check_reports_every_bad_rule_at_its_place() {
     let run = ok.loom(&["check"]);
     run.assert_code(0);
     assert!(!run.all().contains("very-secret-key"));
+}
+
+#[test]
+fn a_skipped_fire_and_the_fires_a_catch_up_policy_drops_are_told() {
+    let receiver = Receiver::start();
+    let ws = Workspace::local("");
+    ws.write(
+        "jobs/a.yaml",
+        &format!(
+            "jobs:\n  minutely:\n    task: loom.system.run\n    args: [\"true\"]\n    schedule: \"* * * * *\"\n    \
+             catchup: none\n    targets: [local]\n    notifications: [{{on: [missed], webhook: \"{0}\"}}]\n  \
+             slow:\n    task: loom.system.run\n    args: [\"sleep 20\"]\n    schedule: \"* * * * *\"\n    \
+             overlap: skip\n    catchup: none\n    targets: [local]\n    notifications: [{{on: [skipped], webhook: \"{0}\"}}]\n",
+            receiver.url("/hook")
+        ),
+    );
+    let clock = Arc::new(ManualClock::new("2026-01-01T10:00:30Z".parse().unwrap()));
+    let daemon = InProcess::start(&ws, &clock, None);
+    let status = || http("GET", &format!("{}/api/v1/status", ws.server()), None, None).1;
+
+    // 10:01: slow starts and is still running at 10:02, which is skipped.
+    move_clock(&ws, &clock, None, "slow", chrono::TimeDelta::seconds(31));
+    assert!(wait_for(Duration::from_secs(20), || status()["running"].to_string().contains("\"slow\"")));
+    let running = status()["running"].as_array().unwrap().iter().find(|f| f["job"] == "slow").unwrap().clone();
+    move_clock(&ws, &clock, None, "slow", chrono::TimeDelta::seconds(60));
+    let got = receiver.wait_for(1, Duration::from_secs(20));
+    let skipped = got[0].json();
+    assert_eq!((skipped["event"].as_str(), skipped["job"].as_str()), (Some("skipped"), Some("slow")), "{skipped}");
+    assert_eq!(skipped["status"], "skipped");
+    assert_eq!(skipped["scheduled"], "2026-01-01T10:02:00.000Z");
+    assert!(skipped["note"].as_str().unwrap().contains("overlap: skip"), "{skipped}");
+    assert!(skipped["fire_id"].is_i64(), "a skipped fire is recorded: {skipped}");
+    let id = running["id"].as_i64().unwrap();
+    let (code, body) = http("POST", &format!("{}/api/v1/fires/{id}/cancel", ws.server()), None, None);
+    assert_eq!(code, 200, "{body}");
+
+    // Five minutes stalled: `catchup: none` runs none of 10:03..10:07, and says so once.
+    move_clock(&ws, &clock, None, "minutely", chrono::TimeDelta::minutes(5));
+    let got = receiver.wait_for(2, Duration::from_secs(20));
+    let missed = got.iter().map(|r| r.json()).find(|b| b["event"] == "missed").expect("a missed notification");
+    assert_eq!(missed["job"], "minutely");
+    assert_eq!(missed["status"], "missed");
+    assert_eq!(missed["fire_id"], Value::Null);
+    assert_eq!(missed["link"], Value::Null);
+    assert_eq!(missed["scheduled"], "2026-01-01T10:07:00.000Z");
+    assert!(missed["note"].as_str().unwrap().starts_with("5 missed fire(s) not run"), "{missed}");
+    assert!(missed["text"].as_str().unwrap().starts_with("minutely: missed (5 missed fire(s)"), "{missed}");
+    daemon.stop();
+    assert_eq!(receiver.requests().iter().filter(|r| r.json()["event"] == "missed").count(), 1);
 }
