@@ -264,3 +264,69 @@ pub(super) fn list(
     }
     Ok(records)
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::store::{FireStatus, Store, Trigger};
+
+    fn rule(on: &[NotifyEvent], kind: &'static str) -> RuleRow {
+        RuleRow { on: on.to_vec(), kind, target: "site.t.note".into(), secret_file: None, template: None }
+    }
+
+    fn notices(rules: Vec<RuleRow>) -> Notices {
+        Notices { job: "j".into(), rules, payload: Map::new() }
+    }
+
+    fn events(store: &Store) -> Vec<(String, String)> {
+        let mut listed = store.notifications(Some("j"), 100).unwrap();
+        listed.reverse();
+        listed.into_iter().map(|n| (n.event.to_string(), n.kind)).collect()
+    }
+
+    #[tokio::test]
+    async fn a_fire_end_enqueues_one_row_per_listening_rule_in_its_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let store = Store::open(&path).unwrap();
+        let rules = || {
+            notices(vec![
+                rule(&[NotifyEvent::Failure, NotifyEvent::Recovery], "webhook"),
+                rule(&[NotifyEvent::Success], "task"),
+            ])
+        };
+        let fire = |status: FireStatus| {
+            let store = &store;
+            let rules = rules();
+            async move {
+                let id = store.begin_fire("j", Utc::now(), Trigger::Manual, &[]).unwrap().unwrap();
+                store.finish_queued(id, status, Utc::now(), Some(rules)).await.unwrap();
+                id
+            }
+        };
+        fire(FireStatus::Failed).await;
+        fire(FireStatus::TimedOut).await;
+        let recovered = fire(FireStatus::Ok).await;
+        fire(FireStatus::Ok).await;
+        let expected = [
+            ("failure", "webhook"),
+            ("failure", "webhook"),
+            ("recovery", "webhook"),
+            ("success", "task"),
+            ("success", "task"),
+        ];
+        assert_eq!(events(&store), expected.map(|(e, k)| (e.to_string(), k.to_string())));
+        let listed = store.notifications(Some("j"), 100).unwrap();
+        assert!(listed.iter().any(|n| n.fire_id == Some(recovered) && n.event == NotifyEvent::Recovery));
+
+        // An outcome named `drift` (check-mode fires) is told as `drift`, by its text alone.
+        let mut connection = Connection::open(&path).unwrap();
+        let transaction = connection.transaction().unwrap();
+        let drift = notices(vec![rule(&[NotifyEvent::Drift], "webhook"), rule(&[NotifyEvent::Failure], "task")]);
+        assert_eq!(enqueue(&transaction, Some(recovered), "drift", &drift, 0).unwrap(), 1);
+        transaction.commit().unwrap();
+        assert_eq!(events(&store).last().unwrap(), &("drift".to_string(), "webhook".to_string()));
+    }
+}

@@ -75,6 +75,7 @@ fn a_failing_job_notifies_once_per_fire_signed_and_a_recovery_follows_the_first_
     assert_eq!(request.header("content-type"), Some("application/json"));
     assert_eq!(request.header("x-loom-event"), Some("failure"));
     assert!(request.header("x-loom-delivery").is_some_and(|id| id.parse::<i64>().is_ok()));
+    assert_eq!(request.header("user-agent"), Some(concat!("loom/", env!("CARGO_PKG_VERSION"))));
     let signature = format!("sha256={}", hmac_hex(b"s3cret-signing-key", &request.body));
     assert_eq!(request.header("x-loom-signature"), Some(signature.as_str()), "the HMAC of the body");
     let body = request.json();
@@ -156,7 +157,8 @@ fn a_receiver_that_is_down_gets_the_notification_once_back_also_across_a_restart
         "jobs/a.yaml",
         &format!(
             "jobs:\n  broken:\n    task: loom.system.run\n    args: [\"false\"]\n    targets: [local]\n    \
-             notifications:\n      - {{on: [failure], webhook: \"http://127.0.0.1:{port}/late\"}}\n"
+             notifications:\n      - {{on: [failure], webhook: \"http://127.0.0.1:{port}/late\", \
+             template: \"{{{{ job }}}} {{{{ event }}}}: {{{{ counts.failed }}}} failed\"}}\n"
         ),
     );
     let start = chrono::DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
@@ -171,6 +173,7 @@ fn a_receiver_that_is_down_gets_the_notification_once_back_also_across_a_restart
     assert_eq!(pending["state"], "pending", "{pending}");
     assert!(pending["attempts"][0]["error"].as_str().unwrap().contains("could not connect"), "{pending}");
     assert_eq!(pending["attempts"][0]["status_code"], Value::Null);
+    assert!(!pending.to_string().contains("/late"), "a webhook's path is never shown: {pending}");
     let next: chrono::DateTime<Utc> = pending["next_attempt"].as_str().unwrap().parse().unwrap();
     assert_eq!(next, start + chrono::Duration::seconds(60), "{pending}");
     daemon.stop();
@@ -183,6 +186,7 @@ fn a_receiver_that_is_down_gets_the_notification_once_back_also_across_a_restart
     let got = receiver.wait_for(1, Duration::from_secs(20));
     assert_eq!(got[0].json()["fire_id"], fire);
     assert_eq!(got[0].json()["event"], "failure");
+    assert_eq!(got[0].json()["text"], "broken failure: 1 failed");
     assert!(wait_for(Duration::from_secs(20), || notifications(&ws, "broken")[0]["state"] == "delivered"));
     let delivered = notifications(&ws, "broken").remove(0);
     let attempts = delivered["attempts"].as_array().unwrap();
@@ -296,4 +300,45 @@ fn a_skipped_fire_and_the_fires_a_catch_up_policy_drops_are_told() {
     assert!(missed["text"].as_str().unwrap().starts_with("minutely: missed (5 missed fire(s)"), "{missed}");
     daemon.stop();
     assert_eq!(receiver.requests().iter().filter(|r| r.json()["event"] == "missed").count(), 1);
+}
+
+#[test]
+fn a_loom_run_without_a_daemon_is_told_by_the_next_daemon_and_a_non_2xx_answer_is_retried() {
+    let receiver = Receiver::start();
+    receiver.answer(503);
+    let ws = Workspace::local("delivery: {attempts: 3, backoff: 30s}\n");
+    ws.write(
+        "jobs/a.yaml",
+        &format!(
+            "jobs:\n  broken:\n    task: loom.system.run\n    args: [\"false\"]\n    targets: [local]\n    \
+             notifications: [{{on: [failure], webhook: \"{}\"}}]\n",
+            receiver.url("/hook")
+        ),
+    );
+    ws.loom(&["run", "broken"]).assert_code(1);
+    let queued = ws.loom(&["notifications", "--json"]);
+    queued.assert_code(0);
+    let queued: Value = serde_json::from_str(&queued.stdout).unwrap();
+    assert_eq!(
+        (queued[0]["state"].as_str(), queued[0]["attempts"].as_array().map(Vec::len)),
+        (Some("pending"), Some(0))
+    );
+
+    let clock = Arc::new(ManualClock::new(chrono::DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap()));
+    let daemon = InProcess::start(&ws, &clock, None);
+    receiver.wait_for(1, Duration::from_secs(20));
+    assert!(wait_for(Duration::from_secs(20), || notifications(&ws, "broken")[0]["attempts"]
+        .as_array()
+        .unwrap()
+        .len()
+        == 1));
+    let first = notifications(&ws, "broken").remove(0);
+    assert_eq!(first["state"], "pending", "{first}");
+    assert_eq!(first["attempts"][0]["status_code"], 503);
+    assert!(first["attempts"][0]["error"].as_str().unwrap().contains("503"), "{first}");
+    receiver.answer(200);
+    clock.advance(chrono::Duration::seconds(30));
+    receiver.wait_for(2, Duration::from_secs(20));
+    assert!(wait_for(Duration::from_secs(20), || notifications(&ws, "broken")[0]["state"] == "delivered"));
+    daemon.stop();
 }
