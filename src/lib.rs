@@ -10,6 +10,7 @@ pub mod cli;
 pub(crate) mod config;
 pub mod daemon;
 pub(crate) mod metrics;
+pub(crate) mod notify;
 pub(crate) mod runner;
 pub(crate) mod schedule;
 pub(crate) mod snapshot;

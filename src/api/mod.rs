@@ -6,6 +6,7 @@ mod fires;
 mod jobs;
 mod metrics;
 pub mod model;
+mod notifications;
 mod openapi;
 mod rejection;
 mod server;

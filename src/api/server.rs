@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 
 use super::auth::ApiTokens;
 use super::model::ErrorBody;
-use super::{auth, events, fires, jobs, metrics, openapi, status};
+use super::{auth, events, fires, jobs, metrics, notifications, openapi, status};
 use crate::config::ApiToken;
 use crate::daemon::{ControlError, DaemonHandle};
 
@@ -84,6 +84,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .routes(routes!(fires::list))
         .routes(routes!(fires::get))
         .routes(routes!(fires::cancel))
+        .routes(routes!(notifications::list))
         .routes(routes!(events::stream))
         .split_for_parts();
     let document = serde_json::to_value(openapi::finish(document)).expect("the OpenAPI document serializes");

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use super::{cancel, check, completions, history, jobs, logs, man, next, nodes, run, serve, status, tail, toggle};
+use super::{
+    cancel, check, completions, history, jobs, logs, man, next, nodes, notifications, run, serve, status, tail, toggle,
+};
 use crate::snapshot::Snapshot;
 
 #[derive(Debug, Parser)]
@@ -52,6 +54,8 @@ pub enum Command {
     History(history::Args),
     /// One fire's node results with their output
     Logs(logs::Args),
+    /// Notifications (webhooks, notifier tasks), newest first, with every delivery attempt
+    Notifications(notifications::Args),
     /// Let a job fire on its schedule again (kept across restarts and reloads)
     Enable(toggle::Args),
     /// Stop a job from firing on its schedule (kept across restarts and reloads)
@@ -115,6 +119,7 @@ impl Cli {
             Command::Nodes(args) => nodes::execute(&self, args).await,
             Command::History(args) => history::execute(&self, args).await,
             Command::Logs(args) => logs::execute(&self, args).await,
+            Command::Notifications(args) => notifications::execute(&self, args).await,
             Command::Enable(args) => toggle::execute(&self, args, true).await,
             Command::Disable(args) => toggle::execute(&self, args, false).await,
             Command::Status(args) => status::execute(&self, args).await,

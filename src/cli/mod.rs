@@ -24,6 +24,7 @@ mod logs;
 mod man;
 mod next;
 mod nodes;
+mod notifications;
 pub(crate) mod output;
 mod run;
 mod serve;

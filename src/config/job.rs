@@ -14,6 +14,7 @@ use std::time::Duration;
 use super::diagnostics::{Diagnostic, Location};
 use super::fields::{Fields, resolve_path};
 use super::node::Node;
+use super::notify::{NotifyRule, parse_rules};
 use super::settings::Settings;
 use super::yaml::{Node as YamlNode, Value};
 use crate::schedule::cron::{Schedule, Schedules};
@@ -53,6 +54,8 @@ pub struct Job {
     pub jitter: Duration,
     /// A file each node's output is appended to.
     pub log: Option<PathBuf>,
+    /// The job's own notification rules, then the main file's.
+    pub notifications: Vec<Arc<NotifyRule>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -313,6 +316,13 @@ fn parse_job(
     let retry_delay = fields.duration("retry_delay", MAX_RETRY_DELAY).unwrap_or(Duration::from_secs(1));
     let jitter = fields.duration("jitter", MAX_JITTER).unwrap_or(Duration::ZERO);
     let log = fields.string("log").map(|p| resolve_path(&p, &settings.base));
+    let mut notifications: Vec<Arc<NotifyRule>> = match fields.node("notifications") {
+        None => Vec::new(),
+        Some(n) => {
+            parse_rules(n, &format!("job `{name}`"), &settings.base, &mut errors).into_iter().map(Arc::new).collect()
+        }
+    };
+    notifications.extend(settings.notifications.iter().cloned());
     let mut problems = fields.finish();
     problems.extend(errors);
     let failed = problems.iter().any(Diagnostic::is_error);
@@ -337,6 +347,7 @@ fn parse_job(
         retry_delay,
         jitter,
         log,
+        notifications,
     };
     (Some(job), !failed)
 }

@@ -7,6 +7,7 @@ mod fuzz;
 pub mod job;
 pub mod load;
 pub mod node;
+pub mod notify;
 pub(crate) mod read;
 pub mod settings;
 pub mod tls;

@@ -2,6 +2,7 @@
 //! behaves. Relative paths in it resolve against the file's own folder.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono_tz::Tz;
@@ -9,6 +10,7 @@ use chrono_tz::Tz;
 use super::diagnostics::Diagnostic;
 use super::fields::{Fields, bounded_duration, resolve_path};
 use super::job::Catchup;
+use super::notify::{Delivery, NotifyRule, parse_delivery, parse_public_url, parse_rules};
 use super::yaml::{Node as YamlNode, Value};
 use crate::metrics::MetricsSettings;
 use crate::schedule::cron::host_zone;
@@ -65,6 +67,12 @@ pub struct Settings {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// How `GET /metrics` is served (`metrics: {public, per_node}`).
     pub metrics: MetricsSettings,
+    /// Notification rules of every job (`notifications:` in the main file).
+    pub notifications: Vec<Arc<NotifyRule>>,
+    /// How notifications are delivered.
+    pub delivery: Delivery,
+    /// The base of links in notifications; `http://<listen>` when unset.
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -113,6 +121,9 @@ impl Settings {
             tokens: Vec::new(),
             tls: None,
             metrics: MetricsSettings::default(),
+            notifications: Vec::new(),
+            delivery: Delivery::default(),
+            public_url: None,
         }
     }
 }
@@ -239,6 +250,16 @@ pub(crate) fn parse_settings(root: &YamlNode, base: &Path) -> (Settings, Vec<Dia
     }
     if let Some(section) = fields.node("ssh") {
         settings.ssh = parse_ssh(section, base, &mut diagnostics);
+    }
+    if let Some(rules) = fields.node("notifications") {
+        let rules = parse_rules(rules, "the main configuration", base, &mut diagnostics);
+        settings.notifications = rules.into_iter().map(Arc::new).collect();
+    }
+    if let Some(section) = fields.node("delivery") {
+        settings.delivery = parse_delivery(section, &mut diagnostics);
+    }
+    if let Some(node) = fields.node("public_url") {
+        settings.public_url = parse_public_url(node, &mut diagnostics);
     }
     diagnostics.extend(fields.finish());
     diagnostics.extend(errors);

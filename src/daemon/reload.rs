@@ -140,6 +140,7 @@ fn same_job(a: &Job, b: &Job) -> bool {
         retries,
         retry_delay,
         log,
+        notifications,
     } = a;
     same_schedule(a, b)
         && *task == b.task
@@ -154,6 +155,7 @@ fn same_job(a: &Job, b: &Job) -> bool {
         && *retries == b.retries
         && *retry_delay == b.retry_delay
         && *log == b.log
+        && *notifications == b.notifications
 }
 
 pub(crate) fn diff(old: &Snapshot, new: &Snapshot) -> Changes {

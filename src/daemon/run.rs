@@ -40,7 +40,7 @@ use crate::metrics::Metrics;
 use crate::runner::{EventLog, Fire, Gate, Recorder, Runner};
 use crate::snapshot::Snapshot;
 use crate::ssh::{self, Pool};
-use crate::store::{FireStart, Store, StoreError, StoreLock};
+use crate::store::{FireStart, Notices, Store, StoreError, StoreLock, Trigger};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -136,6 +136,8 @@ struct Daemon {
     api_tokens: Option<api::ApiTokens>,
     /// The settings only a restart applies, as this daemon started with them.
     started_with: StartedWith,
+    /// The snapshot in force, for the notification worker.
+    published: tokio::sync::watch::Sender<Arc<Snapshot>>,
 }
 
 /// Runs the daemon until `shutdown`; then no fire starts and running ones are
@@ -198,12 +200,14 @@ pub async fn run_with_clock(
     let started_with = StartedWith::of(settings);
     let catchup_limit = settings.catchup_limit;
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
+    let snapshot = Arc::new(snapshot);
+    let published = tokio::sync::watch::Sender::new(Arc::clone(&snapshot));
     let mut daemon = Daemon {
         config_identity: std::fs::canonicalize(&config_path).unwrap_or_else(|_| config_path.clone()),
         config_path: config_path.clone(),
         reloading: None,
         load_done,
-        snapshot: Arc::new(snapshot),
+        snapshot,
         reload_errors: Vec::new(),
         watch: None,
         changes,
@@ -226,6 +230,7 @@ pub async fn run_with_clock(
         api_tokens: api.as_ref().map(|api| api.tokens.clone()),
         started_with,
         clock,
+        published,
     };
     daemon.start();
     daemon.watch_files();
@@ -242,6 +247,14 @@ pub async fn run_with_clock(
     Systemd::ready(&daemon.summary());
     let pruning =
         tokio::spawn(prune_forever(Arc::clone(&daemon.store), daemon.snapshot.clone(), Arc::clone(&daemon.clock)));
+    // Stops after the last fires have ended (and enqueued what they tell).
+    let delivering = CancellationToken::new();
+    let delivery = tokio::spawn(crate::notify::worker::deliver_forever(
+        Arc::clone(&daemon.store),
+        Arc::clone(&daemon.clock),
+        daemon.published.subscribe(),
+        delivering.clone(),
+    ));
 
     // Editors write a file in several steps: reload once things are quiet.
     let mut reload_at: Option<tokio::time::Instant> = None;
@@ -278,6 +291,8 @@ pub async fn run_with_clock(
     Systemd::stopping();
     pruning.abort();
     daemon.stop(answered).await;
+    delivering.cancel();
+    let _ = delivery.await;
     if let Some(api) = api {
         api.task.abort();
     }
@@ -369,6 +384,7 @@ impl Daemon {
         }
         let changes = diff(&self.snapshot, &snapshot);
         let old = std::mem::replace(&mut self.snapshot, Arc::new(snapshot));
+        self.published.send_replace(Arc::clone(&self.snapshot));
         self.reload_errors.clear();
         let now = self.clock.now();
         let snapshot = Arc::clone(&self.snapshot);
@@ -467,9 +483,28 @@ impl Daemon {
             match action {
                 Action::Skip { job, scheduled, trigger, note } => {
                     self.metrics.fire_skipped(&job, skip_reason(note));
-                    self.store.queue_skipped(&job, scheduled, trigger, note);
+                    let rules =
+                        self.snapshot.config.jobs.get(&job).map(|j| j.notifications.clone()).unwrap_or_default();
+                    let notices = Notices::of(&job, &rules, || {
+                        crate::notify::body::not_run_payload(&job, scheduled, trigger, "skipped", note)
+                    });
+                    self.store.queue_skipped(&job, scheduled, trigger, note, notices);
                 }
-                Action::Missed { job, count } => self.metrics.fires_missed(&job, count),
+                Action::Missed { job, count, latest } => {
+                    self.metrics.fires_missed(&job, count);
+                    let Some(rules) = self.snapshot.config.jobs.get(&job).map(|j| j.notifications.clone()) else {
+                        continue;
+                    };
+                    let at_least = if count >= super::scheduler::MISSED_CAP { "at least " } else { "" };
+                    let note =
+                        format!("{at_least}{count} missed fire(s) not run (catchup policy), the latest due {latest}");
+                    let notices = Notices::of(&job, &rules, || {
+                        crate::notify::body::not_run_payload(&job, latest, Trigger::CatchUp, "missed", &note)
+                    });
+                    if let Some(notices) = notices {
+                        self.store.queue_missed(notices);
+                    }
+                }
                 Action::Start(starts) => self.record_fires(starts),
             }
         }

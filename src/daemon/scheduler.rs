@@ -20,7 +20,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::config::Job;
 use crate::config::job::Overlap;
 use crate::schedule::Timeline;
-use crate::schedule::catchup::missed_counted;
+use crate::schedule::catchup::{count, missed};
 use crate::schedule::timeline::Due;
 use crate::store::Trigger;
 
@@ -84,12 +84,12 @@ pub(crate) struct Start {
 pub(crate) enum Action {
     /// Record this fire as skipped, with this note.
     Skip { job: String, scheduled: DateTime<Utc>, trigger: Trigger, note: &'static str },
+    /// Tell that the job's catch-up policy did not run `count` missed fires (at
+    /// least `count` when it is `MISSED_CAP`), the latest at `latest`.
+    Missed { job: String, count: usize, latest: DateTime<Utc> },
     /// Record these fires in one transaction, start them, and report each back
     /// with `recorded`.
     Start(Vec<Start>),
-    /// Catch-up left this many missed fires of the job unrun (its policy); counted
-    /// in the metrics, nothing to record.
-    Missed { job: String, count: usize },
 }
 
 /// What the store said when a fire was recorded.
@@ -101,6 +101,9 @@ pub(crate) enum Recorded {
     /// The store failed; the fire runs anyway.
     Failed,
 }
+
+/// Missed fires are counted up to this many.
+pub(crate) const MISSED_CAP: usize = 10_000;
 
 pub(crate) const SKIPPED_OVERLAP: &str = "skipped: the previous fire was still running (overlap: skip)";
 pub(crate) const SKIPPED_STOPPING: &str = "skipped: the daemon stopped before this queued fire could run";
@@ -329,12 +332,20 @@ impl Scheduler {
     /// Missed fires in `(last, now]` that the job's catch-up policy asks for.
     fn catch_up(&mut self, job: &Arc<Job>, last: DateTime<Utc>, now: DateTime<Utc>) {
         let Some(schedule) = &job.schedule else { return };
-        let (instants, unrun) = missed_counted(schedule, last, now, job.catchup, self.catchup_limit);
-        if unrun > 0 {
-            self.skips.push(Action::Missed { job: job.name.clone(), count: unrun });
-        }
+        let instants = missed(schedule, last, now, job.catchup, self.catchup_limit);
         if !instants.is_empty() {
             tracing::info!(job = %job.name, fires = instants.len(), policy = ?job.catchup, "catching up on missed fires");
+        }
+        // What the policy leaves out is told (`missed`), unless the job is off anyway.
+        let dropped = count(schedule, last, now, MISSED_CAP).saturating_sub(instants.len());
+        if dropped > 0 && !self.disabled.contains(&job.name) {
+            // The latest missed instant: the policy runs the newest ones, so the
+            // latest of all is dropped only when none runs.
+            let latest = missed(schedule, last, now, crate::config::job::Catchup::Latest, 1);
+            if let Some(latest) = latest.first() {
+                tracing::warn!(job = %job.name, fires = dropped, policy = ?job.catchup, "missed fires not run");
+                self.skips.push(Action::Missed { job: job.name.clone(), count: dropped, latest: *latest });
+            }
         }
         for scheduled in instants {
             // Missed fires run one after the other, oldest first, whatever `overlap` says.
@@ -505,7 +516,6 @@ mod tests {
         /// Every fire started, in order.
         started: Vec<Start>,
         skipped: Vec<(String, DateTime<Utc>, &'static str)>,
-        /// Missed fires that catch-up left unrun, by job, as reported.
         missed: Vec<(String, usize)>,
         /// Instants the store already has a fire of.
         on_record: HashSet<DateTime<Utc>>,
@@ -537,7 +547,7 @@ mod tests {
             while let Some(action) = todo.pop_front() {
                 match action {
                     Action::Skip { job, scheduled, note, .. } => self.skipped.push((job, scheduled, note)),
-                    Action::Missed { job, count } => self.missed.push((job, count)),
+                    Action::Missed { job, count, .. } => self.missed.push((job, count)),
                     Action::Start(starts) => {
                         for start in starts {
                             if self.on_record.contains(&start.scheduled) {
@@ -687,7 +697,7 @@ mod tests {
         world.finish(key);
         assert_eq!(world.started.last().unwrap().scheduled, at("2026-01-01T12:00:00Z"));
         assert!(world.skipped.is_empty());
-        // Three missed fires each: `none` ran none of them, `latest` one.
+        // What a policy does not run is told: `none` dropped 3, `latest` 2, `all` none.
         world.missed.sort();
         assert_eq!(world.missed, [("latest".to_string(), 2), ("none".to_string(), 3)]);
         // Every job is planned from now on.
@@ -707,6 +717,8 @@ mod tests {
         let started: Vec<(&str, DateTime<Utc>, Trigger)> =
             world.started.iter().map(|s| (s.job.as_str(), s.scheduled, s.trigger)).collect();
         assert_eq!(started, [("latest", at("2026-01-01T10:05:00Z"), Trigger::CatchUp)]);
+        world.missed.sort();
+        assert_eq!(world.missed, [("latest".to_string(), 4), ("none".to_string(), 5)]);
         assert_eq!(world.scheduler.next_for("none"), Some(at("2026-01-01T10:06:00Z")));
         assert_eq!(world.scheduler.next_for("latest"), Some(at("2026-01-01T10:06:00Z")));
 

@@ -12,7 +12,7 @@ use chrono::{SecondsFormat, Utc};
 use super::fire::{Fire, FireReport};
 use super::node_result::NodeResult;
 use crate::config::Job;
-use crate::store::Store;
+use crate::store::{Notices, Store};
 
 pub struct Recorder {
     store: Option<Arc<Store>>,
@@ -106,10 +106,17 @@ impl Recorder {
         }
     }
 
-    /// Records the fire's end; returns once it is committed.
+    /// What the fire's end may have to tell (its job's rules and the fire's facts).
+    /// Made once, from the fire's final report: node retries never add to it.
+    fn notices(&self, report: &FireReport) -> Option<Notices> {
+        Notices::of(&self.job.name, &self.job.notifications, || crate::notify::body::fire_payload(report))
+    }
+
+    /// Records the fire's end, and enqueues its notifications in the same
+    /// transaction; returns once it is committed.
     pub async fn finish(&self, report: &FireReport) {
         if let (Some(store), Some(fire_id)) = (&self.store, self.fire_id)
-            && let Err(err) = store.finish_queued(fire_id, report.status(), report.started).await
+            && let Err(err) = store.finish_queued(fire_id, report.status(), report.started, self.notices(report)).await
         {
             tracing::error!(job = %self.job.name, "failed to record the end of a fire: {err}");
         }

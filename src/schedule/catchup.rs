@@ -10,7 +10,6 @@ use super::cron::Schedule;
 use crate::config::job::Catchup;
 
 /// The missed instants in `(last, now]` to run, oldest first.
-#[cfg(test)]
 pub fn missed(
     schedule: &Schedule,
     last: DateTime<Utc>,
@@ -18,45 +17,48 @@ pub fn missed(
     policy: Catchup,
     limit: usize,
 ) -> Vec<DateTime<Utc>> {
-    missed_counted(schedule, last, now, policy, limit).0
-}
-
-/// `missed`, and how many missed instants the policy leaves unrun.
-pub fn missed_counted(
-    schedule: &Schedule,
-    last: DateTime<Utc>,
-    now: DateTime<Utc>,
-    policy: Catchup,
-    limit: usize,
-) -> (Vec<DateTime<Utc>>, usize) {
+    if policy == Catchup::None {
+        return Vec::new();
+    }
     let mut all = Vec::new();
-    let mut seen = 0usize;
     let mut at = last;
     while let Some(next) = schedule.next_after(at) {
         if next > now {
             break;
         }
-        seen += 1;
+        all.push(next);
         // Keep only what could be run, so a long outage of a per-second job costs
         // memory for `limit` instants, not for all of them.
-        if policy != Catchup::None {
-            all.push(next);
-            if all.len() > limit.max(1) {
-                all.remove(0);
-            }
+        if all.len() > limit.max(1) {
+            all.remove(0);
         }
         at = next;
     }
-    let run = match policy {
+    match policy {
         Catchup::Latest => all.pop().into_iter().collect(),
         Catchup::All => {
             let skip = all.len().saturating_sub(limit);
             all.split_off(skip)
         }
         Catchup::None => Vec::new(),
-    };
-    let unrun = seen - run.len();
-    (run, unrun)
+    }
+}
+
+/// How many instants of `schedule` fall in `(last, now]`, counting up to `cap`
+/// (a per-second job down for a year is "at least `cap`", not a long count).
+pub fn count(schedule: &Schedule, last: DateTime<Utc>, now: DateTime<Utc>, cap: usize) -> usize {
+    let mut count = 0;
+    let mut at = last;
+    while count < cap {
+        match schedule.next_after(at) {
+            Some(next) if next <= now => {
+                count += 1;
+                at = next;
+            }
+            _ => break,
+        }
+    }
+    count
 }
 
 #[cfg(test)]
@@ -89,13 +91,12 @@ mod tests {
     }
 
     #[test]
-    fn the_instants_a_policy_leaves_unrun_are_counted() {
-        let every_minute = Schedule::parse("* * * * *", Tz::UTC).unwrap();
-        let (last, now) = (at("2026-01-01T10:00:00Z"), at("2026-01-01T10:05:30Z"));
-        assert_eq!(missed_counted(&every_minute, last, now, Catchup::None, 100).1, 5);
-        assert_eq!(missed_counted(&every_minute, last, now, Catchup::Latest, 100).1, 4);
-        assert_eq!(missed_counted(&every_minute, last, now, Catchup::All, 100).1, 0);
-        assert_eq!(missed_counted(&every_minute, last, now, Catchup::All, 2).1, 3);
+    fn missed_instants_are_counted_up_to_a_cap() {
+        let every_second = Schedule::parse("* * * * * *", Tz::UTC).unwrap();
+        let (last, now) = (at("2026-01-01T00:00:00Z"), at("2026-01-01T00:00:10Z"));
+        assert_eq!(count(&every_second, last, now, 100), 10);
+        assert_eq!(count(&every_second, last, now, 4), 4);
+        assert_eq!(count(&every_second, now, now, 100), 0);
     }
 
     #[test]

@@ -2,11 +2,13 @@
 
 mod lock;
 pub mod model;
+pub(crate) mod outbox;
 mod sqlite;
 mod state;
 mod writer;
 
 pub use lock::StoreLock;
-pub use model::{FireRecord, FireStatus, NodeRecord, NodeStatus, Trigger};
+pub use model::{FireRecord, FireStatus, NodeRecord, NodeStatus, NotificationRecord, Trigger};
+pub(crate) use outbox::{Attempt, Notices, Pending};
 pub use sqlite::{FireFilter, FireStart, StoreError};
 pub use state::Store;

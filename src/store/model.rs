@@ -109,3 +109,47 @@ pub struct NodeRecord {
     pub error: Option<String>,
     pub output: String,
 }
+
+/// Where a notification is in its delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeliveryState {
+    /// Not delivered yet; the next attempt is due at `next_attempt`.
+    Pending,
+    Delivered,
+    /// Every attempt (`delivery.attempts`) failed; no more are made.
+    Failed,
+}
+
+text_enum!(DeliveryState { Pending = "pending", Delivered = "delivered", Failed = "failed" });
+
+/// One notification from the outbox, with every attempt to deliver it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NotificationRecord {
+    pub id: i64,
+    /// The fire it tells of (`null` for `missed`, which has no fire of its own).
+    pub fire_id: Option<i64>,
+    pub job: String,
+    pub event: crate::notify::event::NotifyEvent,
+    /// `webhook` or `task`.
+    pub kind: String,
+    /// The task path, or the webhook's scheme, host and port only (its path and
+    /// query may hold a secret).
+    pub target: String,
+    pub state: DeliveryState,
+    pub created: DateTime<Utc>,
+    /// When the next attempt is due (pending only).
+    pub next_attempt: Option<DateTime<Utc>>,
+    pub attempts: Vec<AttemptRecord>,
+}
+
+/// One attempt to deliver a notification.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AttemptRecord {
+    pub at: DateTime<Utc>,
+    pub duration_ms: u64,
+    /// The webhook's HTTP status, when it answered.
+    pub status_code: Option<u16>,
+    /// Why it failed (`null` when it was delivered).
+    pub error: Option<String>,
+}

@@ -17,8 +17,9 @@ use std::sync::Mutex;
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::model::{FireRecord, FireStatus, NodeRecord, NodeStatus, Trigger};
-use super::writer::{Answer, Change, FireRow, Writer};
+use super::model::{FireRecord, FireStatus, NodeRecord, NodeStatus, NotificationRecord, Trigger};
+use super::outbox::{self, Attempt, Notices, Pending};
+use super::writer::{Answer, Change, FireRow, OutboxSignal, Writer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -77,6 +78,33 @@ const MIGRATIONS: &[&str] = &[
         enabled INTEGER NOT NULL DEFAULT 1,
         last_scheduled INTEGER
     );",
+    // 2: the notification outbox and every delivery attempt.
+    "CREATE TABLE notifications (
+        id INTEGER PRIMARY KEY,
+        fire_id INTEGER,
+        job TEXT NOT NULL,
+        event TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        secret_file TEXT,
+        template TEXT,
+        payload TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt INTEGER
+    );
+    CREATE INDEX notifications_due ON notifications(next_attempt) WHERE state = 'pending';
+    CREATE INDEX notifications_by_job ON notifications(job, id);
+    CREATE TABLE notification_attempts (
+        id INTEGER PRIMARY KEY,
+        notification_id INTEGER NOT NULL REFERENCES notifications(id) ON DELETE CASCADE,
+        at INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        status_code INTEGER,
+        error TEXT
+    );
+    CREATE INDEX notification_attempts_by_notification ON notification_attempts(notification_id);",
 ];
 
 /// The SQLite backend of `Store`: a connection for reads and the writer thread
@@ -86,6 +114,8 @@ pub struct Sqlite {
     connection: Mutex<Connection>,
     /// Group-commits node results and fire endings; `None` when read-only.
     writer: Option<Writer>,
+    /// Told when a commit enqueued notifications.
+    outbox: OutboxSignal,
 }
 
 fn millis(at: DateTime<Utc>) -> i64 {
@@ -259,12 +289,19 @@ impl Sqlite {
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
             )
             .map_err(open_error)?;
-        let mut store = Sqlite { path: path.to_path_buf(), connection: Mutex::new(connection), writer: None };
+        let mut store = Sqlite {
+            path: path.to_path_buf(),
+            connection: Mutex::new(connection),
+            writer: None,
+            outbox: OutboxSignal::default(),
+        };
         store.migrate()?;
         let writing = Connection::open(path).map_err(open_error)?;
         writing.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")?;
-        store.writer =
-            Some(Writer::start(writing).map_err(|source| StoreError::Folder { path: path.to_path_buf(), source })?);
+        store.writer = Some(
+            Writer::start(writing, store.outbox.clone())
+                .map_err(|source| StoreError::Folder { path: path.to_path_buf(), source })?,
+        );
         Ok(store)
     }
 
@@ -273,7 +310,12 @@ impl Sqlite {
         let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
         connection.execute_batch("PRAGMA busy_timeout = 5000;")?;
-        Ok(Sqlite { path: path.to_path_buf(), connection: Mutex::new(connection), writer: None })
+        Ok(Sqlite {
+            path: path.to_path_buf(),
+            connection: Mutex::new(connection),
+            writer: None,
+            outbox: OutboxSignal::default(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -353,10 +395,18 @@ impl Sqlite {
 
     /// Queues the record of a fire that did not run, and why, without waiting for
     /// it (a failure is logged); `settled` waits for it.
-    pub fn queue_skipped(&self, job: &str, scheduled: DateTime<Utc>, trigger: Trigger, note: &str) {
+    pub fn queue_skipped(
+        &self,
+        job: &str,
+        scheduled: DateTime<Utc>,
+        trigger: Trigger,
+        note: &str,
+        notices: Option<Notices>,
+    ) {
         let fire = FireStart { job, scheduled, trigger, nodes: &[], started: Utc::now() }.row();
         if let Ok(writer) = self.writer() {
-            writer.queue(Change::Skip { fire, note: note.to_string() }, format!("a skipped fire of job `{job}`"));
+            let change = Change::Skip { fire, note: note.to_string(), notices };
+            writer.queue(change, format!("a skipped fire of job `{job}`"));
         }
     }
 
@@ -369,9 +419,52 @@ impl Sqlite {
 
     /// Marks a fire finished, having started at `started`, through the writer
     /// thread; resolves once it, and every result queued before it, is committed.
-    pub async fn finish_queued(&self, id: i64, status: FireStatus, started: DateTime<Utc>) -> Result<(), StoreError> {
-        let (started, finished) = (millis(started), millis(Utc::now()));
-        self.writer()?.commit(Change::Finish { id, status, started, finished }).await.map(drop)
+    pub async fn finish_queued(
+        &self,
+        id: i64,
+        status: FireStatus,
+        started: DateTime<Utc>,
+        mut notices: Option<Notices>,
+    ) -> Result<(), StoreError> {
+        let now = Utc::now();
+        if let Some(notices) = &mut notices {
+            crate::notify::body::set_finished(&mut notices.payload, now);
+        }
+        let (started, finished) = (millis(started), millis(now));
+        self.writer()?.commit(Change::Finish { id, status, started, finished, notices }).await.map(drop)
+    }
+
+    /// Queues the notifications of missed fires (no fire records them).
+    pub fn queue_missed(&self, notices: Notices) {
+        if let Ok(writer) = self.writer() {
+            let what = format!("the missed fires of job `{}`", notices.job);
+            writer.queue(Change::Missed { notices, at: millis(Utc::now()) }, what);
+        }
+    }
+
+    /// Records an attempt to deliver a notification; resolves once committed.
+    pub async fn record_attempt(&self, attempt: Attempt) -> Result<(), StoreError> {
+        self.writer()?.commit(Change::Attempt(attempt)).await.map(drop)
+    }
+
+    /// Pending notifications due at `now`, at most `limit`, oldest due first.
+    pub fn due_notifications(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Pending>, StoreError> {
+        self.with(|c| outbox::due(c, now, limit))
+    }
+
+    /// When the next pending notification is due.
+    pub fn next_notification_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.with(|c| outbox::next_due(c))
+    }
+
+    /// Notifications, newest first, with their attempts.
+    pub fn notifications(&self, job: Option<&str>, limit: usize) -> Result<Vec<NotificationRecord>, StoreError> {
+        self.with(|c| outbox::list(c, job, limit))
+    }
+
+    /// Told whenever a commit enqueued notifications.
+    pub fn outbox_signal(&self) -> OutboxSignal {
+        self.outbox.clone()
     }
 
     /// Queues giving `at` to each job as its starting point unless it has one, so a
@@ -586,7 +679,7 @@ mod tests {
                 .begin_fire("job", at(&format!("2026-01-01T00:0{minute}:00Z")), Trigger::Schedule, &[])
                 .unwrap()
                 .unwrap();
-            store.finish_queued(id, FireStatus::Ok, Utc::now()).await.unwrap();
+            store.finish_queued(id, FireStatus::Ok, Utc::now(), None).await.unwrap();
         }
         assert_eq!(store.prune(Some(2), None).await.unwrap(), 3);
         let left = store.fires(&FireFilter { limit: 10, ..FireFilter::default() }).unwrap();
@@ -600,7 +693,7 @@ mod tests {
         let first = store.begin_fire("a", at("2026-01-01T00:00:00Z"), Trigger::Schedule, &[]).unwrap();
         let second = store.begin_fire("a", at("2026-01-01T00:01:00Z"), Trigger::Schedule, &[]).unwrap();
         let other = store.begin_fire("b", at("2026-01-01T00:00:00Z"), Trigger::Manual, &[]).unwrap();
-        store.queue_skipped("a", at("2026-01-01T00:02:00Z"), Trigger::Schedule, "skipped");
+        store.queue_skipped("a", at("2026-01-01T00:02:00Z"), Trigger::Schedule, "skipped", None);
         // Committed after the skip: the writer keeps the order of its writes.
         store.begin_fire("c", at("2026-01-01T00:00:00Z"), Trigger::Manual, &[]).unwrap();
         assert!(first < second);

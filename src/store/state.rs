@@ -10,8 +10,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::model::{FireRecord, FireStatus, NodeRecord, Trigger};
+use super::model::{FireRecord, FireStatus, NodeRecord, NotificationRecord, Trigger};
+use super::outbox::{Attempt, Notices, Pending};
 use super::sqlite::{FireFilter, FireStart, Sqlite, StoreError};
+use super::writer::OutboxSignal;
 
 /// The state store: fires, node results, enabled jobs, last scheduled instants.
 pub struct Store {
@@ -82,11 +84,19 @@ impl Store {
         }
     }
 
-    /// Queues the record of a fire that did not run, and why, without waiting for
-    /// it (a failure is logged); `settled` waits for it.
-    pub fn queue_skipped(&self, job: &str, scheduled: DateTime<Utc>, trigger: Trigger, note: &str) {
+    /// Queues the record of a fire that did not run, and why, with the
+    /// notifications it makes (`skipped`), without waiting for it (a failure is
+    /// logged); `settled` waits for it.
+    pub fn queue_skipped(
+        &self,
+        job: &str,
+        scheduled: DateTime<Utc>,
+        trigger: Trigger,
+        note: &str,
+        notices: Option<Notices>,
+    ) {
         match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.queue_skipped(job, scheduled, trigger, note),
+            Backend::Sqlite(sqlite) => sqlite.queue_skipped(job, scheduled, trigger, note, notices),
         }
     }
 
@@ -100,10 +110,60 @@ impl Store {
     }
 
     /// Marks a fire finished, having started at `started`, through the writer
-    /// thread; resolves once it, and every result queued before it, is committed.
-    pub async fn finish_queued(&self, id: i64, status: FireStatus, started: DateTime<Utc>) -> Result<(), StoreError> {
+    /// thread, and enqueues the notifications of its outcome in the same
+    /// transaction; resolves once it, and every result queued before it, is committed.
+    pub async fn finish_queued(
+        &self,
+        id: i64,
+        status: FireStatus,
+        started: DateTime<Utc>,
+        notices: Option<Notices>,
+    ) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.finish_queued(id, status, started).await,
+            Backend::Sqlite(sqlite) => sqlite.finish_queued(id, status, started, notices).await,
+        }
+    }
+
+    /// Queues the notifications of fires a catch-up policy did not run (no fire
+    /// records them), without waiting (a failure is logged).
+    pub fn queue_missed(&self, notices: Notices) {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.queue_missed(notices),
+        }
+    }
+
+    /// Records an attempt to deliver a notification; resolves once committed.
+    pub async fn record_attempt(&self, attempt: Attempt) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.record_attempt(attempt).await,
+        }
+    }
+
+    /// Pending notifications due at `now`, at most `limit`, oldest due first.
+    pub fn due_notifications(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Pending>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.due_notifications(now, limit),
+        }
+    }
+
+    /// When the next pending notification is due.
+    pub fn next_notification_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.next_notification_due(),
+        }
+    }
+
+    /// Notifications, newest first (of one job, or all), with their attempts.
+    pub fn notifications(&self, job: Option<&str>, limit: usize) -> Result<Vec<NotificationRecord>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.notifications(job, limit),
+        }
+    }
+
+    /// Told whenever a commit enqueued notifications (the delivery worker waits on it).
+    pub(crate) fn outbox_signal(&self) -> OutboxSignal {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.outbox_signal(),
         }
     }
 

@@ -16,6 +16,7 @@ use std::time::Instant;
 use rusqlite::{Connection, Transaction, params};
 
 use super::model::{FireStatus, NodeRecord, Trigger};
+use super::outbox::{self, Attempt, Notices};
 use super::sqlite::{self, StoreError};
 use crate::metrics::Metrics;
 
@@ -34,17 +35,28 @@ pub(crate) enum Change {
     /// (job, scheduled instant) already on record.
     Begin(Vec<FireRow>),
     /// A fire that did not run, and why; answers its number as `Begin` does.
+    /// Its notifications (`skipped`) are enqueued in the same transaction.
     Skip {
         fire: FireRow,
         note: String,
+        notices: Option<Notices>,
     },
     Nodes(Vec<NodeRecord>),
+    /// A fire's end, and the notifications of its outcome, in one transaction.
     Finish {
         id: i64,
         status: FireStatus,
         started: i64,
         finished: i64,
+        notices: Option<Notices>,
     },
+    /// The notifications of missed fires that no fire records.
+    Missed {
+        notices: Notices,
+        at: i64,
+    },
+    /// An attempt to deliver a notification, and where it stands after it.
+    Attempt(Attempt),
     /// Gives jobs seen for the first time `at` as their starting point.
     EnsureJobs {
         jobs: Vec<String>,
@@ -87,17 +99,20 @@ pub(crate) struct Writer {
     metrics: Arc<OnceLock<Arc<Metrics>>>,
 }
 
+/// Told whenever a commit enqueued notifications (the delivery worker waits on it).
+pub(crate) type OutboxSignal = std::sync::Arc<tokio::sync::Notify>;
+
 /// At most this many writes go into one transaction.
 const GROUP: usize = 2000;
 
 impl Writer {
-    pub(crate) fn start(connection: Connection) -> std::io::Result<Writer> {
+    pub(crate) fn start(connection: Connection, outbox: OutboxSignal) -> std::io::Result<Writer> {
         let (queue, writes) = mpsc::channel();
         let metrics = Arc::new(OnceLock::new());
         let counted = Arc::clone(&metrics);
         std::thread::Builder::new()
             .name("loom-store".into())
-            .spawn(move || write_forever(connection, writes, &counted))?;
+            .spawn(move || write_forever(connection, writes, outbox, &counted))?;
         Ok(Writer { queue, metrics })
     }
 
@@ -143,7 +158,12 @@ impl Writer {
     }
 }
 
-fn write_forever(mut connection: Connection, writes: mpsc::Receiver<Write>, metrics: &OnceLock<Arc<Metrics>>) {
+fn write_forever(
+    mut connection: Connection,
+    writes: mpsc::Receiver<Write>,
+    outbox: OutboxSignal,
+    metrics: &OnceLock<Arc<Metrics>>,
+) {
     while let Ok(first) = writes.recv() {
         let mut group = vec![first];
         while group.len() < GROUP {
@@ -158,7 +178,10 @@ fn write_forever(mut connection: Connection, writes: mpsc::Receiver<Write>, metr
             metrics.store_write(clock.elapsed());
         }
         match committed {
-            Ok(answers) => {
+            Ok((answers, enqueued)) => {
+                if enqueued > 0 {
+                    outbox.notify_one();
+                }
                 for (write, answer) in group.into_iter().zip(answers) {
                     (write.done)(Ok(answer));
                 }
@@ -173,14 +196,21 @@ fn write_forever(mut connection: Connection, writes: mpsc::Receiver<Write>, metr
     }
 }
 
-fn commit<'a>(connection: &mut Connection, changes: impl Iterator<Item = &'a Change>) -> rusqlite::Result<Vec<Answer>> {
+/// Commits `changes` in one transaction; answers each, and how many notifications
+/// they enqueued.
+fn commit<'a>(
+    connection: &mut Connection,
+    changes: impl Iterator<Item = &'a Change>,
+) -> rusqlite::Result<(Vec<Answer>, usize)> {
     let transaction = connection.transaction()?;
-    let answers = changes.map(|change| apply(&transaction, change)).collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut enqueued = 0;
+    let answers =
+        changes.map(|change| apply(&transaction, change, &mut enqueued)).collect::<rusqlite::Result<Vec<_>>>()?;
     transaction.commit()?;
-    Ok(answers)
+    Ok((answers, enqueued))
 }
 
-fn apply(transaction: &Transaction<'_>, change: &Change) -> rusqlite::Result<Answer> {
+fn apply(transaction: &Transaction<'_>, change: &Change, enqueued: &mut usize) -> rusqlite::Result<Answer> {
     Ok(match change {
         Change::Begin(fires) => Answer::Ids(
             fires
@@ -188,17 +218,33 @@ fn apply(transaction: &Transaction<'_>, change: &Change) -> rusqlite::Result<Ans
                 .map(|fire| sqlite::insert_fire(transaction, fire, FireStatus::Running, None))
                 .collect::<rusqlite::Result<_>>()?,
         ),
-        Change::Skip { fire, note } => {
-            Answer::Ids(vec![sqlite::insert_fire(transaction, fire, FireStatus::Skipped, Some(note))?])
+        Change::Skip { fire, note, notices } => {
+            let id = sqlite::insert_fire(transaction, fire, FireStatus::Skipped, Some(note))?;
+            if let (Some(id), Some(notices)) = (id, notices) {
+                *enqueued +=
+                    outbox::enqueue(transaction, Some(id), FireStatus::Skipped.as_str(), notices, fire.started)?;
+            }
+            Answer::Ids(vec![id])
         }
         Change::Nodes(records) => {
             records.iter().try_for_each(|record| sqlite::insert_node(transaction, record))?;
             Answer::Done
         }
-        Change::Finish { id, status, started, finished } => {
+        Change::Finish { id, status, started, finished, notices } => {
             transaction
                 .prepare_cached("UPDATE fires SET status = ?2, started = ?3, finished = ?4 WHERE id = ?1")?
                 .execute(params![id, status.as_str(), started, finished])?;
+            if let Some(notices) = notices {
+                *enqueued += outbox::enqueue(transaction, Some(*id), status.as_str(), notices, *finished)?;
+            }
+            Answer::Done
+        }
+        Change::Missed { notices, at } => {
+            *enqueued += outbox::enqueue(transaction, None, "missed", notices, *at)?;
+            Answer::Done
+        }
+        Change::Attempt(attempt) => {
+            outbox::record_attempt(transaction, attempt)?;
             Answer::Done
         }
         Change::EnsureJobs { jobs, at } => {
@@ -218,7 +264,11 @@ fn apply(transaction: &Transaction<'_>, change: &Change) -> rusqlite::Result<Ans
             )?;
             Answer::Done
         }
-        Change::Prune { keep, before } => Answer::Count(sqlite::prune(transaction, *keep, *before)?),
+        Change::Prune { keep, before } => {
+            let fires = sqlite::prune(transaction, *keep, *before)?;
+            outbox::prune(transaction)?;
+            Answer::Count(fires)
+        }
         Change::Recover { now } => Answer::Count(sqlite::recover_interrupted(transaction, *now)?),
     })
 }

@@ -60,6 +60,9 @@ pub struct Catalog {
     /// Each compiled module's text, to tell which changed between two catalogs.
     sources: HashMap<String, String>,
     jobs: HashMap<String, Prepared>,
+    /// Notifier tasks (`notifications: [{task: …}]`), by task path, each called as
+    /// `f(ssh, event)`.
+    notifiers: HashMap<String, Prepared>,
     max_operations: u64,
     max_time: std::time::Duration,
 }
@@ -94,6 +97,7 @@ impl Catalog {
                 Err(d) => diagnostics.push(d),
             }
         }
+        let notifiers = prepare_notifiers(&engine, config, &mut modules, &mut diagnostics);
         engine::forbid_imports(&mut engine);
         let mut sources: HashMap<String, String> = std::mem::take(&mut *imported.lock().expect("module texts"));
         sources.extend(
@@ -103,6 +107,7 @@ impl Catalog {
             engine,
             sources,
             jobs,
+            notifiers,
             max_operations: settings.task_max_operations,
             max_time: settings.task_max_time,
         };
@@ -135,6 +140,26 @@ impl Catalog {
         if let Some(kwargs) = &prepared.kwargs {
             args.push(Dynamic::from_map(kwargs.clone()));
         }
+        self.invoke(prepared, args, ssh_cancel, output)
+    }
+
+    /// Calls the notifier task `task` as `f(ssh, event)`, bounded as every task
+    /// call is. Blocks: run it on a script thread.
+    pub fn notify(&self, task: &str, ssh: Ssh, output: Arc<Output>, event: Map) -> Result<(), TaskError> {
+        let ssh_cancel = ssh.cancel_token();
+        let prepared = self.notifiers.get(task).ok_or_else(|| {
+            TaskError::Failed(format!("the notifier task `{task}` is not in the current configuration"))
+        })?;
+        self.invoke(prepared, vec![Dynamic::from(ssh), Dynamic::from_map(event)], ssh_cancel, output)
+    }
+
+    fn invoke(
+        &self,
+        prepared: &Prepared,
+        args: Vec<Dynamic>,
+        ssh_cancel: tokio_util::sync::CancellationToken,
+        output: Arc<Output>,
+    ) -> Result<(), TaskError> {
         // `task_max_time` is bounded by `loom check`; a far deadline stands in for overflow.
         let now = Instant::now();
         let deadline = now.checked_add(self.max_time).unwrap_or(now + FAR);
@@ -362,6 +387,85 @@ fn no_module(config: &Config, job: &Job) -> Diagnostic {
         folders.join(", ")
     ))
     .at(job.task_at.clone())
+}
+
+/// Compiles and checks every notifier task of the main file and the jobs: each must
+/// be a public function taking `(ssh, event)`. Errors point at the rule's `task:`.
+fn prepare_notifiers(
+    engine: &Engine,
+    config: &Config,
+    modules: &mut HashMap<String, Option<Arc<CompiledModule>>>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> HashMap<String, Prepared> {
+    let mut notifiers = HashMap::new();
+    let mut seen = std::collections::HashSet::new();
+    let jobs = config.jobs.values().chain(&config.rejected_jobs);
+    let rules = config.settings.notifications.iter().chain(jobs.flat_map(|job| &job.notifications));
+    for rule in rules {
+        let crate::config::notify::NotifyTarget::Task(task) = &rule.target else { continue };
+        if !seen.insert(task.to_string()) {
+            continue;
+        }
+        let at = &rule.target_at;
+        let module = modules
+            .entry(task.module.clone())
+            .or_insert_with(|| compile(engine, config, task, at, diagnostics))
+            .clone();
+        let Some(module) = module else {
+            if let Ok(None) = find_module(&config.settings.taskspath, &task.module) {
+                let folders: Vec<String> = config
+                    .settings
+                    .taskspath
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .chain(["the bundled stdlib".to_string()])
+                    .collect();
+                diagnostics.push(
+                    Diagnostic::error(format!(
+                        "notifier task `{task}` resolves to no module: {}.rhai is not in {}",
+                        task.module,
+                        folders.join(", ")
+                    ))
+                    .at(at.clone()),
+                );
+            }
+            continue;
+        };
+        let function = [task.function.clone(), format!("{}_", task.function)]
+            .into_iter()
+            .find(|name| module.functions.contains_key(name))
+            .unwrap_or_else(|| task.function.clone());
+        match module.functions.get(&function) {
+            None => {
+                let mut names: Vec<&str> = module.functions.keys().map(String::as_str).collect();
+                names.sort_unstable();
+                diagnostics.push(
+                    Diagnostic::error(format!(
+                        "notifier task `{task}`: module {}.rhai has no public function `{function}`",
+                        task.module
+                    ))
+                    .at(at.clone())
+                    .help(format!("functions there: {}", names.join(", "))),
+                );
+            }
+            Some(arities) if !arities.contains(&2) => {
+                let takes: Vec<String> = arities.iter().map(|n| n.to_string()).collect();
+                diagnostics.push(
+                    Diagnostic::error(format!(
+                        "notifier task `{task}` takes {} parameter(s); a notifier is called as f(ssh, event)",
+                        takes.join(" or ")
+                    ))
+                    .at(at.clone())
+                    .help("write it as fn name(ssh, event) { … }: `event` is the notification's body as a map"),
+                );
+            }
+            Some(_) => {
+                let prepared = Prepared { module: Arc::clone(&module), function, args: Vec::new(), kwargs: None };
+                notifiers.insert(task.to_string(), prepared);
+            }
+        }
+    }
+    notifiers
 }
 
 fn prepare(job: &Job, module: &Arc<CompiledModule>) -> Result<Prepared, Diagnostic> {

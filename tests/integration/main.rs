@@ -15,6 +15,7 @@ mod limits;
 mod man;
 mod metrics;
 mod next;
+mod notifications;
 mod openapi;
 mod pipes;
 mod reload;

@@ -128,10 +128,11 @@ fn workspace() -> Workspace {
         &format!("tokens:\n  - {{token: {ADMIN}, role: admin}}\n  - {{token: {READER}, role: read}}\n"),
         "local:\n  local: true\n",
     );
-    ws.write("tasks/site/t.rhai", "fn slow(ssh) { ssh.run(\"sleep 30\"); }\n");
+    ws.write("tasks/site/t.rhai", "fn slow(ssh) { ssh.run(\"sleep 30\"); }\nfn note(ssh, event) { }\n");
     ws.write(
         "jobs/a.yaml",
-        "jobs:\n  hello:\n    task: loom.system.run\n    args: [\"echo hello\"]\n    description: says hello\n    targets: [local]\n  \
+        "jobs:\n  hello:\n    task: loom.system.run\n    args: [\"echo hello\"]\n    description: says hello\n    targets: [local]\n    \
+         notifications: [{on: [success], task: site.t.note}]\n  \
          slow:\n    task: site.t.slow\n    targets: [local]\n  \
          daily:\n    task: loom.system.run\n    args: [\"true\"]\n    schedule: \"0 3 * * *\"\n    targets: [local]\n",
     );
@@ -210,6 +211,13 @@ fn every_endpoint_answers_as_the_served_document_says() {
     assert_eq!(done["fire"]["status"], "ok", "{done}");
     assert_eq!(call("GET", "/jobs/hello", "/jobs/{name}", Some(READER), None).0, 200);
     assert_eq!(call("GET", "/fires?job=hello&limit=5&failed=false", "/fires", Some(READER), None).0, 200);
+    // Notifications, one delivered with its attempt (the others may still be pending).
+    assert!(wait_for(Duration::from_secs(20), || {
+        send("GET", &format!("{api}/notifications?job=hello"), Some(READER), None).text.contains("\"delivered\"")
+    }));
+    let (status, listed) = call("GET", "/notifications?job=hello&limit=5", "/notifications", Some(READER), None);
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed[0]["kind"], "task", "{listed}");
     assert_eq!(call("POST", "/jobs/daily/disable", "/jobs/{name}/disable", Some(ADMIN), None).0, 200);
     assert_eq!(call("POST", "/jobs/daily/enable", "/jobs/{name}/enable", Some(ADMIN), None).0, 200);
     assert_eq!(call("POST", "/reload", "/reload", Some(ADMIN), None).0, 200);
@@ -239,6 +247,7 @@ fn every_endpoint_answers_as_the_served_document_says() {
         ("POST", "/jobs/nope/disable", "/jobs/{name}/disable", None, 404),
         ("GET", "/fires?limit=many", "/fires", None, 400),
         ("GET", "/fires?failed=maybe", "/fires", None, 400),
+        ("GET", "/notifications?limit=many", "/notifications", None, 400),
         ("GET", "/fires/424242", "/fires/{id}", None, 404),
         ("GET", "/fires/99999999999999999999", "/fires/{id}", None, 400),
         ("GET", "/fires/abc", "/fires/{id}", None, 400),
