@@ -4,6 +4,10 @@
 /// `(module, source)`; the module is the path under `stdlib/` without `.rhai`.
 pub(crate) const MODULES: &[(&str, &str)] = &[
     ("loom/system", include_str!("../../stdlib/loom/system.rhai")),
+    ("loom/resource/package", include_str!("../../stdlib/loom/resource/package.rhai")),
+    ("loom/resource/service", include_str!("../../stdlib/loom/resource/service.rhai")),
+    ("loom/resource/user", include_str!("../../stdlib/loom/resource/user.rhai")),
+    ("loom/resource/group", include_str!("../../stdlib/loom/resource/group.rhai")),
     ("fabric/api", include_str!("../../stdlib/fabric/api.rhai")),
 ];
 
