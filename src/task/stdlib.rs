@@ -8,6 +8,9 @@ pub(crate) const MODULES: &[(&str, &str)] = &[
     ("loom/resource/service", include_str!("../../stdlib/loom/resource/service.rhai")),
     ("loom/resource/user", include_str!("../../stdlib/loom/resource/user.rhai")),
     ("loom/resource/group", include_str!("../../stdlib/loom/resource/group.rhai")),
+    ("loom/resource/authorized_key", include_str!("../../stdlib/loom/resource/authorized_key.rhai")),
+    ("loom/resource/cron", include_str!("../../stdlib/loom/resource/cron.rhai")),
+    ("loom/resource/mount", include_str!("../../stdlib/loom/resource/mount.rhai")),
     ("fabric/api", include_str!("../../stdlib/fabric/api.rhai")),
 ];
 
