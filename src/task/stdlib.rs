@@ -12,6 +12,11 @@ pub(crate) const MODULES: &[(&str, &str)] = &[
     ("loom/resource/cron", include_str!("../../stdlib/loom/resource/cron.rhai")),
     ("loom/resource/mount", include_str!("../../stdlib/loom/resource/mount.rhai")),
     ("fabric/api", include_str!("../../stdlib/fabric/api.rhai")),
+    ("loom/resource/command", include_str!("../../stdlib/loom/resource/command.rhai")),
+    ("loom/resource/directory", include_str!("../../stdlib/loom/resource/directory.rhai")),
+    ("loom/resource/file", include_str!("../../stdlib/loom/resource/file.rhai")),
+    ("loom/resource/line", include_str!("../../stdlib/loom/resource/line.rhai")),
+    ("loom/resource/link", include_str!("../../stdlib/loom/resource/link.rhai")),
 ];
 
 pub(crate) fn find(module: &str) -> Option<&'static str> {
