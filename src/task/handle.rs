@@ -336,6 +336,7 @@ pub(crate) const METHODS: &[(&str, &[usize])] = &[
     ("read", &[1]),
     ("exists", &[1]),
     ("log", &[1]),
+    ("with_sudo", &[0]),
 ];
 
 /// Makes the handle's type and methods known to an engine.
@@ -348,6 +349,7 @@ pub(crate) fn register(engine: &mut Engine) {
         .register_get("local", |s: &mut Ssh| s.node.local)
         .register_get("facts", |s: &mut Ssh| s.facts())
         .register_get("as_root", |s: &mut Ssh| s.as_root)
+        .register_fn("with_sudo", |s: &mut Ssh| s.for_resource(true, s.hidden))
         .register_fn("run", |s: &mut Ssh, cmd: &str| s.run(cmd, Map::new()))
         .register_fn("run", Ssh::run)
         .register_fn("sudo", |s: &mut Ssh, cmd: &str| s.sudo(cmd, Map::new()))

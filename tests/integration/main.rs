@@ -21,6 +21,7 @@ mod secrets;
 mod serve;
 mod ssh;
 mod stdlib;
+mod system_resources;
 mod tokens;
 mod which_daemon;
 mod yaml_suite;
