@@ -11,6 +11,7 @@ pub(crate) mod config;
 pub mod daemon;
 pub(crate) mod metrics;
 pub(crate) mod notify;
+pub(crate) mod resource;
 pub(crate) mod runner;
 pub(crate) mod schedule;
 pub(crate) mod snapshot;

@@ -133,6 +133,10 @@ fn same_job(a: &Job, b: &Job) -> bool {
         targets,
         description,
         task_at: _,
+        resources,
+        handlers,
+        mode,
+        sudo,
         catchup,
         overlap,
         timeout,
@@ -156,6 +160,10 @@ fn same_job(a: &Job, b: &Job) -> bool {
         && *retry_delay == b.retry_delay
         && *log == b.log
         && *notifications == b.notifications
+        && *resources == b.resources
+        && *handlers == b.handlers
+        && *mode == b.mode
+        && *sudo == b.sudo
 }
 
 pub(crate) fn diff(old: &Snapshot, new: &Snapshot) -> Changes {

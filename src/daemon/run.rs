@@ -526,7 +526,7 @@ impl Daemon {
         let fires: Vec<Fire> = starts
             .iter()
             .map(|start| {
-                let mut fire = Fire::new(&start.job, start.scheduled, start.trigger);
+                let mut fire = Fire::new(&start.job, start.scheduled, start.trigger).checking(start.check);
                 if let Some(at) = start.gate {
                     fire.gate = Gate::at(at);
                 }
@@ -691,7 +691,7 @@ impl Daemon {
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
             }
-            Command::Run { job, nodes, reply } => match self.run_now(&job, &nodes) {
+            Command::Run { job, nodes, check, reply } => match self.run_now(&job, &nodes, check) {
                 // Answered once the fire is recorded (`start_fires`).
                 Ok(key) => {
                     self.run_replies.insert(key, reply);
@@ -768,7 +768,7 @@ impl Daemon {
     }
 
     /// Starts a fire of `name` now; its key, to answer once it is recorded.
-    fn run_now(&mut self, name: &str, nodes: &[String]) -> Result<FireKey, ControlError> {
+    fn run_now(&mut self, name: &str, nodes: &[String], check: bool) -> Result<FireKey, ControlError> {
         let job = self
             .snapshot
             .config
@@ -780,7 +780,7 @@ impl Daemon {
             return Err(ControlError::Invalid(format!("no node named `{unknown}` in the node manifest")));
         }
         let only = (!nodes.is_empty()).then(|| nodes.to_vec());
-        let (key, actions) = self.scheduler.run_now(&job.name, only, self.clock.now());
+        let (key, actions) = self.scheduler.run_now(&job.name, only, check, self.clock.now());
         self.carry_out(actions);
         Ok(key)
     }

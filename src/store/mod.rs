@@ -8,7 +8,10 @@ mod state;
 mod writer;
 
 pub use lock::StoreLock;
-pub use model::{FireRecord, FireStatus, NodeRecord, NodeStatus, NotificationRecord, Trigger};
+pub use model::{
+    FieldChange, FireRecord, FireStatus, NodeRecord, NodeStatus, NotificationRecord, ResourceOutcome, ResourceStatus,
+    Trigger,
+};
 pub(crate) use outbox::{Attempt, Notices, Pending};
 pub use sqlite::{FireFilter, FireStart, StoreError};
 pub use state::Store;

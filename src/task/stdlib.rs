@@ -4,7 +4,23 @@
 /// `(module, source)`; the module is the path under `stdlib/` without `.rhai`.
 pub(crate) const MODULES: &[(&str, &str)] = &[
     ("loom/system", include_str!("../../stdlib/loom/system.rhai")),
+    ("loom/resource/package", include_str!("../../stdlib/loom/resource/package.rhai")),
+    ("loom/resource/service", include_str!("../../stdlib/loom/resource/service.rhai")),
+    ("loom/resource/user", include_str!("../../stdlib/loom/resource/user.rhai")),
+    ("loom/resource/group", include_str!("../../stdlib/loom/resource/group.rhai")),
+    ("loom/resource/authorized_key", include_str!("../../stdlib/loom/resource/authorized_key.rhai")),
+    ("loom/resource/cron", include_str!("../../stdlib/loom/resource/cron.rhai")),
+    ("loom/resource/mount", include_str!("../../stdlib/loom/resource/mount.rhai")),
+    ("loom/debian/apt_source", include_str!("../../stdlib/loom/debian/apt_source.rhai")),
+    ("loom/debian/unattended_upgrades", include_str!("../../stdlib/loom/debian/unattended_upgrades.rhai")),
+    ("loom/nginx/site", include_str!("../../stdlib/loom/nginx/site.rhai")),
+    ("loom/nginx/reload", include_str!("../../stdlib/loom/nginx/reload.rhai")),
     ("fabric/api", include_str!("../../stdlib/fabric/api.rhai")),
+    ("loom/resource/command", include_str!("../../stdlib/loom/resource/command.rhai")),
+    ("loom/resource/directory", include_str!("../../stdlib/loom/resource/directory.rhai")),
+    ("loom/resource/file", include_str!("../../stdlib/loom/resource/file.rhai")),
+    ("loom/resource/line", include_str!("../../stdlib/loom/resource/line.rhai")),
+    ("loom/resource/link", include_str!("../../stdlib/loom/resource/link.rhai")),
 ];
 
 pub(crate) fn find(module: &str) -> Option<&'static str> {

@@ -26,6 +26,7 @@ mod shell;
 mod ssh;
 mod stdlib;
 mod systemd;
+mod system_resources;
 mod tokens;
 mod which_daemon;
 mod yaml_suite;

@@ -180,14 +180,15 @@ impl Fleet {
         let config = self.path(&format!("sshd_{name}.conf"));
         let log = self.path(&format!("sshd_{name}.log"));
         let key = host_key.unwrap_or(&self.host_key);
-        let users = if is_root() { format!("{KEY_USER} {PASSWORD_USER}") } else { key_user() };
+        // Root may log in with the client key (`node_yaml_as`), for tests of a root login.
+        let users = if is_root() { format!("{KEY_USER} {PASSWORD_USER} root") } else { key_user() };
         std::fs::write(
             &config,
             format!(
                 "ListenAddress {address}:{port}\nHostKey {key}\nPidFile none\nAuthorizedKeysFile {keys}\n\
                  StrictModes no\nUsePAM no\nPasswordAuthentication yes\nKbdInteractiveAuthentication no\n\
-                 PermitRootLogin no\nAllowUsers {users}\nMaxStartups 500:30:1000\nMaxSessions 200\n\
-                 LogLevel VERBOSE\nPrintMotd no\nPrintLastLog no\nSetEnv PATH={bin}:/usr/local/bin:/usr/bin:/bin\n",
+                 PermitRootLogin prohibit-password\nAllowUsers {users}\nMaxStartups 500:30:1000\nMaxSessions 200\n\
+                 LogLevel VERBOSE\nPrintMotd no\nPrintLastLog no\nSetEnv PATH={bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",
                 key = key.display(),
                 keys = self.path("authorized_keys").display(),
                 bin = self.path("bin").display(),
@@ -230,6 +231,17 @@ impl Fleet {
             node.address,
             node.port,
             key_user(),
+            self.client_key.display()
+        )
+    }
+
+    /// A node entry named `name` for `node`, logging in as `user` with the client key
+    /// (`root` is allowed when the tests run as root; its shell is root's own).
+    pub fn node_yaml_as(&self, node: &SshNode, name: &str, user: &str) -> String {
+        format!(
+            "{name}:\n  ip: {}\n  port: {}\n  user: {user}\n  identity: {}\n",
+            node.address,
+            node.port,
             self.client_key.display()
         )
     }

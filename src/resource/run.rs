@@ -1,0 +1,250 @@
+//! Running a job's resources on one node: facts, `when`, check, apply, handlers.
+//!
+//! Synchronous (it runs on a script thread inside the task call, under its limits).
+//! The order is the job's; the first failure marks the node's later resources
+//! `skipped` and runs no handler. In check mode `apply` is never called. Outcomes
+//! are decided here only; storing and showing them is the runner's and the CLI's.
+
+use rhai::{Array, CallFnOptions, Dynamic, Engine, EvalAltResult, Map, Scope};
+
+use super::plan::{Plan, Step};
+use crate::config::Content;
+use crate::store::{FieldChange, ResourceOutcome, ResourceStatus};
+use crate::task::handle::{Output, Ssh};
+
+/// What a node's resources run with.
+pub(crate) struct Context<'a> {
+    pub(crate) engine: &'a Engine,
+    pub(crate) ssh: &'a Ssh,
+    pub(crate) output: &'a Output,
+    pub(crate) job: &'a str,
+    pub(crate) args: &'a [Dynamic],
+    pub(crate) kwargs: Option<&'a Map>,
+    /// Check mode: report what would change, change nothing.
+    pub(crate) check: bool,
+}
+
+/// Why a node's resources stopped.
+pub(crate) struct Failure {
+    /// The resource (or `facts`) that failed.
+    pub(crate) label: String,
+    pub(crate) message: String,
+    /// The script error, when a script call failed (a limit or a cancellation shows there).
+    pub(crate) error: Option<Box<EvalAltResult>>,
+}
+
+/// Runs `plan` on the context's node; the outcomes of every resource and queued
+/// handler, in order, and the first failure.
+pub(crate) fn run(context: &Context<'_>, plan: &Plan) -> (Vec<ResourceOutcome>, Option<Failure>) {
+    let mut outcomes = Vec::new();
+    let facts = match context.ssh.facts() {
+        Ok(facts) => facts,
+        Err(err) => {
+            let message = format!("failed to gather facts: {err}");
+            for step in &plan.steps {
+                outcomes.push(outcome(step, ResourceStatus::Skipped, Some("the node's facts could not be gathered")));
+            }
+            return (outcomes, Some(Failure { label: "facts".into(), message, error: Some(err) }));
+        }
+    };
+    let mut failure: Option<Failure> = None;
+    let mut queued: Vec<(String, String)> = Vec::new();
+    for step in &plan.steps {
+        if let Some(failed) = &failure {
+            let reason = format!("an earlier resource failed: {}", failed.label);
+            outcomes.push(report(context, outcome(step, ResourceStatus::Skipped, Some(&reason))));
+            continue;
+        }
+        match evaluate(context, step, &facts) {
+            Ok(result) => {
+                // In check mode too: the handler is reported as one that would run.
+                if result.status == ResourceStatus::Changed {
+                    for name in &step.notify {
+                        if !queued.iter().any(|(n, _)| n == name) {
+                            queued.push((name.clone(), step.label.clone()));
+                        }
+                    }
+                }
+                outcomes.push(report(context, result));
+            }
+            Err(failed) => {
+                let mut result = outcome(step, ResourceStatus::Failed, Some(&failed.message));
+                result.reason = Some(failed.message.clone());
+                outcomes.push(report(context, result));
+                failure = Some(failed);
+            }
+        }
+    }
+    for (name, step) in &plan.handlers {
+        let Some((_, by)) = queued.iter().find(|(n, _)| n == name) else { continue };
+        let mut result = if let Some(failed) = &failure {
+            let reason = format!("an earlier resource failed: {}", failed.label);
+            outcome(step, ResourceStatus::Skipped, Some(&reason))
+        } else if context.check {
+            outcome(step, ResourceStatus::Skipped, Some(&format!("check mode: would run (notified by {by})")))
+        } else {
+            match evaluate(context, step, &facts) {
+                Ok(result) => result,
+                Err(failed) => {
+                    let result = outcome(step, ResourceStatus::Failed, Some(&failed.message));
+                    failure = Some(failed);
+                    result
+                }
+            }
+        };
+        result.handler = true;
+        result.resource = format!("{} (handler {name})", result.resource);
+        outcomes.push(report(context, result));
+    }
+    (outcomes, failure)
+}
+
+/// An outcome with no changes.
+fn outcome(step: &Step, status: ResourceStatus, reason: Option<&str>) -> ResourceOutcome {
+    ResourceOutcome {
+        resource: step.label.clone(),
+        status,
+        changes: Vec::new(),
+        diff: None,
+        reason: reason.map(str::to_string),
+        handler: false,
+        sensitive: step.sensitive,
+    }
+}
+
+/// Adds the outcome's line to the node's output (what `loom logs` and job logs show).
+fn report(context: &Context<'_>, outcome: ResourceOutcome) -> ResourceOutcome {
+    let mut line = format!("[{}] {}", outcome.status, outcome.resource);
+    if !outcome.changes.is_empty() {
+        let fields: Vec<&str> = outcome.changes.iter().map(|c| c.field.as_str()).collect();
+        line.push_str(&format!(": {}", fields.join(", ")));
+    }
+    if let Some(reason) = &outcome.reason {
+        line.push_str(&format!(" ({reason})"));
+    }
+    context.output.append(&format!("{line}\n"));
+    outcome
+}
+
+/// `when`, then `check`, then (unless in check mode, and only if something differs) `apply`.
+fn evaluate(context: &Context<'_>, step: &Step, facts: &Map) -> Result<ResourceOutcome, Failure> {
+    let fail =
+        |message: String, error: Option<Box<EvalAltResult>>| Failure { label: step.label.clone(), message, error };
+    if let Some(when) = &step.when {
+        let mut scope = scope(context, facts);
+        match context.engine.eval_ast_with_scope::<Dynamic>(&mut scope, when) {
+            Ok(value) => match value.as_bool() {
+                Ok(true) => {}
+                Ok(false) => return Ok(outcome(step, ResourceStatus::Skipped, Some("`when` is false"))),
+                Err(kind) => return Err(fail(format!("`when` gave {kind}, not true or false"), None)),
+            },
+            Err(err) => return Err(fail(format!("`when` failed: {}", plain(&err)), Some(err))),
+        }
+    }
+    let mut want = step.want.clone();
+    if let Some(content) = &step.content {
+        let text = match content {
+            Content::Source(path) => match std::fs::read(path) {
+                Ok(bytes) => String::from_utf8(bytes)
+                    .map_err(|_| fail(format!("source {} is not UTF-8 text", path.display()), None))?,
+                Err(err) => return Err(fail(format!("failed to read source {}: {err}", path.display()), None)),
+            },
+            Content::Template { path, text } => {
+                render(context, facts, &path.display().to_string(), text).map_err(|why| fail(why, None))?
+            }
+        };
+        want.insert("content".into(), text.into());
+    }
+    let ssh = Dynamic::from(context.ssh.for_resource(step.sudo, step.sensitive));
+    let want = Dynamic::from_map(want);
+    let plan = call(context, step, "check", vec![ssh.clone(), want.clone()]).map_err(|err| {
+        let message = crate::task::catalog::describe(&err, &step.module.source, "check");
+        fail(message, Some(err))
+    })?;
+    let Some(plan_map) = plan.clone().try_cast::<Map>() else {
+        return Err(fail(format!("fn check of {} returned {}, not a map", step.module.source, plan.type_name()), None));
+    };
+    let changes = changes_of(&plan_map, step.sensitive);
+    if changes.is_empty() {
+        return Ok(outcome(step, ResourceStatus::Unchanged, None));
+    }
+    let diff = match plan_map.get("diff").map(|d| d.to_string()) {
+        Some(diff) if !diff.is_empty() && !step.sensitive => Some(diff),
+        _ => None,
+    };
+    if !context.check {
+        let _ = call(context, step, "apply", vec![ssh, want, plan]).map_err(|err| {
+            let message = crate::task::catalog::describe(&err, &step.module.source, "apply");
+            fail(message, Some(err))
+        })?;
+    }
+    Ok(ResourceOutcome { changes, diff, ..outcome(step, ResourceStatus::Changed, None) })
+}
+
+fn call(context: &Context<'_>, step: &Step, function: &str, args: Vec<Dynamic>) -> Result<Dynamic, Box<EvalAltResult>> {
+    context.engine.call_fn_with_options::<Dynamic>(
+        CallFnOptions::new(),
+        &mut Scope::new(),
+        &step.module.ast,
+        function,
+        args,
+    )
+}
+
+/// What `when` sees: `facts`, `args`, `kwargs`, `node`.
+fn scope<'s>(context: &Context<'_>, facts: &Map) -> Scope<'s> {
+    let mut scope = Scope::new();
+    scope.push_constant("facts", facts.clone());
+    scope.push_constant("args", context.args.to_vec());
+    scope.push_constant("kwargs", context.kwargs.cloned().unwrap_or_default());
+    scope.push_constant("node", context.ssh.node_name().to_string());
+    scope
+}
+
+/// Renders a template with `facts`, `args`, `kwargs`, `node` and `job`; an undefined
+/// variable is an error, which names the template's line.
+fn render(context: &Context<'_>, facts: &Map, name: &str, text: &str) -> Result<String, String> {
+    let json = |value: Dynamic| -> serde_json::Value { rhai::serde::from_dynamic(&value).unwrap_or_default() };
+    let args: Array = context.args.to_vec();
+    let data = serde_json::json!({
+        "facts": json(Dynamic::from_map(facts.clone())),
+        "args": json(Dynamic::from_array(args)),
+        "kwargs": json(Dynamic::from_map(context.kwargs.cloned().unwrap_or_default())),
+        "node": context.ssh.node_name(),
+        "job": context.job,
+    });
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    env.render_named_str(name, text, data).map_err(|err| {
+        let line = err.line().map(|l| format!(":{l}")).unwrap_or_default();
+        let detail = err.detail().map(|d| format!(": {d}")).unwrap_or_default();
+        format!("template {name}{line} does not render: {}{detail}", err.kind())
+    })
+}
+
+/// The `changes` a check returned, as text; values hidden for a sensitive resource.
+fn changes_of(plan: &Map, sensitive: bool) -> Vec<FieldChange> {
+    let Some(list) = plan.get("changes").and_then(|c| c.clone().try_cast::<Array>()) else { return Vec::new() };
+    let text = |value: Option<&Dynamic>| match value {
+        None => None,
+        Some(v) if v.is_unit() => None,
+        Some(v) => Some(v.to_string()),
+    };
+    list.into_iter()
+        .filter_map(|item| item.try_cast::<Map>())
+        .map(|change| FieldChange {
+            field: change.get("field").map(|f| f.to_string()).unwrap_or_default(),
+            before: if sensitive { None } else { text(change.get("before")) },
+            after: if sensitive { None } else { text(change.get("after")) },
+        })
+        .collect()
+}
+
+/// An error's message without Rhai's position suffix.
+fn plain(err: &EvalAltResult) -> String {
+    match err.unwrap_inner() {
+        EvalAltResult::ErrorRuntime(value, _) => value.to_string(),
+        other => other.to_string(),
+    }
+}
