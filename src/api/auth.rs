@@ -51,7 +51,7 @@ impl ApiTokens {
     }
 }
 
-pub(crate) async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn authorize(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let tokens = state.tokens.current();
     if tokens.is_empty() {
         return next.run(request).await;
@@ -81,7 +81,10 @@ pub(crate) async fn authorize(State(state): State<AppState>, request: Request, n
                 .into(),
         )
         .into_response(),
-        Some(_) => next.run(request).await,
+        Some(role) => {
+            request.extensions_mut().insert(role);
+            next.run(request).await
+        }
     }
 }
 

@@ -39,6 +39,7 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
                 job: args.job.clone(),
                 node: args.node.clone(),
                 failed_only: args.failed,
+                before: None,
                 limit: args.limit,
             };
             store.fires(&filter)?

@@ -518,7 +518,13 @@ impl Daemon {
                 let _ = reply.send(jobs);
             }
             Command::Nodes(reply) => {
-                let _ = reply.send(self.snapshot.config.nodes.values().map(|n| NodeView::from(n.as_ref())).collect());
+                let mut masters = self.runner.pool().master_states();
+                let nodes = self.snapshot.config.nodes.values().map(|n| {
+                    let mut view = NodeView::from(n.as_ref());
+                    view.master = masters.remove(&n.name).map(str::to_string);
+                    view
+                });
+                let _ = reply.send(nodes.collect());
             }
             Command::Status(reply) => {
                 let _ = reply.send(self.status());

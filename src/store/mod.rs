@@ -7,6 +7,6 @@ mod state;
 mod writer;
 
 pub use lock::StoreLock;
-pub use model::{FireRecord, FireStatus, NodeRecord, NodeStatus, Trigger};
+pub use model::{FireRecord, FireStatus, NodeCell, NodeRecord, NodeStatus, Trigger};
 pub use sqlite::{FireFilter, FireStart, StoreError};
 pub use state::Store;

@@ -109,3 +109,15 @@ pub struct NodeRecord {
     pub error: Option<String>,
     pub output: String,
 }
+
+/// One node's attempt in a fire without its output: a cell of a history grid.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NodeCell {
+    pub fire_id: i64,
+    pub node: String,
+    pub attempt: u32,
+    pub status: NodeStatus,
+    pub exit_code: Option<i32>,
+    pub started: DateTime<Utc>,
+    pub duration_ms: u64,
+}

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use super::model::{FireRecord, FireStatus, NodeRecord, Trigger};
+use super::model::{FireRecord, FireStatus, NodeCell, NodeRecord, Trigger};
 use super::sqlite::{FireFilter, FireStart, Sqlite, StoreError};
 
 /// The state store: fires, node results, enabled jobs, last scheduled instants.
@@ -168,6 +168,20 @@ impl Store {
     pub fn node_results(&self, fire_id: i64) -> Result<Vec<NodeRecord>, StoreError> {
         match &self.backend {
             Backend::Sqlite(sqlite) => sqlite.node_results(fire_id),
+        }
+    }
+
+    /// Every node's attempts in the fires `ids`, without their output.
+    pub fn node_cells(&self, ids: &[i64]) -> Result<Vec<NodeCell>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.node_cells(ids),
+        }
+    }
+
+    /// Each node's latest recorded attempt, by node.
+    pub fn last_cells(&self) -> Result<std::collections::HashMap<String, NodeCell>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.last_cells(),
         }
     }
 }

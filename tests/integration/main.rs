@@ -22,5 +22,6 @@ mod serve;
 mod ssh;
 mod stdlib;
 mod tokens;
+mod web;
 mod which_daemon;
 mod yaml_suite;

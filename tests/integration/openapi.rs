@@ -210,6 +210,15 @@ fn every_endpoint_answers_as_the_served_document_says() {
     assert_eq!(done["fire"]["status"], "ok", "{done}");
     assert_eq!(call("GET", "/jobs/hello", "/jobs/{name}", Some(READER), None).0, 200);
     assert_eq!(call("GET", "/fires?job=hello&limit=5&failed=false", "/fires", Some(READER), None).0, 200);
+    let (status, page) = call("GET", &format!("/fires?job=hello&before={fire}"), "/fires", Some(READER), None);
+    assert_eq!((status, page.as_array().map(Vec::len)), (200, Some(0)), "nothing before the first fire: {page}");
+    let (status, cells) = call("GET", &format!("/fires/cells?ids={fire},{fire}"), "/fires/cells", Some(READER), None);
+    assert_eq!((status, cells[0]["node"].as_str()), (200, Some("local")), "{cells}");
+    let (status, nodes) = call("GET", "/nodes", "/nodes", Some(READER), None);
+    assert_eq!((status, nodes[0]["last"]["status"].as_str()), (200, Some("ok")), "{nodes}");
+    let (status, me) = call("GET", "/whoami", "/whoami", Some(READER), None);
+    assert_eq!((status, me["role"].as_str()), (200, Some("read")), "{me}");
+    assert_eq!(call("GET", "/whoami", "/whoami", Some(ADMIN), None).1["role"], "admin");
     assert_eq!(call("POST", "/jobs/daily/disable", "/jobs/{name}/disable", Some(ADMIN), None).0, 200);
     assert_eq!(call("POST", "/jobs/daily/enable", "/jobs/{name}/enable", Some(ADMIN), None).0, 200);
     assert_eq!(call("POST", "/reload", "/reload", Some(ADMIN), None).0, 200);
@@ -240,6 +249,8 @@ fn every_endpoint_answers_as_the_served_document_says() {
         ("GET", "/fires?limit=many", "/fires", None, 400),
         ("GET", "/fires?failed=maybe", "/fires", None, 400),
         ("GET", "/fires/424242", "/fires/{id}", None, 404),
+        ("GET", "/fires/cells?ids=1,x", "/fires/cells", None, 400),
+        ("GET", "/fires/cells", "/fires/cells", None, 400),
         ("GET", "/fires/99999999999999999999", "/fires/{id}", None, 400),
         ("GET", "/fires/abc", "/fires/{id}", None, 400),
         ("GET", &format!("/fires/{fire}?wait=perhaps"), "/fires/{id}", None, 400),
