@@ -18,6 +18,7 @@ pub(crate) mod snapshot;
 pub mod ssh;
 pub(crate) mod store;
 pub(crate) mod task;
+pub(crate) mod web;
 
 /// What `benches/scripts.rs` measures: Loom's script engine with its limits.
 #[doc(hidden)]

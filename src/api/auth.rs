@@ -51,19 +51,25 @@ impl ApiTokens {
     }
 }
 
-pub(crate) async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn authorize(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     match check(&state, &request) {
-        Ok(()) => next.run(request).await,
+        Ok(role) => {
+            // The handlers that care (`/whoami`) read the role; none means no tokens.
+            if let Some(role) = role {
+                request.extensions_mut().insert(role);
+            }
+            next.run(request).await
+        }
         Err(refused) => refused.into_response(),
     }
 }
 
-/// Whether `request` carries a token that may do what it asks (any request when no
-/// tokens are configured); the refusal to answer if not.
-pub(crate) fn check(state: &AppState, request: &Request) -> Result<(), Failure> {
+/// The role of the token `request` carries, if it may do what it asks (`None`, and
+/// any request allowed, when no tokens are configured); the refusal to answer if not.
+pub(crate) fn check(state: &AppState, request: &Request) -> Result<Option<Role>, Failure> {
     let tokens = state.tokens.current();
     if tokens.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let presented = request
         .headers()
@@ -88,7 +94,7 @@ pub(crate) fn check(state: &AppState, request: &Request) -> Result<(), Failure> 
             "this token may only read; running, enabling, disabling, cancelling and reloading need an admin token"
                 .into(),
         )),
-        Some(_) => Ok(()),
+        Some(role) => Ok(Some(role)),
     }
 }
 

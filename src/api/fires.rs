@@ -10,7 +10,7 @@ use super::model::{Cancelled, ErrorBody, Event, FireDetail};
 use super::rejection::{Path, Query};
 use super::server::{AppState, Failure};
 use crate::runner::events::{Item, Reader};
-use crate::store::{FireFilter, FireRecord};
+use crate::store::{FireFilter, FireRecord, NodeCell};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -25,6 +25,9 @@ pub(crate) struct ListQuery {
     /// Only check-mode fires that found drift.
     #[serde(default)]
     drift: bool,
+    /// Only fires numbered below this one: the next page after a page whose last
+    /// fire this is.
+    before: Option<i64>,
     /// At most this many fires (default 20, at most 10000).
     limit: Option<usize>,
 }
@@ -41,9 +44,39 @@ pub(crate) async fn list(
         node: query.node,
         failed_only: query.failed,
         drift_only: query.drift,
+        before: query.before,
         limit: query.limit.unwrap_or(20).min(10_000),
     };
     Ok(Json(state.daemon.store.fires(&filter)?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct CellsQuery {
+    /// Fire numbers separated by commas, at most 1000.
+    ids: String,
+}
+
+#[utoipa::path(get, path = "/fires/cells", operation_id = "listNodeCells", tag = "fires",
+    summary = "Every node's attempts in the given fires, without output: the cells of a history grid",
+    params(CellsQuery),
+    responses((status = 200, description = "attempts by fire, then in the order recorded", body = Vec<NodeCell>),
+              (status = 400, description = "ids that do not parse, or more than 1000", body = ErrorBody)))]
+pub(crate) async fn cells(
+    State(state): State<AppState>,
+    Query(query): Query<CellsQuery>,
+) -> Result<Json<Vec<NodeCell>>, Failure> {
+    let ids = query
+        .ids
+        .split(',')
+        .filter(|id| !id.trim().is_empty())
+        .map(|id| id.trim().parse::<i64>())
+        .collect::<Result<Vec<i64>, _>>()
+        .map_err(|_| Failure(StatusCode::BAD_REQUEST, format!("`ids={}` is not a list of fire numbers", query.ids)))?;
+    if ids.len() > 1000 {
+        return Err(Failure(StatusCode::BAD_REQUEST, format!("{} fire numbers asked; at most 1000", ids.len())));
+    }
+    Ok(Json(state.daemon.store.node_cells(&ids)?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use crate::config::{Job, Node};
 use crate::daemon::{DaemonStatus, JobState, PendingRestart as Pending, ReloadOutcome};
 pub use crate::runner::events::Event;
-use crate::store::{FireRecord, NodeRecord, Trigger};
+use crate::store::{FireRecord, NodeCell, NodeRecord, Trigger};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(as = Job)]
@@ -27,6 +27,9 @@ pub struct JobView {
     pub description: Option<String>,
     /// Null for jobs that run only on demand.
     pub schedule: Option<String>,
+    /// The schedule in words, such as `Every 10 seconds`.
+    #[serde(default)]
+    pub schedule_words: Option<String>,
     pub timezone: Option<String>,
     pub next: Option<DateTime<Utc>>,
     pub targets: Vec<String>,
@@ -43,6 +46,7 @@ impl JobView {
             check: job.mode == crate::config::Mode::Check,
             description: job.description.clone(),
             schedule: job.schedule.as_ref().map(|s| s.text().to_string()),
+            schedule_words: job.schedule.as_ref().map(|s| s.describe()),
             timezone: job.schedule.as_ref().map(|s| s.zone().to_string()),
             next,
             targets: job.targets.clone(),
@@ -68,6 +72,13 @@ pub struct NodeView {
     pub user: Option<String>,
     pub auth: String,
     pub local: bool,
+    /// Its SSH master now: `open`, `closed` (closed itself when idle, or died; the
+    /// next task reopens it), `connecting`, `local`; null when not used since start.
+    #[serde(default)]
+    pub master: Option<String>,
+    /// Its latest recorded result (any job); null when it has none.
+    #[serde(default)]
+    pub last: Option<NodeCell>,
 }
 
 impl From<&Node> for NodeView {
@@ -79,6 +90,8 @@ impl From<&Node> for NodeView {
             user: node.user.clone(),
             auth: node.auth().to_string(),
             local: node.local,
+            master: None,
+            last: None,
         }
     }
 }
@@ -251,4 +264,11 @@ pub struct Cancelled {
 pub(crate) enum StreamData {
     Event(Event),
     Lagged(Lagged),
+}
+
+/// Who the presented token is: what the web interface offers.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WhoAmI {
+    /// `admin` (also when no tokens are configured) or `read`.
+    pub role: String,
 }

@@ -76,12 +76,14 @@ pub(crate) fn router(state: AppState) -> Router {
         .routes(routes!(status::status))
         .routes(routes!(status::reload))
         .routes(routes!(status::nodes))
+        .routes(routes!(status::whoami))
         .routes(routes!(jobs::list))
         .routes(routes!(jobs::get))
         .routes(routes!(jobs::run))
         .routes(routes!(jobs::enable))
         .routes(routes!(jobs::disable))
         .routes(routes!(fires::list))
+        .routes(routes!(fires::cells))
         .routes(routes!(fires::get))
         .routes(routes!(fires::cancel))
         .routes(routes!(notifications::list))
@@ -100,7 +102,7 @@ pub(crate) fn router(state: AppState) -> Router {
             )
         })
         .with_state(state);
-    Router::new().nest("/api/v1", api).merge(metrics)
+    Router::new().nest("/api/v1", api).merge(metrics).merge(crate::web::router())
 }
 
 /// The API being served.

@@ -1,10 +1,11 @@
-//! `/status`, `/nodes`, `/reload`.
+//! `/status`, `/nodes`, `/reload`, `/whoami`.
 
 use axum::Json;
 use axum::extract::State;
 
-use super::model::{NodeView, ReloadView, StatusView};
+use super::model::{NodeView, ReloadView, StatusView, WhoAmI};
 use super::server::{AppState, Failure};
+use crate::config::Role;
 
 #[utoipa::path(get, path = "/status", operation_id = "getStatus", tag = "daemon",
     summary = "Daemon status: uptime, running and next fires, errors of a failed reload, settings waiting for a restart",
@@ -16,7 +17,30 @@ pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<StatusV
 #[utoipa::path(get, path = "/nodes", operation_id = "listNodes", tag = "daemon", summary = "Configured nodes (never their secrets)",
     responses((status = 200, description = "nodes", body = Vec<NodeView>)))]
 pub(crate) async fn nodes(State(state): State<AppState>) -> Result<Json<Vec<NodeView>>, Failure> {
-    Ok(Json(state.daemon.nodes().await?.iter().map(|node| NodeView::from(node.as_ref())).collect()))
+    let nodes = state.daemon.nodes().await?;
+    // Read here, off the daemon's loop.
+    let mut last = state.daemon.store.last_cells()?;
+    let views: Vec<NodeView> = nodes
+        .iter()
+        .map(|(node, master)| {
+            let mut view = NodeView::from(node.as_ref());
+            view.master = master.clone();
+            view.last = last.remove(&node.name);
+            view
+        })
+        .collect();
+    Ok(Json(views))
+}
+
+#[utoipa::path(get, path = "/whoami", operation_id = "whoAmI", tag = "daemon",
+    summary = "What the presented token may do: `admin` (also when no tokens are configured) or `read`",
+    responses((status = 200, description = "the token's role", body = WhoAmI)))]
+pub(crate) async fn whoami(role: Option<axum::Extension<Role>>) -> Json<WhoAmI> {
+    let role = match role.map(|r| r.0) {
+        Some(Role::Read) => "read",
+        _ => "admin",
+    };
+    Json(WhoAmI { role: role.to_string() })
 }
 
 #[utoipa::path(post, path = "/reload", operation_id = "reload", tag = "daemon",

@@ -47,6 +47,7 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
                 node: args.node.clone(),
                 failed_only: args.failed,
                 drift_only: args.drift,
+                before: None,
                 limit: args.limit,
             };
             store.fires(&filter)?

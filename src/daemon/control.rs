@@ -83,11 +83,24 @@ pub enum ControlError {
 
 pub(crate) enum Command {
     Jobs(oneshot::Sender<Vec<JobState>>),
-    Nodes(oneshot::Sender<Vec<Arc<Node>>>),
+    /// Every node, with the state of its SSH master (none before its first connection).
+    Nodes(oneshot::Sender<Vec<(Arc<Node>, Option<String>)>>),
     Status(oneshot::Sender<DaemonStatus>),
-    Run { job: String, nodes: Vec<String>, check: bool, reply: oneshot::Sender<Result<i64, ControlError>> },
-    SetEnabled { job: String, enabled: bool, reply: oneshot::Sender<Result<(), ControlError>> },
-    Cancel { fire: i64, reply: oneshot::Sender<Result<(), ControlError>> },
+    Run {
+        job: String,
+        nodes: Vec<String>,
+        check: bool,
+        reply: oneshot::Sender<Result<i64, ControlError>>,
+    },
+    SetEnabled {
+        job: String,
+        enabled: bool,
+        reply: oneshot::Sender<Result<(), ControlError>>,
+    },
+    Cancel {
+        fire: i64,
+        reply: oneshot::Sender<Result<(), ControlError>>,
+    },
     Reload(oneshot::Sender<ReloadOutcome>),
 }
 
@@ -130,7 +143,7 @@ impl DaemonHandle {
         Ok(jobs.into_iter().map(|job| JobState { last: last.remove(&job.job.name), ..job }).collect())
     }
 
-    pub(crate) async fn nodes(&self) -> Result<Vec<Arc<Node>>, ControlError> {
+    pub(crate) async fn nodes(&self) -> Result<Vec<(Arc<Node>, Option<String>)>, ControlError> {
         self.ask(Command::Nodes).await
     }
 

@@ -686,7 +686,14 @@ impl Daemon {
                 let _ = reply.send(self.snapshot.config.jobs.values().map(|job| self.job_state(job)).collect());
             }
             Command::Nodes(reply) => {
-                let _ = reply.send(self.snapshot.config.nodes.values().cloned().collect());
+                let mut masters = self.runner.pool().master_states();
+                let nodes = self
+                    .snapshot
+                    .config
+                    .nodes
+                    .values()
+                    .map(|n| (Arc::clone(n), masters.remove(&n.name).map(str::to_string)));
+                let _ = reply.send(nodes.collect());
             }
             Command::Status(reply) => {
                 let _ = reply.send(self.status());

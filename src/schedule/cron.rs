@@ -131,6 +131,22 @@ impl Schedule {
         &self.text
     }
 
+    /// The schedule in English words (croner's describer), for people:
+    /// `*/10 * * * * *` is "Every 10 seconds.", `@reboot` "When the daemon starts.".
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            // croner says "At every 10 seconds."; people say "Every 10 seconds."
+            Kind::Cron(pattern) => {
+                let words = pattern.cron.describe();
+                match words.strip_prefix("At every ") {
+                    Some(rest) => format!("Every {rest}"),
+                    None => words,
+                }
+            }
+            Kind::Reboot => "When the daemon starts.".to_string(),
+        }
+    }
+
     /// The first fire strictly after `after`; `None` for `@reboot` or a pattern that
     /// never matches again.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -322,6 +338,22 @@ mod tests {
 
     fn utc(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn schedules_are_described_in_words() {
+        let words = |text: &str| Schedule::parse(text, Tz::UTC).unwrap().describe();
+        for (text, expected) in [
+            ("*/10 * * * * *", "Every 10 seconds."),
+            ("0 */5 * * * *", "Every 5 minutes."),
+            ("* * * * *", "Every minute."),
+            ("0 3 * * *", "At 03:00."),
+            ("30 9 * * 1-5", "At 09:30, on Monday, Tuesday, Wednesday, Thursday, and Friday."),
+            ("@hourly", "At minute 0 past every hour."),
+            ("@reboot", "When the daemon starts."),
+        ] {
+            assert_eq!(words(text), expected, "{text}");
+        }
     }
 
     fn fires(schedule: &Schedule, from: &str, count: usize) -> Vec<String> {

@@ -102,6 +102,28 @@ impl Pool {
             })
             .count()
     }
+
+    /// Each node's SSH master as the nodes page shows it: `open`, `closed` (it
+    /// closed itself after `control_persist`, or died; the next task reopens it),
+    /// `connecting`, or `local`. Nodes never reached since start have none.
+    pub fn master_states(&self) -> HashMap<String, &'static str> {
+        let slots = self.slots.lock().expect("pool lock");
+        slots
+            .iter()
+            .filter_map(|(node, slot)| {
+                let state = match slot.try_lock() {
+                    Ok(kept) => match kept.as_deref() {
+                        Some(Connection::Ssh(ssh)) if ssh.is_open() => "open",
+                        Some(Connection::Ssh(_)) => "closed",
+                        Some(Connection::Local(_)) => "local",
+                        None => return None,
+                    },
+                    Err(_) => "connecting",
+                };
+                Some((node.clone(), state))
+            })
+            .collect()
+    }
 }
 
 impl Drop for Pool {

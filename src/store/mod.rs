@@ -9,8 +9,8 @@ mod writer;
 
 pub use lock::StoreLock;
 pub use model::{
-    FieldChange, FireRecord, FireStatus, NodeRecord, NodeStatus, NotificationRecord, ResourceOutcome, ResourceStatus,
-    Trigger,
+    FieldChange, FireRecord, FireStatus, NodeCell, NodeRecord, NodeStatus, NotificationRecord, ResourceOutcome,
+    ResourceStatus, Trigger,
 };
 pub(crate) use outbox::{Attempt, Notices, Pending};
 pub use sqlite::{FireFilter, FireStart, StoreError};

@@ -212,3 +212,15 @@ pub struct AttemptRecord {
     /// Why it failed (`null` when it was delivered).
     pub error: Option<String>,
 }
+
+/// One node's attempt in a fire without its output: a cell of a history grid.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NodeCell {
+    pub fire_id: i64,
+    pub node: String,
+    pub attempt: u32,
+    pub status: NodeStatus,
+    pub exit_code: Option<i32>,
+    pub started: DateTime<Utc>,
+    pub duration_ms: u64,
+}

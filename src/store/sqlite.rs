@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::model::{FireRecord, FireStatus, NodeRecord, NodeStatus, NotificationRecord, Trigger};
+use super::model::{FireRecord, FireStatus, NodeCell, NodeRecord, NodeStatus, NotificationRecord, Trigger};
 use super::outbox::{self, Attempt, Notices, Pending};
 use super::writer::{Answer, Change, FireRow, OutboxSignal, Writer};
 
@@ -107,6 +107,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX notification_attempts_by_notification ON notification_attempts(notification_id);",
     // 3: each node result's resources (JSON list of `ResourceOutcome`).
     "ALTER TABLE node_results ADD COLUMN resources TEXT;",
+    // 4: a node's latest result without scanning every result (the nodes page).
+    "CREATE INDEX node_results_by_node ON node_results(node, id);",
 ];
 
 /// The SQLite backend of `Store`: a connection for reads and the writer thread
@@ -278,6 +280,8 @@ pub struct FireFilter {
     pub failed_only: bool,
     /// Only check-mode fires that found drift.
     pub drift_only: bool,
+    /// Only fires numbered below this one: the next page of a listing.
+    pub before: Option<i64>,
     pub limit: usize,
 }
 
@@ -558,6 +562,10 @@ impl Sqlite {
         if filter.drift_only {
             sql.push_str(" AND f.status = 'drift'");
         }
+        if let Some(before) = filter.before {
+            sql.push_str(" AND f.id < ?");
+            values.push(before.into());
+        }
         sql.push_str(" ORDER BY f.id DESC LIMIT ?");
         values.push((filter.limit.max(1) as i64).into());
         self.with(|c| {
@@ -619,6 +627,48 @@ impl Sqlite {
                 })
             })?;
             rows.collect()
+        })
+    }
+
+    /// Every node's attempts in the fires `ids`, without their output: the cells of
+    /// a history grid. By fire, then in the order they were recorded.
+    pub fn node_cells(&self, ids: &[i64]) -> Result<Vec<NodeCell>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks = vec!["?"; ids.len()].join(", ");
+        let sql = format!(
+            "SELECT fire_id, node, attempt, status, exit_code, started, duration_ms
+             FROM node_results WHERE fire_id IN ({marks}) ORDER BY fire_id, id"
+        );
+        self.with(|c| {
+            let mut statement = c.prepare(&sql)?;
+            let rows = statement.query_map(rusqlite::params_from_iter(ids), Self::cell_row)?;
+            rows.collect()
+        })
+    }
+
+    /// Each node's latest recorded attempt, by node.
+    pub fn last_cells(&self) -> Result<std::collections::HashMap<String, NodeCell>, StoreError> {
+        self.with(|c| {
+            let mut statement = c.prepare_cached(
+                "SELECT fire_id, node, attempt, status, exit_code, started, duration_ms
+                 FROM node_results WHERE id IN (SELECT max(id) FROM node_results GROUP BY node)",
+            )?;
+            let rows = statement.query_map([], Self::cell_row)?;
+            rows.map(|row| row.map(|cell| (cell.node.clone(), cell))).collect()
+        })
+    }
+
+    fn cell_row(r: &rusqlite::Row) -> rusqlite::Result<NodeCell> {
+        Ok(NodeCell {
+            fire_id: r.get(0)?,
+            node: r.get(1)?,
+            attempt: r.get(2)?,
+            status: NodeStatus::parse(&r.get::<_, String>(3)?).unwrap_or(NodeStatus::Failed),
+            exit_code: r.get(4)?,
+            started: instant(r.get(5)?),
+            duration_ms: r.get::<_, i64>(6)? as u64,
         })
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::model::{FireRecord, FireStatus, NodeRecord, NotificationRecord, Trigger};
+use super::model::{FireRecord, FireStatus, NodeCell, NodeRecord, NotificationRecord, Trigger};
 use super::outbox::{Attempt, Notices, Pending};
 use super::sqlite::{FireFilter, FireStart, Sqlite, StoreError};
 use super::writer::OutboxSignal;
@@ -242,6 +242,20 @@ impl Store {
     pub fn node_results(&self, fire_id: i64) -> Result<Vec<NodeRecord>, StoreError> {
         match &self.backend {
             Backend::Sqlite(sqlite) => sqlite.node_results(fire_id),
+        }
+    }
+
+    /// Every node's attempts in the fires `ids`, without their output.
+    pub fn node_cells(&self, ids: &[i64]) -> Result<Vec<NodeCell>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.node_cells(ids),
+        }
+    }
+
+    /// Each node's latest recorded attempt, by node.
+    pub fn last_cells(&self) -> Result<std::collections::HashMap<String, NodeCell>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.last_cells(),
         }
     }
 }

@@ -218,6 +218,15 @@ fn every_endpoint_answers_as_the_served_document_says() {
     let (status, listed) = call("GET", "/notifications?job=hello&limit=5", "/notifications", Some(READER), None);
     assert_eq!(status, 200, "{listed}");
     assert_eq!(listed[0]["kind"], "task", "{listed}");
+    let (status, page) = call("GET", &format!("/fires?job=hello&before={fire}"), "/fires", Some(READER), None);
+    assert_eq!((status, page.as_array().map(Vec::len)), (200, Some(0)), "nothing before the first fire: {page}");
+    let (status, cells) = call("GET", &format!("/fires/cells?ids={fire},{fire}"), "/fires/cells", Some(READER), None);
+    assert_eq!((status, cells[0]["node"].as_str()), (200, Some("local")), "{cells}");
+    let (status, nodes) = call("GET", "/nodes", "/nodes", Some(READER), None);
+    assert_eq!((status, nodes[0]["last"]["status"].as_str()), (200, Some("ok")), "{nodes}");
+    let (status, me) = call("GET", "/whoami", "/whoami", Some(READER), None);
+    assert_eq!((status, me["role"].as_str()), (200, Some("read")), "{me}");
+    assert_eq!(call("GET", "/whoami", "/whoami", Some(ADMIN), None).1["role"], "admin");
     assert_eq!(call("POST", "/jobs/daily/disable", "/jobs/{name}/disable", Some(ADMIN), None).0, 200);
     assert_eq!(call("POST", "/jobs/daily/enable", "/jobs/{name}/enable", Some(ADMIN), None).0, 200);
     assert_eq!(call("POST", "/reload", "/reload", Some(ADMIN), None).0, 200);
@@ -249,6 +258,8 @@ fn every_endpoint_answers_as_the_served_document_says() {
         ("GET", "/fires?failed=maybe", "/fires", None, 400),
         ("GET", "/notifications?limit=many", "/notifications", None, 400),
         ("GET", "/fires/424242", "/fires/{id}", None, 404),
+        ("GET", "/fires/cells?ids=1,x", "/fires/cells", None, 400),
+        ("GET", "/fires/cells", "/fires/cells", None, 400),
         ("GET", "/fires/99999999999999999999", "/fires/{id}", None, 400),
         ("GET", "/fires/abc", "/fires/{id}", None, 400),
         ("GET", &format!("/fires/{fire}?wait=perhaps"), "/fires/{id}", None, 400),
