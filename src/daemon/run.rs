@@ -173,7 +173,8 @@ pub async fn run_with_clock(
     if stopped > 0 {
         tracing::warn!(masters = stopped, "stopped the ssh masters a previous loom on this store left running");
     }
-    let recovered = store.recover_interrupted()?;
+    let rules = snapshot.config.jobs.iter().map(|(name, job)| (name.clone(), job.notifications.clone())).collect();
+    let recovered = store.recover_interrupted(&rules)?;
     if recovered > 0 {
         tracing::warn!(fires = recovered, "fires left running by a previous daemon are now marked interrupted");
     }

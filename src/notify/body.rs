@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
 use crate::runner::FireReport;
-use crate::store::NodeStatus;
+use crate::store::{NodeStatus, Trigger};
 
 /// The body's `schema`: raised only when a field changes meaning or goes away.
 pub const SCHEMA: u64 = 1;
@@ -21,71 +21,88 @@ fn time(at: Option<DateTime<Utc>>) -> Value {
     at.map_or(Value::Null, |at| Value::String(at.to_rfc3339_opts(SecondsFormat::Millis, true)))
 }
 
-fn counts(statuses: impl Iterator<Item = NodeStatus>) -> Value {
+/// A node's final attempt in a fire, as the body tells it.
+pub(crate) struct NodeOutcome {
+    pub(crate) node: String,
+    pub(crate) attempt: u32,
+    pub(crate) status: NodeStatus,
+    pub(crate) exit_code: Option<i32>,
+    pub(crate) error: Option<String>,
+}
+
+/// A fire's (scheduled, started, finished) instants, where it has them.
+pub(crate) type Times = (Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// The facts of a fire: everything of the body but `schema`, `event`, `fire_id`,
+/// `link` and `text`.
+pub(crate) fn payload(
+    job: &str,
+    trigger: Trigger,
+    status: &str,
+    times: Times,
+    nodes: &[NodeOutcome],
+    note: Option<&str>,
+) -> Map<String, Value> {
     let mut counts = Map::new();
     for status in
         [NodeStatus::Ok, NodeStatus::Failed, NodeStatus::TimedOut, NodeStatus::Skipped, NodeStatus::Interrupted]
     {
-        counts.insert(status.as_str().to_string(), json!(0));
+        let count = nodes.iter().filter(|n| n.status == status).count();
+        counts.insert(status.as_str().to_string(), json!(count));
     }
-    for status in statuses {
-        if let Some(Value::Number(n)) = counts.get_mut(status.as_str()) {
-            *n = (n.as_u64().unwrap_or(0) + 1).into();
-        }
-    }
-    Value::Object(counts)
-}
-
-/// The facts of a fire that ran, as its end is recorded (`finished` is added then).
-pub(crate) fn fire_payload(report: &FireReport) -> Map<String, Value> {
-    let failed: Vec<Value> = report
-        .results
+    let failed: Vec<Value> = nodes
         .iter()
-        .filter(|r| !r.is_ok())
-        .map(|r| {
+        .filter(|n| n.status != NodeStatus::Ok)
+        .map(|n| {
             json!({
-                "node": r.node,
-                "status": r.status,
-                "attempt": r.attempt,
-                "exit_code": r.exit_code,
-                "error": r.error,
+                "node": n.node,
+                "status": n.status,
+                "attempt": n.attempt,
+                "exit_code": n.exit_code,
+                "error": n.error,
             })
         })
         .collect();
     let mut payload = Map::new();
-    payload.insert("job".into(), json!(report.fire.job));
-    payload.insert("trigger".into(), json!(report.fire.trigger));
-    payload.insert("status".into(), json!(report.status()));
-    payload.insert("scheduled".into(), time(Some(report.fire.scheduled)));
-    payload.insert("started".into(), time(Some(report.started)));
-    payload.insert("finished".into(), Value::Null);
-    payload.insert("note".into(), Value::Null);
-    payload.insert("nodes".into(), json!(report.results.len()));
-    payload.insert("counts".into(), counts(report.results.iter().map(|r| r.status)));
+    payload.insert("job".into(), json!(job));
+    payload.insert("trigger".into(), json!(trigger));
+    payload.insert("status".into(), json!(status));
+    payload.insert("scheduled".into(), time(times.0));
+    payload.insert("started".into(), time(times.1));
+    payload.insert("finished".into(), time(times.2));
+    payload.insert("note".into(), json!(note));
+    payload.insert("nodes".into(), json!(nodes.len()));
+    payload.insert("counts".into(), Value::Object(counts));
     payload.insert("failed_nodes".into(), Value::Array(failed));
     payload
+}
+
+/// The facts of a fire that ran, as its end is recorded (`finished` is added then).
+pub(crate) fn fire_payload(report: &FireReport) -> Map<String, Value> {
+    let nodes: Vec<NodeOutcome> = report
+        .results
+        .iter()
+        .map(|r| NodeOutcome {
+            node: r.node.clone(),
+            attempt: r.attempt,
+            status: r.status,
+            exit_code: r.exit_code,
+            error: r.error.clone(),
+        })
+        .collect();
+    let times = (Some(report.fire.scheduled), Some(report.started), None);
+    payload(&report.fire.job, report.fire.trigger, report.status().as_str(), times, &nodes, None)
 }
 
 /// The facts of a fire that did not run (`skipped`, `missed`), and why.
 pub(crate) fn not_run_payload(
     job: &str,
     scheduled: DateTime<Utc>,
-    trigger: crate::store::Trigger,
+    trigger: Trigger,
     status: &str,
     note: &str,
 ) -> Map<String, Value> {
-    let mut payload = Map::new();
-    payload.insert("job".into(), json!(job));
-    payload.insert("trigger".into(), json!(trigger));
-    payload.insert("status".into(), json!(status));
-    payload.insert("scheduled".into(), time(Some(scheduled)));
-    payload.insert("started".into(), Value::Null);
-    payload.insert("finished".into(), Value::Null);
-    payload.insert("note".into(), json!(note));
-    payload.insert("nodes".into(), json!(0));
-    payload.insert("counts".into(), counts(std::iter::empty()));
-    payload.insert("failed_nodes".into(), json!([]));
-    payload
+    payload(job, trigger, status, (Some(scheduled), None, None), &[], Some(note))
 }
 
 /// Records the instant a fire ended in its payload.
@@ -196,7 +213,7 @@ mod tests {
         let payload = not_run_payload(
             "backup",
             "2026-01-01T00:00:00Z".parse().unwrap(),
-            crate::store::Trigger::Schedule,
+            Trigger::Schedule,
             "skipped",
             "the previous fire was still running",
         );

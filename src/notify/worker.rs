@@ -29,6 +29,8 @@ use crate::task::{Output, Ssh, scripts};
 
 /// At most this many notifications are sent at once.
 const BATCH: usize = 32;
+/// The pause after an attempt the store could not record.
+const STORE_FAILED_PAUSE: Duration = Duration::from_secs(5);
 /// The longest wait between two attempts, however many failed.
 const MAX_BACKOFF: Duration = Duration::from_secs(6 * 3600);
 
@@ -57,10 +59,19 @@ pub(crate) async fn deliver_forever(
         if !due.is_empty() {
             let current = snapshot.borrow().clone();
             let sends = due.into_iter().map(|pending| attempt(&http, &store, &clock, &current, pending));
-            tokio::select! {
+            let recorded = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = futures_util::future::join_all(sends) => continue,
+                recorded = futures_util::future::join_all(sends) => recorded,
+            };
+            // An attempt the store could not record stays due: wait before sending
+            // it again, rather than hammer its receiver while the store fails.
+            if recorded.contains(&false) {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(STORE_FAILED_PAUSE) => {}
+                }
             }
+            continue;
         }
         let next = store.next_notification_due().unwrap_or_else(|err| {
             tracing::error!(target: "loom::notify", "failed to read the notification outbox: {err}");
@@ -79,14 +90,14 @@ pub(crate) fn backoff(first: Duration, attempts: u32) -> Duration {
     first.saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1).min(30))).min(MAX_BACKOFF)
 }
 
-/// One attempt to deliver `pending`, recorded once it ends.
+/// One attempt to deliver `pending`, recorded once it ends; whether it was recorded.
 async fn attempt(
     http: &reqwest::Client,
     store: &Store,
     clock: &Arc<dyn Clock>,
     snapshot: &Arc<Snapshot>,
     pending: Pending,
-) {
+) -> bool {
     let settings = &snapshot.config.settings;
     let base = settings.public_url.clone().unwrap_or_else(|| match &settings.listen {
         Some(address) => format!("{}://{address}", if settings.tls.is_some() { "https" } else { "http" }),
@@ -125,8 +136,12 @@ async fn attempt(
         ),
     }
     let attempt = Attempt { notification: pending.id, at, duration_ms, status_code, error, retry_at };
-    if let Err(err) = store.record_attempt(attempt).await {
-        tracing::error!(target: "loom::notify", job = %pending.job, "failed to record a notification attempt: {err}");
+    match store.record_attempt(attempt).await {
+        Ok(()) => true,
+        Err(err) => {
+            tracing::error!(target: "loom::notify", job = %pending.job, "failed to record a notification attempt: {err}");
+            false
+        }
     }
 }
 
@@ -208,4 +223,18 @@ async fn task(snapshot: &Arc<Snapshot>, path: &str, body: Map<String, Value>) ->
         tracing::info!(target: "loom::notify", task = path, "{line}");
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_doubles_after_each_failed_attempt_up_to_six_hours() {
+        let first = Duration::from_secs(10);
+        let waits: Vec<u64> = (1..=4).map(|made| backoff(first, made).as_secs()).collect();
+        assert_eq!(waits, [10, 20, 40, 80]);
+        assert_eq!(backoff(first, 99), MAX_BACKOFF);
+        assert_eq!(backoff(Duration::from_secs(3600), 100), MAX_BACKOFF);
+    }
 }

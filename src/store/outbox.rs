@@ -137,6 +137,54 @@ pub(super) fn enqueue(
     Ok(count)
 }
 
+/// Enqueues the notifications of fires a daemon that died left running, now
+/// recorded `interrupted` (`ids`), for their jobs' `rules`.
+pub(super) fn enqueue_interrupted(
+    transaction: &Transaction<'_>,
+    ids: &[i64],
+    rules: &std::collections::HashMap<String, Vec<RuleRow>>,
+    now: i64,
+) -> rusqlite::Result<usize> {
+    let mut count = 0;
+    for &id in ids {
+        let (job, scheduled, trigger, started): (String, i64, String, Option<i64>) = transaction
+            .prepare_cached("SELECT job, scheduled, trigger, started FROM fires WHERE id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        let Some(rules) = rules.get(&job) else { continue };
+        let mut last: Vec<crate::notify::body::NodeOutcome> = Vec::new();
+        let mut results = transaction.prepare_cached(
+            "SELECT node, attempt, status, exit_code, error FROM node_results WHERE fire_id = ?1 ORDER BY id",
+        )?;
+        let rows = results.query_map([id], |r| {
+            Ok(crate::notify::body::NodeOutcome {
+                node: r.get(0)?,
+                attempt: r.get(1)?,
+                status: crate::store::NodeStatus::parse(&r.get::<_, String>(2)?)
+                    .unwrap_or(crate::store::NodeStatus::Interrupted),
+                exit_code: r.get(3)?,
+                error: r.get(4)?,
+            })
+        })?;
+        for row in rows {
+            let row = row?;
+            last.retain(|o| o.node != row.node);
+            last.push(row);
+        }
+        let trigger = crate::store::Trigger::parse(&trigger).unwrap_or(crate::store::Trigger::Manual);
+        let payload = crate::notify::body::payload(
+            &job,
+            trigger,
+            "interrupted",
+            (Some(instant(scheduled)), started.map(instant), Some(instant(now))),
+            &last,
+            Some("the daemon stopped while this fire ran"),
+        );
+        let notices = Notices { job, rules: rules.clone(), payload };
+        count += enqueue(transaction, Some(id), "interrupted", &notices, now)?;
+    }
+    Ok(count)
+}
+
 /// Records an attempt and where the notification stands after it.
 pub(super) fn record_attempt(transaction: &Transaction<'_>, attempt: &Attempt) -> rusqlite::Result<()> {
     let state = match (&attempt.error, attempt.retry_at) {

@@ -11,15 +11,17 @@
 //! undo the last commits.) Uniqueness of (job, scheduled instant) for scheduled and
 //! catch-up fires is enforced by the database, so the same fire never runs twice.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::model::{FireRecord, FireStatus, NodeCell, NodeRecord, NodeStatus, NotificationRecord, Trigger};
-use super::outbox::{self, Attempt, Notices, Pending};
+use super::outbox::{self, Attempt, Notices, Pending, RuleRow};
 use super::writer::{Answer, Change, FireRow, OutboxSignal, Writer};
+use crate::config::notify::NotifyRule;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -188,8 +190,8 @@ impl FireStart<'_> {
 }
 
 /// Marks fires left `running` as `interrupted`, with an `interrupted` result for
-/// each node that had none; returns how many.
-pub(super) fn recover_interrupted(transaction: &rusqlite::Transaction<'_>, now: i64) -> rusqlite::Result<usize> {
+/// each node that had none; returns their numbers.
+pub(super) fn recover_interrupted(transaction: &rusqlite::Transaction<'_>, now: i64) -> rusqlite::Result<Vec<i64>> {
     let running: Vec<(i64, String)> = {
         let mut statement = transaction.prepare("SELECT id, nodes FROM fires WHERE status = 'running'")?;
         statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
@@ -207,7 +209,7 @@ pub(super) fn recover_interrupted(transaction: &rusqlite::Transaction<'_>, now: 
         transaction
             .execute("UPDATE fires SET status = 'interrupted', finished = ?2 WHERE id = ?1", params![id, now])?;
     }
-    Ok(running.len())
+    Ok(running.into_iter().map(|(id, _)| id).collect())
 }
 
 /// Deletes fires beyond the newest `keep` per job and fires older than `before`
@@ -365,8 +367,13 @@ impl Sqlite {
 
     /// Marks fires left `running` by a daemon that stopped as `interrupted`, with an
     /// `interrupted` result for each node that had none. Returns how many.
-    pub fn recover_interrupted(&self) -> Result<usize, StoreError> {
-        count(self.writer()?.commit_now(Change::Recover { now: millis(Utc::now()) })?)
+    pub fn recover_interrupted(&self, rules: &HashMap<String, Vec<Arc<NotifyRule>>>) -> Result<usize, StoreError> {
+        let rules = rules
+            .iter()
+            .filter(|(_, rules)| !rules.is_empty())
+            .map(|(job, rules)| (job.clone(), rules.iter().map(|r| RuleRow::from(r.as_ref())).collect()))
+            .collect();
+        count(self.writer()?.commit_now(Change::Recover { now: millis(Utc::now()), rules })?)
     }
 
     /// Records a fire as running, before any of its tasks start. `None` when this
@@ -725,7 +732,7 @@ mod tests {
             }])
             .await
             .unwrap();
-        assert_eq!(store.recover_interrupted().unwrap(), 1);
+        assert_eq!(store.recover_interrupted(&HashMap::new()).unwrap(), 1);
         let fire = store.fire(id).unwrap().unwrap();
         assert_eq!(fire.status, FireStatus::Interrupted);
         let results = store.node_results(id).unwrap();

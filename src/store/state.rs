@@ -50,9 +50,13 @@ impl Store {
 
     /// Marks fires left `running` by a daemon that stopped as `interrupted`, with an
     /// `interrupted` result for each node that had none. Returns how many.
-    pub fn recover_interrupted(&self) -> Result<usize, StoreError> {
+    /// Their notifications (`failure`) are enqueued for the jobs' `rules`.
+    pub fn recover_interrupted(
+        &self,
+        rules: &std::collections::HashMap<String, Vec<std::sync::Arc<crate::config::notify::NotifyRule>>>,
+    ) -> Result<usize, StoreError> {
         match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.recover_interrupted(),
+            Backend::Sqlite(sqlite) => sqlite.recover_interrupted(rules),
         }
     }
 

@@ -71,9 +71,11 @@ pub(crate) enum Change {
         keep: Option<usize>,
         before: Option<i64>,
     },
-    /// Answers how many running fires became interrupted.
+    /// Answers how many running fires became interrupted; enqueues their
+    /// notifications for the jobs' rules.
     Recover {
         now: i64,
+        rules: std::collections::HashMap<String, Vec<outbox::RuleRow>>,
     },
 }
 
@@ -269,6 +271,10 @@ fn apply(transaction: &Transaction<'_>, change: &Change, enqueued: &mut usize) -
             outbox::prune(transaction)?;
             Answer::Count(fires)
         }
-        Change::Recover { now } => Answer::Count(sqlite::recover_interrupted(transaction, *now)?),
+        Change::Recover { now, rules } => {
+            let ids = sqlite::recover_interrupted(transaction, *now)?;
+            *enqueued += outbox::enqueue_interrupted(transaction, &ids, rules, *now)?;
+            Answer::Count(ids.len())
+        }
     })
 }

@@ -342,3 +342,44 @@ fn a_loom_run_without_a_daemon_is_told_by_the_next_daemon_and_a_non_2xx_answer_i
     assert!(wait_for(Duration::from_secs(20), || notifications(&ws, "broken")[0]["state"] == "delivered"));
     daemon.stop();
 }
+
+#[test]
+fn a_fire_a_killed_daemon_left_running_is_told_as_a_failure_by_the_next_start() {
+    let receiver = Receiver::start();
+    let ws = Workspace::local("");
+    let (go, started) = (ws.path("go"), ws.path("started"));
+    ws.write(
+        "jobs/a.yaml",
+        &format!(
+            "jobs:\n  hang:\n    task: loom.system.run\n    \
+             args: [\"touch {}; while [ ! -e {} ]; do sleep 0.1; done\"]\n    targets: [local]\n    \
+             notifications: [{{on: [failure], webhook: \"{}\"}}]\n",
+            started.display(),
+            go.display(),
+            receiver.url("/hook")
+        ),
+    );
+    let daemon = ws.serve();
+    daemon.wait_started();
+    let (code, body) = http("POST", &format!("{}/api/v1/jobs/hang/run", ws.server()), None, None);
+    assert_eq!(code, 202, "{body}");
+    let fire = body["fire"].as_i64().unwrap();
+    assert!(wait_for(Duration::from_secs(20), || started.exists()));
+    daemon.signal("KILL");
+    let _ = daemon.wait();
+    // The orphaned command ends by itself.
+    ws.write("go", "");
+
+    let daemon = ws.serve();
+    daemon.wait_started();
+    let got = receiver.wait_for(1, Duration::from_secs(20));
+    let body = got[0].json();
+    assert_eq!((body["event"].as_str(), body["status"].as_str()), (Some("failure"), Some("interrupted")), "{body}");
+    assert_eq!(body["fire_id"], fire);
+    assert_eq!(body["note"], "the daemon stopped while this fire ran");
+    assert_eq!(body["failed_nodes"][0]["status"], "interrupted", "{body}");
+    assert_eq!(body["counts"]["interrupted"], 1, "{body}");
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(receiver.requests().len(), 1);
+}
