@@ -133,6 +133,8 @@ impl Runner {
         mut on_result: impl FnMut(&NodeResult),
     ) -> FireReport {
         let job = Arc::clone(recorder.job());
+        // Every fire of a `mode: check` job is a check.
+        let fire = fire.checking(job.mode == crate::config::Mode::Check);
         self.publish(Event::FireStarted {
             fire: fire.id,
             job: fire.job.clone(),
@@ -155,7 +157,7 @@ impl Runner {
                 results: sender.clone(),
                 events: self.events.clone().map(|e| (e, fire.id)),
                 gate: fire.gate,
-                check: fire.check || job.mode == crate::config::Mode::Check,
+                check: fire.check,
             };
             tokio::spawn(task.run());
         }
