@@ -237,11 +237,15 @@ fn a_check_mode_job_records_drift_through_the_api_and_never_applies() {
     let ws = Workspace::local("");
     let path = ws.path("managed.txt");
     std::fs::write(&path, "edited\n").unwrap();
+    let rendered = ws.path("rendered.txt");
+    ws.write("templates/t.j2", "v1 on {{ node }}\n");
     ws.write(
         "jobs/a.yaml",
         &format!(
-            "jobs:\n  drift:\n    mode: check\n    targets: [local]\n    resources:\n      - file: {{path: {}, content: \"declared\\n\"}}\n",
-            path.display()
+            "jobs:\n  drift:\n    mode: check\n    targets: [local]\n    resources:\n      - file: {{path: {}, content: \"declared\\n\"}}\n\
+             \x20 templated:\n    targets: [local]\n    resources:\n      - file: {{path: {}, template: templates/t.j2}}\n",
+            path.display(),
+            rendered.display()
         ),
     );
     let daemon = ws.serve();
@@ -262,6 +266,18 @@ fn a_check_mode_job_records_drift_through_the_api_and_never_applies() {
     let (status, fires) = http("GET", &format!("{}/api/v1/fires?drift=true", ws.server()), None, None);
     assert_eq!(status, 200);
     assert_eq!(fires.as_array().map(Vec::len), Some(1), "{fires}");
+
+    // A template is watched like the manifests: an edit is applied from the next fire on.
+    let templated = format!("{}/api/v1/jobs/templated/run?wait=true", ws.server());
+    let (_, detail) = http("POST", &templated, None, None);
+    assert_eq!(std::fs::read_to_string(&rendered).unwrap(), "v1 on local\n", "{detail}");
+    ws.write("templates/t.j2", "v2 on {{ node }}\n");
+    let reloaded = crate::harness::wait_for(std::time::Duration::from_secs(20), || {
+        daemon.log().contains("reloaded: jobs +0 -0 ~1")
+    });
+    assert!(reloaded, "{}", daemon.log());
+    let (_, detail) = http("POST", &templated, None, None);
+    assert_eq!(std::fs::read_to_string(&rendered).unwrap(), "v2 on local\n", "{detail}");
     let (code, log) = daemon.stop();
     assert_eq!(code, Some(0), "{log}");
 }
