@@ -59,22 +59,38 @@ fn a_manifest_converges_stays_unchanged_and_check_reports_a_manual_edit() {
     let fleet = Fleet::start(1);
     let node = &fleet.nodes[0];
     // Root-owned folders: the non-root login needs sudo to manage them.
-    let (remote, local) = (fleet.path("remote"), fleet.path("local"));
-    for dir in [&remote, &local] {
+    let (remote, local, pw) = (fleet.path("remote"), fleet.path("local"), fleet.path("pw"));
+    for dir in [&remote, &local, &pw] {
         std::fs::create_dir_all(dir).unwrap();
     }
-    let nodes = format!("local:\n  local: true\n{}", fleet.node_yaml(node));
+    // `n01` logs in as a user with passwordless sudo, `pw` as one whose sudo asks for the password.
+    let password = sshd::PASSWORD.replace('\\', "\\\\").replace('"', "\\\"");
+    let nodes = format!(
+        "local:\n  local: true\n{}pw:\n  ip: {}\n  port: {}\n  user: {}\n  password: \"{password}\"\n  ssh_options: [PubkeyAuthentication=no]\n",
+        fleet.node_yaml(node),
+        node.address,
+        node.port,
+        sshd::PASSWORD_USER
+    );
     let ws = Workspace::new(&fleet.ssh_settings("strict"), &nodes);
     ws.write("templates/app.conf.j2", TEMPLATE);
-    let jobs = format!("jobs:\n{}{}", site_job("site-local", "local", &local), site_job("site-n01", "n01", &remote));
+    let jobs = format!(
+        "jobs:\n{}{}{}",
+        site_job("site-local", "local", &local),
+        site_job("site-n01", "n01", &remote),
+        site_job("site-pw", "pw", &pw)
+    );
     ws.write("jobs/site.yaml", &jobs);
     ws.loom(&["check"]).assert_code(0);
 
-    for (job, base, user) in [("site-local", &local, "root"), ("site-n01", &remote, sshd::KEY_USER)] {
+    let logins =
+        [("site-local", &local, "root"), ("site-n01", &remote, sshd::KEY_USER), ("site-pw", &pw, sshd::PASSWORD_USER)];
+    for (job, base, user) in logins {
         let first = ws.loom(&["run", job, "-v"]);
         first.assert_code(0);
         assert!(first.stdout.contains("0 unchanged, 7 changed, 0 failed, 1 skipped"), "{}", first.all());
         assert!(!first.all().contains("s3cret-value"), "a sensitive content was shown:\n{}", first.all());
+        assert!(!first.all().contains(sshd::PASSWORD), "the password was shown:\n{}", first.all());
         let conf = std::fs::read_to_string(base.join("app/app.conf")).unwrap();
         assert_eq!(conf, format!("# for {} as {user} (uid {}) on debian\ngreeting = Hello\n", &job[5..], uid(user)));
         let meta = std::fs::metadata(base.join("app/app.conf")).unwrap();
