@@ -266,6 +266,8 @@ fn a_check_mode_job_records_drift_through_the_api_and_never_applies() {
     );
     let daemon = ws.serve();
     daemon.wait_started();
+    let tail =
+        crate::harness::follow(&["-c", ws.config().to_str().unwrap(), "tail", "drift", "--fires", "2", "--json"]);
     let url = format!("{}/api/v1/jobs/drift/run?wait=true", ws.server());
     let (status, detail) = http("POST", &url, None, Some(serde_json::json!({})));
     assert_eq!(status, 200, "{detail}");
@@ -294,6 +296,16 @@ fn a_check_mode_job_records_drift_through_the_api_and_never_applies() {
     assert!(reloaded, "{}", daemon.log());
     let (_, detail) = http("POST", &templated, None, None);
     assert_eq!(std::fs::read_to_string(&rendered).unwrap(), "v2 on local\n", "{detail}");
+    // Each node-finished event carried the outcomes (`loom tail` ends after the two fires).
+    let events = String::from_utf8(tail.wait_with_output().unwrap().stdout).unwrap();
+    let finished: Vec<serde_json::Value> = events
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|e| e["type"] == "node-finished")
+        .collect();
+    assert_eq!(finished.len(), 2, "{events}");
+    assert_eq!(finished[0]["resources"][0]["status"], "changed", "{events}");
+    assert_eq!(finished[1]["resources"][0]["status"], "unchanged", "{events}");
     let (code, log) = daemon.stop();
     assert_eq!(code, Some(0), "{log}");
 }
