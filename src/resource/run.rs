@@ -164,6 +164,10 @@ fn evaluate(context: &Context<'_>, step: &Step, facts: &Map) -> Result<ResourceO
     let Some(plan_map) = plan.clone().try_cast::<Map>() else {
         return Err(fail(format!("fn check of {} returned {}, not a map", step.module.source, plan.type_name()), None));
     };
+    if !plan_map.get("changes").is_some_and(|c| c.is_array()) {
+        let why = format!("fn check of {} returned a map without a `changes` list", step.module.source);
+        return Err(fail(why, None));
+    }
     let changes = changes_of(&plan_map, step.sensitive);
     if changes.is_empty() {
         return Ok(outcome(step, ResourceStatus::Unchanged, None));

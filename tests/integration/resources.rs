@@ -309,3 +309,51 @@ fn a_check_mode_job_records_drift_through_the_api_and_never_applies() {
     let (code, log) = daemon.stop();
     assert_eq!(code, Some(0), "{log}");
 }
+
+#[test]
+fn a_type_of_your_own_in_taskspath_follows_the_same_protocol() {
+    let ws = Workspace::local("");
+    let out = ws.path("marker");
+    // A type named with a dot lives in its own module; it writes a marker file once.
+    ws.write(
+        "tasks/site/marker.rhai",
+        r#"
+fn fields() { #{ path: #{ kind: "string", required: true }, text: #{ kind: "string", "default": "hi" } } }
+fn validate(want) { if want.text == "" { throw "text must not be empty"; } }
+fn check(ssh, want) {
+    let now = ssh.run(`cat ${quote(want.path)} 2>/dev/null || true`).stdout;
+    if now == want.text + "\n" { return #{ changes: [], diff: "" }; }
+    #{ changes: [#{ field: "text", before: now, after: want.text }], diff: unified_diff(now, want.text + "\n", want.path) }
+}
+fn apply(ssh, want, plan) { ssh.run(`printf '%s\n' ${quote(want.text)} > ${quote(want.path)}`); }
+"#,
+    );
+    ws.write(
+        "jobs/a.yaml",
+        &format!(
+            "jobs:\n  mine:\n    targets: [local]\n    resources:\n      - site.marker: {{path: {}}}\n",
+            out.display()
+        ),
+    );
+    let first = ws.loom(&["run", "mine", "-v"]);
+    first.assert_code(0);
+    assert!(first.stdout.contains("0 unchanged, 1 changed, 0 failed"), "{}", first.all());
+    assert!(first.stdout.contains("+hi"), "{}", first.all());
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "hi\n");
+    let second = ws.loom(&["run", "mine"]);
+    assert!(second.stdout.contains("1 unchanged, 0 changed, 0 failed"), "{}", second.all());
+
+    // Its schema and its validate() are checked by `loom check` like a bundled type's.
+    ws.write("jobs/a.yaml", "jobs:\n  mine:\n    targets: [local]\n    resources:\n      - site.marker: {path: /x, text: \"\", colour: red}\n");
+    let check = ws.loom(&["check"]);
+    check.assert_code(1);
+    assert!(check.all().contains("jobs/a.yaml:5:43"), "{}", check.all());
+    assert!(check.all().contains("unknown field `colour` in resource `site.marker`"), "{}", check.all());
+    ws.write(
+        "jobs/a.yaml",
+        "jobs:\n  mine:\n    targets: [local]\n    resources:\n      - site.marker: {path: /x, text: \"\"}\n",
+    );
+    let check = ws.loom(&["check"]);
+    check.assert_code(1);
+    assert!(check.all().contains("resource `site.marker`: text must not be empty"), "{}", check.all());
+}
