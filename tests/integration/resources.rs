@@ -102,8 +102,11 @@ fn a_manifest_converges_stays_unchanged_and_check_reports_a_manual_edit() {
         assert_eq!((lines(&base.join("handler.log")), lines(&base.join("unused.log"))), (1, 0));
         let before = stamps(base);
 
-        let second = ws.loom(&["run", job]);
+        let second = ws.loom(&["run", job, "-v"]);
         second.assert_code(0);
+        // Nothing to change costs one command (besides the facts): every probe in one batch.
+        let commands: Vec<&str> = second.stdout.lines().filter(|l| l.starts_with("        | $ ")).collect();
+        assert_eq!(commands, ["        | $ (one command reads the state of 6 resources) (sudo)"], "{}", second.stdout);
         assert!(second.stdout.contains("6 unchanged, 0 changed, 0 failed, 1 skipped"), "{}", second.all());
         assert_eq!(stamps(base), before, "a second run rewrote a file");
         assert_eq!((lines(&base.join("handler.log")), lines(&base.join("command.log"))), (1, 1));
