@@ -195,6 +195,24 @@ fn a_failing_resource_skips_the_rest_of_its_node_but_not_other_nodes() {
     assert!(text.contains("task on b: family "), "{text}");
     assert!(!text.contains("task on a"), "{text}");
     assert!(out.join("touched").exists());
+
+    // In check mode the task does not run.
+    std::fs::remove_file(out.join("touched")).unwrap();
+    let check = ws.loom(&["run", "fails-on-a", "--check", "--node", "b", "-v"]);
+    check.assert_code(0);
+    assert!(check.stdout.contains("1 unchanged, 1 changed, 0 failed, 1 skipped"), "{}", check.all());
+    assert!(!check.all().contains("task on b"), "{}", check.all());
+    assert!(!out.join("touched").exists(), "check mode ran the command");
+
+    // A template that uses an undefined variable fails its resource with the template's line.
+    ws.write("templates/t.j2", "fine\n{{ facts.nonesuch }}\n");
+    ws.write(
+        "jobs/b.yaml",
+        &format!("jobs:\n  undefined:\n    targets: [b]\n    resources:\n      - file: {{path: {o}/t, template: templates/t.j2}}\n"),
+    );
+    let run = ws.loom(&["run", "undefined"]);
+    run.assert_code(1);
+    assert!(run.all().contains("t.j2:2 does not render: undefined value"), "{}", run.all());
 }
 
 #[test]
