@@ -378,3 +378,43 @@ fn apply(ssh, want, plan) { ssh.run(`printf '%s\n' ${quote(want.text)} > ${quote
     check.assert_code(1);
     assert!(check.all().contains("resource `site.marker`: text must not be empty"), "{}", check.all());
 }
+
+#[test]
+fn absent_states_remove_and_force_replaces_and_a_second_run_changes_nothing() {
+    let ws = Workspace::local("");
+    let x = ws.path("x");
+    std::fs::create_dir_all(x.join("d/inner")).unwrap();
+    for (name, text) in [("f", "f\n"), ("d/inner/g", "g\n"), ("lines", "a\nkeep\nb\n"), ("other", "in the way\n")] {
+        std::fs::write(x.join(name), text).unwrap();
+    }
+    std::os::unix::fs::symlink(x.join("f"), x.join("l")).unwrap();
+    let x = x.display();
+    ws.write(
+        "jobs/a.yaml",
+        &format!(
+            r#"jobs:
+  tidy:
+    targets: [local]
+    resources:
+      - link: {{path: {x}/l, state: absent}}
+      - file: {{path: {x}/f, state: absent}}
+      - directory: {{path: {x}/d, state: absent}}
+      - line: {{path: {x}/lines, regexp: '^[ab]$', state: absent}}
+      - link: {{path: {x}/other, target: {x}/lines, force: true}}
+      - line: {{path: {x}/new.ini, line: "created = yes"}}
+"#
+        ),
+    );
+    let first = ws.loom(&["run", "tidy", "-v"]);
+    first.assert_code(0);
+    assert!(first.stdout.contains("0 unchanged, 6 changed, 0 failed"), "{}", first.all());
+    let x = ws.path("x");
+    for gone in ["l", "f", "d"] {
+        assert!(std::fs::symlink_metadata(x.join(gone)).is_err(), "{gone} is still there");
+    }
+    assert_eq!(std::fs::read_to_string(x.join("lines")).unwrap(), "keep\n");
+    assert_eq!(std::fs::read_link(x.join("other")).unwrap(), x.join("lines"));
+    assert_eq!(std::fs::read_to_string(x.join("new.ini")).unwrap(), "created = yes\n");
+    let second = ws.loom(&["run", "tidy"]);
+    assert!(second.stdout.contains("6 unchanged, 0 changed, 0 failed"), "{}", second.all());
+}
