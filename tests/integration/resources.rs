@@ -361,8 +361,12 @@ fn apply(ssh, want, plan) { ssh.run(`printf '%s\n' ${quote(want.text)} > ${quote
     assert!(first.stdout.contains("0 unchanged, 1 changed, 0 failed"), "{}", first.all());
     assert!(first.stdout.contains("+hi"), "{}", first.all());
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "hi\n");
-    let second = ws.loom(&["run", "mine"]);
-    assert!(second.stdout.contains("1 unchanged, 0 changed, 0 failed"), "{}", second.all());
+    let second = ws.loom(&["run", "mine", "--json"]);
+    let detail: serde_json::Value = serde_json::from_str(&second.stdout).unwrap();
+    assert_eq!(detail["results"][0]["resources"][0]["status"], "unchanged", "{detail}");
+    let logs = ws.loom(&["logs", &detail["fire"]["id"].to_string(), "--json"]);
+    let logged: serde_json::Value = serde_json::from_str(&logs.stdout).unwrap();
+    assert_eq!(logged["results"][0]["resources"], detail["results"][0]["resources"]);
 
     // Its schema and its validate() are checked by `loom check` like a bundled type's.
     ws.write("jobs/a.yaml", "jobs:\n  mine:\n    targets: [local]\n    resources:\n      - site.marker: {path: /x, text: \"\", colour: red}\n");
