@@ -235,6 +235,11 @@ fn check_reports_every_resource_mistake_at_its_place() {
       - link: {path: /tmp/l, target: /tmp/x, when: 'facts.os =='}
       - file: {path: relative}
       - line: {path: /tmp/x, line: a, state: gone}
+  onlytask:
+    mode: check
+    task: loom.system.run
+    args: ["true"]
+    targets: [local]
 "#,
     );
     let check = ws.loom(&["check"]);
@@ -262,11 +267,13 @@ fn check_reports_every_resource_mistake_at_its_place() {
         "path must be absolute",
         "jobs/a.yaml:14:46",
         "`state` of resource `line` is `gone`; expected one of present, absent",
+        "jobs/a.yaml:16:11",
+        "job `onlytask` has `mode: check` but no resources",
     ];
     for want in expect {
         assert!(text.contains(want), "`{want}` is missing from:\n{text}");
     }
-    assert!(text.contains("10 error(s)"), "{text}");
+    assert!(text.contains("11 error(s)"), "{text}");
 }
 
 #[test]
