@@ -19,6 +19,7 @@ mod notifications;
 mod openapi;
 mod pipes;
 mod reload;
+mod resources;
 mod run;
 mod secrets;
 mod serve;

@@ -136,6 +136,14 @@ fn workspace() -> Workspace {
          slow:\n    task: site.t.slow\n    targets: [local]\n  \
          daily:\n    task: loom.system.run\n    args: [\"true\"]\n    schedule: \"0 3 * * *\"\n    targets: [local]\n",
     );
+    let managed = ws.path("managed.txt");
+    ws.write(
+        "jobs/b.yaml",
+        &format!(
+            "jobs:\n  converge:\n    targets: [local]\n    resources:\n      - file: {{path: {}, content: x}}\n",
+            managed.display()
+        ),
+    );
     ws
 }
 
@@ -227,6 +235,13 @@ fn every_endpoint_answers_as_the_served_document_says() {
     let (status, me) = call("GET", "/whoami", "/whoami", Some(READER), None);
     assert_eq!((status, me["role"].as_str()), (200, Some("read")), "{me}");
     assert_eq!(call("GET", "/whoami", "/whoami", Some(ADMIN), None).1["role"], "admin");
+    // A job with resources only, checked: its results carry the resources' outcomes.
+    assert_eq!(call("GET", "/jobs/converge", "/jobs/{name}", Some(READER), None).0, 200);
+    let check = json_body(r#"{"check": true}"#);
+    let (status, drift) = call("POST", "/jobs/converge/run?wait=true", "/jobs/{name}/run", Some(ADMIN), check);
+    assert_eq!((status, &drift["fire"]["status"]), (200, &serde_json::json!("drift")), "{drift}");
+    assert_eq!(drift["results"][0]["resources"][0]["status"], "changed", "{drift}");
+    assert_eq!(call("GET", "/fires?drift=true", "/fires", Some(READER), None).0, 200);
     assert_eq!(call("POST", "/jobs/daily/disable", "/jobs/{name}/disable", Some(ADMIN), None).0, 200);
     assert_eq!(call("POST", "/jobs/daily/enable", "/jobs/{name}/enable", Some(ADMIN), None).0, 200);
     assert_eq!(call("POST", "/reload", "/reload", Some(ADMIN), None).0, 200);
