@@ -674,3 +674,75 @@ fn nginx_sites_are_tested_before_they_stay_and_reloads_are_handlers() {
     }
     assert_eq!(service.actions().len(), 5);
 }
+
+#[test]
+fn services_under_systemd_go_through_systemctl() {
+    if !sshd::is_root() {
+        eprintln!("skipped: needs root, for a root login");
+        return;
+    }
+    // No systemd runs here: `init: systemd` (what the `init` fact says on a systemd
+    // node) sends the service type to a stand-in systemctl that keeps unit state in files.
+    let fleet = Fleet::start(1);
+    let units = fleet.shared_dir("units");
+    let calls = units.join("calls");
+    fleet.stand_in(
+        "systemctl",
+        &format!(
+            "echo \"$*\" >> {calls}\nu={d}/\"$2\"\ncase \"$1\" in\n  \
+             is-active) if [ -e \"$u.active\" ]; then echo active; else echo inactive; exit 3; fi ;;\n  \
+             is-enabled) if [ -e \"$u.enabled\" ]; then echo enabled; else echo disabled; exit 1; fi ;;\n  \
+             start|restart) touch \"$u.active\" ;;\n  stop) rm -f \"$u.active\" ;;\n  reload) ;;\n  \
+             enable) touch \"$u.enabled\" ;;\n  disable) rm -f \"$u.enabled\" ;;\nesac",
+            calls = calls.display(),
+            d = units.display()
+        ),
+    );
+    let ws = workspace(&fleet);
+    let service = |state: &str| -> String {
+        LOGINS
+            .iter()
+            .map(|login| {
+                format!(
+                    "      - service: {{name: app-{login}, state: {state}, enabled: true, init: systemd, {}}}\n",
+                    on(login)
+                )
+            })
+            .collect()
+    };
+    ws.write(
+        "jobs/a.yaml",
+        &format!(
+            "jobs:\n  up:\n    targets: [asroot, viasudo]\n    sudo: true\n    resources:\n{}  \
+             bounce:\n    targets: [asroot, viasudo]\n    sudo: true\n    resources:\n{}",
+            service("running"),
+            service("restarted")
+        ),
+    );
+    let recorded = |login: &str| -> Vec<String> {
+        std::fs::read_to_string(&calls)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.ends_with(&format!(" app-{login}")))
+            .map(|l| l.split(' ').next().unwrap().to_string())
+            .collect()
+    };
+    let first = run_json(&ws, &["up"], 0);
+    for login in LOGINS {
+        assert_eq!(of_node(&first, login), ["service changed"], "{first}");
+        assert_eq!(recorded(login), ["is-active", "is-enabled", "start", "enable"]);
+    }
+    let second = run_json(&ws, &["up"], 0);
+    for login in LOGINS {
+        assert_eq!(of_node(&second, login), ["service unchanged"], "{second}");
+        assert_eq!(recorded(login).len(), 6, "{:?}", recorded(login));
+    }
+    // `restarted` is an action: a change at every run.
+    for _ in 0..2 {
+        let bounced = run_json(&ws, &["bounce"], 0);
+        assert!(LOGINS.iter().all(|l| of_node(&bounced, l) == ["service changed"]), "{bounced}");
+    }
+    for login in LOGINS {
+        assert_eq!(recorded(login).iter().filter(|c| *c == "restart").count(), 2);
+    }
+}
