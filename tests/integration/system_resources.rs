@@ -508,13 +508,33 @@ fn packages_install_upgrade_and_remove_through_apt_from_a_local_source() {
              - loom.debian.apt_source: {{name: {source}, lines: \"{line}\"}}\n  \
              install:\n    targets: [asroot, viasudo]\n    sudo: true\n    resources:\n{present}  \
              upgrade:\n    targets: [asroot, viasudo]\n    sudo: true\n    resources:\n{latest}  \
-             remove:\n    targets: [asroot, viasudo]\n    sudo: true\n    resources:\n{absent}",
+             remove:\n    targets: [asroot, viasudo]\n    sudo: true\n    resources:\n{absent}  \
+             auto:\n    targets: [asroot, viasudo]\n    sudo: true\n    resources:\n      \
+             - loom.debian.unattended_upgrades: {{}}\n",
             line = repo.line(),
             present = declare("present"),
             latest = declare("latest"),
             absent = declare("absent"),
         ),
     );
+
+    // Unattended upgrades, checked only (the real package and /etc/apt/apt.conf.d
+    // file are not the test's to make): both parts would change, nothing does.
+    let settings = Path::new("/etc/apt/apt.conf.d/20auto-upgrades");
+    if installed_version("unattended-upgrades").is_none() && !settings.exists() {
+        let auto = run_json(&ws, &["auto", "--check"], 0);
+        for login in LOGINS {
+            let outcome = resource(&auto, login, "loom.debian.unattended_upgrades");
+            let fields: Vec<&str> =
+                outcome["changes"].as_array().unwrap().iter().map(|c| c["field"].as_str().unwrap()).collect();
+            assert_eq!(fields[..2], ["unattended-upgrades", "file.state"], "{outcome}");
+            assert!(
+                outcome["diff"].as_str().unwrap().contains("+APT::Periodic::Unattended-Upgrade \"1\";"),
+                "{outcome}"
+            );
+        }
+        assert!(!settings.exists() && installed_version("unattended-upgrades").is_none(), "--check changed the node");
+    }
 
     // The source, made and refreshed once.
     assert_eq!(of_node(&run_json(&ws, &["source"], 0), "asroot"), ["loom.debian.apt_source changed"]);
@@ -549,7 +569,6 @@ fn packages_install_upgrade_and_remove_through_apt_from_a_local_source() {
     assert_eq!(of_node(&check, "asroot"), ["package changed"], "{check}");
     assert_eq!(of_node(&check, "viasudo"), ["package unchanged"], "{check}");
     assert_eq!(installed_version(&packages[0]), None, "--check installed it");
-    assert_eq!(of_node(&run_json(&ws, &["install"], 0), "asroot"), ["package changed"]);
 
     // A newer version in the source (its list refreshed as a nightly `apt-get update` would).
     for package in &packages {
@@ -560,10 +579,13 @@ fn packages_install_upgrade_and_remove_through_apt_from_a_local_source() {
         repo.list_file()
     ));
     assert!(refresh.status.success(), "{}", String::from_utf8_lossy(&refresh.stderr));
+    // `latest` installs the missing one at the newest version and upgrades the other.
     let would = run_json(&ws, &["upgrade", "--check"], 0);
-    let change = &resource(&would, "asroot", "package")["changes"][0];
-    assert_eq!((change["before"].as_str(), change["after"].as_str()), (Some("1.0"), Some("2.0")), "{would}");
-    assert_eq!(installed_version(&packages[0]).as_deref(), Some("1.0"));
+    for (login, before) in [("asroot", "absent"), ("viasudo", "1.0")] {
+        let change = &resource(&would, login, "package")["changes"][0];
+        assert_eq!((change["before"].as_str(), change["after"].as_str()), (Some(before), Some("2.0")), "{would}");
+    }
+    assert_eq!(installed_version(&packages[1]).as_deref(), Some("1.0"));
     let upgraded = run_json(&ws, &["upgrade"], 0);
     for (login, package) in LOGINS.iter().zip(&packages) {
         assert_eq!(of_node(&upgraded, login), ["package changed"], "{upgraded}");
@@ -744,5 +766,32 @@ fn services_under_systemd_go_through_systemctl() {
     }
     for login in LOGINS {
         assert_eq!(recorded(login).iter().filter(|c| *c == "restart").count(), 2);
+    }
+}
+
+#[test]
+fn bad_declarations_of_the_system_types_are_check_errors_at_their_place() {
+    let ws = Workspace::local("");
+    ws.write(
+        "jobs/a.yaml",
+        "jobs:\n  bad:\n    targets: [local]\n    resources:\n      \
+         - service: {name: \"web; reboot\", state: running}\n      \
+         - package: {name: curl, state: newest}\n      \
+         - cron: {name: nightly}\n      \
+         - mount: {path: /mnt/x, state: mounted}\n      \
+         - loom.nginx.site: {name: ../escape}\n",
+    );
+    let check = ws.loom(&["check"]);
+    check.assert_code(1);
+    let all = check.all();
+    for (line, what) in [
+        (5, "is not a service name"),
+        (6, "newest"),
+        (7, "`job` (the command) is required"),
+        (8, "'src' is required with state mounted"),
+        (9, "is not a site name"),
+    ] {
+        assert!(all.contains(&format!("jobs/a.yaml:{line}:")), "line {line} ({what}) not reported:\n{all}");
+        assert!(all.contains(what), "{what} not reported:\n{all}");
     }
 }
