@@ -232,6 +232,13 @@ fn parse_job(
         },
     };
     let sudo = fields.boolean("sudo").unwrap_or(false);
+    if let (Mode::Check, Some(n), true) = (mode, fields.node("mode"), resources.is_empty()) {
+        errors.push(
+            Diagnostic::error(format!("job `{name}` has `mode: check` but no resources: it would never do anything"))
+                .at(n.at.clone())
+                .help("check mode only checks resources (its task does not run)"),
+        );
+    }
 
     let args = match fields.node("args") {
         None => Vec::new(),

@@ -141,11 +141,13 @@ fn prepare_one(
     let want: Map = rhai::serde::to_dynamic(serde_json::Value::Object(want))
         .expect("JSON values convert to Rhai values")
         .cast::<Map>();
+    // Both are reported when both are wrong.
+    let mut valid = true;
     if module.functions.get("validate").is_some_and(|a| a.contains(&1)) {
         // Content from `source`/`template` is known only when the resource runs.
         if let Err(why) = call(engine, &module, "validate", vec![Dynamic::from_map(want.clone())]) {
             diagnostics.push(Diagnostic::error(format!("resource `{kind}`: {why}")).at(at.clone()));
-            return None;
+            valid = false;
         }
     }
     let when = match &resource.when {
@@ -158,10 +160,14 @@ fn prepare_one(
                         .at(at.clone())
                         .help("e.g. when: 'facts.os_family == \"debian\"'; it sees facts, args, kwargs and node"),
                 );
-                return None;
+                valid = false;
+                None
             }
         },
     };
+    if !valid {
+        return None;
+    }
     Some(Step {
         label: resource.label(),
         module,

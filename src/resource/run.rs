@@ -47,18 +47,35 @@ pub(crate) fn run(context: &Context<'_>, plan: &Plan) -> (Vec<ResourceOutcome>, 
             return (outcomes, Some(Failure { label: "facts".into(), message, error: Some(err) }));
         }
     };
+    // Each resource's `want` first (its `when` and content), then every probe in one
+    // command per sudo mode, then check and apply in order.
+    let mut wants: Vec<Result<Option<Map>, Failure>> = plan.steps.iter().map(|s| want_of(context, s, &facts)).collect();
+    probe_all(context, &plan.steps, &mut wants);
     let mut failure: Option<Failure> = None;
     let mut queued: Vec<(String, String)> = Vec::new();
-    for step in &plan.steps {
+    // A probe read the node before anything was applied: after a change, checks read afresh.
+    let mut applied = false;
+    for (step, want) in plan.steps.iter().zip(wants) {
         if let Some(failed) = &failure {
             let reason = format!("an earlier resource failed: {}", failed.label);
             outcomes.push(report(context, outcome(step, ResourceStatus::Skipped, Some(&reason))));
             continue;
         }
-        match evaluate(context, step, &facts) {
+        let result = match want {
+            Ok(None) => Ok(outcome(step, ResourceStatus::Skipped, Some("`when` is false"))),
+            Ok(Some(mut want)) => {
+                if applied {
+                    want.remove(PROBED);
+                }
+                converge(context, step, want)
+            }
+            Err(failed) => Err(failed),
+        };
+        match result {
             Ok(result) => {
                 // In check mode too: the handler is reported as one that would run.
                 if result.status == ResourceStatus::Changed {
+                    applied |= !context.check;
                     for name in &step.notify {
                         if !queued.iter().any(|(n, _)| n == name) {
                             queued.push((name.clone(), step.label.clone()));
@@ -83,7 +100,12 @@ pub(crate) fn run(context: &Context<'_>, plan: &Plan) -> (Vec<ResourceOutcome>, 
         } else if context.check {
             outcome(step, ResourceStatus::Skipped, Some(&format!("check mode: would run (notified by {by})")))
         } else {
-            match evaluate(context, step, &facts) {
+            let result = match want_of(context, step, &facts) {
+                Ok(None) => Ok(outcome(step, ResourceStatus::Skipped, Some("`when` is false"))),
+                Ok(Some(want)) => converge(context, step, want),
+                Err(failed) => Err(failed),
+            };
+            match result {
                 Ok(result) => result,
                 Err(failed) => {
                     let result = outcome(step, ResourceStatus::Failed, Some(&failed.message));
@@ -126,8 +148,12 @@ fn report(context: &Context<'_>, outcome: ResourceOutcome) -> ResourceOutcome {
     outcome
 }
 
-/// `when`, then `check`, then (unless in check mode, and only if something differs) `apply`.
-fn evaluate(context: &Context<'_>, step: &Step, facts: &Map) -> Result<ResourceOutcome, Failure> {
+/// The key of `want` that carries a resource's probe output to its `check`.
+pub(crate) const PROBED: &str = "probed";
+
+/// What the type receives: the declared fields with the content read or rendered;
+/// `None` when `when` is false.
+fn want_of(context: &Context<'_>, step: &Step, facts: &Map) -> Result<Option<Map>, Failure> {
     let fail =
         |message: String, error: Option<Box<EvalAltResult>>| Failure { label: step.label.clone(), message, error };
     if let Some(when) = &step.when {
@@ -135,7 +161,7 @@ fn evaluate(context: &Context<'_>, step: &Step, facts: &Map) -> Result<ResourceO
         match context.engine.eval_ast_with_scope::<Dynamic>(&mut scope, when) {
             Ok(value) => match value.as_bool() {
                 Ok(true) => {}
-                Ok(false) => return Ok(outcome(step, ResourceStatus::Skipped, Some("`when` is false"))),
+                Ok(false) => return Ok(None),
                 Err(kind) => return Err(fail(format!("`when` gave {kind}, not true or false"), None)),
             },
             Err(err) => return Err(fail(format!("`when` failed: {}", plain(&err)), Some(err))),
@@ -155,6 +181,66 @@ fn evaluate(context: &Context<'_>, step: &Step, facts: &Map) -> Result<ResourceO
         };
         want.insert("content".into(), text.into());
     }
+    Ok(Some(want))
+}
+
+/// Runs the probes (`fn probe(want)`, optional) of every resource in one command per
+/// sudo mode, and hands each output to its `check` as `want.probed`. A probe that
+/// fails, or a batch that cannot run, leaves its resources to read the node themselves.
+fn probe_all(context: &Context<'_>, steps: &[Step], wants: &mut [Result<Option<Map>, Failure>]) {
+    for as_root in [false, true] {
+        let mut probes: Vec<(usize, String)> = Vec::new();
+        for (index, (step, want)) in steps.iter().zip(wants.iter()).enumerate() {
+            let Ok(Some(want)) = want else { continue };
+            if step.sudo != as_root || !step.module.functions.get("probe").is_some_and(|a| a.contains(&1)) {
+                continue;
+            }
+            if let Ok(command) = call(context, step, "probe", vec![Dynamic::from_map(want.clone())])
+                && let Ok(command) = command.into_string()
+            {
+                probes.push((index, command));
+            }
+        }
+        if probes.len() < 2 {
+            // One probe costs what its own check costs.
+            continue;
+        }
+        let mark = format!(
+            "loom-probe-{:x}",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+        );
+        let mut script = String::new();
+        for (index, command) in &probes {
+            script.push_str(&format!(
+                "printf '\\n%s %s\\n' {mark} {index}; ( {command}\n) </dev/null 2>/dev/null; printf '\\n%s end %s %s\\n' {mark} {index} \"$?\"\n"
+            ));
+        }
+        let sudo = if as_root { " (sudo)" } else { "" };
+        context.output.append(&format!("$ (one command reads the state of {} resources){sudo}\n", probes.len()));
+        let ssh = context.ssh.for_resource(as_root, true);
+        let Ok(result) = ssh.run_quietly(&script) else { continue };
+        for (index, _) in &probes {
+            if let (Some(output), Ok(Some(want))) = (probed(&result, &mark, *index), &mut wants[*index]) {
+                want.insert(PROBED.into(), output.into());
+            }
+        }
+    }
+}
+
+/// Probe `index`'s output in a batch's stdout, if it exited 0.
+fn probed(stdout: &str, mark: &str, index: usize) -> Option<String> {
+    let start = format!("\n{mark} {index}\n");
+    let end = format!("\n{mark} end {index} ");
+    let from = stdout.find(&start)? + start.len();
+    let to = from + stdout[from..].find(&end)?;
+    let code = stdout[to + end.len()..].split('\n').next()?;
+    (code == "0").then(|| stdout[from..to].to_string())
+}
+
+/// `check`, then (unless in check mode, and only if something differs) `apply`.
+fn converge(context: &Context<'_>, step: &Step, want: Map) -> Result<ResourceOutcome, Failure> {
+    let fail =
+        |message: String, error: Option<Box<EvalAltResult>>| Failure { label: step.label.clone(), message, error };
     let ssh = Dynamic::from(context.ssh.for_resource(step.sudo, step.sensitive));
     let want = Dynamic::from_map(want);
     let plan = call(context, step, "check", vec![ssh.clone(), want.clone()]).map_err(|err| {
@@ -164,6 +250,10 @@ fn evaluate(context: &Context<'_>, step: &Step, facts: &Map) -> Result<ResourceO
     let Some(plan_map) = plan.clone().try_cast::<Map>() else {
         return Err(fail(format!("fn check of {} returned {}, not a map", step.module.source, plan.type_name()), None));
     };
+    if !plan_map.get("changes").is_some_and(|c| c.is_array()) {
+        let why = format!("fn check of {} returned a map without a `changes` list", step.module.source);
+        return Err(fail(why, None));
+    }
     let changes = changes_of(&plan_map, step.sensitive);
     if changes.is_empty() {
         return Ok(outcome(step, ResourceStatus::Unchanged, None));
@@ -246,5 +336,17 @@ fn plain(err: &EvalAltResult) -> String {
     match err.unwrap_inner() {
         EvalAltResult::ErrorRuntime(value, _) => value.to_string(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_batch_is_split_into_each_probes_output_and_failed_probes_are_left_out() {
+        let stdout = "\nM 0\nfile root root 644 abc\n\nM end 0 0\n\nM 3\nno newline\nM end 3 0\n\nM 5\n\nM end 5 1\n";
+        assert_eq!(super::probed(stdout, "M", 0).as_deref(), Some("file root root 644 abc\n"));
+        assert_eq!(super::probed(stdout, "M", 3).as_deref(), Some("no newline"));
+        assert_eq!(super::probed(stdout, "M", 5), None);
+        assert_eq!(super::probed(stdout, "M", 7), None);
     }
 }

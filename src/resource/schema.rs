@@ -75,6 +75,9 @@ impl Schema {
         };
         let mut fields = BTreeMap::new();
         for (name, spec) in map {
+            if name == super::run::PROBED || crate::config::resource::COMMON_FIELDS.contains(&name.as_str()) {
+                return Err(format!("fn fields() declares `{name}`, which the engine reserves"));
+            }
             let Json::Object(spec) = spec else {
                 return Err(format!("field `{name}` of fn fields() must be a map such as #{{kind: \"string\"}}"));
             };

@@ -133,6 +133,8 @@ impl Runner {
         mut on_result: impl FnMut(&NodeResult),
     ) -> FireReport {
         let job = Arc::clone(recorder.job());
+        // Every fire of a `mode: check` job is a check.
+        let fire = fire.checking(job.mode == crate::config::Mode::Check);
         self.publish(Event::FireStarted {
             fire: fire.id,
             job: fire.job.clone(),
@@ -155,7 +157,7 @@ impl Runner {
                 results: sender.clone(),
                 events: self.events.clone().map(|e| (e, fire.id)),
                 gate: fire.gate,
-                check: fire.check || job.mode == crate::config::Mode::Check,
+                check: fire.check,
             };
             tokio::spawn(task.run());
         }
@@ -447,4 +449,53 @@ fn bounded(mut text: String, limit: usize) -> String {
         text.push_str(" [cut: output_limit reached]");
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{ResourceOutcome, ResourceStatus};
+
+    fn result(node: &str, status: NodeStatus, resources: &[ResourceStatus]) -> NodeResult {
+        NodeResult {
+            node: node.to_string(),
+            attempt: 1,
+            status,
+            exit_code: None,
+            error: None,
+            output: String::new(),
+            started: Utc::now(),
+            duration: Duration::ZERO,
+            resources: resources
+                .iter()
+                .map(|status| ResourceOutcome {
+                    resource: "file[/x]".into(),
+                    status: *status,
+                    changes: Vec::new(),
+                    diff: None,
+                    reason: None,
+                    handler: false,
+                    sensitive: false,
+                })
+                .collect(),
+        }
+    }
+
+    fn status(check: bool, results: Vec<NodeResult>) -> FireStatus {
+        let fire = Fire::new("site", Utc::now(), Trigger::Manual).checking(check);
+        FireReport { fire, started: Utc::now(), duration: Duration::ZERO, results, timed_out: false }.status()
+    }
+
+    #[test]
+    fn a_check_that_would_change_something_is_drift_and_a_failure_still_wins() {
+        use ResourceStatus::*;
+        let calm = || result("a", NodeStatus::Ok, &[Unchanged, Skipped]);
+        let drifted = || result("b", NodeStatus::Ok, &[Unchanged, Changed]);
+        assert_eq!(status(true, vec![calm()]), FireStatus::Ok);
+        assert_eq!(status(true, vec![calm(), drifted()]), FireStatus::Drift);
+        // Applied, a change is what the fire was for.
+        assert_eq!(status(false, vec![calm(), drifted()]), FireStatus::Ok);
+        let failed = result("c", NodeStatus::Failed, &[Failed]);
+        assert_eq!(status(true, vec![drifted(), failed]), FireStatus::Failed);
+    }
 }

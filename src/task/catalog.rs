@@ -104,7 +104,10 @@ impl Catalog {
                 Some(path) => {
                     let module = modules
                         .entry(path.module.clone())
-                        .or_insert_with(|| compile(&engine, config, path, &job.task_at, &mut diagnostics))
+                        .or_insert_with(|| {
+                            let user = format!("task `{path}`");
+                            compile(&engine, config, &path.module, &user, &job.task_at, &mut diagnostics)
+                        })
                         .clone();
                     match module {
                         None => {
@@ -129,7 +132,7 @@ impl Catalog {
                 None
             } else {
                 let mut compile_type = |module: &str, at: &Location| {
-                    let path = TaskPath { module: module.to_string(), function: "check".to_string() };
+                    let user = format!("resource type `{}`", module.strip_prefix("loom/resource/").unwrap_or(module));
                     match find_module(&settings.taskspath, module) {
                         Ok(None) => return Ok(None),
                         Err(why) => {
@@ -140,7 +143,7 @@ impl Catalog {
                     }
                     let compiled = modules
                         .entry(module.to_string())
-                        .or_insert_with(|| compile(&engine, config, &path, at, &mut diagnostics))
+                        .or_insert_with(|| compile(&engine, config, module, &user, at, &mut diagnostics))
                         .clone();
                     compiled.map(Some).ok_or(())
                 };
@@ -329,17 +332,20 @@ pub(crate) fn describe(err: &EvalAltResult, module: &str, function: &str) -> Str
     }
 }
 
+/// Compiles module `module` (`a/b`); `user` names what needs it in messages
+/// ("task `a.b.c`", "resource type `file`"), written at `task_at`.
 fn compile(
     engine: &Engine,
     config: &Config,
-    task: &TaskPath,
+    module: &str,
+    user: &str,
     task_at: &Location,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<Arc<CompiledModule>> {
-    let (origin, text) = match find_module(&config.settings.taskspath, &task.module) {
+    let (origin, text) = match find_module(&config.settings.taskspath, module) {
         Ok(found) => found?,
         Err(why) => {
-            diagnostics.push(Diagnostic::error(why).at(task_at.clone()).help(format!("used by task `{task}`")));
+            diagnostics.push(Diagnostic::error(why).at(task_at.clone()).help(format!("used by {user}")));
             return None;
         }
     };
@@ -356,7 +362,7 @@ fn compile(
                 }
                 other => import_failed(&other, &origin.display(), &file),
             };
-            diagnostics.push(d.help(format!("used by task `{task}` at {task_at}")));
+            diagnostics.push(d.help(format!("used by {user} at {task_at}")));
             return None;
         }
     };

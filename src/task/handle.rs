@@ -102,6 +102,15 @@ impl Ssh {
         Ssh { as_root, hidden, ..self.clone() }
     }
 
+    /// Runs `command` (through sudo on a handle `for_resource(true, _)`) whatever its
+    /// exit status, and returns its stdout.
+    pub(crate) fn run_quietly(&self, command: &str) -> ScriptResult<String> {
+        let mut options = Map::new();
+        options.insert("check".into(), false.into());
+        let result = self.clone().run(command, options)?;
+        Ok(result.get("stdout").map(|s| s.to_string()).unwrap_or_default())
+    }
+
     pub(crate) fn node_name(&self) -> &str {
         &self.node.name
     }
