@@ -78,4 +78,41 @@ mod tests {
         assert_eq!(other["os_family"].clone().into_string().unwrap(), "freebsd");
         assert!(other["uid"].is_unit());
     }
+
+    /// The `init` fact from the gathering script itself, on a fake root: systemd's
+    /// runtime folder decides systemd (no systemd runs on the test machine), then an
+    /// `openrc` on the PATH, else SysV.
+    #[test]
+    fn the_init_fact_is_systemd_when_its_runtime_folder_exists_then_openrc_then_sysv() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let init = |systemd: bool, openrc: bool| -> String {
+            let root = dir.path().join(format!("{systemd}-{openrc}"));
+            let bin = root.join("bin");
+            std::fs::create_dir_all(&bin).unwrap();
+            let runtime = root.join("run/systemd/system");
+            if systemd {
+                std::fs::create_dir_all(&runtime).unwrap();
+            }
+            if openrc {
+                std::fs::write(bin.join("openrc"), "#!/bin/sh\n").unwrap();
+                std::fs::set_permissions(bin.join("openrc"), std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+            assert!(super::GATHER.contains("[ -d /run/systemd/system ]"), "the test no longer matches the script");
+            let script = super::GATHER.replace("/run/systemd/system", &runtime.display().to_string());
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+                .output()
+                .unwrap();
+            super::parse(&String::from_utf8_lossy(&out.stdout))["init"].clone().into_string().unwrap()
+        };
+        assert_eq!(init(true, true), "systemd");
+        assert_eq!(init(true, false), "systemd");
+        if !std::path::Path::new("/sbin/openrc-run").exists() {
+            assert_eq!(init(false, true), "openrc");
+            assert_eq!(init(false, false), "sysv");
+        }
+    }
 }

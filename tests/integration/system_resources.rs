@@ -508,13 +508,33 @@ fn packages_install_upgrade_and_remove_through_apt_from_a_local_source() {
              - loom.debian.apt_source: {{name: {source}, lines: \"{line}\"}}\n  \
              install:\n    targets: [asroot, viasudo]\n    sudo: true\n    resources:\n{present}  \
              upgrade:\n    targets: [asroot, viasudo]\n    sudo: true\n    resources:\n{latest}  \
-             remove:\n    targets: [asroot, viasudo]\n    sudo: true\n    resources:\n{absent}",
+             remove:\n    targets: [asroot, viasudo]\n    sudo: true\n    resources:\n{absent}  \
+             auto:\n    targets: [asroot, viasudo]\n    sudo: true\n    resources:\n      \
+             - loom.debian.unattended_upgrades: {{}}\n",
             line = repo.line(),
             present = declare("present"),
             latest = declare("latest"),
             absent = declare("absent"),
         ),
     );
+
+    // Unattended upgrades, checked only (the real package and /etc/apt/apt.conf.d
+    // file are not the test's to make): both parts would change, nothing does.
+    let settings = Path::new("/etc/apt/apt.conf.d/20auto-upgrades");
+    if installed_version("unattended-upgrades").is_none() && !settings.exists() {
+        let auto = run_json(&ws, &["auto", "--check"], 0);
+        for login in LOGINS {
+            let outcome = resource(&auto, login, "loom.debian.unattended_upgrades");
+            let fields: Vec<&str> =
+                outcome["changes"].as_array().unwrap().iter().map(|c| c["field"].as_str().unwrap()).collect();
+            assert_eq!(fields[..2], ["unattended-upgrades", "file.state"], "{outcome}");
+            assert!(
+                outcome["diff"].as_str().unwrap().contains("+APT::Periodic::Unattended-Upgrade \"1\";"),
+                "{outcome}"
+            );
+        }
+        assert!(!settings.exists() && installed_version("unattended-upgrades").is_none(), "--check changed the node");
+    }
 
     // The source, made and refreshed once.
     assert_eq!(of_node(&run_json(&ws, &["source"], 0), "asroot"), ["loom.debian.apt_source changed"]);
@@ -549,7 +569,6 @@ fn packages_install_upgrade_and_remove_through_apt_from_a_local_source() {
     assert_eq!(of_node(&check, "asroot"), ["package changed"], "{check}");
     assert_eq!(of_node(&check, "viasudo"), ["package unchanged"], "{check}");
     assert_eq!(installed_version(&packages[0]), None, "--check installed it");
-    assert_eq!(of_node(&run_json(&ws, &["install"], 0), "asroot"), ["package changed"]);
 
     // A newer version in the source (its list refreshed as a nightly `apt-get update` would).
     for package in &packages {
@@ -560,10 +579,13 @@ fn packages_install_upgrade_and_remove_through_apt_from_a_local_source() {
         repo.list_file()
     ));
     assert!(refresh.status.success(), "{}", String::from_utf8_lossy(&refresh.stderr));
+    // `latest` installs the missing one at the newest version and upgrades the other.
     let would = run_json(&ws, &["upgrade", "--check"], 0);
-    let change = &resource(&would, "asroot", "package")["changes"][0];
-    assert_eq!((change["before"].as_str(), change["after"].as_str()), (Some("1.0"), Some("2.0")), "{would}");
-    assert_eq!(installed_version(&packages[0]).as_deref(), Some("1.0"));
+    for (login, before) in [("asroot", "absent"), ("viasudo", "1.0")] {
+        let change = &resource(&would, login, "package")["changes"][0];
+        assert_eq!((change["before"].as_str(), change["after"].as_str()), (Some(before), Some("2.0")), "{would}");
+    }
+    assert_eq!(installed_version(&packages[1]).as_deref(), Some("1.0"));
     let upgraded = run_json(&ws, &["upgrade"], 0);
     for (login, package) in LOGINS.iter().zip(&packages) {
         assert_eq!(of_node(&upgraded, login), ["package changed"], "{upgraded}");
@@ -673,4 +695,103 @@ fn nginx_sites_are_tested_before_they_stay_and_reloads_are_handlers() {
         assert!(enabled(login).symlink_metadata().is_err() && available(login).exists());
     }
     assert_eq!(service.actions().len(), 5);
+}
+
+#[test]
+fn services_under_systemd_go_through_systemctl() {
+    if !sshd::is_root() {
+        eprintln!("skipped: needs root, for a root login");
+        return;
+    }
+    // No systemd runs here: `init: systemd` (what the `init` fact says on a systemd
+    // node) sends the service type to a stand-in systemctl that keeps unit state in files.
+    let fleet = Fleet::start(1);
+    let units = fleet.shared_dir("units");
+    let calls = units.join("calls");
+    fleet.stand_in(
+        "systemctl",
+        &format!(
+            "echo \"$*\" >> {calls}\nu={d}/\"$2\"\ncase \"$1\" in\n  \
+             is-active) if [ -e \"$u.active\" ]; then echo active; else echo inactive; exit 3; fi ;;\n  \
+             is-enabled) if [ -e \"$u.enabled\" ]; then echo enabled; else echo disabled; exit 1; fi ;;\n  \
+             start|restart) touch \"$u.active\" ;;\n  stop) rm -f \"$u.active\" ;;\n  reload) ;;\n  \
+             enable) touch \"$u.enabled\" ;;\n  disable) rm -f \"$u.enabled\" ;;\nesac",
+            calls = calls.display(),
+            d = units.display()
+        ),
+    );
+    let ws = workspace(&fleet);
+    let service = |state: &str| -> String {
+        LOGINS
+            .iter()
+            .map(|login| {
+                format!(
+                    "      - service: {{name: app-{login}, state: {state}, enabled: true, init: systemd, {}}}\n",
+                    on(login)
+                )
+            })
+            .collect()
+    };
+    ws.write(
+        "jobs/a.yaml",
+        &format!(
+            "jobs:\n  up:\n    targets: [asroot, viasudo]\n    sudo: true\n    resources:\n{}  \
+             bounce:\n    targets: [asroot, viasudo]\n    sudo: true\n    resources:\n{}",
+            service("running"),
+            service("restarted")
+        ),
+    );
+    let recorded = |login: &str| -> Vec<String> {
+        std::fs::read_to_string(&calls)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.ends_with(&format!(" app-{login}")))
+            .map(|l| l.split(' ').next().unwrap().to_string())
+            .collect()
+    };
+    let first = run_json(&ws, &["up"], 0);
+    for login in LOGINS {
+        assert_eq!(of_node(&first, login), ["service changed"], "{first}");
+        assert_eq!(recorded(login), ["is-active", "is-enabled", "start", "enable"]);
+    }
+    let second = run_json(&ws, &["up"], 0);
+    for login in LOGINS {
+        assert_eq!(of_node(&second, login), ["service unchanged"], "{second}");
+        assert_eq!(recorded(login).len(), 6, "{:?}", recorded(login));
+    }
+    // `restarted` is an action: a change at every run.
+    for _ in 0..2 {
+        let bounced = run_json(&ws, &["bounce"], 0);
+        assert!(LOGINS.iter().all(|l| of_node(&bounced, l) == ["service changed"]), "{bounced}");
+    }
+    for login in LOGINS {
+        assert_eq!(recorded(login).iter().filter(|c| *c == "restart").count(), 2);
+    }
+}
+
+#[test]
+fn bad_declarations_of_the_system_types_are_check_errors_at_their_place() {
+    let ws = Workspace::local("");
+    ws.write(
+        "jobs/a.yaml",
+        "jobs:\n  bad:\n    targets: [local]\n    resources:\n      \
+         - service: {name: \"web; reboot\", state: running}\n      \
+         - package: {name: curl, state: newest}\n      \
+         - cron: {name: nightly}\n      \
+         - mount: {path: /mnt/x, state: mounted}\n      \
+         - loom.nginx.site: {name: ../escape}\n",
+    );
+    let check = ws.loom(&["check"]);
+    check.assert_code(1);
+    let all = check.all();
+    for (line, what) in [
+        (5, "is not a service name"),
+        (6, "newest"),
+        (7, "`job` (the command) is required"),
+        (8, "'src' is required with state mounted"),
+        (9, "is not a site name"),
+    ] {
+        assert!(all.contains(&format!("jobs/a.yaml:{line}:")), "line {line} ({what}) not reported:\n{all}");
+        assert!(all.contains(what), "{what} not reported:\n{all}");
+    }
 }
