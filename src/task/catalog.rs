@@ -520,7 +520,9 @@ fn prepare_notifiers(
         let at = &rule.target_at;
         let module = modules
             .entry(task.module.clone())
-            .or_insert_with(|| compile(engine, config, task, at, diagnostics))
+            .or_insert_with(|| {
+                compile(engine, config, &task.module, &format!("notifier task `{task}`"), at, diagnostics)
+            })
             .clone();
         let Some(module) = module else {
             if let Ok(None) = find_module(&config.settings.taskspath, &task.module) {

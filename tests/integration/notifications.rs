@@ -383,3 +383,35 @@ fn a_fire_a_killed_daemon_left_running_is_told_as_a_failure_by_the_next_start() 
     assert_eq!(code, Some(0), "{log}");
     assert_eq!(receiver.requests().len(), 1);
 }
+
+#[test]
+fn a_check_mode_job_that_finds_drift_notifies_drift_once() {
+    let receiver = Receiver::start();
+    let ws = Workspace::local("");
+    let path = ws.path("managed.txt");
+    std::fs::write(&path, "edited\n").unwrap();
+    ws.write(
+        "jobs/a.yaml",
+        &format!(
+            "jobs:\n  drifting:\n    mode: check\n    targets: [local]\n    resources:\n      \
+             - file: {{path: {}, content: \"declared\\n\"}}\n    notifications:\n      \
+             - {{on: [drift, failure], webhook: {}}}\n",
+            path.display(),
+            receiver.url("/hook")
+        ),
+    );
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let daemon = InProcess::start(&ws, &clock, None);
+    let fire = run(&ws, "drifting");
+    assert_eq!(fire["fire"]["status"], "drift", "{fire}");
+    let got = receiver.wait_for(1, Duration::from_secs(20));
+    let body = got[0].json();
+    assert_eq!((body["event"].as_str(), body["status"].as_str()), (Some("drift"), Some("drift")), "{body}");
+    assert_eq!(body["fire_id"], fire["fire"]["id"]);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "edited\n", "a check-mode job changed the node");
+    // No drift, nothing to tell.
+    std::fs::write(&path, "declared\n").unwrap();
+    assert_eq!(run(&ws, "drifting")["fire"]["status"], "ok");
+    assert_eq!(notifications(&ws, "drifting").len(), 1);
+    daemon.stop();
+}
