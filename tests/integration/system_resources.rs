@@ -87,8 +87,9 @@ impl Drop for AptRepo {
             let _ = sh(&format!("dpkg -s {package} >/dev/null 2>&1 && dpkg --purge {package} >/dev/null 2>&1"));
         }
         let _ = std::fs::remove_file(self.list_file());
-        // apt names a source's index after its URI: the folder, `/` as `_`.
-        let prefix = format!("{}_", self.dir.display().to_string().trim_start_matches('/').replace('/', "_"));
+        // apt names a `file:` source's index after its folder, `/` as `_`
+        // (`/tmp/x/repo` is `_tmp_x_repo_._Packages…`).
+        let prefix = format!("{}_", self.dir.display().to_string().replace('/', "_"));
         for entry in std::fs::read_dir("/var/lib/apt/lists").into_iter().flatten().flatten() {
             if entry.file_name().to_string_lossy().starts_with(&prefix) {
                 let _ = std::fs::remove_file(entry.path());
