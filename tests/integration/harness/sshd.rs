@@ -4,7 +4,8 @@
 //! generated known_hosts, and a client key in authorized_keys. Nodes log in as a
 //! dedicated test user with `/bin/sh` (root's login shell is slow here); when the
 //! tests run as root the users are created (`loomtest` for keys, with passwordless
-//! sudo; `loompass` for passwords, with password sudo). sshd's `SetEnv PATH` puts the
+//! sudo; `loompass` for passwords, with password sudo); root may log in with the client
+//! key too (`node_yaml_as`), for the tests of a root login. sshd's `SetEnv PATH` puts the
 //! fleet's `bin/` first, so a test can place stand-ins (say `systemctl`) that record
 //! how they were called. Everything stops when the fleet is dropped.
 
