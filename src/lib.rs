@@ -9,6 +9,7 @@ pub(crate) mod api;
 pub mod cli;
 pub(crate) mod config;
 pub mod daemon;
+pub(crate) mod resource;
 pub(crate) mod runner;
 pub(crate) mod schedule;
 pub(crate) mod snapshot;

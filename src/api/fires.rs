@@ -22,6 +22,9 @@ pub(crate) struct ListQuery {
     /// Only fires that failed.
     #[serde(default)]
     failed: bool,
+    /// Only check-mode fires that found drift.
+    #[serde(default)]
+    drift: bool,
     /// At most this many fires (default 20, at most 10000).
     limit: Option<usize>,
 }
@@ -37,6 +40,7 @@ pub(crate) async fn list(
         job: query.job,
         node: query.node,
         failed_only: query.failed,
+        drift_only: query.drift,
         limit: query.limit.unwrap_or(20).min(10_000),
     };
     Ok(Json(state.daemon.store.fires(&filter)?))

@@ -61,7 +61,7 @@ pub(crate) async fn run(
     let request = body.0.flatten().unwrap_or_default();
     // Read from before starting, so the end of a quick fire is not missed.
     let events = state.daemon.events.reader(None);
-    let fire = state.daemon.run(name, request.nodes).await?;
+    let fire = state.daemon.run(name, request.nodes, request.check).await?;
     if !query.wait {
         return Ok((StatusCode::ACCEPTED, Json(RunAccepted { fire })).into_response());
     }

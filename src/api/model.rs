@@ -12,7 +12,14 @@ use crate::store::{FireRecord, NodeRecord, Trigger};
 #[schema(as = Job)]
 pub struct JobView {
     pub name: String,
-    pub task: String,
+    /// Null for a job with resources only.
+    pub task: Option<String>,
+    /// How many resources the job declares (applied before its task).
+    #[serde(default)]
+    pub resources: usize,
+    /// True for a `mode: check` job (its fires only detect drift).
+    #[serde(default)]
+    pub check: bool,
     pub description: Option<String>,
     /// Null for jobs that run only on demand.
     pub schedule: Option<String>,
@@ -27,7 +34,9 @@ impl JobView {
     pub fn new(job: &Job, next: Option<DateTime<Utc>>, enabled: bool, last: Option<FireRecord>) -> JobView {
         JobView {
             name: job.name.clone(),
-            task: job.task.to_string(),
+            task: job.task.as_ref().map(ToString::to_string),
+            resources: job.resources.len(),
+            check: job.mode == crate::config::Mode::Check,
             description: job.description.clone(),
             schedule: job.schedule.as_ref().map(|s| s.text().to_string()),
             timezone: job.schedule.as_ref().map(|s| s.zone().to_string()),
@@ -118,6 +127,9 @@ pub struct RunRequest {
     /// Run only on these nodes; all targets when empty.
     #[serde(default)]
     pub nodes: Vec<String>,
+    /// Check mode: report what the job's resources would change, change nothing, run no task.
+    #[serde(default)]
+    pub check: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -17,6 +17,9 @@ pub struct Args {
     /// Only failed, timed-out and interrupted fires
     #[arg(long)]
     pub failed: bool,
+    /// Only check-mode fires that found drift (a node differs from its resources)
+    #[arg(long)]
+    pub drift: bool,
     /// How many fires, newest first
     #[arg(short, long, default_value_t = 20)]
     pub limit: usize,
@@ -28,7 +31,11 @@ pub struct Args {
 pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let fires: Vec<FireRecord> = match remote(cli).await? {
         Some(client) => {
-            let mut query = vec![("limit", args.limit.to_string()), ("failed", args.failed.to_string())];
+            let mut query = vec![
+                ("limit", args.limit.to_string()),
+                ("failed", args.failed.to_string()),
+                ("drift", args.drift.to_string()),
+            ];
             query.extend(args.job.clone().map(|j| ("job", j)));
             query.extend(args.node.clone().map(|n| ("node", n)));
             client.get("/fires", &query).await?
@@ -39,6 +46,7 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
                 job: args.job.clone(),
                 node: args.node.clone(),
                 failed_only: args.failed,
+                drift_only: args.drift,
                 limit: args.limit,
             };
             store.fires(&filter)?

@@ -72,5 +72,21 @@ fn row(job: &JobView) -> [String; 6] {
     let last = job.last.as_ref().map_or("-".to_string(), |f| {
         format!("{} {} (fire {})", f.status, f.scheduled.format("%Y-%m-%d %H:%M:%S UTC"), f.id)
     });
-    [job.name.clone(), schedule, next, last, job.targets.join(","), job.task.clone()]
+    [job.name.clone(), schedule, next, last, job.targets.join(","), what(job)]
+}
+
+/// The task, the resources, or both.
+fn what(job: &JobView) -> String {
+    let resources = match job.resources {
+        0 => None,
+        1 => Some("1 resource".to_string()),
+        n => Some(format!("{n} resources")),
+    };
+    let check = if job.check { " (check)" } else { "" };
+    match (&job.task, resources) {
+        (Some(task), Some(r)) => format!("{r}{check}, {task}"),
+        (Some(task), None) => task.clone(),
+        (None, Some(r)) => format!("{r}{check}"),
+        (None, None) => "-".to_string(),
+    }
 }

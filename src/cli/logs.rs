@@ -60,6 +60,18 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         if let Some(error) = &result.error {
             outln!("error: {error}");
         }
+        if !result.resources.is_empty() {
+            outln!("resources: {}", crate::resource::Summary::of(&result.resources));
+            for outcome in &result.resources {
+                let fields: Vec<&str> = outcome.changes.iter().map(|c| c.field.as_str()).collect();
+                let fields = if fields.is_empty() { String::new() } else { format!(": {}", fields.join(", ")) };
+                let reason = outcome.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+                outln!("  {:<9} {}{fields}{reason}", outcome.status.to_string(), outcome.resource);
+                for line in outcome.diff.iter().flat_map(|d| d.lines()) {
+                    outln!("    {line}");
+                }
+            }
+        }
         for line in result.output.lines() {
             outln!("| {line}");
         }

@@ -9,9 +9,10 @@ use chrono::Utc;
 use super::args::{Cli, Outcome, load_reporting};
 use super::client::{Client, Need, connect};
 use crate::api::model::{FireDetail, RunRequest};
+use crate::resource::Summary;
 use crate::runner::{Fire, FireReport, NodeResult, Recorder, Runner};
 use crate::ssh::Pool;
-use crate::store::{FireRecord, Store, StoreLock, Trigger};
+use crate::store::{FireRecord, FireStatus, ResourceStatus, Store, StoreLock, Trigger};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,9 +22,13 @@ pub struct Args {
     /// Run only on this node (repeatable); any node of the manifest may be named
     #[arg(short, long = "node", value_name = "NODE")]
     pub nodes: Vec<String>,
-    /// Print each node's output, not only failures'
+    /// Print each node's output, not only failures', and the diffs of changed resources
     #[arg(short, long)]
     pub verbose: bool,
+    /// Check mode: report what the job's resources would change, with diffs; change
+    /// nothing on any node and run no task
+    #[arg(long)]
+    pub check: bool,
     /// Print the fire as recorded, with every node's result and output, as JSON
     /// (the API's FireDetail) instead of text
     #[arg(long)]
@@ -86,7 +91,7 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     };
     let pool = Arc::new(Pool::new(ssh.clone(), config.settings.output_limit, control));
     let runner = Runner::new(config.settings.max_workers, Arc::clone(&pool));
-    let mut fire = Fire::new(&job.name, Utc::now(), Trigger::Manual);
+    let mut fire = Fire::new(&job.name, Utc::now(), Trigger::Manual).checking(args.check);
     let recorder = Recorder::begin(store.as_ref(), &job, &mut fire, &names).expect("manual fires are never duplicates");
     let width = names.iter().map(String::len).max().unwrap_or(4);
     let (verbose, json) = (args.verbose, args.json);
@@ -106,10 +111,11 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     } else {
         let id = recorder.fire_id().map(|id| format!(" (fire {id})")).unwrap_or_default();
         outln!(
-            "{}: {} ok, {failed} failed in {:.2}s{id}",
+            "{}: {} ok, {failed} failed in {:.2}s{id}{}",
             job.name,
             report.results.len() - failed,
-            report.duration.as_secs_f64()
+            report.duration.as_secs_f64(),
+            drift_note(report.status())
         );
     }
     pool.close();
@@ -151,7 +157,7 @@ fn recorded(
 }
 
 async fn through_daemon(client: &Client, args: &Args) -> anyhow::Result<Outcome> {
-    let request = RunRequest { nodes: args.nodes.clone() };
+    let request = RunRequest { nodes: args.nodes.clone(), check: args.check };
     let started: serde_json::Value = client.post(&format!("/jobs/{}/run", args.job), &request).await?;
     let Some(id) = started["fire"].as_i64() else {
         bail!("the daemon at {} did not say which fire it started", client.server())
@@ -174,7 +180,7 @@ async fn through_daemon(client: &Client, args: &Args) -> anyhow::Result<Outcome>
     let fire = &detail.fire;
     let outcome = match () {
         () if interrupted => Outcome::Interrupted,
-        () if fire.failed > 0 || fire.status != crate::store::FireStatus::Ok => Outcome::Failure,
+        () if fire.failed > 0 || !matches!(fire.status, FireStatus::Ok | FireStatus::Drift) => Outcome::Failure,
         () => Outcome::Success,
     };
     if args.json {
@@ -192,6 +198,7 @@ async fn through_daemon(client: &Client, args: &Args) -> anyhow::Result<Outcome>
             output: record.output.clone(),
             started: record.started,
             duration: std::time::Duration::from_millis(record.duration_ms),
+            resources: record.resources.clone(),
         };
         print_result(&result, width, args.verbose);
     }
@@ -200,24 +207,59 @@ async fn through_daemon(client: &Client, args: &Args) -> anyhow::Result<Outcome>
         _ => 0.0,
     };
     outln!(
-        "{}: {} ok, {} failed in {seconds:.2}s (fire {}, by the daemon at {})",
+        "{}: {} ok, {} failed in {seconds:.2}s (fire {}, by the daemon at {}){}",
         fire.job,
         fire.ok,
         fire.failed,
         fire.id,
-        client.server()
+        client.server(),
+        drift_note(fire.status)
     );
     Ok(outcome)
+}
+
+/// What the last line adds for a check that found drift.
+fn drift_note(status: FireStatus) -> &'static str {
+    if status == FireStatus::Drift { "; drift: some resources would change" } else { "" }
 }
 
 fn print_result(result: &NodeResult, width: usize, verbose: bool) {
     let seconds = result.duration.as_secs_f64();
     let attempt = if result.attempt > 1 { format!(" (attempt {})", result.attempt) } else { String::new() };
+    let summary =
+        if result.resources.is_empty() { String::new() } else { format!("  {}", Summary::of(&result.resources)) };
     match &result.error {
-        None => outln!("ok      {:width$}  {seconds:.2}s{attempt}", result.node),
+        None => outln!("ok      {:width$}  {seconds:.2}s{attempt}{summary}", result.node),
         Some(error) => {
             let label = result.status.as_str().to_uppercase();
-            outln!("{label:<7} {:width$}  {seconds:.2}s{attempt}  {error}", result.node)
+            outln!("{label:<7} {:width$}  {seconds:.2}s{attempt}{summary}  {error}", result.node)
+        }
+    }
+    // Every resource that changed or failed, one line each; their diffs with -v.
+    for outcome in &result.resources {
+        if matches!(outcome.status, ResourceStatus::Unchanged | ResourceStatus::Skipped) && !verbose {
+            continue;
+        }
+        let mut line = format!("        {:<9} {}", outcome.status.to_string(), outcome.resource);
+        let changes: Vec<String> = outcome
+            .changes
+            .iter()
+            .map(|c| match (&c.before, &c.after) {
+                (Some(before), Some(after)) if c.field != "content" => format!("{} {before} -> {after}", c.field),
+                _ => c.field.clone(),
+            })
+            .collect();
+        if !changes.is_empty() {
+            line.push_str(&format!(": {}", changes.join(", ")));
+        }
+        if let Some(reason) = &outcome.reason {
+            line.push_str(&format!(" ({reason})"));
+        }
+        outln!("{line}");
+        if verbose && let Some(diff) = &outcome.diff {
+            for diff_line in diff.lines() {
+                outln!("          {diff_line}");
+            }
         }
     }
     if verbose || result.error.is_some() {

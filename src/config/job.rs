@@ -14,6 +14,7 @@ use std::time::Duration;
 use super::diagnostics::{Diagnostic, Location};
 use super::fields::{Fields, resolve_path};
 use super::node::Node;
+use super::resource::{self, At, Resource};
 use super::settings::Settings;
 use super::yaml::{Node as YamlNode, Value};
 use crate::schedule::cron::{Schedule, Schedules};
@@ -28,15 +29,24 @@ pub(crate) const MAX_RETRY_DELAY: Duration = Duration::from_secs(86_400);
 #[derive(Debug, Clone)]
 pub struct Job {
     pub name: String,
-    pub task: TaskPath,
+    /// `None`: the job has only `resources:`.
+    pub task: Option<TaskPath>,
     pub args: Vec<serde_json::Value>,
     pub kwargs: Option<serde_json::Map<String, serde_json::Value>>,
     /// `None`: the job runs only when asked (`loom run`).
     pub schedule: Option<Schedule>,
     pub targets: Vec<String>,
     pub description: Option<String>,
-    /// Where its `task:` value is written.
+    /// Where its `task:` value is written (or, without one, its `resources:`).
     pub task_at: Location,
+    /// Desired state, applied in order before the task (see `resource`).
+    pub resources: Vec<Resource>,
+    /// Run once per node at the end when a changed resource notified them.
+    pub handlers: Vec<(At<String>, Resource)>,
+    /// `check`: every fire only checks the resources (drift detection).
+    pub mode: Mode,
+    /// Resources run their commands as root unless they say `sudo: false`.
+    pub sudo: bool,
     /// Missed fires after downtime: run none, the latest, or all of them.
     pub catchup: Catchup,
     /// A fire due while the previous one still runs.
@@ -61,6 +71,14 @@ pub enum Catchup {
     None,
     Latest,
     All,
+}
+
+/// Whether a job's fires change nodes or only report what would change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    Apply,
+    Check,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -178,7 +196,7 @@ fn parse_job(
     let mut fields = Fields::new(value, format!("job `{name}`"));
     let mut errors = Vec::new();
 
-    let task_node = fields.required("task", "the task to run, e.g. loom.system.run");
+    let task_node = fields.node("task");
     let task = task_node.and_then(|n| match n.as_str().map(TaskPath::from_str) {
         Some(Ok(path)) => Some(path),
         Some(Err(why)) => {
@@ -190,6 +208,37 @@ fn parse_job(
             None
         }
     });
+    let resources_node = fields.node("resources");
+    let resources = resources_node.map(|n| resource::parse_list(n, &settings.base, &mut errors)).unwrap_or_default();
+    let handlers =
+        fields.node("handlers").map(|n| resource::parse_handlers(n, &settings.base, &mut errors)).unwrap_or_default();
+    resource::check_notify(&resources, &handlers, &mut errors);
+    if task_node.is_none() && resources_node.is_none() {
+        errors.push(
+            Diagnostic::error(format!("job `{name}` has no `task` and no `resources` (what it does)"))
+                .at(value.at.clone())
+                .help("give it `task: module.function` (e.g. loom.system.run), `resources: [...]`, or both"),
+        );
+    }
+    let mode = match fields.node("mode") {
+        None => Mode::Apply,
+        Some(n) => match n.as_str() {
+            Some("apply") => Mode::Apply,
+            Some("check") => Mode::Check,
+            _ => {
+                errors.push(n.expected("apply or check for `mode`"));
+                Mode::Apply
+            }
+        },
+    };
+    let sudo = fields.boolean("sudo").unwrap_or(false);
+    if let (Mode::Check, Some(n), true) = (mode, fields.node("mode"), resources.is_empty()) {
+        errors.push(
+            Diagnostic::error(format!("job `{name}` has `mode: check` but no resources: it would never do anything"))
+                .at(n.at.clone())
+                .help("check mode only checks resources (its task does not run)"),
+        );
+    }
 
     let args = match fields.node("args") {
         None => Vec::new(),
@@ -317,13 +366,20 @@ fn parse_job(
     problems.extend(errors);
     let failed = problems.iter().any(Diagnostic::is_error);
     diagnostics.extend(problems);
-    let (Some(task), Some(task_node)) = (task, task_node) else {
-        return (None, false);
+    // A job whose task path is unreadable is left out; one with resources only is kept.
+    let task_at = match (&task, task_node, resources_node) {
+        (Some(_), Some(n), _) => n.at.clone(),
+        (None, None, Some(n)) => n.at.clone(),
+        _ => return (None, false),
     };
     let job = Job {
         name: name.to_string(),
         task,
-        task_at: task_node.at.clone(),
+        task_at,
+        resources,
+        handlers,
+        mode,
+        sudo,
         args,
         kwargs,
         schedule,

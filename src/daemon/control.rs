@@ -26,7 +26,7 @@ pub(crate) enum Command {
     Jobs(oneshot::Sender<Vec<JobView>>),
     Nodes(oneshot::Sender<Vec<NodeView>>),
     Status(oneshot::Sender<StatusView>),
-    Run { job: String, nodes: Vec<String>, reply: oneshot::Sender<Result<i64, ControlError>> },
+    Run { job: String, nodes: Vec<String>, check: bool, reply: oneshot::Sender<Result<i64, ControlError>> },
     SetEnabled { job: String, enabled: bool, reply: oneshot::Sender<Result<(), ControlError>> },
     Cancel { fire: i64, reply: oneshot::Sender<Result<(), ControlError>> },
     Reload(oneshot::Sender<ReloadView>),
@@ -63,8 +63,9 @@ impl DaemonHandle {
         self.ask(Command::Status).await
     }
 
-    pub async fn run(&self, job: String, nodes: Vec<String>) -> Result<i64, ControlError> {
-        self.ask(|reply| Command::Run { job, nodes, reply }).await?
+    /// Starts a fire of `job` now (on `nodes`, or its targets); `check`: only check its resources.
+    pub async fn run(&self, job: String, nodes: Vec<String>, check: bool) -> Result<i64, ControlError> {
+        self.ask(|reply| Command::Run { job, nodes, check, reply }).await?
     }
 
     pub async fn set_enabled(&self, job: String, enabled: bool) -> Result<(), ControlError> {

@@ -126,6 +126,10 @@ fn same_job(a: &Job, b: &Job) -> bool {
         targets,
         description,
         task_at: _,
+        resources,
+        handlers,
+        mode,
+        sudo,
         catchup,
         overlap,
         timeout,
@@ -147,6 +151,10 @@ fn same_job(a: &Job, b: &Job) -> bool {
         && *retries == b.retries
         && *retry_delay == b.retry_delay
         && *log == b.log
+        && *resources == b.resources
+        && *handlers == b.handlers
+        && *mode == b.mode
+        && *sudo == b.sudo
 }
 
 pub(crate) fn diff(old: &Snapshot, new: &Snapshot) -> Changes {

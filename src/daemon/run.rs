@@ -405,7 +405,7 @@ impl Daemon {
         let fires: Vec<Fire> = starts
             .iter()
             .map(|start| {
-                let mut fire = Fire::new(&start.job, start.scheduled, start.trigger);
+                let mut fire = Fire::new(&start.job, start.scheduled, start.trigger).checking(start.check);
                 if let Some(at) = start.gate {
                     fire.gate = Gate::at(at);
                 }
@@ -523,8 +523,8 @@ impl Daemon {
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
             }
-            Command::Run { job, nodes, reply } => {
-                let _ = reply.send(self.run_now(&job, &nodes));
+            Command::Run { job, nodes, check, reply } => {
+                let _ = reply.send(self.run_now(&job, &nodes, check));
             }
             Command::SetEnabled { job, enabled, reply } => {
                 if !self.snapshot.config.jobs.contains_key(&job) {
@@ -592,7 +592,7 @@ impl Daemon {
         }
     }
 
-    fn run_now(&mut self, name: &str, nodes: &[String]) -> Result<i64, ControlError> {
+    fn run_now(&mut self, name: &str, nodes: &[String], check: bool) -> Result<i64, ControlError> {
         let job = self
             .snapshot
             .config
@@ -604,7 +604,7 @@ impl Daemon {
             return Err(ControlError::Invalid(format!("no node named `{unknown}` in the node manifest")));
         }
         let only = (!nodes.is_empty()).then(|| nodes.to_vec());
-        let (key, actions) = self.scheduler.run_now(&job.name, only, self.clock.now());
+        let (key, actions) = self.scheduler.run_now(&job.name, only, check, self.clock.now());
         self.carry_out(actions)
             .get(&key)
             .copied()

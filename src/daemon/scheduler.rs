@@ -78,6 +78,8 @@ pub(crate) struct Start {
     pub(crate) only: Option<Vec<String>>,
     /// Its tasks start at this instant (it is prepared ahead), or right away.
     pub(crate) gate: Option<DateTime<Utc>>,
+    /// A check-mode run asked for by hand (`loom run --check`).
+    pub(crate) check: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -260,9 +262,13 @@ impl Scheduler {
         &mut self,
         job: &str,
         only: Option<Vec<String>>,
+        check: bool,
         now: DateTime<Utc>,
     ) -> (FireKey, Vec<Action>) {
         let key = self.start_fire(None, job.to_string(), now, Trigger::Manual, only, None);
+        if let Some(start) = self.starts.last_mut() {
+            start.check = check;
+        }
         (key, self.actions())
     }
 
@@ -372,7 +378,7 @@ impl Scheduler {
         gate: Option<DateTime<Utc>>,
     ) -> FireKey {
         let key = self.track(key, TrackedFire { job: job.clone(), scheduled, trigger, stage: Stage::Starting });
-        self.starts.push(Start { key, job, scheduled, trigger, only, gate });
+        self.starts.push(Start { key, job, scheduled, trigger, only, gate, check: false });
         key
     }
 
@@ -779,7 +785,7 @@ mod tests {
     #[test]
     fn run_now_starts_whatever_the_overlap_policy() {
         let mut world = overlapping(Overlap::Skip);
-        let (key, actions) = world.scheduler.run_now("slow", Some(vec!["n1".to_string()]), world.clock.now());
+        let (key, actions) = world.scheduler.run_now("slow", Some(vec!["n1".to_string()]), false, world.clock.now());
         world.carry_out(actions);
         let start = world.started.last().unwrap();
         assert_eq!(

@@ -15,7 +15,8 @@ use crate::config::Config;
 /// What to watch for one configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Watched {
-    /// Single files (main file, node manifest, datafile), watched through their folder.
+    /// Single files (main file, node manifest, datafile, resource templates), watched
+    /// through their folder.
     files: Vec<PathBuf>,
     /// Folders watched recursively (jobspath, taskspath).
     trees: Vec<PathBuf>,
@@ -24,11 +25,26 @@ pub(crate) struct Watched {
 impl Watched {
     pub(crate) fn of(config: &Config) -> Watched {
         let settings = &config.settings;
-        let files = [Some(config.path.clone()), settings.nodesfile.clone(), settings.datafile.clone()]
-            .into_iter()
-            .flatten()
-            .map(|p| absolute(&p))
-            .collect();
+        // Templates are read with the configuration; an edited one takes effect by a reload.
+        let templates = config
+            .jobs
+            .values()
+            .map(|job| &**job)
+            .chain(config.rejected_jobs.iter().map(|job| &**job))
+            .flat_map(|job| job.resources.iter().chain(job.handlers.iter().map(|(_, r)| r)))
+            .filter_map(|resource| match resource.content.as_ref().map(|c| &c.value) {
+                Some(crate::config::Content::Template { path, .. }) => Some(path.clone()),
+                _ => None,
+            });
+        let mut files: Vec<PathBuf> =
+            [Some(config.path.clone()), settings.nodesfile.clone(), settings.datafile.clone()]
+                .into_iter()
+                .flatten()
+                .chain(templates)
+                .map(|p| absolute(&p))
+                .collect();
+        files.sort();
+        files.dedup();
         let trees = settings.jobspath.iter().chain(&settings.taskspath).map(|p| absolute(p)).collect();
         Watched { files, trees }
     }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use utoipa::ToSchema;
 
-use crate::store::{FireStatus, NodeStatus, Trigger};
+use crate::store::{FireStatus, NodeStatus, ResourceOutcome, Trigger};
 
 /// How many recent events are kept for readers.
 pub const KEEP_EVENTS: usize = 10_000;
@@ -57,6 +57,9 @@ pub enum Event {
         status: NodeStatus,
         error: Option<String>,
         seconds: f64,
+        /// What each of the job's resources did on the node (empty for a job without).
+        #[serde(default)]
+        resources: Vec<ResourceOutcome>,
     },
     FireFinished {
         fire: Option<i64>,

@@ -27,7 +27,7 @@ use crate::config::{Job, Node};
 use crate::snapshot::Snapshot;
 use crate::ssh::Pool;
 use crate::store::{FireStatus, NodeStatus, Trigger};
-use crate::task::{Output, Ssh, TaskError, scripts};
+use crate::task::{Called, Output, Ssh, TaskError, scripts};
 
 /// A job at a time: identified by (job, scheduled instant).
 #[derive(Debug, Clone, Serialize)]
@@ -37,6 +37,8 @@ pub struct Fire {
     pub trigger: Trigger,
     /// The fire's number in the store, once recorded.
     pub id: Option<i64>,
+    /// Check mode: resources are only checked (what would change), the task does not run.
+    pub check: bool,
     /// When its tasks may start: the daemon prepares a fire ahead of its instant.
     #[serde(skip)]
     pub gate: Gate,
@@ -44,7 +46,13 @@ pub struct Fire {
 
 impl Fire {
     pub fn new(job: &str, scheduled: DateTime<Utc>, trigger: Trigger) -> Fire {
-        Fire { job: job.to_string(), scheduled, trigger, id: None, gate: Gate::open() }
+        Fire { job: job.to_string(), scheduled, trigger, id: None, check: false, gate: Gate::open() }
+    }
+
+    /// This fire in check mode (`loom run --check`, a `mode: check` job).
+    pub fn checking(mut self, check: bool) -> Fire {
+        self.check |= check;
+        self
     }
 }
 
@@ -71,6 +79,8 @@ impl FireReport {
             FireStatus::Interrupted
         } else if self.failed() > 0 {
             FireStatus::Failed
+        } else if self.fire.check && self.results.iter().any(|r| crate::resource::Summary::of(&r.resources).drifted()) {
+            FireStatus::Drift
         } else {
             FireStatus::Ok
         }
@@ -123,6 +133,8 @@ impl Runner {
         mut on_result: impl FnMut(&NodeResult),
     ) -> FireReport {
         let job = Arc::clone(recorder.job());
+        // Every fire of a `mode: check` job is a check.
+        let fire = fire.checking(job.mode == crate::config::Mode::Check);
         self.publish(Event::FireStarted {
             fire: fire.id,
             job: fire.job.clone(),
@@ -145,6 +157,7 @@ impl Runner {
                 results: sender.clone(),
                 events: self.events.clone().map(|e| (e, fire.id)),
                 gate: fire.gate,
+                check: fire.check,
             };
             tokio::spawn(task.run());
         }
@@ -188,6 +201,7 @@ impl Runner {
                     status: result.status,
                     error: result.error.clone(),
                     seconds: result.duration.as_secs_f64(),
+                    resources: result.resources.clone(),
                 });
                 on_result(&result);
                 last.retain(|r| r.node != result.node);
@@ -240,6 +254,8 @@ struct NodeTask {
     events: Option<(EventLog, Option<i64>)>,
     /// When the first attempt may start; retries start when they are due.
     gate: Gate,
+    /// Only check the resources.
+    check: bool,
 }
 
 impl NodeTask {
@@ -282,6 +298,7 @@ impl NodeTask {
             output: String::new(),
             started: Utc::now(),
             duration: Duration::ZERO,
+            resources: Vec::new(),
         }
     }
 
@@ -329,6 +346,7 @@ impl NodeTask {
         let call_cancel = self.cancel.child_token();
         let connection = self.pool.connect(&self.node).await;
         let mut started = (gate.started(begun), Instant::now().max(gate.instant()));
+        let mut resources = Vec::new();
         let ending = match connection {
             Err(err) => {
                 gate.wait().await;
@@ -340,19 +358,21 @@ impl NodeTask {
                 let job = self.job.name.clone();
                 let task_output = Arc::clone(&output);
                 let script_cancel = call_cancel.clone();
+                let check = self.check;
                 let mut call = scripts::submit(gate.not_before(), move || {
                     let started = (Utc::now(), Instant::now());
                     if script_cancel.is_cancelled() {
-                        return (started, Err(TaskError::Cancelled));
+                        return (started, Called { resources: Vec::new(), result: Err(TaskError::Cancelled) });
                     }
-                    (started, snapshot.catalog.call(&job, ssh, task_output))
+                    (started, snapshot.catalog.call(&job, ssh, task_output, check))
                 });
                 let (ending, answered) = tokio::select! {
                     joined = &mut call => {
                         let ending = match joined {
-                            Ok(Ok((at, result))) => {
+                            Ok(Ok((at, called))) => {
                                 started = at;
-                                match result {
+                                resources = called.resources;
+                                match called.result {
                                     Ok(()) => Ending::Ran,
                                     // The fire's cancellation can reach the script before this select does.
                                     Err(TaskError::Cancelled) => Ending::Stopped,
@@ -376,7 +396,9 @@ impl NodeTask {
             }
         };
         let (status, error) = self.settle(ending);
-        self.result(attempt, started, &output, status, error)
+        let mut result = self.result(attempt, started, &output, status, error);
+        result.resources = resources;
+        result
     }
 
     /// `started`: when the attempt began, by the wall clock and the monotonic one.
@@ -398,6 +420,7 @@ impl NodeTask {
             output: output.take(),
             started: started.0,
             duration: started.1.elapsed(),
+            resources: Vec::new(),
         }
     }
 }
@@ -426,4 +449,53 @@ fn bounded(mut text: String, limit: usize) -> String {
         text.push_str(" [cut: output_limit reached]");
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{ResourceOutcome, ResourceStatus};
+
+    fn result(node: &str, status: NodeStatus, resources: &[ResourceStatus]) -> NodeResult {
+        NodeResult {
+            node: node.to_string(),
+            attempt: 1,
+            status,
+            exit_code: None,
+            error: None,
+            output: String::new(),
+            started: Utc::now(),
+            duration: Duration::ZERO,
+            resources: resources
+                .iter()
+                .map(|status| ResourceOutcome {
+                    resource: "file[/x]".into(),
+                    status: *status,
+                    changes: Vec::new(),
+                    diff: None,
+                    reason: None,
+                    handler: false,
+                    sensitive: false,
+                })
+                .collect(),
+        }
+    }
+
+    fn status(check: bool, results: Vec<NodeResult>) -> FireStatus {
+        let fire = Fire::new("site", Utc::now(), Trigger::Manual).checking(check);
+        FireReport { fire, started: Utc::now(), duration: Duration::ZERO, results, timed_out: false }.status()
+    }
+
+    #[test]
+    fn a_check_that_would_change_something_is_drift_and_a_failure_still_wins() {
+        use ResourceStatus::*;
+        let calm = || result("a", NodeStatus::Ok, &[Unchanged, Skipped]);
+        let drifted = || result("b", NodeStatus::Ok, &[Unchanged, Changed]);
+        assert_eq!(status(true, vec![calm()]), FireStatus::Ok);
+        assert_eq!(status(true, vec![calm(), drifted()]), FireStatus::Drift);
+        // Applied, a change is what the fire was for.
+        assert_eq!(status(false, vec![calm(), drifted()]), FireStatus::Ok);
+        let failed = result("c", NodeStatus::Failed, &[Failed]);
+        assert_eq!(status(true, vec![drifted(), failed]), FireStatus::Failed);
+    }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::store::{NodeRecord, NodeStatus};
+use crate::store::{NodeRecord, NodeStatus, ResourceOutcome};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeResult {
@@ -22,6 +22,8 @@ pub struct NodeResult {
     pub started: DateTime<Utc>,
     #[serde(serialize_with = "seconds")]
     pub duration: Duration,
+    /// What each resource did, in order (handlers last).
+    pub resources: Vec<ResourceOutcome>,
 }
 
 impl NodeResult {
@@ -37,6 +39,7 @@ impl NodeResult {
             duration_ms: self.duration.as_millis() as u64,
             error: self.error.clone(),
             output: self.output.clone(),
+            resources: self.resources.clone(),
         }
     }
 

@@ -7,6 +7,8 @@ mod state;
 mod writer;
 
 pub use lock::StoreLock;
-pub use model::{FireRecord, FireStatus, NodeRecord, NodeStatus, Trigger};
+pub use model::{
+    FieldChange, FireRecord, FireStatus, NodeRecord, NodeStatus, ResourceOutcome, ResourceStatus, Trigger,
+};
 pub use sqlite::{FireFilter, FireStart, StoreError};
 pub use state::Store;

@@ -16,6 +16,8 @@ pub enum FireStatus {
     /// The daemon stopped (or died) while it ran.
     Interrupted,
     TimedOut,
+    /// A check-mode fire found nodes that differ from their resources (not a failure).
+    Drift,
 }
 
 /// A node's state in one attempt.
@@ -54,6 +56,7 @@ text_enum!(FireStatus {
     Skipped = "skipped",
     Interrupted = "interrupted",
     TimedOut = "timed-out",
+    Drift = "drift",
 });
 
 text_enum!(NodeStatus {
@@ -108,4 +111,60 @@ pub struct NodeRecord {
     pub duration_ms: u64,
     pub error: Option<String>,
     pub output: String,
+    /// What each resource of the job did on the node, in order (handlers last).
+    #[serde(default)]
+    pub resources: Vec<ResourceOutcome>,
+}
+
+/// What one resource did (or, in check mode, would do) on one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResourceStatus {
+    /// The node already matched.
+    Unchanged,
+    /// The node was changed to match (in check mode: it would be).
+    Changed,
+    Failed,
+    /// Not run: its `when` was false, an earlier resource failed, or a handler in check mode.
+    Skipped,
+}
+
+impl std::fmt::Display for ResourceStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ResourceStatus::Unchanged => "unchanged",
+            ResourceStatus::Changed => "changed",
+            ResourceStatus::Failed => "failed",
+            ResourceStatus::Skipped => "skipped",
+        })
+    }
+}
+
+/// One resource's result on one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ResourceOutcome {
+    /// The type and its key: `file[/etc/motd]`.
+    pub resource: String,
+    pub status: ResourceStatus,
+    /// What differed: field, before, after (values hidden for a `sensitive` resource).
+    #[serde(default)]
+    pub changes: Vec<FieldChange>,
+    /// A unified diff of the content, when it differed (never for a `sensitive` resource).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+    /// Why it failed or was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A handler, run (or not) at the end of the node's run.
+    #[serde(default)]
+    pub handler: bool,
+    #[serde(default)]
+    pub sensitive: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FieldChange {
+    pub field: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
 }

@@ -77,6 +77,8 @@ const MIGRATIONS: &[&str] = &[
         enabled INTEGER NOT NULL DEFAULT 1,
         last_scheduled INTEGER
     );",
+    // 2: each node result's resources (JSON list of `ResourceOutcome`).
+    "ALTER TABLE node_results ADD COLUMN resources TEXT;",
 ];
 
 /// The SQLite backend of `Store`: a connection for reads and the writer thread
@@ -205,8 +207,8 @@ pub(super) fn prune(
 pub(super) fn insert_node(connection: &Connection, record: &NodeRecord) -> rusqlite::Result<()> {
     connection
         .prepare_cached(
-            "INSERT INTO node_results (fire_id, node, attempt, status, exit_code, started, duration_ms, error, output)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO node_results (fire_id, node, attempt, status, exit_code, started, duration_ms, error, output, resources)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?
         .execute(params![
             record.fire_id,
@@ -217,7 +219,9 @@ pub(super) fn insert_node(connection: &Connection, record: &NodeRecord) -> rusql
             millis(record.started),
             record.duration_ms as i64,
             record.error,
-            record.output
+            record.output,
+            (!record.resources.is_empty())
+                .then(|| serde_json::to_string(&record.resources).expect("resource outcomes serialize"))
         ])
         .map(drop)
 }
@@ -242,6 +246,8 @@ pub struct FireFilter {
     pub job: Option<String>,
     pub node: Option<String>,
     pub failed_only: bool,
+    /// Only check-mode fires that found drift.
+    pub drift_only: bool,
     pub limit: usize,
 }
 
@@ -435,6 +441,9 @@ impl Sqlite {
         if filter.failed_only {
             sql.push_str(" AND f.status IN ('failed', 'timed-out', 'interrupted')");
         }
+        if filter.drift_only {
+            sql.push_str(" AND f.status = 'drift'");
+        }
         sql.push_str(" ORDER BY f.id DESC LIMIT ?");
         values.push((filter.limit.max(1) as i64).into());
         self.with(|c| {
@@ -475,7 +484,7 @@ impl Sqlite {
     pub fn node_results(&self, fire_id: i64) -> Result<Vec<NodeRecord>, StoreError> {
         self.with(|c| {
             let mut statement = c.prepare(
-                "SELECT fire_id, node, attempt, status, exit_code, started, duration_ms, error, output
+                "SELECT fire_id, node, attempt, status, exit_code, started, duration_ms, error, output, resources
                  FROM node_results WHERE fire_id = ?1 ORDER BY id",
             )?;
             let rows = statement.query_map([fire_id], |r| {
@@ -489,6 +498,10 @@ impl Sqlite {
                     duration_ms: r.get::<_, i64>(6)? as u64,
                     error: r.get(7)?,
                     output: r.get(8)?,
+                    resources: r
+                        .get::<_, Option<String>>(9)?
+                        .and_then(|text| serde_json::from_str(&text).ok())
+                        .unwrap_or_default(),
                 })
             })?;
             rows.collect()
@@ -544,6 +557,7 @@ mod tests {
                 duration_ms: 5,
                 error: None,
                 output: "hi\n".into(),
+                resources: Vec::new(),
             }])
             .await
             .unwrap();

@@ -16,6 +16,8 @@ use super::engine::{self, CallGuard, Origin, TIME_UP, find_module};
 use super::handle;
 use super::handle::{Output, Ssh};
 use crate::config::{Config, Diagnostic, Job, Location, SourceFile, TaskPath};
+use crate::resource::{self, Plan};
+use crate::store::ResourceOutcome;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
@@ -35,24 +37,44 @@ pub enum TaskError {
 /// A deadline far enough away to mean "never" (a century).
 const FAR: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
 
-struct CompiledModule {
-    ast: AST,
+pub(crate) struct CompiledModule {
+    pub(crate) ast: AST,
     text: String,
     /// The module's file, as errors name it.
-    source: String,
+    pub(crate) source: String,
     /// Public functions and their parameter counts (the handle included).
-    functions: HashMap<String, Vec<usize>>,
+    pub(crate) functions: HashMap<String, Vec<usize>>,
     /// Where a limit can stop it at a known place (`engine::stop_points`).
     stop_points: Arc<[rhai::debugger::BreakPoint]>,
 }
 
 /// How one job calls its task.
-struct Prepared {
+struct TaskCall {
     module: Arc<CompiledModule>,
     function: String,
     args: Vec<Dynamic>,
     /// The kwargs map, passed as the last argument when the function takes it.
     kwargs: Option<Map>,
+}
+
+/// What one job runs: its resources, then its task.
+struct Prepared {
+    task: Option<TaskCall>,
+    resources: Option<Plan>,
+    /// The job's `args` and `kwargs`, as `when:` and templates see them.
+    args: Vec<Dynamic>,
+    kwargs: Option<Map>,
+    /// Where a limit can stop the call: the stop points of every module it runs.
+    stop_points: Arc<[rhai::debugger::BreakPoint]>,
+    /// The file and function errors without a place of their own name.
+    source: String,
+    function: String,
+}
+
+/// What a task call did: each resource's outcome, and how it ended.
+pub struct Called {
+    pub resources: Vec<ResourceOutcome>,
+    pub result: Result<(), TaskError>,
 }
 
 pub struct Catalog {
@@ -76,22 +98,65 @@ impl Catalog {
         // Rejected jobs are checked for their task too (all problems at once), never prepared.
         let rejected = config.rejected_jobs.iter().map(|job| (job, false));
         for (job, valid) in config.jobs.values().map(|job| (job, true)).chain(rejected) {
-            let module = modules
-                .entry(job.task.module.clone())
-                .or_insert_with(|| compile(&engine, config, &job.task, &job.task_at, &mut diagnostics))
-                .clone();
-            let Some(module) = module else {
-                if let Ok(None) = find_module(&settings.taskspath, &job.task.module) {
-                    diagnostics.push(no_module(config, job));
+            let mut ready = true;
+            let task = match &job.task {
+                None => None,
+                Some(path) => {
+                    let module = modules
+                        .entry(path.module.clone())
+                        .or_insert_with(|| {
+                            let user = format!("task `{path}`");
+                            compile(&engine, config, &path.module, &user, &job.task_at, &mut diagnostics)
+                        })
+                        .clone();
+                    match module {
+                        None => {
+                            if let Ok(None) = find_module(&settings.taskspath, &path.module) {
+                                diagnostics.push(no_module(config, job, path));
+                            }
+                            ready = false;
+                            None
+                        }
+                        Some(module) => match prepare(job, path, &module) {
+                            Ok(call) => Some(call),
+                            Err(d) => {
+                                diagnostics.push(d);
+                                ready = false;
+                                None
+                            }
+                        },
+                    }
                 }
-                continue;
             };
-            match prepare(job, &module) {
-                Ok(prepared) if valid => {
-                    jobs.insert(job.name.clone(), prepared);
+            let resources = if job.resources.is_empty() && job.handlers.is_empty() {
+                None
+            } else {
+                let mut compile_type = |module: &str, at: &Location| {
+                    let user = format!("resource type `{}`", module.strip_prefix("loom/resource/").unwrap_or(module));
+                    match find_module(&settings.taskspath, module) {
+                        Ok(None) => return Ok(None),
+                        Err(why) => {
+                            diagnostics.push(Diagnostic::error(why).at(at.clone()));
+                            return Err(());
+                        }
+                        Ok(Some(_)) => {}
+                    }
+                    let compiled = modules
+                        .entry(module.to_string())
+                        .or_insert_with(|| compile(&engine, config, module, &user, at, &mut diagnostics))
+                        .clone();
+                    compiled.map(Some).ok_or(())
+                };
+                let mut found = Vec::new();
+                let plan = resource::prepare(&engine, job, &mut compile_type, &mut found);
+                diagnostics.extend(found);
+                if plan.is_none() {
+                    ready = false;
                 }
-                Ok(_) => {}
-                Err(d) => diagnostics.push(d),
+                plan
+            };
+            if valid && ready {
+                jobs.insert(job.name.clone(), assemble(job, task, resources));
             }
         }
         engine::forbid_imports(&mut engine);
@@ -125,33 +190,71 @@ impl Catalog {
         self.jobs.contains_key(job)
     }
 
-    /// Applies `job`'s task to the node behind `ssh`. Blocks: run it on a script thread (`scripts::submit`).
-    pub fn call(&self, job: &str, ssh: Ssh, output: Arc<Output>) -> Result<(), TaskError> {
+    /// Applies `job`'s resources (only checking them when `check`) and then, unless
+    /// one failed or in check mode, its task, to the node behind `ssh`. Blocks: run
+    /// it on a script thread (`scripts::submit`).
+    pub fn call(&self, job: &str, ssh: Ssh, output: Arc<Output>, check: bool) -> Called {
+        let Some(prepared) = self.jobs.get(job) else {
+            return Called { resources: Vec::new(), result: Err(TaskError::UnknownJob(job.to_string())) };
+        };
         let ssh_cancel = ssh.cancel_token();
-        let prepared = self.jobs.get(job).ok_or_else(|| TaskError::UnknownJob(job.to_string()))?;
-        let mut args = Vec::with_capacity(prepared.args.len() + 2);
-        args.push(Dynamic::from(ssh));
-        args.extend(prepared.args.iter().cloned());
-        if let Some(kwargs) = &prepared.kwargs {
-            args.push(Dynamic::from_map(kwargs.clone()));
-        }
         // `task_max_time` is bounded by `loom check`; a far deadline stands in for overflow.
         let now = Instant::now();
         let deadline = now.checked_add(self.max_time).unwrap_or(now + FAR);
-        let guard = CallGuard::enter(output, deadline, ssh_cancel, prepared.module.stop_points.clone());
+        let guard = CallGuard::enter(Arc::clone(&output), deadline, ssh_cancel, prepared.stop_points.clone());
+        let mut outcomes = Vec::new();
+        if let Some(plan) = &prepared.resources {
+            let context = resource::run::Context {
+                engine: &self.engine,
+                ssh: &ssh,
+                output: &output,
+                job,
+                args: &prepared.args,
+                kwargs: prepared.kwargs.as_ref(),
+                check,
+            };
+            let (ran, failure) = resource::run::run(&context, plan);
+            outcomes = ran;
+            if let Some(failure) = failure {
+                let stopped = guard.stopped_by();
+                let result = match &failure.error {
+                    Some(err)
+                        if stopped.is_some() || matches!(err.unwrap_inner(), EvalAltResult::ErrorTerminated(..)) =>
+                    {
+                        Err(self.explain(err, stopped, prepared))
+                    }
+                    _ => Err(TaskError::Failed(format!("resource {} failed: {}", failure.label, failure.message))),
+                };
+                return Called { resources: outcomes, result };
+            }
+        }
+        let Some(task) = prepared.task.as_ref().filter(|_| !check) else {
+            let result = match guard.stopped_by() {
+                Some(token) => Err(self.stopped(token, None, prepared)),
+                None => Ok(()),
+            };
+            return Called { resources: outcomes, result };
+        };
+        let mut args = Vec::with_capacity(task.args.len() + 2);
+        args.push(Dynamic::from(ssh));
+        args.extend(task.args.iter().cloned());
+        if let Some(kwargs) = &task.kwargs {
+            args.push(Dynamic::from_map(kwargs.clone()));
+        }
         let result = self.engine.call_fn_with_options::<Dynamic>(
             CallFnOptions::new(),
             &mut Scope::new(),
-            &prepared.module.ast,
-            &prepared.function,
+            &task.module.ast,
+            &task.function,
             args,
         );
-        match (result, guard.stopped_by()) {
+        let result = match (result, guard.stopped_by()) {
             (Err(err), stopped_by) => Err(self.explain(&err, stopped_by, prepared)),
             // The script caught the stop (`try`) and returned: still stopped, place unknown.
             (Ok(_), Some(token)) => Err(self.stopped(token, None, prepared)),
             (Ok(_), None) => Ok(()),
-        }
+        };
+        Called { resources: outcomes, result }
     }
 
     fn explain(&self, err: &EvalAltResult, stopped_by: Option<&str>, prepared: &Prepared) -> TaskError {
@@ -161,7 +264,7 @@ impl Catalog {
             // Rhai's own stop keeps no reliable position (a node-less `loop {}`).
             (_, Some(token)) => self.stopped(token, None, prepared),
             (EvalAltResult::ErrorTerminated(..), None) => TaskError::Cancelled,
-            _ => TaskError::Failed(describe(err, &prepared.module.source, &prepared.function)),
+            _ => TaskError::Failed(describe(err, &prepared.source, &prepared.function)),
         }
     }
 
@@ -178,15 +281,15 @@ impl Catalog {
 /// Where a script was when a limit stopped it: `file:line:col in fn f` when the
 /// error kept the place, else the task's file and function.
 fn stopped_at(err: Option<&EvalAltResult>, prepared: &Prepared) -> String {
-    let described = err.map(|err| describe(err, &prepared.module.source, &prepared.function)).unwrap_or_default();
+    let described = err.map(|err| describe(err, &prepared.source, &prepared.function)).unwrap_or_default();
     match described.rfind(" (at ") {
         Some(cut) if described.ends_with(')') => described[cut + 5..described.len() - 1].to_string(),
-        _ => format!("{} (in a call of fn {})", prepared.module.source, prepared.function),
+        _ => format!("{} (in a call of fn {})", prepared.source, prepared.function),
     }
 }
 
 /// The innermost error's message, and where in which script it happened.
-fn describe(err: &EvalAltResult, module: &str, function: &str) -> String {
+pub(crate) fn describe(err: &EvalAltResult, module: &str, function: &str) -> String {
     let mut source = Some(module.to_string());
     let mut functions = vec![function.to_string()];
     let mut current = err;
@@ -229,17 +332,20 @@ fn describe(err: &EvalAltResult, module: &str, function: &str) -> String {
     }
 }
 
+/// Compiles module `module` (`a/b`); `user` names what needs it in messages
+/// ("task `a.b.c`", "resource type `file`"), written at `task_at`.
 fn compile(
     engine: &Engine,
     config: &Config,
-    task: &TaskPath,
+    module: &str,
+    user: &str,
     task_at: &Location,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<Arc<CompiledModule>> {
-    let (origin, text) = match find_module(&config.settings.taskspath, &task.module) {
+    let (origin, text) = match find_module(&config.settings.taskspath, module) {
         Ok(found) => found?,
         Err(why) => {
-            diagnostics.push(Diagnostic::error(why).at(task_at.clone()).help(format!("used by task `{task}`")));
+            diagnostics.push(Diagnostic::error(why).at(task_at.clone()).help(format!("used by {user}")));
             return None;
         }
     };
@@ -256,7 +362,7 @@ fn compile(
                 }
                 other => import_failed(&other, &origin.display(), &file),
             };
-            diagnostics.push(d.help(format!("used by task `{task}` at {task_at}")));
+            diagnostics.push(d.help(format!("used by {user} at {task_at}")));
             return None;
         }
     };
@@ -338,7 +444,7 @@ fn shadowed_method(name: &str, params: usize, file: &Arc<SourceFile>) -> Option<
     )
 }
 
-fn no_module(config: &Config, job: &Job) -> Diagnostic {
+fn no_module(config: &Config, job: &Job, task: &TaskPath) -> Diagnostic {
     let folders: Vec<String> = config
         .settings
         .taskspath
@@ -348,27 +454,50 @@ fn no_module(config: &Config, job: &Job) -> Diagnostic {
         .collect();
     Diagnostic::error(format!(
         "task `{}` of job `{}` resolves to no module: {}.rhai is not in {}",
-        job.task,
+        task,
         job.name,
-        job.task.module,
+        task.module,
         folders.join(", ")
     ))
     .at(job.task_at.clone())
 }
 
-fn prepare(job: &Job, module: &Arc<CompiledModule>) -> Result<Prepared, Diagnostic> {
+/// A job's task and resources as one call; its stop points are those of every module it runs.
+fn assemble(job: &Job, task: Option<TaskCall>, resources: Option<Plan>) -> Prepared {
+    let mut points: Vec<rhai::debugger::BreakPoint> = Vec::new();
+    let mut modules: Vec<Arc<CompiledModule>> = resources.as_ref().map(Plan::modules).unwrap_or_default();
+    modules.extend(task.as_ref().map(|t| Arc::clone(&t.module)));
+    for module in &modules {
+        points.extend(module.stop_points.iter().cloned());
+    }
+    let (source, function) = match (&task, modules.first()) {
+        (Some(task), _) => (task.module.source.clone(), task.function.clone()),
+        (None, Some(module)) => (module.source.clone(), "check".to_string()),
+        (None, None) => (String::new(), String::new()),
+    };
+    let args =
+        job.args.iter().map(|v| rhai::serde::to_dynamic(v).expect("JSON values convert to Rhai values")).collect();
+    let kwargs = job.kwargs.clone().map(|map| {
+        rhai::serde::to_dynamic(serde_json::Value::Object(map))
+            .expect("JSON values convert to Rhai values")
+            .cast::<Map>()
+    });
+    Prepared { task, resources, args, kwargs, stop_points: points.into(), source, function }
+}
+
+fn prepare(job: &Job, task: &TaskPath, module: &Arc<CompiledModule>) -> Result<TaskCall, Diagnostic> {
     // A task named like a Rhai reserved word (`package`) is written `package_`.
-    let function = [job.task.function.clone(), format!("{}_", job.task.function)]
+    let function = [task.function.clone(), format!("{}_", task.function)]
         .into_iter()
         .find(|name| module.functions.contains_key(name))
-        .unwrap_or_else(|| job.task.function.clone());
+        .unwrap_or_else(|| task.function.clone());
     let function = &function;
     let Some(arities) = module.functions.get(function) else {
         let mut names: Vec<&str> = module.functions.keys().map(String::as_str).collect();
         names.sort_unstable();
         return Err(Diagnostic::error(format!(
             "task `{}` of job `{}`: module {}.rhai has no public function `{function}`",
-            job.task, job.name, job.task.module
+            task, job.name, task.module
         ))
         .at(job.task_at.clone())
         .help(format!("functions there: {}", names.join(", "))));
@@ -386,7 +515,7 @@ fn prepare(job: &Job, module: &Arc<CompiledModule>) -> Result<Prepared, Diagnost
         let kwargs = if job.kwargs.is_some() { " plus a kwargs map" } else { "" };
         return Err(Diagnostic::error(format!(
             "task `{}` takes {} argument(s) after the handle, but job `{}` passes {given}{kwargs}",
-            job.task,
+            task,
             takes.join(" or "),
             job.name
         ))
@@ -401,7 +530,7 @@ fn prepare(job: &Job, module: &Arc<CompiledModule>) -> Result<Prepared, Diagnost
             .expect("JSON values convert to Rhai values")
             .cast::<Map>()
     });
-    Ok(Prepared { module: Arc::clone(module), function: function.clone(), args, kwargs })
+    Ok(TaskCall { module: Arc::clone(module), function: function.clone(), args, kwargs })
 }
 
 #[cfg(test)]

@@ -2,11 +2,13 @@
 //!
 //! `run`/`sudo` return `#{stdout, stderr, code}` and fail the task on a non-zero exit
 //! unless called with `#{check: false}`; `put`/`get` move files; `node`, `host` and
-//! `user` say where the task is. All output is captured per node (bounded) for the
+//! `user` say where the task is; `facts` are gathered on first use (one command) and
+//! kept for the attempt. A handle made `as_root` (a resource with `sudo`) runs every
+//! `run` as `sudo`. All output is captured per node (bounded) for the
 //! run's record. The handle is the only door a script has to files and processes.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rhai::{Dynamic, Engine, EvalAltResult, Map};
 use tokio_util::sync::CancellationToken;
@@ -80,11 +82,49 @@ pub struct Ssh {
     connection: Arc<Connection>,
     output: Arc<Output>,
     cancel: CancellationToken,
+    /// The node's facts, gathered on first use and shared by the attempt's clones.
+    facts: Arc<OnceLock<Map>>,
+    /// `run` goes through `sudo` (a resource with `sudo: true`).
+    as_root: bool,
+    /// Commands and their output stay out of the node's output (a `sensitive` resource).
+    hidden: bool,
 }
 
 impl Ssh {
     pub fn new(node: Arc<Node>, connection: Arc<Connection>, output: Arc<Output>, cancel: CancellationToken) -> Ssh {
-        Ssh { node, connection, output, cancel }
+        Ssh { node, connection, output, cancel, facts: Arc::new(OnceLock::new()), as_root: false, hidden: false }
+    }
+
+    /// This handle for a resource: every `run` goes through `sudo` when `as_root`;
+    /// with `hidden`, no command or output of it reaches the node's output (a
+    /// `sensitive` resource, whose content a command or its output may carry).
+    pub(crate) fn for_resource(&self, as_root: bool, hidden: bool) -> Ssh {
+        Ssh { as_root, hidden, ..self.clone() }
+    }
+
+    /// Runs `command` (through sudo on a handle `for_resource(true, _)`) whatever its
+    /// exit status, and returns its stdout.
+    pub(crate) fn run_quietly(&self, command: &str) -> ScriptResult<String> {
+        let mut options = Map::new();
+        options.insert("check".into(), false.into());
+        let result = self.clone().run(command, options)?;
+        Ok(result.get("stdout").map(|s| s.to_string()).unwrap_or_default())
+    }
+
+    pub(crate) fn node_name(&self) -> &str {
+        &self.node.name
+    }
+
+    /// The node's facts (`task::facts`), gathered by one command the first time.
+    pub(crate) fn facts(&self) -> ScriptResult<Map> {
+        if let Some(facts) = self.facts.get() {
+            return Ok(facts.clone());
+        }
+        let options = Options { check: true, shown: Some("(gather facts)".to_string()), ..Options::default() };
+        let quiet = Options { quiet: true, ..options };
+        let result = self.exec(super::facts::GATHER, &quiet)?;
+        let stdout = result.get("stdout").map(|s| s.to_string()).unwrap_or_default();
+        Ok(self.facts.get_or_init(|| super::facts::parse(&stdout)).clone())
     }
 
     pub(crate) fn cancel_token(&self) -> CancellationToken {
@@ -95,7 +135,10 @@ impl Ssh {
         if self.cancel.is_cancelled() {
             return Err(super::engine::cancelled());
         }
-        self.output.append(&format!("$ {}\n", options.shown.as_deref().unwrap_or(command)));
+        let quiet = options.quiet || self.hidden;
+        if !quiet {
+            self.output.append(&format!("$ {}\n", options.shown.as_deref().unwrap_or(command)));
+        }
         let stdin = options.stdin.as_deref();
         let result = blocking(|| match options.alone {
             true => self.connection.exec_alone(command, stdin, &self.cancel),
@@ -105,7 +148,9 @@ impl Ssh {
             crate::ssh::SshError::Cancelled { .. } => super::engine::cancelled(),
             other => other.to_string().into(),
         })?;
-        self.record(&result);
+        if !quiet || (result.code != Some(0) && !self.hidden) {
+            self.record(&result);
+        }
         let code = result.code.map_or(-1, i64::from);
         if options.check && result.code != Some(0) {
             let stderr = String::from_utf8_lossy(&result.stderr);
@@ -147,6 +192,9 @@ impl Ssh {
     }
 
     fn run(&mut self, command: &str, options: Map) -> ScriptResult<Map> {
+        if self.as_root {
+            return self.sudo(command, options);
+        }
         self.exec(command, &Options::from_map(options)?)
     }
 
@@ -242,6 +290,8 @@ impl Ssh {
 #[derive(Default)]
 struct Options {
     check: bool,
+    /// Neither the command nor its output goes to the node's output (facts).
+    quiet: bool,
     stdin: Option<Vec<u8>>,
     /// What the output shows as the command (sudo's wrapper is noise there).
     shown: Option<String>,
@@ -312,6 +362,8 @@ pub(crate) fn register(engine: &mut Engine) {
         .register_get("host", |s: &mut Ssh| s.node.host.clone())
         .register_get("user", Ssh::user)
         .register_get("local", |s: &mut Ssh| s.node.local)
+        .register_get("facts", |s: &mut Ssh| s.facts())
+        .register_get("as_root", |s: &mut Ssh| s.as_root)
         .register_fn("run", |s: &mut Ssh, cmd: &str| s.run(cmd, Map::new()))
         .register_fn("run", Ssh::run)
         .register_fn("sudo", |s: &mut Ssh, cmd: &str| s.sudo(cmd, Map::new()))
@@ -327,7 +379,27 @@ pub(crate) fn register(engine: &mut Engine) {
         .register_fn("exists", Ssh::exists)
         .register_fn("log", |s: &mut Ssh, text: &str| s.output.append(&format!("{text}\n")))
         .register_fn("to_string", |s: &mut Ssh| format!("ssh://{}", s.node.name))
-        .register_fn("quote", |text: &str| shell_quote(text));
+        .register_fn("quote", |text: &str| shell_quote(text))
+        .register_fn("sha256", |text: &str| sha256_hex(text.as_bytes()))
+        .register_fn("unified_diff", |before: &str, after: &str, path: &str| unified_diff(before, after, path));
+}
+
+/// The SHA-256 of `bytes` in lowercase hex, as `sha256sum` prints it.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A unified diff from `before` to `after`, headed `--- path` / `+++ path`; empty when equal.
+pub(crate) fn unified_diff(before: &str, after: &str, path: &str) -> String {
+    if before == after {
+        return String::new();
+    }
+    similar::TextDiff::from_lines(before, after)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("{path} (on the node)"), &format!("{path} (declared)"))
+        .to_string()
 }
 
 #[cfg(test)]
@@ -344,5 +416,16 @@ mod tests {
             assert!(mode(bad.into()).unwrap_err().contains("is not an octal mode"), "{bad}");
         }
         assert!(mode(Dynamic::from_int(644)).unwrap_err().contains("mode 644 is a number"));
+    }
+
+    #[test]
+    fn digests_and_diffs_read_as_the_usual_tools_print_them() {
+        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(unified_diff("a\n", "a\n", "/x"), "");
+        let diff = unified_diff("a\nb\n", "a\nc\n", "/etc/x");
+        assert!(
+            diff.starts_with("--- /etc/x (on the node)\n+++ /etc/x (declared)\n@@ -1,2 +1,2 @@\n a\n-b\n+c\n"),
+            "{diff}"
+        );
     }
 }

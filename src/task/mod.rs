@@ -2,10 +2,11 @@
 
 pub mod catalog;
 pub(crate) mod engine;
+pub(crate) mod facts;
 pub mod handle;
 pub mod scripts;
 mod stdlib;
 
-pub use catalog::{Catalog, TaskError};
+pub use catalog::{Called, Catalog, TaskError};
 #[doc(hidden)]
 pub use handle::{Output, Ssh};

@@ -5,6 +5,11 @@
 pub(crate) const MODULES: &[(&str, &str)] = &[
     ("loom/system", include_str!("../../stdlib/loom/system.rhai")),
     ("fabric/api", include_str!("../../stdlib/fabric/api.rhai")),
+    ("loom/resource/command", include_str!("../../stdlib/loom/resource/command.rhai")),
+    ("loom/resource/directory", include_str!("../../stdlib/loom/resource/directory.rhai")),
+    ("loom/resource/file", include_str!("../../stdlib/loom/resource/file.rhai")),
+    ("loom/resource/line", include_str!("../../stdlib/loom/resource/line.rhai")),
+    ("loom/resource/link", include_str!("../../stdlib/loom/resource/link.rhai")),
 ];
 
 pub(crate) fn find(module: &str) -> Option<&'static str> {

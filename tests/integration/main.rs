@@ -16,6 +16,7 @@ mod next;
 mod openapi;
 mod pipes;
 mod reload;
+mod resources;
 mod run;
 mod secrets;
 mod serve;

@@ -135,6 +135,14 @@ fn workspace() -> Workspace {
          slow:\n    task: site.t.slow\n    targets: [local]\n  \
          daily:\n    task: loom.system.run\n    args: [\"true\"]\n    schedule: \"0 3 * * *\"\n    targets: [local]\n",
     );
+    let managed = ws.path("managed.txt");
+    ws.write(
+        "jobs/b.yaml",
+        &format!(
+            "jobs:\n  converge:\n    targets: [local]\n    resources:\n      - file: {{path: {}, content: x}}\n",
+            managed.display()
+        ),
+    );
     ws
 }
 
@@ -210,6 +218,13 @@ fn every_endpoint_answers_as_the_served_document_says() {
     assert_eq!(done["fire"]["status"], "ok", "{done}");
     assert_eq!(call("GET", "/jobs/hello", "/jobs/{name}", Some(READER), None).0, 200);
     assert_eq!(call("GET", "/fires?job=hello&limit=5&failed=false", "/fires", Some(READER), None).0, 200);
+    // A job with resources only, checked: its results carry the resources' outcomes.
+    assert_eq!(call("GET", "/jobs/converge", "/jobs/{name}", Some(READER), None).0, 200);
+    let check = json_body(r#"{"check": true}"#);
+    let (status, drift) = call("POST", "/jobs/converge/run?wait=true", "/jobs/{name}/run", Some(ADMIN), check);
+    assert_eq!((status, &drift["fire"]["status"]), (200, &serde_json::json!("drift")), "{drift}");
+    assert_eq!(drift["results"][0]["resources"][0]["status"], "changed", "{drift}");
+    assert_eq!(call("GET", "/fires?drift=true", "/fires", Some(READER), None).0, 200);
     assert_eq!(call("POST", "/jobs/daily/disable", "/jobs/{name}/disable", Some(ADMIN), None).0, 200);
     assert_eq!(call("POST", "/jobs/daily/enable", "/jobs/{name}/enable", Some(ADMIN), None).0, 200);
     assert_eq!(call("POST", "/reload", "/reload", Some(ADMIN), None).0, 200);
