@@ -2,13 +2,17 @@
 //! scheduling precision, and scale of configuration. Prints a table; asserts nothing.
 //!
 //! Run it with `bench/run`, which installs the peers first (Debian's `pssh`;
-//! `ansible-core` and `parallel-ssh` from PyPI into a throwaway virtualenv). Each peer
+//! `ansible-core`, `pyinfra` and `parallel-ssh` from PyPI into a throwaway virtualenv). Each peer
 //! that is missing is skipped with a note. Knobs (environment):
 //! `LOOM_BENCH_SIZES` (default `10,100,300`), `LOOM_BENCH_VENV` (the virtualenv),
-//! `LOOM_BENCH_ROUNDS` (warm repetitions, median taken; default 5).
+//! `LOOM_BENCH_ROUNDS` (warm repetitions, median taken; default 5),
+//! `LOOM_BENCH_RESOURCE_NODES` (default 100) and `LOOM_BENCH_RESOURCE_ROUNDS`
+//! (no-change repetitions; default 3) for the resource rows (`resources.rs`).
 
 #[path = "../tests/integration/harness/mod.rs"]
 mod harness;
+#[path = "fanout/resources.rs"]
+mod resources;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -52,6 +56,10 @@ fn main() {
         for n in sizes {
             bench.fanout(n);
         }
+    }
+    if !skip.contains("resources") {
+        let nodes = std::env::var("LOOM_BENCH_RESOURCE_NODES").ok().and_then(|n| n.parse().ok()).unwrap_or(100);
+        bench.resources(nodes);
     }
     if !skip.contains("precision") {
         bench.precision(1000);
@@ -248,12 +256,8 @@ impl Bench {
         ]))
     }
 
-    fn ansible(&self, fleet: &Fleet, n: usize) -> (Figure, Figure) {
-        let ansible = self.venv.join("bin/ansible");
-        if !ansible.exists() {
-            let skip = || Err("skipped: ansible-core not installed in the bench virtualenv".to_string());
-            return (skip(), skip());
-        }
+    /// Ansible's inventory for the fleet: group `nodes`, key login, strict host keys.
+    fn ansible_inventory(&self, fleet: &Fleet) -> PathBuf {
         let inventory = fleet.path("ansible-inventory");
         let mut text = String::from("[nodes]\n");
         for node in &fleet.nodes {
@@ -272,6 +276,16 @@ impl Bench {
             fleet.ssh_config.display()
         ));
         std::fs::write(&inventory, text).unwrap();
+        inventory
+    }
+
+    fn ansible(&self, fleet: &Fleet, n: usize) -> (Figure, Figure) {
+        let ansible = self.venv.join("bin/ansible");
+        if !ansible.exists() {
+            let skip = || Err("skipped: ansible-core not installed in the bench virtualenv".to_string());
+            return (skip(), skip());
+        }
+        let inventory = self.ansible_inventory(fleet);
         let control = fleet.path("ansible-cp");
         std::fs::create_dir_all(&control).unwrap();
         let run = || {
@@ -596,6 +610,7 @@ for _ in sys.stdin:
         let loom_what = match row.section {
             "cold" => "loom run",
             "warm" => "loom fire (daemon, first task to last result)",
+            "converge" | "no-change" => "loom resources (daemon, masters open)",
             _ => return None,
         };
         if row.what == loom_what {

@@ -104,3 +104,46 @@ fn a_timed_out_command_is_killed_and_the_node_stays_usable() {
     let (code, log) = daemon.stop();
     assert_eq!(code, Some(0), "{log}");
 }
+
+#[test]
+fn commands_running_at_once_on_a_node_do_not_wait_for_each_other() {
+    let fleet = Fleet::start(1);
+    let out = fleet.shared_dir("out");
+    let d = out.display();
+    // Five jobs hold a command open on the node until `go` exists: four shells and
+    // one command beyond them (a channel of its own).
+    let mut jobs = String::from("jobs:\n");
+    for i in 1..=5 {
+        jobs.push_str(&format!(
+            "  hold{i}:\n    task: loom.system.run\n    args: [\"touch {d}/started.{i}; while [ ! -e {d}/go ]; do sleep 0.05; done; echo held\"]\n    targets: [n01]\n"
+        ));
+    }
+    jobs.push_str(&format!(
+        "  quick:\n    task: loom.system.run\n    args: [\"echo quick > {d}/quick\"]\n    targets: [n01]\n"
+    ));
+    let ws = Workspace::new(&fleet.ssh_settings("strict"), &fleet.nodes_yaml());
+    ws.write("jobs/a.yaml", &jobs);
+    let daemon = ws.serve();
+    daemon.wait_started();
+    let holders: Vec<std::process::Child> = (1..=5)
+        .map(|i| {
+            std::process::Command::new(crate::harness::loom_bin())
+                .args(["-c", ws.config().to_str().unwrap(), "run", &format!("hold{i}")])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let all_started = wait_for(Duration::from_secs(20), || (1..=5).all(|i| out.join(format!("started.{i}")).exists()));
+    assert!(all_started, "not every holding command started:\n{}", daemon.log());
+    // One more command on the node goes through while the five are held.
+    ws.loom(&["run", "quick"]).assert_code(0);
+    assert_eq!(std::fs::read_to_string(out.join("quick")).unwrap(), "quick\n");
+    std::fs::write(out.join("go"), "").unwrap();
+    for mut holder in holders {
+        assert_eq!(holder.wait().unwrap().code(), Some(0));
+    }
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+}

@@ -134,6 +134,8 @@ pub struct Fleet {
     pub ssh_config: PathBuf,
     /// Listeners kept open for `hanging` nodes.
     hangers: Vec<std::thread::JoinHandle<()>>,
+    /// A folder that each node sees as its own empty one (`start_private`).
+    pub private: Option<PathBuf>,
 }
 
 impl Fleet {
@@ -158,12 +160,37 @@ impl Fleet {
             host_key,
             ssh_config,
             hangers: Vec::new(),
+            private: None,
         };
         std::fs::write(&fleet.known_hosts, "").unwrap();
         for i in 0..count {
             fleet.add_node(&format!("n{:02}", i + 1), None);
         }
         fleet
+    }
+
+    /// Like `start`, but each node's sshd runs in a mount namespace of its own with
+    /// a private tmpfs on `fleet.private` (the fleet's folder `private`): the same
+    /// absolute path is a different, empty folder on each node, as on real machines.
+    /// Needs root (`unshare -m`); `None` where that is not possible.
+    pub fn start_private(count: usize) -> Option<Fleet> {
+        if !is_root() || !run("unshare", &["-m", "true"]) {
+            return None;
+        }
+        let mut fleet = Fleet::start(0);
+        let private = fleet.path("private");
+        std::fs::create_dir_all(&private).unwrap();
+        fleet.private = Some(private);
+        for i in 0..count {
+            fleet.add_node(&format!("n{:03}", i + 1), None);
+        }
+        Some(fleet)
+    }
+
+    /// Where `path` (under `private`) is, as `node` sees it, for the Loom host.
+    pub fn on_node(&self, node: &SshNode, path: &Path) -> PathBuf {
+        let pid = node.child.as_ref().map_or(0, Child::id);
+        Path::new(&format!("/proc/{pid}/root")).join(path.strip_prefix("/").unwrap_or(path))
     }
 
     pub fn path(&self, relative: &str) -> PathBuf {
@@ -189,14 +216,24 @@ impl Fleet {
                 "ListenAddress {address}:{port}\nHostKey {key}\nPidFile none\nAuthorizedKeysFile {keys}\n\
                  StrictModes no\nUsePAM no\nPasswordAuthentication yes\nKbdInteractiveAuthentication no\n\
                  PermitRootLogin prohibit-password\nAllowUsers {users}\nMaxStartups 500:30:1000\nMaxSessions 200\n\
-                 LogLevel VERBOSE\nPrintMotd no\nPrintLastLog no\nSetEnv PATH={bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",
+                 LogLevel VERBOSE\nPrintMotd no\nPrintLastLog no\nSubsystem sftp internal-sftp\nSetEnv PATH={bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",
                 key = key.display(),
                 keys = self.path("authorized_keys").display(),
                 bin = self.path("bin").display(),
             ),
         )
         .unwrap();
-        let child = Command::new("/usr/sbin/sshd")
+        let mut command = match &self.private {
+            None => Command::new("/usr/sbin/sshd"),
+            Some(private) => {
+                let mut command = Command::new("unshare");
+                command.args(["-m", "--propagation", "private", "sh", "-c"]);
+                command.arg("mount -t tmpfs -o mode=1777 loom-node \"$0\" && exec /usr/sbin/sshd \"$@\"");
+                command.arg(private);
+                command
+            }
+        };
+        let child = command
             .arg("-D")
             .arg("-f")
             .arg(&config)
