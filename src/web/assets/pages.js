@@ -316,7 +316,8 @@ function DurationChart({ fires }) {
   const most = Math.max(1, ...values.filter((v) => v !== null));
   const width = 600;
   const height = 120;
-  const bar = width / Math.max(shown.length, 1);
+  // Slots for a full page, so a short history draws narrow bars, not one wide block.
+  const bar = width / Math.max(shown.length, PAGE);
   const label = shown.length === 0 ? 'No fires to chart'
     : `Durations of ${shown.length} fires, oldest left: from ${duration(Math.min(...values.filter((v) => v !== null)))} to ${duration(most)}`;
   return html`<figure class="chart">
@@ -335,8 +336,8 @@ function Heatmap({ fires, cells }) {
   const shown = [...fires].reverse();
   const nodes = [...new Set(shown.flatMap((f) => f.nodes))].sort();
   if (shown.length === 0) return html`<p class="muted">No fire on record.</p>`;
-  return html`<div class="table-wrap"><table class="heatmap">
-    <caption>Result of each fire (columns, oldest left) on each node (rows)</caption>
+  return html`<p id="heatmap-caption" class="caption">Result of each fire (columns, oldest left) on each node (rows)</p>
+  <div class="table-wrap"><table class="heatmap" aria-labelledby="heatmap-caption">
     <thead><tr><th scope="col">Node</th>${shown.map((f) => html`<th scope="col">
       <a href=${'#/fires/' + f.id} title=${`#${f.id} ${f.status}, ${new Date(f.scheduled).toLocaleString()}`}
         aria-label=${`Fire ${f.id}, ${f.status}`}><span class=${'dot s-' + f.status}></span></a></th>`)}</tr></thead>
@@ -378,7 +379,7 @@ export function JobHistory({ name, admin }) {
       <div><dt>Enabled</dt><dd><${EnabledSwitch} job=${shown} admin=${admin} onChanged=${setOverride} /></dd></div>
     </dl>
     ${shown.description && html`<p>${shown.description}</p>`}
-    ${admin && html`<${RunNow} job=${shown} />`}
+    ${admin && html`<div class="job-actions"><${RunNow} job=${shown} /></div>`}
     <section aria-labelledby="history">
       <h2 id="history">History</h2>
       ${page && html`<${DurationChart} fires=${fires} /><${Heatmap} fires=${fires} cells=${page.cells} />`}
