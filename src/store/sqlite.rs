@@ -758,6 +758,68 @@ mod tests {
         assert_eq!(left[0].scheduled, at("2026-01-01T00:04:00Z"));
     }
 
+    #[tokio::test]
+    async fn history_pages_by_fire_number_and_cells_come_without_output() {
+        let (_dir, store) = store();
+        let nodes = vec!["a".to_string(), "b".to_string()];
+        let mut ids = Vec::new();
+        for minute in 0..5 {
+            let scheduled = at(&format!("2026-01-01T00:0{minute}:00Z"));
+            let id = store.begin_fire("job", scheduled, Trigger::Schedule, &nodes).unwrap().unwrap();
+            let record = |node: &str, attempt, status| NodeRecord {
+                fire_id: id,
+                node: node.into(),
+                attempt,
+                status,
+                exit_code: Some(0),
+                started: scheduled,
+                duration_ms: 7,
+                error: None,
+                output: "a long output\n".into(),
+            };
+            let records = vec![
+                record("a", 1, NodeStatus::Failed),
+                record("a", 2, NodeStatus::Ok),
+                record("b", 1, NodeStatus::Ok),
+            ];
+            store.record_nodes(records).await.unwrap();
+            ids.push(id);
+        }
+        let page = |before| {
+            let filter = FireFilter { job: Some("job".into()), before, limit: 2, ..FireFilter::default() };
+            store.fires(&filter).unwrap().iter().map(|f| f.id).collect::<Vec<_>>()
+        };
+        assert_eq!(page(None), vec![ids[4], ids[3]]);
+        assert_eq!(page(Some(ids[3])), vec![ids[2], ids[1]]);
+        assert_eq!(page(Some(ids[1])), vec![ids[0]]);
+
+        let cells = store.node_cells(&[ids[0], ids[2]]).unwrap();
+        let shown: Vec<_> = cells.iter().map(|c| (c.fire_id, c.node.as_str(), c.attempt, c.status)).collect();
+        assert_eq!(
+            shown,
+            vec![
+                (ids[0], "a", 1, NodeStatus::Failed),
+                (ids[0], "a", 2, NodeStatus::Ok),
+                (ids[0], "b", 1, NodeStatus::Ok),
+                (ids[2], "a", 1, NodeStatus::Failed),
+                (ids[2], "a", 2, NodeStatus::Ok),
+                (ids[2], "b", 1, NodeStatus::Ok),
+            ]
+        );
+        assert!(store.node_cells(&[]).unwrap().is_empty());
+        let last = store.last_cells().unwrap();
+        assert_eq!((last["a"].fire_id, last["a"].attempt, last["a"].status), (ids[4], 2, NodeStatus::Ok));
+        assert_eq!(last["b"].fire_id, ids[4]);
+        // Each node's latest result is found through the index, not a scan of all results.
+        let plan: Vec<String> = store
+            .with(|c| {
+                let mut plan = c.prepare("EXPLAIN QUERY PLAN SELECT max(id) FROM node_results GROUP BY node")?;
+                plan.query_map([], |r| r.get::<_, String>(3))?.collect()
+            })
+            .unwrap();
+        assert!(plan.iter().any(|step| step.contains("node_results_by_node")), "{plan:?}");
+    }
+
     #[test]
     fn last_fires_has_each_jobs_last_fire_that_ran() {
         let (_dir, store) = store();

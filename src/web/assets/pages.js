@@ -256,6 +256,8 @@ export function Jobs({ admin }) {
   const [search, setSearch] = useState('');
   const [show, setShow] = useState('all');
   const [changed, setChanged] = useState({});
+  // A long list is drawn a screenful at a time; search reaches every job.
+  const [limit, setLimit] = useState(100);
   useEffect(() => { if (data) rendered('jobs'); }, [data]);
   useEvents(null, (event) => { if (event.type === 'fire-finished') reload(); });
   const jobs = useMemo(() => {
@@ -291,7 +293,7 @@ export function Jobs({ admin }) {
       <caption class="sr">Jobs: schedule, next fire, last result on each node, enabled${admin ? ', run now' : ''}</caption>
       <thead><tr><th scope="col">Job</th><th scope="col">Schedule</th><th scope="col">Next</th>
         <th scope="col">Last result</th><th scope="col">Enabled</th>${admin && html`<th scope="col">Run</th>`}</tr></thead>
-      <tbody>${jobs.map((job) => html`<tr key=${job.name} data-job=${job.name}>
+      <tbody>${jobs.slice(0, limit).map((job) => html`<tr key=${job.name} data-job=${job.name}>
         <th scope="row"><a href=${'#/jobs/' + encodeURIComponent(job.name)}>${job.name}</a>
           <div class="muted small">${job.task}${job.description ? ' · ' + job.description : ''}</div></th>
         <td data-label="Schedule"><${Schedule} job=${job} /></td>
@@ -303,7 +305,9 @@ export function Jobs({ admin }) {
         ${admin && html`<td data-label="Run"><${RunNow} job=${job} /></td>`}
       </tr>`)}</tbody>
     </table>
-    </div>`;
+    </div>
+    ${jobs.length > limit && html`<p><button type="button" class="quiet" onClick=${() => setLimit(jobs.length)}>
+      Show all ${jobs.length} jobs (${limit} shown)</button></p>`}`;
 }
 
 // ---- Job history -----------------------------------------------------------------
