@@ -49,8 +49,9 @@ fn the_web_interface_shows_runs_and_guards_the_fleet() {
     ws.write(
         "tasks/site/web.rhai",
         &format!(
-            "fn hello(ssh) {{\n  ssh.run(`printf '\\033[32mhello\\033[0m from %s\\n' ${{ssh.node}}`);\n  ssh.run(`while [ ! -e {} ]; do sleep 0.05; done; echo finished`);\n}}\n",
-            gate.display()
+            "fn hello(ssh) {{\n  ssh.run(`printf '\\033[32mhello\\033[0m from %s\\n' ${{ssh.node}}`);\n  ssh.run(`while [ ! -e {} ] && [ -d {} ]; do sleep 0.05; done; echo finished`);\n}}\n",
+            gate.display(),
+            gate.parent().unwrap().display()
         ),
     );
     ws.write(
@@ -58,6 +59,14 @@ fn the_web_interface_shows_runs_and_guards_the_fleet() {
         "jobs:\n  hello:\n    task: site.web.hello\n    targets: [n01, n02]\n    description: waits for the test's gate\n  \
          broken:\n    task: loom.system.run\n    args: [\"echo boom-on-stderr >&2; exit 3\"]\n    targets: [n01]\n  \
          nightly:\n    task: loom.system.run\n    args: [\"true\"]\n    schedule: \"0 3 * * *\"\n    targets: [n01, n02]\n",
+    );
+    let managed = fleet.shared_dir("managed").join("motd");
+    ws.write(
+        "jobs/resources.yaml",
+        &format!(
+            "jobs:\n  converge:\n    targets: [n01]\n    resources:\n      - file: {{path: {}, content: \"declared\\n\"}}\n",
+            managed.display()
+        ),
     );
     let server = ws.server();
     let api = format!("{server}/api/v1");
@@ -130,6 +139,25 @@ fn the_web_interface_shows_runs_and_guards_the_fleet() {
         assert_eq!(border, "rgba(207, 34, 46, 1)", "the failed node is marked red");
         let badge = c.find(Locator::Css("[data-node=n01] h2 .badge")).await.unwrap().text().await.unwrap();
         assert_eq!(badge, "failed");
+    });
+
+    // Check mode from the jobs page: the fire page shows each resource with its diff,
+    // and the node is left alone.
+    browser.step(async {
+        std::fs::write(&managed, "edited\n").unwrap();
+        browser.open(&format!("{server}/#/jobs"), "jobs").await;
+        assert!(c.find(Locator::Css("tr[data-job=hello] .run button[aria-label^=Check]")).await.is_err());
+        browser
+            .then_rendered("fire", async {
+                let check = c.find(Locator::Css("tr[data-job=converge] .run button[aria-label^=Check]")).await.unwrap();
+                check.click().await.unwrap();
+            })
+            .await;
+        browser.until("the check's end", "return document.querySelector('h1 .badge')?.textContent === 'drift'").await;
+        browser.until("its resources", "return !!document.querySelector('[data-node=n01] table.resources')").await;
+        let table = c.find(Locator::Css("[data-node=n01] table.resources")).await.unwrap().text().await.unwrap();
+        assert!(table.contains("changed") && table.contains("-edited") && table.contains("+declared"), "{table}");
+        assert_eq!(std::fs::read_to_string(&managed).unwrap(), "edited\n", "check mode changed the node");
     });
 
     // Disabling a job holds across a reload of the page (and of the daemon's view).

@@ -220,14 +220,16 @@ function EnabledSwitch({ job, admin, onChanged }) {
 function RunNow({ job }) {
   const [chosen, setChosen] = useState([]);
   const [error, setError] = useState(null);
-  const run = async (nodes) => {
+  const run = async (nodes, check = false) => {
     try {
-      const started = await api(`/jobs/${encodeURIComponent(job.name)}/run`, { method: 'POST', body: { nodes } });
+      const started = await api(`/jobs/${encodeURIComponent(job.name)}/run`, { method: 'POST', body: { nodes, check } });
       location.hash = '#/fires/' + started.fire;
     } catch (err) { setError(err); }
   };
   return html`<div class="run">
     <button type="button" onClick=${() => run([])} aria-label=${`Run now: ${job.name} on all its nodes`}>Run now</button>
+    ${job.resources > 0 && html`<button type="button" onClick=${() => run([], true)}
+      aria-label=${`Check: what ${job.name}'s resources would change on all its nodes, changing nothing`}>Check</button>`}
     ${job.targets.length > 1 && html`<details>
       <summary aria-label=${`Nodes… to run ${job.name} on`}>Nodes…</summary>
       <fieldset>
@@ -404,16 +406,18 @@ function Output({ text }) {
 }
 
 /**
- * Per-resource results of a node in a fire. Jobs declare no resources yet: when
- * they do, the node record carries them and this renders a row per resource
- * (type, name, unchanged/changed/failed/skipped, and the diff).
+ * Per-resource results of a node in a fire: a row per resource (and handler) with
+ * unchanged/changed/failed/skipped, what changed (field: before → after), why it
+ * failed or was skipped, and the content's diff.
  */
 function Resources({ record }) {
   if (!record || !record.resources || record.resources.length === 0) return null;
+  const changes = (r) => (r.changes || []).map((c) => html`<div><code>${c.field}</code>: ${c.before ?? '—'} → ${c.after ?? '—'}</div>`);
   return html`<table class="resources"><caption>Resources</caption>
-    <thead><tr><th scope="col">Resource</th><th scope="col">Result</th><th scope="col">Diff</th></tr></thead>
-    <tbody>${record.resources.map((r) => html`<tr><th scope="row">${r.type} ${r.name}</th>
-      <td><${Status} status=${r.status} /></td><td>${r.diff && html`<pre class="output">${r.diff}</pre>`}</td></tr>`)}</tbody>
+    <thead><tr><th scope="col">Resource</th><th scope="col">Result</th><th scope="col">Changes</th></tr></thead>
+    <tbody>${record.resources.map((r) => html`<tr><th scope="row">${r.handler ? 'handler ' : ''}${r.resource}</th>
+      <td><${Status} status=${r.status} /></td>
+      <td>${changes(r)}${r.reason && html`<div class="error">${r.reason}</div>`}${r.diff && html`<pre class="output diff" tabindex="0">${r.diff}</pre>`}</td></tr>`)}</tbody>
   </table>`;
 }
 
