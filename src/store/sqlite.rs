@@ -776,6 +776,7 @@ mod tests {
                 duration_ms: 7,
                 error: None,
                 output: "a long output\n".into(),
+                resources: Vec::new(),
             };
             let records = vec![
                 record("a", 1, NodeStatus::Failed),
