@@ -826,3 +826,100 @@ fn bad_declarations_of_the_system_types_are_check_errors_at_their_place() {
         assert!(all.contains(what), "{what} not reported:\n{all}");
     }
 }
+
+/// Every resource type in one manifest, through a root login and a sudo login to one
+/// node: one run converges it, and a second run finds everything unchanged and
+/// writes no file.
+#[test]
+fn every_resource_type_converges_a_node_in_one_run() {
+    if !sshd::is_root() {
+        eprintln!("skipped: needs root, for a root login, the system's accounts and dpkg");
+        return;
+    }
+    let fleet = Fleet::start(1);
+    let dir = fleet.shared_dir("every");
+    let names: Vec<Names> =
+        LOGINS.iter().enumerate().map(|(i, login)| Names::new(login, i as u32 + 500, &dir)).collect();
+    let mut accounts = Accounts::default();
+    let mut scripts = Vec::new();
+    let mut mounts = Vec::new();
+    let mut repos = Vec::new();
+    let mut resources = String::new();
+    for (i, n) in names.iter().enumerate() {
+        accounts.users.push(n.user.clone());
+        accounts.groups.push(n.group.clone());
+        scripts.push(InitScript::new(&n.service, &dir));
+        mounts.push(MountPoint(n.mountpoint.clone()));
+        std::fs::write(&n.fstab, "# a test fstab\n").unwrap();
+        // Each login its own apt source and package: the two run at once on one machine.
+        let source = unique(&format!("loom-test-every-{}-", n.login));
+        let mut repo = AptRepo::new(fleet.path(&format!("repo-{i}")), &source);
+        let package = unique(&format!("loomtest-e{}-", &n.login[..1]));
+        repo.add(&package, "1.0");
+        let when = format!("when: 'node == \"{}\"'", n.login);
+        let files = dir.join(format!("files-{}", n.login));
+        resources.push_str(&format!(
+            "      - loom.debian.apt_source: {{name: {source}, lines: \"{line}\", {when}}}\n\
+             \x20     - package: {{name: {package}, state: present, {when}}}\n\
+             \x20     - directory: {{path: \"{f}\", mode: \"0755\", {when}}}\n\
+             \x20     - file: {{path: \"{f}/app.conf\", content: \"port = 80\\n\", mode: \"0640\", {when}}}\n\
+             \x20     - command: {{command: \"touch {f}/extra.conf\", creates: \"{f}/extra.conf\", {when}}}\n\
+             \x20     - line: {{path: \"{f}/extra.conf\", line: \"debug = false\", {when}}}\n\
+             \x20     - link: {{path: \"{f}/current\", target: \"{f}/app.conf\", {when}}}\n",
+            line = repo.line(),
+            f = files.display(),
+        ));
+        resources.push_str(&n.resources());
+        repos.push((repo, package, files));
+    }
+    let ws = workspace(&fleet);
+    ws.write(
+        "jobs/a.yaml",
+        &format!("jobs:\n  every:\n    targets: [asroot, viasudo]\n    sudo: true\n    resources:\n{resources}"),
+    );
+    let types = [
+        "loom.debian.apt_source",
+        "package",
+        "directory",
+        "file",
+        "command",
+        "line",
+        "link",
+        "group",
+        "user",
+        "authorized_key",
+        "cron",
+        "service",
+        "mount",
+    ];
+    let first = run_json(&ws, &["every"], 0);
+    for n in &names {
+        let expected: Vec<String> = types.iter().map(|t| format!("{t} changed")).collect();
+        assert_eq!(of_node(&first, n.login), expected, "{first}");
+        assert!(n.mounted() && getent("passwd", &n.user).ends_with(":/bin/sh"));
+    }
+    for (_, package, files) in &repos {
+        assert_eq!(installed_version(package).as_deref(), Some("1.0"));
+        assert_eq!(std::fs::read_to_string(files.join("current")).unwrap(), "port = 80\n");
+        assert_eq!(std::fs::read_to_string(files.join("extra.conf")).unwrap(), "debug = false\n");
+    }
+    let watched: Vec<String> = repos
+        .iter()
+        .flat_map(|(repo, _, files)| {
+            [
+                repo.list_file(),
+                files.join("app.conf").display().to_string(),
+                files.join("extra.conf").display().to_string(),
+            ]
+        })
+        .chain(names.iter().flat_map(|n| [n.keys_file(), n.crontab_file(), n.fstab.display().to_string()]))
+        .collect();
+    let before: Vec<(u64, i64)> = watched.iter().map(|f| stamp(f)).collect();
+    let second = run_json(&ws, &["every"], 0);
+    for n in &names {
+        let expected: Vec<String> = types.iter().map(|t| format!("{t} unchanged")).collect();
+        assert_eq!(of_node(&second, n.login), expected, "{second}");
+    }
+    assert_eq!(watched.iter().map(|f| stamp(f)).collect::<Vec<_>>(), before, "a second run wrote one of {watched:?}");
+    assert_no_change_command(&second);
+}
