@@ -73,7 +73,7 @@ function Header({ where, role, onSignOut, theme, onTheme, open }) {
         ${link('#/nodes', 'Nodes', 'nodes')}
       </nav>
       <div class="tools">
-        <span class="role" title="What this token may do">${role === 'read' ? 'read only' : 'admin'}</span>
+        <span class="role" title="What this token may do">${role === 'read' ? 'read only' : role === 'admin' ? 'admin' : ''}</span>
         <button type="button" class="quiet" aria-pressed=${theme === 'dark'} onClick=${onTheme}
           title="Switch between light and dark">${theme === 'dark' ? 'Light' : 'Dark'} theme</button>
         ${!open && html`<button type="button" class="quiet" onClick=${onSignOut}>Sign out</button>`}
@@ -117,7 +117,9 @@ function App() {
 
   const signOut = () => { session.token = null; setReason(''); setRole('none'); };
 
-  if (role === null) return html`<p class="loading" role="status">Loading Loom…</p>`;
+  // The page asks for its data while `/whoami` is on its way (it shows no action
+  // until the role is known); a daemon that wants a token refuses both, and the
+  // refusal leads to the sign-in page.
   if (role === 'none') return html`<${SignIn} reason=${reason} onSignedIn=${(r) => { setReason(''); setRole(r); }} />`;
   const admin = role === 'admin';
   let page;
