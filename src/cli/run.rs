@@ -57,7 +57,7 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
             None => bail!("no node named `{name}` in the node manifest"),
         }
     }
-    let store = match Store::open(&config.settings.state) {
+    let store = match Store::open_configured(&config.settings.state, config.settings.postgres.as_ref(), "loom run") {
         Ok(store) => Some(Arc::new(store)),
         Err(err) => {
             errln!("warning: this run is not recorded in the history: {err}");

@@ -12,6 +12,7 @@ use super::job::Catchup;
 use super::yaml::{Node as YamlNode, Value};
 use crate::schedule::cron::host_zone;
 use crate::ssh::{HostKeyPolicy, SshSettings};
+use crate::store::PostgresTarget;
 
 /// The longest `task_max_time`.
 const MAX_TASK_TIME: Duration = Duration::from_secs(30 * 86_400);
@@ -46,8 +47,12 @@ pub struct Settings {
     pub ssh: SshSettings,
     /// The main file's folder; relative paths resolve against it.
     pub base: PathBuf,
-    /// The SQLite file holding history and job state.
+    /// The SQLite file holding history and job state. With PostgreSQL, a local
+    /// file name (never created) whose lock keeps one daemon per configuration on
+    /// this host and places its ssh control folder.
     pub state: PathBuf,
+    /// The PostgreSQL store, when `state` names one (cluster mode).
+    pub postgres: Option<PostgresTarget>,
     /// The default for jobs that set no `catchup`.
     pub catchup: Catchup,
     /// At most this many missed fires per job are run by `catchup: all`.
@@ -102,6 +107,7 @@ impl Settings {
             ssh: SshSettings::default(),
             base: base.to_path_buf(),
             state: default_state(),
+            postgres: None,
             catchup: Catchup::Latest,
             catchup_limit: 100,
             retention_fires: Some(1000),
@@ -118,6 +124,41 @@ fn default_state() -> PathBuf {
     match std::env::var_os("HOME") {
         Some(home) => PathBuf::from(home).join(".loom/state.db"),
         None => PathBuf::from("loom-state.db"),
+    }
+}
+
+/// `state:` — a SQLite path, a `postgres://user@host:port/db` URL, or a map
+/// `postgres: {host, port, user, dbname, password_file}`.
+fn parse_state(node: &YamlNode, base: &Path, settings: &mut Settings, errors: &mut Vec<Diagnostic>) {
+    if let Value::Map(_) = node.value {
+        let mut state = Fields::new(node, "the `state` settings");
+        if let Some(section) = state.required("postgres", "where the PostgreSQL store is") {
+            let mut postgres = Fields::new(section, "the `state.postgres` settings");
+            let host = postgres.string("host");
+            let port = postgres.integer("port", 1, 65_535).map(|port| port as u16);
+            let user = postgres.string("user");
+            let dbname = postgres.string("dbname");
+            let password_file = postgres.path("password_file", base);
+            errors.extend(postgres.finish());
+            settings.postgres = Some(PostgresTarget::from_parts(host, port, user, dbname, password_file));
+        }
+        errors.extend(state.finish());
+    } else {
+        match (&node.value, node.scalar_text()) {
+            (Value::Str(_), Some(url)) if PostgresTarget::is_url(&url) => match PostgresTarget::from_url(&url) {
+                Ok(target) => settings.postgres = Some(target),
+                Err(message) => errors.push(Diagnostic::error(format!("{message} for `state`")).at(node.at.clone())),
+            },
+            (Value::Str(_) | Value::Int(_), Some(text)) if !text.is_empty() => settings.state = resolve_path(&text, base),
+            _ => errors.push(node.expected("a path, a postgres:// URL or a `postgres:` map for `state`")),
+        }
+    }
+    if settings.postgres.is_some() {
+        // One daemon of this configuration per host: its lock and ssh control
+        // folder sit under a name made from the configuration's folder.
+        let folder = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
+        let hash = crate::ssh::control::fnv1a(folder.as_os_str().as_encoded_bytes());
+        settings.state = default_state().with_file_name(format!("cluster-{hash:016x}"));
     }
 }
 
@@ -162,8 +203,8 @@ pub(crate) fn parse_settings(root: &YamlNode, base: &Path) -> (Settings, Vec<Dia
     if let Some(limit) = fields.integer("output_limit", 1024, 1 << 30) {
         settings.output_limit = limit as usize;
     }
-    if let Some(state) = fields.path("state", base) {
-        settings.state = state;
+    if let Some(node) = fields.node("state") {
+        parse_state(node, base, &mut settings, &mut errors);
     }
     if let Some(node) = fields.node("catchup") {
         match node.as_str().and_then(Catchup::parse) {

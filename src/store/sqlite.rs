@@ -40,6 +40,10 @@ pub enum StoreError {
     Write(String),
     #[error("state store: {0}")]
     Query(#[from] rusqlite::Error),
+    #[error("failed to connect to the state store {target}: {message}")]
+    Connect { target: String, message: String },
+    #[error("state store (PostgreSQL): {0}")]
+    Postgres(String),
 }
 
 /// Schema migrations; `PRAGMA user_version` is how many have run.

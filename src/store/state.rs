@@ -1,15 +1,22 @@
 //! The store as the rest of Loom talks to it: one type whatever holds the data.
 //!
-//! SQLite (`sqlite.rs`, with its writer thread `writer.rs`) is the one backend
-//! today; cluster mode adds PostgreSQL as another `Backend`, behind the same
-//! methods. Writes go through the backend's one writer and are answered once
-//! committed; reads return what is committed.
+//! Two backends behind the same methods: SQLite (`sqlite.rs`, one daemon per
+//! store, locked by `lock.rs`) and PostgreSQL (`postgres.rs`, several daemons on
+//! one database: a cluster). Writes go through the backend's one writer thread
+//! (`writer.rs`, shared by both: the backend gives it only its `commit`) and are
+//! answered once committed; reads return what is committed.
+//!
+//! An enum rather than a trait object: the set of backends is closed, the callers
+//! keep one concrete `Store` (and `Arc<Store>`), the async methods need no boxing,
+//! and each method says in one `match` where it goes. The single-writer design is
+//! the same on both sides, so the variants differ only in their SQL.
 
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
 use super::model::{FireRecord, FireStatus, NodeRecord, Trigger};
+use super::postgres::{Postgres, PostgresTarget};
 use super::sqlite::{FireFilter, FireStart, Sqlite, StoreError};
 
 /// The state store: fires, node results, enabled jobs, last scheduled instants.
@@ -19,6 +26,17 @@ pub struct Store {
 
 enum Backend {
     Sqlite(Sqlite),
+    Postgres(Postgres),
+}
+
+/// Calls the same method on whichever backend holds the store.
+macro_rules! each {
+    ($store:expr, $backend:ident => $call:expr) => {
+        match &$store.backend {
+            Backend::Sqlite($backend) => $call,
+            Backend::Postgres($backend) => $call,
+        }
+    };
 }
 
 impl Store {
@@ -32,18 +50,56 @@ impl Store {
         Ok(Store { backend: Backend::Sqlite(Sqlite::open_read_only(path)?) })
     }
 
-    pub fn path(&self) -> &Path {
+    /// The store a configuration names, opened for writing by `command`:
+    /// PostgreSQL when `postgres` is given, else SQLite at `state`.
+    pub fn open_configured(
+        state: &Path,
+        postgres: Option<&PostgresTarget>,
+        command: &str,
+    ) -> Result<Store, StoreError> {
+        match postgres {
+            Some(target) => Store::open_postgres(target, command),
+            None => Store::open(state),
+        }
+    }
+
+    /// The store a configuration names, opened for reading; `None` while a
+    /// SQLite store has not been made yet.
+    pub fn open_configured_read_only(
+        state: &Path,
+        postgres: Option<&PostgresTarget>,
+    ) -> Result<Option<Store>, StoreError> {
+        match postgres {
+            Some(target) => Store::open_postgres_read_only(target).map(Some),
+            None if !state.exists() => Ok(None),
+            None => Store::open_read_only(state).map(Some),
+        }
+    }
+
+    /// Connects to (and migrates) a PostgreSQL store as a member of its cluster,
+    /// running `command` (say `loom serve`).
+    pub fn open_postgres(target: &PostgresTarget, command: &str) -> Result<Store, StoreError> {
+        Ok(Store { backend: Backend::Postgres(Postgres::open(target, command)?) })
+    }
+
+    /// Connects to a PostgreSQL store for reading only (the CLI).
+    pub fn open_postgres_read_only(target: &PostgresTarget) -> Result<Store, StoreError> {
+        Ok(Store { backend: Backend::Postgres(Postgres::open_read_only(target)?) })
+    }
+
+    /// The store as logs and `status` name it (a PostgreSQL store without its
+    /// password).
+    pub fn describe(&self) -> String {
         match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.path(),
+            Backend::Sqlite(sqlite) => sqlite.path().display().to_string(),
+            Backend::Postgres(postgres) => postgres.describe().to_string(),
         }
     }
 
     /// Marks fires left `running` by a daemon that stopped as `interrupted`, with an
     /// `interrupted` result for each node that had none. Returns how many.
     pub fn recover_interrupted(&self) -> Result<usize, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.recover_interrupted(),
-        }
+        each!(self, backend => backend.recover_interrupted())
     }
 
     /// Records a fire as running, before any of its tasks start. `None` when this
@@ -55,9 +111,7 @@ impl Store {
         trigger: Trigger,
         nodes: &[String],
     ) -> Result<Option<i64>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.begin_fire(job, scheduled, trigger, nodes),
-        }
+        each!(self, backend => backend.begin_fire(job, scheduled, trigger, nodes))
     }
 
     /// Queues recording many fires as running in one transaction (fires due
@@ -69,111 +123,81 @@ impl Store {
         fires: &[FireStart<'_>],
         done: impl FnOnce(Result<Vec<Option<i64>>, StoreError>) + Send + 'static,
     ) {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.queue_begin_fires(fires, done),
-        }
+        each!(self, backend => backend.queue_begin_fires(fires, done))
     }
 
     /// Queues the record of a fire that did not run, and why, without waiting for
     /// it (a failure is logged); `settled` waits for it.
     pub fn queue_skipped(&self, job: &str, scheduled: DateTime<Utc>, trigger: Trigger, note: &str) {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.queue_skipped(job, scheduled, trigger, note),
-        }
+        each!(self, backend => backend.queue_skipped(job, scheduled, trigger, note))
     }
 
     /// Writes node results through the writer thread, in order with
     /// `finish_queued`; resolves once they are committed (with whatever other
     /// writes were waiting: one transaction for a burst of results).
     pub async fn record_nodes(&self, records: Vec<NodeRecord>) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.record_nodes(records).await,
-        }
+        each!(self, backend => backend.record_nodes(records).await)
     }
 
     /// Marks a fire finished, having started at `started`, through the writer
     /// thread; resolves once it, and every result queued before it, is committed.
     pub async fn finish_queued(&self, id: i64, status: FireStatus, started: DateTime<Utc>) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.finish_queued(id, status, started).await,
-        }
+        each!(self, backend => backend.finish_queued(id, status, started).await)
     }
 
     /// Queues giving `at` to each job as its starting point unless it has one, so a
     /// job seen for the first time has nothing to catch up (a failure is logged).
     pub fn queue_ensure_jobs<'a>(&self, jobs: impl IntoIterator<Item = &'a str>, at: DateTime<Utc>) {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.queue_ensure_jobs(jobs, at),
-        }
+        each!(self, backend => backend.queue_ensure_jobs(jobs, at))
     }
 
     /// Enables or disables a job; resolves once it is committed.
     pub async fn set_enabled(&self, job: &str, enabled: bool) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.set_enabled(job, enabled).await,
-        }
+        each!(self, backend => backend.set_enabled(job, enabled).await)
     }
 
     /// Deletes fires beyond the newest `keep` per job and fires older than `before`
     /// (running fires are kept). Resolves, once committed, to how many fires went.
     pub async fn prune(&self, keep: Option<usize>, before: Option<DateTime<Utc>>) -> Result<usize, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.prune(keep, before).await,
-        }
+        each!(self, backend => backend.prune(keep, before).await)
     }
 
     /// Resolves once every write queued before it is committed.
     pub async fn settled(&self) {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.settled().await,
-        }
+        each!(self, backend => backend.settled().await)
     }
 
     /// Every job's latest scheduled instant on record.
     pub fn last_scheduled_all(&self) -> Result<std::collections::HashMap<String, DateTime<Utc>>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.last_scheduled_all(),
-        }
+        each!(self, backend => backend.last_scheduled_all())
     }
 
     /// The jobs that are disabled.
     pub fn disabled_jobs(&self) -> Result<std::collections::HashSet<String>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.disabled_jobs(),
-        }
+        each!(self, backend => backend.disabled_jobs())
     }
 
     /// Fires, newest first.
     pub fn fires(&self, filter: &FireFilter) -> Result<Vec<FireRecord>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.fires(filter),
-        }
+        each!(self, backend => backend.fires(filter))
     }
 
     pub fn fire(&self, id: i64) -> Result<Option<FireRecord>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.fire(id),
-        }
+        each!(self, backend => backend.fire(id))
     }
 
     /// The last fire of a job that ran (not skipped).
     pub fn last_fire(&self, job: &str) -> Result<Option<FireRecord>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.last_fire(job),
-        }
+        each!(self, backend => backend.last_fire(job))
     }
 
     /// Each job's last fire that ran (not skipped), by job, in one query.
     pub fn last_fires(&self) -> Result<std::collections::HashMap<String, FireRecord>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.last_fires(),
-        }
+        each!(self, backend => backend.last_fires())
     }
 
     /// A fire's node results, in the order they were recorded.
     pub fn node_results(&self, fire_id: i64) -> Result<Vec<NodeRecord>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.node_results(fire_id),
-        }
+        each!(self, backend => backend.node_results(fire_id))
     }
 }

@@ -83,13 +83,25 @@ pub(crate) struct Writer {
     queue: mpsc::Sender<Write>,
 }
 
+/// Commits one group of changes in one transaction, answering each in order (the
+/// backend's half of the writer: SQLite's `commit` below, PostgreSQL's in
+/// `postgres.rs`).
+pub(crate) type CommitGroup = Box<dyn FnMut(&[&Change]) -> Result<Vec<Answer>, String> + Send>;
+
 /// At most this many writes go into one transaction.
 const GROUP: usize = 2000;
 
 impl Writer {
-    pub(crate) fn start(connection: Connection) -> std::io::Result<Writer> {
+    pub(crate) fn start(mut connection: Connection) -> std::io::Result<Writer> {
+        Writer::start_with(Box::new(move |changes| {
+            commit(&mut connection, changes.iter().copied()).map_err(|err| err.to_string())
+        }))
+    }
+
+    /// Starts the writer thread over another backend's `commit`.
+    pub(crate) fn start_with(commit: CommitGroup) -> std::io::Result<Writer> {
         let (queue, writes) = mpsc::channel();
-        std::thread::Builder::new().name("loom-store".into()).spawn(move || write_forever(connection, writes))?;
+        std::thread::Builder::new().name("loom-store".into()).spawn(move || write_forever(commit, writes))?;
         Ok(Writer { queue })
     }
 
@@ -130,7 +142,7 @@ impl Writer {
     }
 }
 
-fn write_forever(mut connection: Connection, writes: mpsc::Receiver<Write>) {
+fn write_forever(mut commit: CommitGroup, writes: mpsc::Receiver<Write>) {
     while let Ok(first) = writes.recv() {
         let mut group = vec![first];
         while group.len() < GROUP {
@@ -139,7 +151,8 @@ fn write_forever(mut connection: Connection, writes: mpsc::Receiver<Write>) {
                 Err(_) => break,
             }
         }
-        match commit(&mut connection, group.iter().map(|w| &w.change)) {
+        let committed = commit(&group.iter().map(|w| &w.change).collect::<Vec<_>>());
+        match committed {
             Ok(answers) => {
                 for (write, answer) in group.into_iter().zip(answers) {
                     (write.done)(Ok(answer));
@@ -148,7 +161,7 @@ fn write_forever(mut connection: Connection, writes: mpsc::Receiver<Write>) {
             Err(err) => {
                 tracing::error!(target: "loom::store", "failed to write to the state store: {err}");
                 for write in group {
-                    (write.done)(Err(StoreError::Write(err.to_string())));
+                    (write.done)(Err(StoreError::Write(err.clone())));
                 }
             }
         }
