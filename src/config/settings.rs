@@ -48,8 +48,8 @@ pub struct Settings {
     /// The main file's folder; relative paths resolve against it.
     pub base: PathBuf,
     /// The SQLite file holding history and job state. With PostgreSQL, a local
-    /// file name (never created) whose lock keeps one daemon per configuration on
-    /// this host and places its ssh control folder.
+    /// name in `ssh.control_dir` (never created as a store) whose lock keeps one
+    /// daemon per configuration on this host and places its ssh control folder.
     pub state: PathBuf,
     /// The PostgreSQL store, when `state` names one (cluster mode).
     pub postgres: Option<PostgresTarget>,
@@ -147,18 +147,13 @@ fn parse_state(node: &YamlNode, base: &Path, settings: &mut Settings, errors: &m
         match (&node.value, node.scalar_text()) {
             (Value::Str(_), Some(url)) if PostgresTarget::is_url(&url) => match PostgresTarget::from_url(&url) {
                 Ok(target) => settings.postgres = Some(target),
-                Err(message) => errors.push(Diagnostic::error(format!("{message} for `state`")).at(node.at.clone())),
+                // The line may hold a password: say where, not what.
+                Err(message) => errors
+                    .push(Diagnostic::error(format!("{message} for `state`")).at(node.at.clone()).hiding_the_line()),
             },
             (Value::Str(_) | Value::Int(_), Some(text)) if !text.is_empty() => settings.state = resolve_path(&text, base),
             _ => errors.push(node.expected("a path, a postgres:// URL or a `postgres:` map for `state`")),
         }
-    }
-    if settings.postgres.is_some() {
-        // One daemon of this configuration per host: its lock and ssh control
-        // folder sit under a name made from the configuration's folder.
-        let folder = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
-        let hash = crate::ssh::control::fnv1a(folder.as_os_str().as_encoded_bytes());
-        settings.state = default_state().with_file_name(format!("cluster-{hash:016x}"));
     }
 }
 
@@ -266,6 +261,14 @@ pub(crate) fn parse_settings(root: &YamlNode, base: &Path) -> (Settings, Vec<Dia
     }
     if let Some(section) = fields.node("ssh") {
         settings.ssh = parse_ssh(section, base, &mut diagnostics);
+    }
+    if settings.postgres.is_some() {
+        // One daemon of this configuration per host: its lock (and the ssh
+        // control folder derived from it) sit beside the control folders, under
+        // a name made from the configuration's folder.
+        let folder = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
+        let hash = crate::ssh::control::fnv1a(folder.as_os_str().as_encoded_bytes());
+        settings.state = settings.ssh.control_dir.join(format!("loom-cluster-{hash:016x}"));
     }
     diagnostics.extend(fields.finish());
     diagnostics.extend(errors);

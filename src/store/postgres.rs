@@ -182,11 +182,15 @@ fn whoami_user() -> String {
     std::env::var("USER").unwrap_or_else(|_| "postgres".to_string())
 }
 
-/// A process's name in `members` and on the fires it records.
-fn member_id(started: i64) -> (String, String) {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".to_string());
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
+/// A process's name in `members` and on the fires it records, and its host.
+fn member_id(started: i64) -> (String, String) {
+    let host = host_name();
     (format!("{host}/{}/{started}", std::process::id()), host)
 }
 
@@ -816,6 +820,15 @@ async fn recover_interrupted(
     now: i64,
 ) -> Result<usize, tokio_postgres::Error> {
     let fresh = now - STALE.as_millis() as i64;
+    // A member on this host whose process is gone (say, killed by `kill -9`
+    // before a restart) need not wait for its heartbeat to age.
+    let host = host_name();
+    for member in transaction.query("SELECT id, pid FROM members WHERE host = $1", &[&host]).await? {
+        let pid: i64 = member.get(1);
+        if pid != i64::from(std::process::id()) && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            transaction.execute("DELETE FROM members WHERE id = $1", &[&member.get::<_, String>(0)]).await?;
+        }
+    }
     let running = transaction
         .query(
             "SELECT id, nodes FROM fires WHERE status = 'running'

@@ -6,6 +6,7 @@ mod harness;
 mod api;
 mod check;
 mod check_all;
+mod cluster;
 mod cli_json;
 mod config_limits;
 mod events;
