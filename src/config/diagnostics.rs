@@ -54,7 +54,13 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub(crate) fn error(message: impl Into<String>) -> Diagnostic {
-        Diagnostic { severity: Severity::Error, message: message.into(), location: None, help: None, secret_line: false }
+        Diagnostic {
+            severity: Severity::Error,
+            message: message.into(),
+            location: None,
+            help: None,
+            secret_line: false,
+        }
     }
 
     pub(crate) fn warning(message: impl Into<String>) -> Diagnostic {

@@ -151,7 +151,9 @@ fn parse_state(node: &YamlNode, base: &Path, settings: &mut Settings, errors: &m
                 Err(message) => errors
                     .push(Diagnostic::error(format!("{message} for `state`")).at(node.at.clone()).hiding_the_line()),
             },
-            (Value::Str(_) | Value::Int(_), Some(text)) if !text.is_empty() => settings.state = resolve_path(&text, base),
+            (Value::Str(_) | Value::Int(_), Some(text)) if !text.is_empty() => {
+                settings.state = resolve_path(&text, base)
+            }
             _ => errors.push(node.expected("a path, a postgres:// URL or a `postgres:` map for `state`")),
         }
     }

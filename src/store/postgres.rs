@@ -124,8 +124,9 @@ impl PostgresTarget {
     /// A `postgres://` URL; one with a password in it is refused (it would end
     /// up in `ps` of whoever templates the file, in backups, in diffs).
     pub(crate) fn from_url(url: &str) -> Result<PostgresTarget, String> {
-        let config: tokio_postgres::Config =
-            url.parse().map_err(|err| format!("not a PostgreSQL URL ({err}); expected postgres://user@host:port/db"))?;
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|err| format!("not a PostgreSQL URL ({err}); expected postgres://user@host:port/db"))?;
         if config.get_password().is_some() {
             return Err(
                 "a password in the PostgreSQL URL; give it in a file instead: `state: {postgres: {…, password_file: PATH}}`"
@@ -273,7 +274,14 @@ impl Postgres {
                 .execute(
                     "INSERT INTO members (id, command, host, pid, version, started, heartbeat)
                      VALUES ($1, $2, $3, $4, $5, $6, $6)",
-                    &[&&*registered, &command, &host, &i64::from(std::process::id()), &env!("CARGO_PKG_VERSION"), &started],
+                    &[
+                        &&*registered,
+                        &command,
+                        &host,
+                        &i64::from(std::process::id()),
+                        &env!("CARGO_PKG_VERSION"),
+                        &started,
+                    ],
                 )
                 .await
                 .map_err(query_error)?;
@@ -282,10 +290,9 @@ impl Postgres {
         store.runtime().spawn(heartbeat_forever(store.pool.clone(), Arc::clone(&member)));
         let (pool, writer_member) = (store.pool.clone(), Arc::clone(&member));
         let handle = store.runtime().handle().clone();
-        let writer = Writer::start_with(Box::new(move |changes| {
-            handle.block_on(commit_group(&pool, &writer_member, changes))
-        }))
-        .map_err(|err| StoreError::Postgres(format!("failed to start the writer thread: {err}")))?;
+        let writer =
+            Writer::start_with(Box::new(move |changes| handle.block_on(commit_group(&pool, &writer_member, changes))))
+                .map_err(|err| StoreError::Postgres(format!("failed to start the writer thread: {err}")))?;
         store.writer = Some(writer);
         store.member = Some(member);
         Ok(store)
@@ -313,8 +320,7 @@ impl Postgres {
             .enable_all()
             .build()
             .map_err(|err| connect_error(format!("failed to start its runtime: {err}")))?;
-        let manager =
-            Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(8)
             .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -637,7 +643,10 @@ async fn commit_group(pool: &Pool, member: &str, changes: &[&Change]) -> Result<
             Ok(answers) => return Ok(answers),
             Err(err)
                 if attempt < 10
-                    && matches!(err.code(), Some(&SqlState::T_R_DEADLOCK_DETECTED | &SqlState::T_R_SERIALIZATION_FAILURE)) =>
+                    && matches!(
+                        err.code(),
+                        Some(&SqlState::T_R_DEADLOCK_DETECTED | &SqlState::T_R_SERIALIZATION_FAILURE)
+                    ) =>
             {
                 attempt += 1;
             }

@@ -48,11 +48,7 @@ fn three_daemons_on_one_database_run_every_fire_exactly_once() {
         daemon.wait_started();
     }
     let scheduled = |job: &str| number(&db, &format!("SELECT count(*) FROM fires WHERE job = '{job}'"));
-    assert!(
-        wait_for(Duration::from_secs(30), || scheduled("tick0") >= 4),
-        "no fires:\n{}",
-        daemons[0].log()
-    );
+    assert!(wait_for(Duration::from_secs(30), || scheduled("tick0") >= 4), "no fires:\n{}", daemons[0].log());
 
     // A manual run through one member runs once; disabling through another stops
     // the job on every member.
@@ -99,7 +95,9 @@ fn three_daemons_on_one_database_run_every_fire_exactly_once() {
     // No gap: every second from the first fire to the last has its fire.
     for job in ["tick0", "tick1"] {
         let (first, last, count) = {
-            let row = &rows(&db, &format!("SELECT min(scheduled), max(scheduled), count(*) FROM fires WHERE job = '{job}'"))[0];
+            let row =
+                &rows(&db, &format!("SELECT min(scheduled), max(scheduled), count(*) FROM fires WHERE job = '{job}'"))
+                    [0];
             let value = |i: usize| row[i].as_deref().unwrap().parse::<i64>().unwrap();
             (value(0), value(1), value(2))
         };
@@ -107,10 +105,8 @@ fn three_daemons_on_one_database_run_every_fire_exactly_once() {
     }
     // Disabled through one member: no member fired it afterwards (fires are
     // prepared up to a second ahead).
-    let after = number(
-        &db,
-        &format!("SELECT count(*) FROM fires WHERE job = 'tick2' AND scheduled > {}", disabled_at + 2000),
-    );
+    let after =
+        number(&db, &format!("SELECT count(*) FROM fires WHERE job = 'tick2' AND scheduled > {}", disabled_at + 2000));
     assert_eq!(after, 0, "tick2 fired after it was disabled");
     assert_eq!(number(&db, "SELECT count(*) FROM fires WHERE job = 'hello' AND trigger = 'manual'"), 1);
     let claimed_by = number(&db, "SELECT count(DISTINCT daemon) FROM fires");

@@ -113,7 +113,11 @@ fn start() -> Server {
     std::mem::forget(child);
     let server = Server { port, password_file };
     let ready = super::wait_for(Duration::from_secs(60), || server.execute("postgres", "SELECT 1").is_ok());
-    assert!(ready, "the test PostgreSQL did not start:\n{}", std::fs::read_to_string(dir.join("log")).unwrap_or_default());
+    assert!(
+        ready,
+        "the test PostgreSQL did not start:\n{}",
+        std::fs::read_to_string(dir.join("log")).unwrap_or_default()
+    );
     server
 }
 
