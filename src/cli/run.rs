@@ -146,6 +146,7 @@ fn recorded(
         ok: report.results.len() as u32 - failed,
         failed,
         note: Some("not recorded in the history".to_string()),
+        daemon: None,
     };
     Ok(FireDetail { fire, results: report.results.iter().map(|r| r.record(0)).collect() })
 }

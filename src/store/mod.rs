@@ -8,7 +8,7 @@ mod state;
 mod writer;
 
 pub use lock::StoreLock;
-pub use model::{FireRecord, FireStatus, NodeRecord, NodeStatus, Trigger};
+pub use model::{FireRecord, FireStatus, Member, NodeRecord, NodeStatus, Trigger};
 pub use postgres::PostgresTarget;
 pub use sqlite::{FireFilter, FireStart, StoreError};
 pub use state::Store;

@@ -39,7 +39,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
 
-use super::model::{FireRecord, FireStatus, NodeRecord, NodeStatus, Trigger};
+use super::model::{FireRecord, FireStatus, Member, NodeRecord, NodeStatus, Trigger};
 use super::sqlite::{FireFilter, FireStart, StoreError};
 use super::writer::{Answer, Change, FireRow, Writer};
 
@@ -459,7 +459,8 @@ impl Postgres {
     const FIRE_COLUMNS: &'static str = "f.id, f.job, f.scheduled, f.trigger, f.status, f.started, f.finished, f.nodes, f.note,
         (SELECT count(DISTINCT node) FROM node_results n WHERE n.fire_id = f.id AND n.status = 'ok'),
         (SELECT count(DISTINCT node) FROM node_results n WHERE n.fire_id = f.id AND n.status <> 'ok'
-            AND NOT EXISTS (SELECT 1 FROM node_results m WHERE m.fire_id = f.id AND m.node = n.node AND m.status = 'ok'))";
+            AND NOT EXISTS (SELECT 1 FROM node_results m WHERE m.fire_id = f.id AND m.node = n.node AND m.status = 'ok')),
+        f.daemon";
 
     fn fire_row(row: &tokio_postgres::Row) -> FireRecord {
         let nodes: String = row.get(7);
@@ -475,6 +476,7 @@ impl Postgres {
             note: row.get(8),
             ok: row.get::<_, i64>(9) as u32,
             failed: row.get::<_, i64>(10) as u32,
+            daemon: row.get(11),
         }
     }
 
@@ -520,6 +522,26 @@ impl Postgres {
         );
         let rows = self.rows(sql, Vec::new(), Self::fire_row)?;
         Ok(rows.into_iter().map(|fire| (fire.job.clone(), fire)).collect())
+    }
+
+    /// The cluster's members whose heartbeat is fresh, oldest first.
+    pub fn members(&self) -> Result<Vec<Member>, StoreError> {
+        let fresh = millis(Utc::now()) - STALE.as_millis() as i64;
+        self.rows(
+            "SELECT id, command, host, pid, version, started, heartbeat FROM members
+             WHERE heartbeat >= $1 ORDER BY started, id"
+                .to_string(),
+            vec![Box::new(fresh)],
+            |r| Member {
+                id: r.get(0),
+                command: r.get(1),
+                host: r.get(2),
+                pid: r.get::<_, i64>(3) as u32,
+                version: r.get(4),
+                started: instant(r.get(5)),
+                heartbeat: instant(r.get(6)),
+            },
+        )
     }
 
     pub fn node_results(&self, fire_id: i64) -> Result<Vec<NodeRecord>, StoreError> {

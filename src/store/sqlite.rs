@@ -436,6 +436,7 @@ impl Sqlite {
             note: row.get(8)?,
             ok: row.get(9)?,
             failed: row.get(10)?,
+            daemon: None,
         })
     }
 

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use super::model::{FireRecord, FireStatus, NodeRecord, Trigger};
+use super::model::{FireRecord, FireStatus, Member, NodeRecord, Trigger};
 use super::postgres::{Postgres, PostgresTarget};
 use super::sqlite::{FireFilter, FireStart, Sqlite, StoreError};
 
@@ -194,6 +194,15 @@ impl Store {
     /// Each job's last fire that ran (not skipped), by job, in one query.
     pub fn last_fires(&self) -> Result<std::collections::HashMap<String, FireRecord>, StoreError> {
         each!(self, backend => backend.last_fires())
+    }
+
+    /// The cluster's live members (PostgreSQL); none with SQLite, where the one
+    /// daemon is the whole of it.
+    pub fn members(&self) -> Result<Vec<Member>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(Vec::new()),
+            Backend::Postgres(postgres) => postgres.members(),
+        }
     }
 
     /// A fire's node results, in the order they were recorded.

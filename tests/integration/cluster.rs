@@ -67,10 +67,37 @@ fn three_daemons_on_one_database_run_every_fire_exactly_once() {
         assert!(disabled, "member {n} still has tick2 enabled");
     }
 
-    // One member leaves; the others carry on without a gap.
+    // Every member lists the cluster: host, pid, version, heartbeat.
+    let mut pids: Vec<u64> = daemons.iter().map(|d| u64::from(d.pid())).collect();
+    pids.sort();
+    let (_, status) = http("GET", &format!("{}/status", api(1)), None, None);
+    let mut listed: Vec<u64> =
+        status["cluster"].as_array().unwrap().iter().map(|m| m["pid"].as_u64().unwrap()).collect();
+    listed.sort();
+    assert_eq!(listed, pids, "{status:#}");
+    assert!(
+        status["cluster"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["command"] == "loom serve" && m["heartbeat"].is_string())
+    );
+    let text = members[0].loom(&["status"]);
+    text.assert_code(0);
+    assert!(text.stdout.contains("cluster: 3 member(s)"), "{}", text.stdout);
+    // The history says which member ran each fire.
+    let history = members[2].loom(&["history", "--json", "tick0"]);
+    let fires: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    let ran_by = fires[0]["daemon"].as_str().unwrap_or_default().to_string();
+    assert!(pids.iter().any(|pid| ran_by.contains(&format!("/{pid}/"))), "{ran_by}");
+
+    // One member leaves (and says so: it is listed no more); the others carry
+    // on without a gap.
     let mut daemons = daemons.into_iter();
     let (code, log) = daemons.next().unwrap().stop();
     assert_eq!(code, Some(0), "{log}");
+    let (_, status) = http("GET", &format!("{}/status", api(1)), None, None);
+    assert_eq!(status["cluster"].as_array().unwrap().len(), 2, "{status:#}");
     let left = scheduled("tick0");
     assert!(wait_for(Duration::from_secs(30), || scheduled("tick0") >= left + 3), "the others stopped firing");
     for daemon in daemons {
