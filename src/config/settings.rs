@@ -411,4 +411,29 @@ mod tests {
         let (_, errors) = settings("retention: {days: 36526}\n");
         assert!(errors[0].contains("`days` must be between 0 and 36525"), "{errors:?}");
     }
+
+    #[test]
+    fn state_is_a_path_a_postgres_url_or_a_postgres_map() {
+        let (sqlite, errors) = settings("state: /var/lib/loom/state.db\n");
+        assert!(errors.is_empty() && sqlite.postgres.is_none(), "{errors:?}");
+        assert_eq!(sqlite.state, PathBuf::from("/var/lib/loom/state.db"));
+
+        let (url, errors) = settings("state: postgres://loom@db.example:6543/history\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(url.postgres.unwrap().describe(), "postgres://loom@db.example:6543/history");
+        assert!(url.state.starts_with(&url.ssh.control_dir), "{}", url.state.display());
+
+        let (map, errors) =
+            settings("state:\n  postgres: {host: db, user: loom, dbname: loom, password_file: /etc/loom/pw}\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(format!("{:?}", map.postgres.unwrap()), "postgres://loom@db:5432/loom");
+
+        let (_, errors) = settings("state: postgres://loom:hunter2@db/loom\n");
+        assert!(errors[0].contains("loom.yaml:3:8: a password in the PostgreSQL URL"), "{errors:?}");
+        assert!(!errors[0].contains("hunter2"), "{errors:?}");
+        let (_, errors) = settings("state:\n  postgres: {host: db, port: 99999, pasword_file: x}\n");
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("loom.yaml:4:") && e.contains("port")), "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("pasword_file")), "{errors:?}");
+    }
 }
