@@ -28,11 +28,13 @@ fn number(db: &str, sql: &str) -> i64 {
     rows(db, sql)[0][0].as_deref().unwrap().parse().unwrap()
 }
 
+/// `count` jobs firing every second (each fire runs, even when a busy machine
+/// makes the previous one late), and `hello`, run by hand.
 fn ticks(count: usize) -> String {
     let mut jobs = String::from("jobs:\n");
     for n in 0..count {
         jobs.push_str(&format!(
-            "  tick{n}:\n    task: loom.system.run\n    args: [\"true\"]\n    schedule: \"* * * * * *\"\n    targets: [local]\n"
+            "  tick{n}:\n    task: loom.system.run\n    args: [\"true\"]\n    schedule: \"* * * * * *\"\n    overlap: allow\n    targets: [local]\n"
         ));
     }
     jobs.push_str("  hello:\n    task: loom.system.run\n    args: [\"echo hello\"]\n    targets: [local]\n");
