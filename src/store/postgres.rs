@@ -16,8 +16,9 @@
 //! insert gets `None` and does not run the fire. Each process that writes registers
 //! in `members` and renews its heartbeat there; at start-up only fires left
 //! `running` by members whose heartbeat is stale become `interrupted`, never those
-//! of a live daemon. The heartbeat is the one write outside the writer: liveness
-//! must not wait behind a long group of results.
+//! of a live daemon. Migrating, registering, the heartbeat and leaving are the
+//! writes outside the writer: they are about the process, not the record, and
+//! liveness must not wait behind a long group of results.
 //!
 //! It does not (yet) share a fire's node work between daemons, nor take over the
 //! fires of a daemon that died while others keep running: those wait for the next

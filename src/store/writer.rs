@@ -8,7 +8,8 @@
 //! writes) and commits it in one transaction, keeping their order. Each write is
 //! answered only once its transaction is committed — with the error if it failed —
 //! so nothing is reported (CLI, API, events, log) before it is on disk. A failed
-//! group fails every write in it.
+//! group fails every write in it. The thread and its queue serve both backends:
+//! SQLite's commit is below, PostgreSQL's in `postgres.rs` (`start_with`).
 
 use std::sync::mpsc;
 
