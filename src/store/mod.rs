@@ -3,6 +3,7 @@
 mod lock;
 pub mod model;
 pub(crate) mod outbox;
+mod postgres;
 mod sqlite;
 mod state;
 mod writer;
@@ -10,8 +11,9 @@ mod writer;
 pub use lock::StoreLock;
 pub use model::{
     FieldChange, FireRecord, FireStatus, NodeCell, NodeRecord, NodeStatus, NotificationRecord, ResourceOutcome,
-    ResourceStatus, Trigger,
+    ResourceStatus, Trigger, Member,
 };
 pub(crate) use outbox::{Attempt, Notices, Pending};
+pub use postgres::PostgresTarget;
 pub use sqlite::{FireFilter, FireStart, StoreError};
 pub use state::Store;
