@@ -78,7 +78,8 @@ impl Workspace {
     /// The database of this workspace when it uses the test PostgreSQL server.
     pub fn postgres_db(&self) -> Option<String> {
         let main = self.read("loom.yaml");
-        main.lines().find_map(|l| l.trim().strip_prefix("dbname: ").map(str::to_string))
+        let (_, rest) = main.split_once("dbname: ")?;
+        rest.split([',', '}', '\n']).next().map(|name| name.trim().to_string())
     }
 
     /// Runs `sql` (no parameters, in the dialect both backends share) on this

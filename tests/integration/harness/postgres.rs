@@ -171,7 +171,7 @@ pub fn database() -> String {
 pub fn state_setting(db: &str) -> String {
     let server = server();
     format!(
-        "state:\n  postgres:\n    host: 127.0.0.1\n    port: {}\n    user: {USER}\n    dbname: {db}\n    password_file: {}\n",
+        "state: {{postgres: {{host: 127.0.0.1, port: {}, user: {USER}, dbname: {db}, password_file: {}}}}}\n",
         server.port,
         server.password_file.display()
     )
