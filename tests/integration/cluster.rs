@@ -1,7 +1,8 @@
 //! Cluster mode: several daemons on one PostgreSQL database (the harness's private
 //! server). Every scheduled fire is claimed by exactly one of them, with no gap;
 //! catch-up after every daemon was down happens once; enable/disable and manual
-//! runs through one daemon act on the cluster; the password never shows.
+//! runs through one daemon act on the cluster; each notification is tried by one
+//! member; the password never shows.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,11 +11,13 @@ use chrono::{DateTime, Utc};
 use loom::daemon::ManualClock;
 
 use crate::harness::postgres;
+use crate::harness::webhook::Receiver;
 use crate::harness::{Daemon, InProcess, Workspace, http, wait_for};
 
 /// A workspace on database `db` with `jobs` (the same in every member).
 fn member(db: &str, jobs: &str) -> Workspace {
-    let ws = Workspace::local(&postgres::state_setting(db));
+    let main = format!("{}delivery: {{attempts: 2, backoff: 1s}}\n", postgres::state_setting(db));
+    let ws = Workspace::local(&main);
     ws.write("jobs/a.yaml", jobs);
     ws
 }
@@ -29,13 +32,17 @@ fn number(db: &str, sql: &str) -> i64 {
 }
 
 /// `count` jobs firing every second (each fire runs, even when a busy machine
-/// makes the previous one late), and `hello`, run by hand.
-fn ticks(count: usize) -> String {
+/// makes the previous one late), and `hello`, run by hand. `tick0` tells `hook`
+/// of each success.
+fn ticks(count: usize, hook: &str) -> String {
     let mut jobs = String::from("jobs:\n");
     for n in 0..count {
         jobs.push_str(&format!(
             "  tick{n}:\n    task: loom.system.run\n    args: [\"true\"]\n    schedule: \"* * * * * *\"\n    overlap: allow\n    targets: [local]\n"
         ));
+        if n == 0 {
+            jobs.push_str(&format!("    notifications:\n      - {{on: [success], webhook: \"{hook}\"}}\n"));
+        }
     }
     jobs.push_str("  hello:\n    task: loom.system.run\n    args: [\"echo hello\"]\n    targets: [local]\n");
     jobs
@@ -44,7 +51,11 @@ fn ticks(count: usize) -> String {
 #[test]
 fn three_daemons_on_one_database_run_every_fire_exactly_once() {
     let db = postgres::database();
-    let members: Vec<Workspace> = (0..3).map(|_| member(&db, &ticks(3))).collect();
+    // The receiver fails every attempt: each notification is retried after 1 s,
+    // when every member's worker wakes for it at once.
+    let receiver = Receiver::start();
+    receiver.answer(500);
+    let members: Vec<Workspace> = (0..3).map(|_| member(&db, &ticks(3, &receiver.url("/hook")))).collect();
     let daemons: Vec<Daemon> = members.iter().map(Workspace::serve).collect();
     for daemon in &daemons {
         daemon.wait_started();
@@ -138,6 +149,22 @@ fn three_daemons_on_one_database_run_every_fire_exactly_once() {
         number(&db, &format!("SELECT count(*) FROM fires WHERE job = 'tick2' AND scheduled > {}", disabled_at + 2000));
     assert_eq!(after, 0, "tick2 fired after it was disabled");
     assert_eq!(number(&db, "SELECT count(*) FROM fires WHERE job = 'hello' AND trigger = 'manual'"), 1);
+    // Each attempt of a notification was made by one member, once: the delivery
+    // workers of all three claim from the same outbox. Unclaimed, the members
+    // that woke for the same retry would each send it, and record attempts less
+    // than the backoff apart.
+    let doubled = rows(
+        &db,
+        "SELECT a.notification_id, a.at, b.at FROM notification_attempts a JOIN notification_attempts b
+           ON a.notification_id = b.notification_id AND a.id < b.id AND b.at - a.at < 900",
+    );
+    assert!(doubled.is_empty(), "attempts made twice: {doubled:?}");
+    let retried = number(&db, "SELECT count(*) FROM notifications WHERE attempts = 2");
+    assert!(retried >= 2, "{retried} notification(s) retried");
+    let attempts = number(&db, "SELECT count(*) FROM notification_attempts");
+    let sent = receiver.requests();
+    assert!(sent.len() as i64 >= attempts, "{attempts} attempts recorded, {} requests received", sent.len());
+    assert!(sent.iter().all(|r| r.json()["event"] == "success" && r.json()["job"] == "tick0"));
     let claimed_by = number(&db, "SELECT count(DISTINCT daemon) FROM fires");
     eprintln!("fires were claimed by {claimed_by} of the 3 members");
 }
@@ -185,7 +212,7 @@ fn catch_up_after_every_daemon_was_down_runs_once_whoever_starts_first() {
 #[test]
 fn the_password_is_read_from_its_file_and_never_shown() {
     let db = postgres::database();
-    let ws = member(&db, &ticks(0));
+    let ws = member(&db, &ticks(0, ""));
     let check = ws.loom(&["check"]);
     check.assert_code(0);
     let daemon = ws.serve();
