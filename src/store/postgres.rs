@@ -16,9 +16,15 @@
 //! insert gets `None` and does not run the fire. Each process that writes registers
 //! in `members` and renews its heartbeat there; at start-up only fires left
 //! `running` by members whose heartbeat is stale become `interrupted`, never those
-//! of a live daemon. Migrating, registering, the heartbeat and leaving are the
-//! writes outside the writer: they are about the process, not the record, and
-//! liveness must not wait behind a long group of results.
+//! of a live daemon. Migrating, registering, the heartbeat, claiming due
+//! notifications and leaving are the writes outside the writer: they are about
+//! the process, not the record, and liveness (or a delivery) must not wait behind
+//! a long group of results.
+//!
+//! The notification outbox is SQLite's (`outbox.rs`) in this dialect: a fire's
+//! end enqueues in its own transaction; a delivery worker claims the rows it
+//! takes (`claimed_by`, `claimed_until`), so the members never send the same
+//! attempt twice, and recording the attempt (or leaving) ends the claim.
 //!
 //! It does not (yet) share a fire's node work between daemons, nor take over the
 //! fires of a daemon that died while others keep running: those wait for the next
@@ -26,7 +32,8 @@
 //!
 //! Migrations: `MIGRATIONS[n]` here is SQLite's `MIGRATIONS[n]` in PostgreSQL's
 //! dialect, so both schemas carry the same version number; cluster-only columns
-//! and tables (`fires.daemon`, `members`) are part of PostgreSQL's first one.
+//! and tables (`fires.daemon`, `members`; the outbox's claim columns) are part of
+//! the PostgreSQL migration that makes their table.
 //! The password is read from `password_file` when connecting and is kept nowhere
 //! else: not in settings, logs, errors or the API.
 
