@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use crate::config::{Job, Node};
 use crate::daemon::{DaemonStatus, JobState, PendingRestart as Pending, ReloadOutcome};
 pub use crate::runner::events::Event;
-use crate::store::{FireRecord, NodeCell, NodeRecord, Trigger};
+use crate::store::{FireRecord, Member, NodeCell, NodeRecord, Trigger};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(as = Job)]
@@ -147,6 +147,10 @@ pub struct StatusView {
     /// (`listen`, `tls`, `state`, `retention`); empty when none is pending.
     #[serde(default)]
     pub restart_pending: Vec<PendingRestart>,
+    /// With a PostgreSQL store, the daemons sharing it whose heartbeat is fresh
+    /// (this one among them); empty with SQLite.
+    #[serde(default)]
+    pub cluster: Vec<Member>,
 }
 
 impl From<DaemonStatus> for StatusView {
@@ -163,6 +167,7 @@ impl From<DaemonStatus> for StatusView {
             config_errors: status.config_errors,
             ssh_masters: status.ssh_masters,
             restart_pending: status.restart_pending.into_iter().map(PendingRestart::from).collect(),
+            cluster: Vec::new(),
         }
     }
 }

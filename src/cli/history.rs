@@ -90,9 +90,17 @@ pub(crate) async fn remote(cli: &Cli) -> anyhow::Result<Option<Client>> {
 pub(crate) fn open_store(cli: &Cli) -> anyhow::Result<Store> {
     let path = cli.config_path()?;
     let (config, _) = crate::config::load(&path);
-    let state = &config.settings.state;
-    if !state.exists() {
-        anyhow::bail!("no history yet: {} does not exist (it is made by `loom serve` or `loom run`)", state.display());
+    let settings = &config.settings;
+    let state = &settings.state;
+    match Store::open_configured_read_only(state, settings.postgres.as_ref()) {
+        Ok(Some(store)) => Ok(store),
+        Ok(None) => anyhow::bail!(
+            "no history yet: {} does not exist (it is made by `loom serve` or `loom run`)",
+            state.display()
+        ),
+        Err(err) => Err(err).with_context(|| match &settings.postgres {
+            Some(target) => format!("failed to read the history in {}", target.describe()),
+            None => format!("failed to read the history in {}", state.display()),
+        }),
     }
-    Store::open_read_only(state).with_context(|| format!("failed to read the history in {}", state.display()))
 }

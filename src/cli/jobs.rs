@@ -40,8 +40,8 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
 fn local(cli: &Cli) -> anyhow::Result<(Vec<JobView>, usize)> {
     let path = cli.config_path()?;
     let (snapshot, errors) = load_reporting(&path, true);
-    let state = &snapshot.config.settings.state;
-    let store = state.exists().then(|| Store::open_read_only(state).ok()).flatten();
+    let settings = &snapshot.config.settings;
+    let store = Store::open_configured_read_only(&settings.state, settings.postgres.as_ref()).ok().flatten();
     let disabled = store.as_ref().and_then(|s| s.disabled_jobs().ok()).unwrap_or_default();
     let mut last = store.as_ref().and_then(|s| s.last_fires().ok()).unwrap_or_default();
     let now = Utc::now();

@@ -80,8 +80,8 @@ pub(crate) fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
                 bail!("job `{name}` has no schedule: it runs only with `loom run`");
             };
             let offset = chrono::TimeDelta::from_std(job.jitter_offset()).context("jitter out of range")?;
-            let state = &config.settings.state;
-            let store = state.exists().then(|| Store::open_read_only(state).ok()).flatten();
+            let settings = &config.settings;
+            let store = Store::open_configured_read_only(&settings.state, settings.postgres.as_ref()).ok().flatten();
             if store.and_then(|s| s.disabled_jobs().ok()).is_some_and(|disabled| disabled.contains(name)) {
                 errln!(
                     "job `{name}` is disabled: the daemon fires it on these instants only after `loom enable {name}`"

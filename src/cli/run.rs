@@ -62,7 +62,7 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
             None => bail!("no node named `{name}` in the node manifest"),
         }
     }
-    let store = match Store::open(&config.settings.state) {
+    let store = match Store::open_configured(&config.settings.state, config.settings.postgres.as_ref(), "loom run") {
         Ok(store) => Some(Arc::new(store)),
         Err(err) => {
             errln!("warning: this run is not recorded in the history: {err}");
@@ -152,6 +152,7 @@ fn recorded(
         ok: report.results.len() as u32 - failed,
         failed,
         note: Some("not recorded in the history".to_string()),
+        daemon: None,
     };
     Ok(FireDetail { fire, results: report.results.iter().map(|r| r.record(0)).collect() })
 }

@@ -33,6 +33,20 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
             outln!("  {}: {} in force, {} configured", pending.setting, pending.in_force, pending.configured);
         }
     }
+    if !status.cluster.is_empty() {
+        outln!("cluster: {} member(s)", status.cluster.len());
+        for member in &status.cluster {
+            outln!(
+                "  {} pid {} ({}, loom {}), up since {}, last heartbeat {}",
+                member.host,
+                member.pid,
+                member.command,
+                member.version,
+                member.started.format("%Y-%m-%d %H:%M:%S UTC"),
+                member.heartbeat.format("%H:%M:%S UTC")
+            );
+        }
+    }
     outln!("running: {}", if status.running.is_empty() { "nothing".to_string() } else { String::new() });
     for fire in &status.running {
         let id = fire.id.map(|i| format!("fire {i}")).unwrap_or_default();

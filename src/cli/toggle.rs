@@ -34,7 +34,8 @@ pub(crate) async fn execute(cli: &Cli, args: &Args, enabled: bool) -> anyhow::Re
         let known: Vec<&str> = config.jobs.keys().map(String::as_str).collect();
         bail!("no job named `{}`; jobs: {}", args.job, known.join(", "));
     };
-    let store = Store::open(&config.settings.state)?;
+    let command = if enabled { "loom enable" } else { "loom disable" };
+    let store = Store::open_configured(&config.settings.state, config.settings.postgres.as_ref(), command)?;
     store.set_enabled(&args.job, enabled).await?;
     let next = job.schedule.as_ref().and_then(|s| s.next_after(Utc::now())).filter(|_| enabled);
     let view = JobView::new(job, next, enabled, store.last_fire(&job.name)?);

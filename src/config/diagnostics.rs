@@ -48,11 +48,19 @@ pub struct Diagnostic {
     pub message: String,
     pub location: Option<Location>,
     pub help: Option<String>,
+    /// The offending line holds a secret: show where it is, not the line.
+    pub secret_line: bool,
 }
 
 impl Diagnostic {
     pub(crate) fn error(message: impl Into<String>) -> Diagnostic {
-        Diagnostic { severity: Severity::Error, message: message.into(), location: None, help: None }
+        Diagnostic {
+            severity: Severity::Error,
+            message: message.into(),
+            location: None,
+            help: None,
+            secret_line: false,
+        }
     }
 
     pub(crate) fn warning(message: impl Into<String>) -> Diagnostic {
@@ -61,6 +69,12 @@ impl Diagnostic {
 
     pub(crate) fn at(mut self, location: Location) -> Diagnostic {
         self.location = Some(location);
+        self
+    }
+
+    /// Shows the location without the line, which holds a secret.
+    pub(crate) fn hiding_the_line(mut self) -> Diagnostic {
+        self.secret_line = true;
         self
     }
 
@@ -93,7 +107,7 @@ impl fmt::Display for Diagnostic {
             let number = at.line.to_string();
             let pad = " ".repeat(number.len());
             writeln!(f, "{pad}--> {at}")?;
-            if let Some(line) = at.file.line(at.line) {
+            if let Some(line) = at.file.line(at.line).filter(|_| !self.secret_line) {
                 // Columns count characters; tabs keep their width in the caret line.
                 let lead: String = line
                     .chars()

@@ -15,6 +15,7 @@ use super::yaml::{Node as YamlNode, Value};
 use crate::metrics::MetricsSettings;
 use crate::schedule::cron::host_zone;
 use crate::ssh::{HostKeyPolicy, SshSettings};
+use crate::store::PostgresTarget;
 
 /// The longest `task_max_time`.
 const MAX_TASK_TIME: Duration = Duration::from_secs(30 * 86_400);
@@ -49,8 +50,12 @@ pub struct Settings {
     pub ssh: SshSettings,
     /// The main file's folder; relative paths resolve against it.
     pub base: PathBuf,
-    /// The SQLite file holding history and job state.
+    /// The SQLite file holding history and job state. With PostgreSQL, a local
+    /// name in `ssh.control_dir` (never created as a store) whose lock keeps one
+    /// daemon per configuration on this host and places its ssh control folder.
     pub state: PathBuf,
+    /// The PostgreSQL store, when `state` names one (cluster mode).
+    pub postgres: Option<PostgresTarget>,
     /// The default for jobs that set no `catchup`.
     pub catchup: Catchup,
     /// At most this many missed fires per job are run by `catchup: all`.
@@ -113,6 +118,7 @@ impl Settings {
             ssh: SshSettings::default(),
             base: base.to_path_buf(),
             state: default_state(),
+            postgres: None,
             catchup: Catchup::Latest,
             catchup_limit: 100,
             retention_fires: Some(1000),
@@ -133,6 +139,38 @@ fn default_state() -> PathBuf {
     match std::env::var_os("HOME") {
         Some(home) => PathBuf::from(home).join(".loom/state.db"),
         None => PathBuf::from("loom-state.db"),
+    }
+}
+
+/// `state:` — a SQLite path, a `postgres://user@host:port/db` URL, or a map
+/// `postgres: {host, port, user, dbname, password_file}`.
+fn parse_state(node: &YamlNode, base: &Path, settings: &mut Settings, errors: &mut Vec<Diagnostic>) {
+    if let Value::Map(_) = node.value {
+        let mut state = Fields::new(node, "the `state` settings");
+        if let Some(section) = state.required("postgres", "where the PostgreSQL store is") {
+            let mut postgres = Fields::new(section, "the `state.postgres` settings");
+            let host = postgres.string("host");
+            let port = postgres.integer("port", 1, 65_535).map(|port| port as u16);
+            let user = postgres.string("user");
+            let dbname = postgres.string("dbname");
+            let password_file = postgres.path("password_file", base);
+            errors.extend(postgres.finish());
+            settings.postgres = Some(PostgresTarget::from_parts(host, port, user, dbname, password_file));
+        }
+        errors.extend(state.finish());
+    } else {
+        match (&node.value, node.scalar_text()) {
+            (Value::Str(_), Some(url)) if PostgresTarget::is_url(&url) => match PostgresTarget::from_url(&url) {
+                Ok(target) => settings.postgres = Some(target),
+                // The line may hold a password: say where, not what.
+                Err(message) => errors
+                    .push(Diagnostic::error(format!("{message} for `state`")).at(node.at.clone()).hiding_the_line()),
+            },
+            (Value::Str(_) | Value::Int(_), Some(text)) if !text.is_empty() => {
+                settings.state = resolve_path(&text, base)
+            }
+            _ => errors.push(node.expected("a path, a postgres:// URL or a `postgres:` map for `state`")),
+        }
     }
 }
 
@@ -177,8 +215,8 @@ pub(crate) fn parse_settings(root: &YamlNode, base: &Path) -> (Settings, Vec<Dia
     if let Some(limit) = fields.integer("output_limit", 1024, 1 << 30) {
         settings.output_limit = limit as usize;
     }
-    if let Some(state) = fields.path("state", base) {
-        settings.state = state;
+    if let Some(node) = fields.node("state") {
+        parse_state(node, base, &mut settings, &mut errors);
     }
     if let Some(node) = fields.node("catchup") {
         match node.as_str().and_then(Catchup::parse) {
@@ -260,6 +298,14 @@ pub(crate) fn parse_settings(root: &YamlNode, base: &Path) -> (Settings, Vec<Dia
     }
     if let Some(node) = fields.node("public_url") {
         settings.public_url = parse_public_url(node, &mut diagnostics);
+    }
+    if settings.postgres.is_some() {
+        // One daemon of this configuration per host: its lock (and the ssh
+        // control folder derived from it) sit beside the control folders, under
+        // a name made from the configuration's folder.
+        let folder = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
+        let hash = crate::ssh::control::fnv1a(folder.as_os_str().as_encoded_bytes());
+        settings.state = settings.ssh.control_dir.join(format!("loom-cluster-{hash:016x}"));
     }
     diagnostics.extend(fields.finish());
     diagnostics.extend(errors);
@@ -405,5 +451,30 @@ mod tests {
         assert!(errors.iter().any(|e| e.contains("unknown key `pernode`") && e.contains("per_node")), "{errors:?}");
         let (_, errors) = settings("retention: {days: 36526}\n");
         assert!(errors[0].contains("`days` must be between 0 and 36525"), "{errors:?}");
+    }
+
+    #[test]
+    fn state_is_a_path_a_postgres_url_or_a_postgres_map() {
+        let (sqlite, errors) = settings("state: /var/lib/loom/state.db\n");
+        assert!(errors.is_empty() && sqlite.postgres.is_none(), "{errors:?}");
+        assert_eq!(sqlite.state, PathBuf::from("/var/lib/loom/state.db"));
+
+        let (url, errors) = settings("state: postgres://loom@db.example:6543/history\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(url.postgres.unwrap().describe(), "postgres://loom@db.example:6543/history");
+        assert!(url.state.starts_with(&url.ssh.control_dir), "{}", url.state.display());
+
+        let (map, errors) =
+            settings("state:\n  postgres: {host: db, user: loom, dbname: loom, password_file: /etc/loom/pw}\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(format!("{:?}", map.postgres.unwrap()), "postgres://loom@db:5432/loom");
+
+        let (_, errors) = settings("state: postgres://loom:hunter2@db/loom\n");
+        assert!(errors[0].contains("loom.yaml:3:8: a password in the PostgreSQL URL"), "{errors:?}");
+        assert!(!errors[0].contains("hunter2"), "{errors:?}");
+        let (_, errors) = settings("state:\n  postgres: {host: db, port: 99999, pasword_file: x}\n");
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("loom.yaml:4:") && e.contains("port")), "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("pasword_file")), "{errors:?}");
     }
 }

@@ -30,7 +30,7 @@ fn start_only(settings: &Settings) -> [(&'static str, String); 4] {
     [
         ("listen", settings.listen.clone().unwrap_or_else(|| "off".to_string())),
         ("tls", tls),
-        ("state", settings.state.display().to_string()),
+        ("state", settings.postgres.as_ref().map_or_else(|| settings.state.display().to_string(), |pg| pg.describe())),
         ("retention", retention),
     ]
 }

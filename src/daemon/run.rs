@@ -108,6 +108,9 @@ struct Daemon {
     watch: Option<Watch>,
     changes: mpsc::UnboundedSender<()>,
     store: Arc<Store>,
+    /// The local path the daemon locked at start; its ssh control folder derives
+    /// from it (see `ssh::control`).
+    locked_state: PathBuf,
     runner: Arc<Runner>,
     clock: Arc<dyn Clock>,
     /// Every decision about fires; the fires' states live there.
@@ -165,10 +168,12 @@ pub async fn run_with_clock(
         return Err(DaemonError::InvalidConfig(diagnostics));
     }
     let settings = &snapshot.config.settings;
-    // Held until the daemon ends: a second daemon on this store refuses to start.
+    // Held until the daemon ends: a second daemon on this store (with PostgreSQL,
+    // of this configuration on this host) refuses to start.
     let _lock = StoreLock::acquire(&settings.state, "loom serve")?;
-    let store = Arc::new(Store::open(&settings.state)?);
-    let control = ssh::control::folder(&settings.ssh, store.path());
+    let store = Arc::new(Store::open_configured(&settings.state, settings.postgres.as_ref(), "loom serve")?);
+    let control = ssh::control::folder(&settings.ssh, &settings.state);
+    let locked_state = settings.state.clone();
     let stopped = ssh::control::stop_leftovers(&settings.ssh, &control).await;
     if stopped > 0 {
         tracing::warn!(masters = stopped, "stopped the ssh masters a previous loom on this store left running");
@@ -213,6 +218,7 @@ pub async fn run_with_clock(
         watch: None,
         changes,
         store,
+        locked_state,
         runner,
         scheduler: Scheduler::new(catchup_limit),
         fires: JoinSet::new(),
@@ -238,7 +244,7 @@ pub async fn run_with_clock(
     release_memory();
     tracing::info!(
         config = %config_path.display(),
-        state = %daemon.store.path().display(),
+        state = %daemon.store.describe(),
         jobs = daemon.snapshot.config.jobs.len(),
         nodes = daemon.snapshot.config.nodes.len(),
         next = %daemon.scheduler.next_instant().map_or("none".to_string(), |at| at.to_rfc3339()),
@@ -400,7 +406,7 @@ impl Daemon {
             let pool = if before.ssh == after.ssh && before.output_limit == after.output_limit {
                 Arc::clone(self.runner.pool())
             } else {
-                let control = ssh::control::folder(&after.ssh, self.store.path());
+                let control = ssh::control::folder(&after.ssh, &self.locked_state);
                 let pool = Pool::new(after.ssh.clone(), after.output_limit, control);
                 Arc::new(pool.with_metrics(Arc::clone(&self.metrics)))
             };

@@ -70,7 +70,7 @@ pub(crate) async fn stop(settings: &SshSettings, socket: &Path) -> bool {
 }
 
 /// FNV-1a: a stable hash (the folder must be the same for every loom version).
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3))
 }
 

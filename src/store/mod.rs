@@ -3,15 +3,17 @@
 mod lock;
 pub mod model;
 pub(crate) mod outbox;
+mod postgres;
 mod sqlite;
 mod state;
 mod writer;
 
 pub use lock::StoreLock;
 pub use model::{
-    FieldChange, FireRecord, FireStatus, NodeCell, NodeRecord, NodeStatus, NotificationRecord, ResourceOutcome,
+    FieldChange, FireRecord, FireStatus, Member, NodeCell, NodeRecord, NodeStatus, NotificationRecord, ResourceOutcome,
     ResourceStatus, Trigger,
 };
 pub(crate) use outbox::{Attempt, Notices, Pending};
+pub use postgres::PostgresTarget;
 pub use sqlite::{FireFilter, FireStart, StoreError};
 pub use state::Store;

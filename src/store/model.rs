@@ -98,6 +98,25 @@ pub struct FireRecord {
     pub ok: u32,
     pub failed: u32,
     pub note: Option<String>,
+    /// The cluster member that claimed and ran the fire (`host/pid/start`), with
+    /// a PostgreSQL store; `None` with SQLite (one daemon).
+    #[serde(default)]
+    pub daemon: Option<String>,
+}
+
+/// A process registered in a PostgreSQL store (a cluster member), as `status`
+/// lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Member {
+    /// `host/pid/start`: the name on the fires it claims.
+    pub id: String,
+    /// `loom serve`, `loom run`, ...
+    pub command: String,
+    pub host: String,
+    pub pid: u32,
+    pub version: String,
+    pub started: DateTime<Utc>,
+    pub heartbeat: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]

@@ -43,6 +43,10 @@ pub enum StoreError {
     Write(String),
     #[error("state store: {0}")]
     Query(#[from] rusqlite::Error),
+    #[error("failed to connect to the state store {target}: {message}")]
+    Connect { target: String, message: String },
+    #[error("state store (PostgreSQL): {0}")]
+    Postgres(String),
 }
 
 /// Schema migrations; `PRAGMA user_version` is how many have run.
@@ -548,6 +552,7 @@ impl Sqlite {
             note: row.get(8)?,
             ok: row.get(9)?,
             failed: row.get(10)?,
+            daemon: None,
         })
     }
 

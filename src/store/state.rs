@@ -1,17 +1,24 @@
 //! The store as the rest of Loom talks to it: one type whatever holds the data.
 //!
-//! SQLite (`sqlite.rs`, with its writer thread `writer.rs`) is the one backend
-//! today; cluster mode adds PostgreSQL as another `Backend`, behind the same
-//! methods. Writes go through the backend's one writer and are answered once
-//! committed; reads return what is committed.
+//! Two backends behind the same methods: SQLite (`sqlite.rs`, one daemon per
+//! store, locked by `lock.rs`) and PostgreSQL (`postgres.rs`, several daemons on
+//! one database: a cluster). Writes go through the backend's one writer thread
+//! (`writer.rs`, shared by both: the backend gives it only its `commit`) and are
+//! answered once committed; reads return what is committed.
+//!
+//! An enum rather than a trait object: the set of backends is closed, the callers
+//! keep one concrete `Store` (and `Arc<Store>`), the async methods need no boxing,
+//! and each method says in one `match` where it goes. The single-writer design is
+//! the same on both sides, so the variants differ only in their SQL.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::model::{FireRecord, FireStatus, NodeCell, NodeRecord, NotificationRecord, Trigger};
+use super::model::{FireRecord, FireStatus, Member, NodeCell, NodeRecord, NotificationRecord, Trigger};
 use super::outbox::{Attempt, Notices, Pending};
+use super::postgres::{Postgres, PostgresTarget};
 use super::sqlite::{FireFilter, FireStart, Sqlite, StoreError};
 use super::writer::OutboxSignal;
 
@@ -22,6 +29,17 @@ pub struct Store {
 
 enum Backend {
     Sqlite(Sqlite),
+    Postgres(Postgres),
+}
+
+/// Calls the same method on whichever backend holds the store.
+macro_rules! each {
+    ($store:expr, $backend:ident => $call:expr) => {
+        match &$store.backend {
+            Backend::Sqlite($backend) => $call,
+            Backend::Postgres($backend) => $call,
+        }
+    };
 }
 
 impl Store {
@@ -37,14 +55,52 @@ impl Store {
 
     /// Counts the writer's commit times on `metrics` (the daemon's).
     pub(crate) fn observe(&self, metrics: Arc<crate::metrics::Metrics>) {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.observe(metrics),
+        each!(self, backend => backend.observe(metrics))
+    }
+
+    /// The store a configuration names, opened for writing by `command`:
+    /// PostgreSQL when `postgres` is given, else SQLite at `state`.
+    pub fn open_configured(
+        state: &Path,
+        postgres: Option<&PostgresTarget>,
+        command: &str,
+    ) -> Result<Store, StoreError> {
+        match postgres {
+            Some(target) => Store::open_postgres(target, command),
+            None => Store::open(state),
         }
     }
 
-    pub fn path(&self) -> &Path {
+    /// The store a configuration names, opened for reading; `None` while a
+    /// SQLite store has not been made yet.
+    pub fn open_configured_read_only(
+        state: &Path,
+        postgres: Option<&PostgresTarget>,
+    ) -> Result<Option<Store>, StoreError> {
+        match postgres {
+            Some(target) => Store::open_postgres_read_only(target).map(Some),
+            None if !state.exists() => Ok(None),
+            None => Store::open_read_only(state).map(Some),
+        }
+    }
+
+    /// Connects to (and migrates) a PostgreSQL store as a member of its cluster,
+    /// running `command` (say `loom serve`).
+    pub fn open_postgres(target: &PostgresTarget, command: &str) -> Result<Store, StoreError> {
+        Ok(Store { backend: Backend::Postgres(Postgres::open(target, command)?) })
+    }
+
+    /// Connects to a PostgreSQL store for reading only (the CLI).
+    pub fn open_postgres_read_only(target: &PostgresTarget) -> Result<Store, StoreError> {
+        Ok(Store { backend: Backend::Postgres(Postgres::open_read_only(target)?) })
+    }
+
+    /// The store as logs and `status` name it (a PostgreSQL store without its
+    /// password).
+    pub fn describe(&self) -> String {
         match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.path(),
+            Backend::Sqlite(sqlite) => sqlite.path().display().to_string(),
+            Backend::Postgres(postgres) => postgres.describe().to_string(),
         }
     }
 
@@ -55,9 +111,7 @@ impl Store {
         &self,
         rules: &std::collections::HashMap<String, Vec<std::sync::Arc<crate::config::notify::NotifyRule>>>,
     ) -> Result<usize, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.recover_interrupted(rules),
-        }
+        each!(self, backend => backend.recover_interrupted(rules))
     }
 
     /// Records a fire as running, before any of its tasks start. `None` when this
@@ -69,9 +123,7 @@ impl Store {
         trigger: Trigger,
         nodes: &[String],
     ) -> Result<Option<i64>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.begin_fire(job, scheduled, trigger, nodes),
-        }
+        each!(self, backend => backend.begin_fire(job, scheduled, trigger, nodes))
     }
 
     /// Queues recording many fires as running in one transaction (fires due
@@ -83,9 +135,7 @@ impl Store {
         fires: &[FireStart<'_>],
         done: impl FnOnce(Result<Vec<Option<i64>>, StoreError>) + Send + 'static,
     ) {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.queue_begin_fires(fires, done),
-        }
+        each!(self, backend => backend.queue_begin_fires(fires, done))
     }
 
     /// Queues the record of a fire that did not run, and why, with the
@@ -99,18 +149,14 @@ impl Store {
         note: &str,
         notices: Option<Notices>,
     ) {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.queue_skipped(job, scheduled, trigger, note, notices),
-        }
+        each!(self, backend => backend.queue_skipped(job, scheduled, trigger, note, notices))
     }
 
     /// Writes node results through the writer thread, in order with
     /// `finish_queued`; resolves once they are committed (with whatever other
     /// writes were waiting: one transaction for a burst of results).
     pub async fn record_nodes(&self, records: Vec<NodeRecord>) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.record_nodes(records).await,
-        }
+        each!(self, backend => backend.record_nodes(records).await)
     }
 
     /// Marks a fire finished, having started at `started`, through the writer
@@ -123,143 +169,112 @@ impl Store {
         started: DateTime<Utc>,
         notices: Option<Notices>,
     ) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.finish_queued(id, status, started, notices).await,
-        }
+        each!(self, backend => backend.finish_queued(id, status, started, notices).await)
     }
 
     /// Queues the notifications of fires a catch-up policy did not run (no fire
     /// records them), without waiting (a failure is logged).
     pub fn queue_missed(&self, notices: Notices) {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.queue_missed(notices),
-        }
+        each!(self, backend => backend.queue_missed(notices))
     }
 
     /// Records an attempt to deliver a notification; resolves once committed.
     pub async fn record_attempt(&self, attempt: Attempt) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.record_attempt(attempt).await,
-        }
+        each!(self, backend => backend.record_attempt(attempt).await)
     }
 
     /// Pending notifications due at `now`, at most `limit`, oldest due first.
     pub fn due_notifications(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Pending>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.due_notifications(now, limit),
-        }
+        each!(self, backend => backend.due_notifications(now, limit))
     }
 
     /// When the next pending notification is due.
     pub fn next_notification_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.next_notification_due(),
-        }
+        each!(self, backend => backend.next_notification_due())
     }
 
     /// Notifications, newest first (of one job, or all), with their attempts.
     pub fn notifications(&self, job: Option<&str>, limit: usize) -> Result<Vec<NotificationRecord>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.notifications(job, limit),
-        }
+        each!(self, backend => backend.notifications(job, limit))
     }
 
     /// Told whenever a commit enqueued notifications (the delivery worker waits on it).
     pub(crate) fn outbox_signal(&self) -> OutboxSignal {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.outbox_signal(),
-        }
+        each!(self, backend => backend.outbox_signal())
     }
 
     /// Queues giving `at` to each job as its starting point unless it has one, so a
     /// job seen for the first time has nothing to catch up (a failure is logged).
     pub fn queue_ensure_jobs<'a>(&self, jobs: impl IntoIterator<Item = &'a str>, at: DateTime<Utc>) {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.queue_ensure_jobs(jobs, at),
-        }
+        each!(self, backend => backend.queue_ensure_jobs(jobs, at))
     }
 
     /// Enables or disables a job; resolves once it is committed.
     pub async fn set_enabled(&self, job: &str, enabled: bool) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.set_enabled(job, enabled).await,
-        }
+        each!(self, backend => backend.set_enabled(job, enabled).await)
     }
 
     /// Deletes fires beyond the newest `keep` per job and fires older than `before`
     /// (running fires are kept). Resolves, once committed, to how many fires went.
     pub async fn prune(&self, keep: Option<usize>, before: Option<DateTime<Utc>>) -> Result<usize, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.prune(keep, before).await,
-        }
+        each!(self, backend => backend.prune(keep, before).await)
     }
 
     /// Resolves once every write queued before it is committed.
     pub async fn settled(&self) {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.settled().await,
-        }
+        each!(self, backend => backend.settled().await)
     }
 
     /// Every job's latest scheduled instant on record.
     pub fn last_scheduled_all(&self) -> Result<std::collections::HashMap<String, DateTime<Utc>>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.last_scheduled_all(),
-        }
+        each!(self, backend => backend.last_scheduled_all())
     }
 
     /// The jobs that are disabled.
     pub fn disabled_jobs(&self) -> Result<std::collections::HashSet<String>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.disabled_jobs(),
-        }
+        each!(self, backend => backend.disabled_jobs())
     }
 
     /// Fires, newest first.
     pub fn fires(&self, filter: &FireFilter) -> Result<Vec<FireRecord>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.fires(filter),
-        }
+        each!(self, backend => backend.fires(filter))
     }
 
     pub fn fire(&self, id: i64) -> Result<Option<FireRecord>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.fire(id),
-        }
+        each!(self, backend => backend.fire(id))
     }
 
     /// The last fire of a job that ran (not skipped).
     pub fn last_fire(&self, job: &str) -> Result<Option<FireRecord>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.last_fire(job),
-        }
+        each!(self, backend => backend.last_fire(job))
     }
 
     /// Each job's last fire that ran (not skipped), by job, in one query.
     pub fn last_fires(&self) -> Result<std::collections::HashMap<String, FireRecord>, StoreError> {
+        each!(self, backend => backend.last_fires())
+    }
+
+    /// The cluster's live members (PostgreSQL); none with SQLite, where the one
+    /// daemon is the whole of it.
+    pub fn members(&self) -> Result<Vec<Member>, StoreError> {
         match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.last_fires(),
+            Backend::Sqlite(_) => Ok(Vec::new()),
+            Backend::Postgres(postgres) => postgres.members(),
         }
     }
 
     /// A fire's node results, in the order they were recorded.
     pub fn node_results(&self, fire_id: i64) -> Result<Vec<NodeRecord>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.node_results(fire_id),
-        }
+        each!(self, backend => backend.node_results(fire_id))
     }
 
     /// Every node's attempts in the fires `ids`, without their output.
     pub fn node_cells(&self, ids: &[i64]) -> Result<Vec<NodeCell>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.node_cells(ids),
-        }
+        each!(self, backend => backend.node_cells(ids))
     }
 
     /// Each node's latest recorded attempt, by node.
     pub fn last_cells(&self) -> Result<std::collections::HashMap<String, NodeCell>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(sqlite) => sqlite.last_cells(),
-        }
+        each!(self, backend => backend.last_cells())
     }
 }

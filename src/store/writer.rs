@@ -8,7 +8,8 @@
 //! writes) and commits it in one transaction, keeping their order. Each write is
 //! answered only once its transaction is committed — with the error if it failed —
 //! so nothing is reported (CLI, API, events, log) before it is on disk. A failed
-//! group fails every write in it.
+//! group fails every write in it. The thread and its queue serve both backends:
+//! SQLite's commit is below, PostgreSQL's in `postgres.rs` (`start_with`).
 
 use std::sync::{Arc, OnceLock, mpsc};
 use std::time::Instant;
@@ -104,17 +105,31 @@ pub(crate) struct Writer {
 /// Told whenever a commit enqueued notifications (the delivery worker waits on it).
 pub(crate) type OutboxSignal = std::sync::Arc<tokio::sync::Notify>;
 
+/// Commits one group of changes in one transaction, answering each in order, and
+/// says how many notifications it enqueued (the backend's half of the writer:
+/// SQLite's `commit` below, PostgreSQL's in `postgres.rs`).
+pub(crate) type CommitGroup = Box<dyn FnMut(&[&Change]) -> Result<(Vec<Answer>, usize), String> + Send>;
+
 /// At most this many writes go into one transaction.
 const GROUP: usize = 2000;
 
 impl Writer {
-    pub(crate) fn start(connection: Connection, outbox: OutboxSignal) -> std::io::Result<Writer> {
+    pub(crate) fn start(mut connection: Connection, outbox: OutboxSignal) -> std::io::Result<Writer> {
+        Writer::start_with(
+            Box::new(move |changes| commit(&mut connection, changes.iter().copied()).map_err(|err| err.to_string())),
+            outbox,
+        )
+    }
+
+    /// Starts the writer thread over a backend's `commit`; `outbox` is told
+    /// whenever a commit enqueued notifications.
+    pub(crate) fn start_with(commit: CommitGroup, outbox: OutboxSignal) -> std::io::Result<Writer> {
         let (queue, writes) = mpsc::channel();
         let metrics = Arc::new(OnceLock::new());
         let counted = Arc::clone(&metrics);
         std::thread::Builder::new()
             .name("loom-store".into())
-            .spawn(move || write_forever(connection, writes, outbox, &counted))?;
+            .spawn(move || write_forever(commit, writes, outbox, &counted))?;
         Ok(Writer { queue, metrics })
     }
 
@@ -161,7 +176,7 @@ impl Writer {
 }
 
 fn write_forever(
-    mut connection: Connection,
+    mut commit: CommitGroup,
     writes: mpsc::Receiver<Write>,
     outbox: OutboxSignal,
     metrics: &OnceLock<Arc<Metrics>>,
@@ -175,7 +190,7 @@ fn write_forever(
             }
         }
         let clock = Instant::now();
-        let committed = commit(&mut connection, group.iter().map(|w| &w.change));
+        let committed = commit(&group.iter().map(|w| &w.change).collect::<Vec<_>>());
         if let Some(metrics) = metrics.get() {
             metrics.store_write(clock.elapsed());
         }
@@ -191,7 +206,7 @@ fn write_forever(
             Err(err) => {
                 tracing::error!(target: "loom::store", "failed to write to the state store: {err}");
                 for write in group {
-                    (write.done)(Err(StoreError::Write(err.to_string())));
+                    (write.done)(Err(StoreError::Write(err.clone())));
                 }
             }
         }

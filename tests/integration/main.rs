@@ -7,6 +7,7 @@ mod api;
 mod check;
 mod check_all;
 mod cli_json;
+mod cluster;
 mod config_limits;
 mod events;
 mod history;

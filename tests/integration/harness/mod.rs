@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod postgres;
 pub mod sshd;
 pub mod webhook;
 
@@ -29,8 +30,15 @@ impl Workspace {
     pub fn new(main_extra: &str, nodes: &str) -> Workspace {
         let dir = tempfile::Builder::new().prefix("loom-test-").tempdir().unwrap();
         let ws = Workspace { dir };
-        // History goes into the workspace, never into the user's ~/.loom.
-        let state = if main_extra.contains("state:") { String::new() } else { "state: state.db\n".to_string() };
+        // History goes into the workspace, never into the user's ~/.loom; with
+        // LOOM_TEST_STORE=postgres, into a database of its own on the test server.
+        let state = if main_extra.contains("state:") {
+            String::new()
+        } else if postgres::selected() {
+            postgres::state_setting(&postgres::database())
+        } else {
+            "state: state.db\n".to_string()
+        };
         // Each workspace's API gets a port of its own.
         let listen =
             if main_extra.contains("listen:") { String::new() } else { format!("listen: 127.0.0.1:{}\n", free_port()) };
@@ -65,6 +73,22 @@ impl Workspace {
         let main = self.read("loom.yaml");
         let address = main.lines().find_map(|l| l.strip_prefix("listen: ")).expect("a listen address");
         format!("http://{}", address.trim())
+    }
+
+    /// The database of this workspace when it uses the test PostgreSQL server.
+    pub fn postgres_db(&self) -> Option<String> {
+        let main = self.read("loom.yaml");
+        let (_, rest) = main.split_once("dbname: ")?;
+        rest.split([',', '}', '\n']).next().map(|name| name.trim().to_string())
+    }
+
+    /// Runs `sql` (no parameters, in the dialect both backends share) on this
+    /// workspace's store, SQLite `state.db` or its PostgreSQL database.
+    pub fn store_sql(&self, sql: &str) {
+        match self.postgres_db() {
+            Some(db) => postgres::server().execute(&db, sql).unwrap(),
+            None => rusqlite::Connection::open(self.path("state.db")).unwrap().execute_batch(sql).unwrap(),
+        }
     }
 
     pub fn config(&self) -> PathBuf {

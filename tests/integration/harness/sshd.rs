@@ -34,7 +34,7 @@ pub fn key_user() -> String {
 }
 
 /// One-time machine set-up: test users, sudo rules, sshd's privilege-separation folder.
-fn machine() {
+pub fn machine() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
         assert!(Path::new("/usr/sbin/sshd").exists(), "sshd is missing: run .ci/run, which installs openssh-server");

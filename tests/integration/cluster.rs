@@ -1,0 +1,248 @@
+//! Cluster mode: several daemons on one PostgreSQL database (the harness's private
+//! server). Every scheduled fire is claimed by exactly one of them, with no gap;
+//! catch-up after every daemon was down happens once; enable/disable and manual
+//! runs through one daemon act on the cluster; each notification is tried by one
+//! member; the password never shows.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use loom::daemon::ManualClock;
+
+use crate::harness::postgres;
+use crate::harness::webhook::Receiver;
+use crate::harness::{Daemon, InProcess, Workspace, http, wait_for};
+
+/// A workspace on database `db` with `jobs` (the same in every member).
+fn member(db: &str, jobs: &str) -> Workspace {
+    let main = format!("{}delivery: {{attempts: 2, backoff: 1s}}\n", postgres::state_setting(db));
+    let ws = Workspace::local(&main);
+    ws.write("jobs/a.yaml", jobs);
+    ws
+}
+
+/// Rows of `sql` on `db`, as text.
+fn rows(db: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+    postgres::server().query(db, sql).unwrap()
+}
+
+fn number(db: &str, sql: &str) -> i64 {
+    rows(db, sql)[0][0].as_deref().unwrap().parse().unwrap()
+}
+
+/// `count` jobs firing every second (each fire runs, even when a busy machine
+/// makes the previous one late), and `hello`, run by hand. `tick0` tells `hook`
+/// of each success.
+fn ticks(count: usize, hook: &str) -> String {
+    let mut jobs = String::from("jobs:\n");
+    for n in 0..count {
+        jobs.push_str(&format!(
+            "  tick{n}:\n    task: loom.system.run\n    args: [\"true\"]\n    schedule: \"* * * * * *\"\n    overlap: allow\n    targets: [local]\n"
+        ));
+        if n == 0 {
+            jobs.push_str(&format!("    notifications:\n      - {{on: [success], webhook: \"{hook}\"}}\n"));
+        }
+    }
+    jobs.push_str("  hello:\n    task: loom.system.run\n    args: [\"echo hello\"]\n    targets: [local]\n");
+    jobs
+}
+
+#[test]
+fn three_daemons_on_one_database_run_every_fire_exactly_once() {
+    let db = postgres::database();
+    // The receiver fails every attempt: each notification is retried after 1 s,
+    // when every member's worker wakes for it at once.
+    let receiver = Receiver::start();
+    receiver.answer(500);
+    let members: Vec<Workspace> = (0..3).map(|_| member(&db, &ticks(3, &receiver.url("/hook")))).collect();
+    let daemons: Vec<Daemon> = members.iter().map(Workspace::serve).collect();
+    for daemon in &daemons {
+        daemon.wait_started();
+    }
+    let scheduled = |job: &str| number(&db, &format!("SELECT count(*) FROM fires WHERE job = '{job}'"));
+    assert!(wait_for(Duration::from_secs(30), || scheduled("tick0") >= 4), "no fires:\n{}", daemons[0].log());
+
+    // A manual run through one member runs once; disabling through another stops
+    // the job on every member.
+    let api = |n: usize| format!("{}/api/v1", members[n].server());
+    let (status, body) = http("POST", &format!("{}/jobs/hello/run", api(1)), None, None);
+    assert!(status < 300, "{status} {body}");
+    let (status, body) = http("POST", &format!("{}/jobs/tick2/disable", api(2)), None, None);
+    assert_eq!(status, 200, "{body}");
+    let disabled_at = Utc::now().timestamp_millis();
+    // The members see the flag in the store: each says so in its job list.
+    for n in 0..3 {
+        let disabled = wait_for(Duration::from_secs(10), || {
+            let (_, jobs) = http("GET", &format!("{}/jobs", api(n)), None, None);
+            jobs.as_array().unwrap().iter().any(|j| j["name"] == "tick2" && j["enabled"] == false)
+        });
+        assert!(disabled, "member {n} still has tick2 enabled");
+    }
+
+    // Every member lists the cluster: host, pid, version, heartbeat.
+    let mut pids: Vec<u64> = daemons.iter().map(|d| u64::from(d.pid())).collect();
+    pids.sort();
+    let (_, status) = http("GET", &format!("{}/status", api(1)), None, None);
+    let mut listed: Vec<u64> =
+        status["cluster"].as_array().unwrap().iter().map(|m| m["pid"].as_u64().unwrap()).collect();
+    listed.sort();
+    assert_eq!(listed, pids, "{status:#}");
+    assert!(
+        status["cluster"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["command"] == "loom serve" && m["heartbeat"].is_string())
+    );
+    let text = members[0].loom(&["status"]);
+    text.assert_code(0);
+    assert!(text.stdout.contains("cluster: 3 member(s)"), "{}", text.stdout);
+    // The history says which member ran each fire.
+    let history = members[2].loom(&["history", "--json", "tick0"]);
+    let fires: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    let ran_by = fires[0]["daemon"].as_str().unwrap_or_default().to_string();
+    assert!(pids.iter().any(|pid| ran_by.contains(&format!("/{pid}/"))), "{ran_by}");
+
+    // One member leaves (and says so: it is listed no more); the others carry
+    // on without a gap.
+    let mut daemons = daemons.into_iter();
+    let (code, log) = daemons.next().unwrap().stop();
+    assert_eq!(code, Some(0), "{log}");
+    let (_, status) = http("GET", &format!("{}/status", api(1)), None, None);
+    assert_eq!(status["cluster"].as_array().unwrap().len(), 2, "{status:#}");
+    let left = scheduled("tick0");
+    assert!(wait_for(Duration::from_secs(30), || scheduled("tick0") >= left + 3), "the others stopped firing");
+    for daemon in daemons {
+        let (code, log) = daemon.stop();
+        assert_eq!(code, Some(0), "{log}");
+        assert!(!log.contains(postgres::server().password()), "{log}");
+    }
+
+    // Exactly once: no (job, instant) twice, and each fire ran its node once.
+    let twice = rows(
+        &db,
+        "SELECT job, scheduled FROM fires WHERE trigger IN ('schedule', 'catch-up')
+         GROUP BY job, scheduled HAVING count(*) > 1",
+    );
+    assert!(twice.is_empty(), "fires recorded twice: {twice:?}");
+    let not_once = rows(
+        &db,
+        "SELECT f.id, f.job, f.status, (SELECT count(*) FROM node_results n WHERE n.fire_id = f.id)
+         FROM fires f WHERE f.status <> 'ok' OR (SELECT count(*) FROM node_results n WHERE n.fire_id = f.id) <> 1",
+    );
+    assert!(not_once.is_empty(), "fires not run exactly once: {not_once:?}");
+    // No gap: every second from the first fire to the last has its fire.
+    for job in ["tick0", "tick1"] {
+        let (first, last, count) = {
+            let row =
+                &rows(&db, &format!("SELECT min(scheduled), max(scheduled), count(*) FROM fires WHERE job = '{job}'"))
+                    [0];
+            let value = |i: usize| row[i].as_deref().unwrap().parse::<i64>().unwrap();
+            (value(0), value(1), value(2))
+        };
+        assert_eq!(count, (last - first) / 1000 + 1, "{job}: a gap between {first} and {last}");
+    }
+    // Disabled through one member: no member fired it afterwards (fires are
+    // prepared up to a second ahead).
+    let after =
+        number(&db, &format!("SELECT count(*) FROM fires WHERE job = 'tick2' AND scheduled > {}", disabled_at + 2000));
+    assert_eq!(after, 0, "tick2 fired after it was disabled");
+    assert_eq!(number(&db, "SELECT count(*) FROM fires WHERE job = 'hello' AND trigger = 'manual'"), 1);
+    // Each attempt of a notification was made by one member, once: the delivery
+    // workers of all three claim from the same outbox. Unclaimed, the members
+    // that woke for the same retry would each send it, and record attempts less
+    // than the backoff apart.
+    let doubled = rows(
+        &db,
+        "SELECT a.notification_id, a.at, b.at FROM notification_attempts a JOIN notification_attempts b
+           ON a.notification_id = b.notification_id AND a.id < b.id AND b.at - a.at < 900",
+    );
+    assert!(doubled.is_empty(), "attempts made twice: {doubled:?}");
+    let retried = number(&db, "SELECT count(*) FROM notifications WHERE attempts = 2");
+    assert!(retried >= 2, "{retried} notification(s) retried");
+    let attempts = number(&db, "SELECT count(*) FROM notification_attempts");
+    let sent = receiver.requests();
+    assert!(sent.len() as i64 >= attempts, "{attempts} attempts recorded, {} requests received", sent.len());
+    assert!(sent.iter().all(|r| r.json()["event"] == "success" && r.json()["job"] == "tick0"));
+    let claimed_by = number(&db, "SELECT count(DISTINCT daemon) FROM fires");
+    eprintln!("fires were claimed by {claimed_by} of the 3 members");
+}
+
+#[test]
+fn catch_up_after_every_daemon_was_down_runs_once_whoever_starts_first() {
+    let db = postgres::database();
+    let job = |name: &str, policy: &str| {
+        format!(
+            "  {name}:\n    task: loom.system.run\n    args: [\"true\"]\n    schedule: \"0 * * * *\"\n    catchup: {policy}\n    targets: [local]\n"
+        )
+    };
+    let jobs = format!("jobs:\n{}{}", job("latest", "latest"), job("all", "all"));
+    let members: Vec<Workspace> = (0..2).map(|_| member(&db, &jobs)).collect();
+    let top_of_hour: DateTime<Utc> = "2026-01-01T12:00:00Z".parse().unwrap();
+    let before = top_of_hour - chrono::Duration::hours(2) + chrono::Duration::minutes(30);
+    let clocks: Vec<Arc<ManualClock>> = (0..2).map(|_| Arc::new(ManualClock::new(before))).collect();
+    // Both members start (recording the jobs), then the whole cluster is down.
+    let running: Vec<InProcess> = members.iter().zip(&clocks).map(|(ws, c)| InProcess::start(ws, c, None)).collect();
+    running.into_iter().for_each(InProcess::stop);
+    for clock in &clocks {
+        clock.set(top_of_hour + chrono::Duration::minutes(30));
+    }
+    let running: Vec<InProcess> = members.iter().zip(&clocks).map(|(ws, c)| InProcess::start(ws, c, None)).collect();
+    let done = wait_for(Duration::from_secs(30), || {
+        number(&db, "SELECT count(*) FROM fires WHERE status = 'ok'") >= 3
+            && number(&db, "SELECT count(*) FROM fires WHERE status = 'running'") == 0
+    });
+    running.into_iter().for_each(InProcess::stop);
+    let fires = rows(&db, "SELECT job, scheduled, trigger, status FROM fires ORDER BY job, scheduled");
+    assert!(done, "{fires:?}");
+    let of = |job: &str| -> Vec<i64> {
+        fires
+            .iter()
+            .filter(|f| f[0].as_deref() == Some(job))
+            .map(|f| f[1].as_deref().unwrap().parse().unwrap())
+            .collect()
+    };
+    let hour = |h: i64| (top_of_hour + chrono::Duration::hours(h)).timestamp_millis();
+    assert!(fires.iter().all(|f| f[2].as_deref() == Some("catch-up") && f[3].as_deref() == Some("ok")), "{fires:?}");
+    assert_eq!(of("latest"), vec![hour(0)], "{fires:?}");
+    assert_eq!(of("all"), vec![hour(-1), hour(0)], "{fires:?}");
+}
+
+#[test]
+fn the_password_is_read_from_its_file_and_never_shown() {
+    let db = postgres::database();
+    let ws = member(&db, &ticks(0, ""));
+    let check = ws.loom(&["check"]);
+    check.assert_code(0);
+    let daemon = ws.serve();
+    daemon.wait_started();
+    let (_, status) = http("GET", &format!("{}/api/v1/status", ws.server()), None, None);
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+    let password = postgres::server().password();
+    for shown in [status.to_string(), log.clone(), check.all()] {
+        assert!(!shown.contains(password), "{shown}");
+    }
+    assert!(log.contains(&format!("postgres://{}@127.0.0.1:", postgres::USER)), "{log}");
+
+    // A password in the URL is refused at its line and column; a wrong password
+    // file is an error that names the store, not the password.
+    let bad = Workspace::local("state: postgres://loom:hunter2@127.0.0.1:5432/loom\n");
+    let run = bad.loom(&["check"]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("loom.yaml:4:8"), "{}", run.stderr);
+    assert!(run.stderr.contains("password_file"), "{}", run.stderr);
+    assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
+    ws.write("wrong-password", "not-it\n");
+    let main = ws.read("loom.yaml").replace(
+        &postgres::server().password_file.display().to_string(),
+        &ws.path("wrong-password").display().to_string(),
+    );
+    ws.write("loom.yaml", &main);
+    let refused = ws.serve();
+    let (code, log) = refused.wait();
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("failed to connect to the state store postgres://loom@127.0.0.1"), "{log}");
+    assert!(!log.contains("not-it"), "{log}");
+}
