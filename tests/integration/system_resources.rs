@@ -838,8 +838,19 @@ fn every_resource_type_converges_a_node_in_one_run() {
     }
     let fleet = Fleet::start(1);
     let dir = fleet.shared_dir("every");
-    let names: Vec<Names> =
-        LOGINS.iter().enumerate().map(|(i, login)| Names::new(login, i as u32 + 500, &dir)).collect();
+    // Names of their own: the other tests of this file run at the same time.
+    let names: Vec<Names> = LOGINS
+        .iter()
+        .enumerate()
+        .map(|(i, login)| {
+            let mut n = Names::new(login, i as u32 + 500, &dir);
+            let short = &login[..1];
+            n.user = unique(&format!("le{short}u"));
+            n.group = unique(&format!("le{short}g"));
+            n.service = unique(&format!("loomtest-e{short}svc"));
+            n
+        })
+        .collect();
     let mut accounts = Accounts::default();
     let mut scripts = Vec::new();
     let mut mounts = Vec::new();
