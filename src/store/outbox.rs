@@ -151,7 +151,6 @@ pub(super) fn enqueue_interrupted(
             .prepare_cached("SELECT job, scheduled, trigger, started FROM fires WHERE id = ?1")?
             .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
         let Some(rules) = rules.get(&job) else { continue };
-        let mut last: Vec<crate::notify::body::NodeOutcome> = Vec::new();
         let mut results = transaction.prepare_cached(
             "SELECT node, attempt, status, exit_code, error FROM node_results WHERE fire_id = ?1 ORDER BY id",
         )?;
@@ -165,24 +164,39 @@ pub(super) fn enqueue_interrupted(
                 error: r.get(4)?,
             })
         })?;
-        for row in rows {
-            let row = row?;
-            last.retain(|o| o.node != row.node);
-            last.push(row);
-        }
-        let trigger = crate::store::Trigger::parse(&trigger).unwrap_or(crate::store::Trigger::Manual);
-        let payload = crate::notify::body::payload(
-            &job,
-            trigger,
-            "interrupted",
-            (Some(instant(scheduled)), started.map(instant), Some(instant(now))),
-            &last,
-            Some("the daemon stopped while this fire ran"),
-        );
-        let notices = Notices { job, rules: rules.clone(), payload };
+        let results = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        let notices = interrupted_notices(job, &trigger, (scheduled, started, now), results, rules);
         count += enqueue(transaction, Some(id), "interrupted", &notices, now)?;
     }
     Ok(count)
+}
+
+/// The notices of a fire a daemon that died left running, now `interrupted`, from
+/// its node attempts (`results`, oldest first: a node's last attempt counts), its
+/// times in ms (`scheduled`, `started`, now) and its job's `rules`. Both backends'
+/// `enqueue_interrupted` read the rows and enqueue what this builds.
+pub(super) fn interrupted_notices(
+    job: String,
+    trigger: &str,
+    (scheduled, started, now): (i64, Option<i64>, i64),
+    results: Vec<crate::notify::body::NodeOutcome>,
+    rules: &[RuleRow],
+) -> Notices {
+    let mut last: Vec<crate::notify::body::NodeOutcome> = Vec::new();
+    for row in results {
+        last.retain(|o| o.node != row.node);
+        last.push(row);
+    }
+    let trigger = crate::store::Trigger::parse(trigger).unwrap_or(crate::store::Trigger::Manual);
+    let payload = crate::notify::body::payload(
+        &job,
+        trigger,
+        "interrupted",
+        (Some(instant(scheduled)), started.map(instant), Some(instant(now))),
+        &last,
+        Some("the daemon stopped while this fire ran"),
+    );
+    Notices { job, rules: rules.to_vec(), payload }
 }
 
 /// Records an attempt and where the notification stands after it.

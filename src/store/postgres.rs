@@ -1280,34 +1280,23 @@ async fn enqueue_interrupted(
         let (job, scheduled, trigger, started): (String, i64, String, Option<i64>) =
             (fire.get(0), fire.get(1), fire.get(2), fire.get(3));
         let Some(rules) = rules.get(&job) else { continue };
-        let mut last: Vec<crate::notify::body::NodeOutcome> = Vec::new();
         let rows = transaction
             .query(
                 "SELECT node, attempt, status, exit_code, error FROM node_results WHERE fire_id = $1 ORDER BY id",
                 &[&id],
             )
             .await?;
-        for r in rows {
-            let outcome = crate::notify::body::NodeOutcome {
+        let results = rows
+            .iter()
+            .map(|r| crate::notify::body::NodeOutcome {
                 node: r.get(0),
                 attempt: r.get::<_, i32>(1) as u32,
                 status: NodeStatus::parse(r.get(2)).unwrap_or(NodeStatus::Interrupted),
                 exit_code: r.get(3),
                 error: r.get(4),
-            };
-            last.retain(|o| o.node != outcome.node);
-            last.push(outcome);
-        }
-        let trigger = Trigger::parse(&trigger).unwrap_or(Trigger::Manual);
-        let payload = crate::notify::body::payload(
-            &job,
-            trigger,
-            "interrupted",
-            (Some(instant(scheduled)), started.map(instant), Some(instant(now))),
-            &last,
-            Some("the daemon stopped while this fire ran"),
-        );
-        let notices = Notices { job, rules: rules.clone(), payload };
+            })
+            .collect();
+        let notices = super::outbox::interrupted_notices(job, &trigger, (scheduled, started, now), results, rules);
         count += enqueue(transaction, Some(id), "interrupted", &notices, now).await?;
     }
     Ok(count)
