@@ -19,6 +19,10 @@ use crate::harness::Workspace;
 use crate::harness::sshd::{self, Fleet};
 
 /// A name no other test run on this machine uses: `prefix` and this process's id.
+/// Held by the tests that run apt: one's `apt-get update` may replace the package
+/// lists the other's `apt-get install` is reading (one machine, one /var/lib/apt).
+static APT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn unique(prefix: &str) -> String {
     format!("{prefix}{}", std::process::id())
 }
@@ -514,6 +518,7 @@ fn on(login: &str) -> String {
 
 #[test]
 fn packages_install_upgrade_and_remove_through_apt_from_a_local_source() {
+    let _apt = APT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if !sshd::is_root() {
         eprintln!("skipped: needs root, for a root login and dpkg");
         return;
@@ -832,6 +837,7 @@ fn bad_declarations_of_the_system_types_are_check_errors_at_their_place() {
 /// writes no file.
 #[test]
 fn every_resource_type_converges_a_node_in_one_run() {
+    let _apt = APT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if !sshd::is_root() {
         eprintln!("skipped: needs root, for a root login, the system's accounts and dpkg");
         return;
