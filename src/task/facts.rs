@@ -8,9 +8,10 @@ use rhai::{Dynamic, Map};
 
 /// Prints one `key=value` line per fact.
 pub(crate) const GATHER: &str = r#"
-id=; version=; like=
 if [ -r /etc/os-release ]; then
-  id=$(. /etc/os-release; printf %s "$ID"); version=$(. /etc/os-release; printf %s "$VERSION_ID"); like=$(. /etc/os-release; printf %s "$ID_LIKE")
+  (. /etc/os-release; printf 'distribution=%s\nversion=%s\nlike=%s\n' "$ID" "$VERSION_ID" "$ID_LIKE")
+else
+  printf 'distribution=\nversion=\nlike=\n'
 fi
 pm=
 for candidate in apt-get:apt dnf:dnf yum:yum apk:apk; do
@@ -19,11 +20,9 @@ done
 if [ -d /run/systemd/system ]; then init=systemd
 elif command -v openrc >/dev/null 2>&1 || [ -x /sbin/openrc-run ]; then init=openrc
 else init=sysv; fi
-printf 'hostname=%s\n' "$(hostname 2>/dev/null || uname -n)"
-printf 'distribution=%s\nversion=%s\nlike=%s\n' "$id" "$version" "$like"
-printf 'system=%s\narch=%s\nkernel=%s\n' "$(uname -s)" "$(uname -m)" "$(uname -r)"
-printf 'package_manager=%s\ninit=%s\n' "$pm" "$init"
-printf 'user=%s\nuid=%s\nhome=%s\n' "$(id -un)" "$(id -u)" "$HOME"
+uname -snrm | { read -r system hostname kernel arch; printf 'hostname=%s\nsystem=%s\narch=%s\nkernel=%s\n' "$hostname" "$system" "$arch" "$kernel"; }
+printf 'package_manager=%s\ninit=%s\nhome=%s\n' "$pm" "$init" "$HOME"
+LC_ALL=C id | { read -r ids _; uid=${ids#uid=}; user=${uid#*\(}; printf 'uid=%s\nuser=%s\n' "${uid%%\(*}" "${user%\)}"; }
 "#;
 
 /// The facts map from the script's output. `os_family` is derived from the
