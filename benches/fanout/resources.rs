@@ -250,10 +250,8 @@ impl Bench {
         let converge = run("converge").and_then(|s| converged(fleet, base).map(|()| s));
         let (daemon_before, machine_before) = (cpu_seconds(&format!("/proc/{}/stat", daemon.pid())), machine_cpu());
         let unchanged = (0..rounds).map(|_| run("converge")).collect::<Result<Vec<f64>, String>>().map(median);
-        let (daemon_cpu, machine) = (
-            cpu_seconds(&format!("/proc/{}/stat", daemon.pid())) - daemon_before,
-            machine_cpu() - machine_before,
-        );
+        let (daemon_cpu, machine) =
+            (cpu_seconds(&format!("/proc/{}/stat", daemon.pid())) - daemon_before, machine_cpu() - machine_before);
         // Where a no-change run's time goes: Loom's daemon, or the nodes' sshd and sh.
         eprintln!(
             "  loom no-change, per run: daemon {:.2} s CPU, the whole machine {:.2} s CPU",
