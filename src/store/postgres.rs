@@ -26,14 +26,18 @@
 //! takes (`claimed_by`, `claimed_until`), so the members never send the same
 //! attempt twice, and recording the attempt (or leaving) ends the claim.
 //!
-//! It does not (yet) share a fire's node work between daemons, nor take over the
-//! fires of a daemon that died while others keep running: those wait for the next
-//! start of any daemon.
+//! A daemon's fire is recorded with one `node_work` row per node, which the
+//! members claim (`claim_work`, `FOR UPDATE SKIP LOCKED`) under leases that their
+//! heartbeat renews; each claim raises the row's epoch, and a result is written
+//! only under the epoch it was claimed with (`record_fenced`), so a member whose
+//! lease expired and was taken over cannot overwrite the new owner's result. The
+//! member that records a fire's last node ends the fire. Running the claimed nodes
+//! is the daemon's (`daemon/work.rs`), not this file's.
 //!
 //! Migrations: `MIGRATIONS[n]` here is SQLite's `MIGRATIONS[n]` in PostgreSQL's
 //! dialect, so both schemas carry the same version number; cluster-only columns
-//! and tables (`fires.daemon`, `members`; the outbox's claim columns) are part of
-//! the PostgreSQL migration that makes their table.
+//! and tables (`fires.daemon`, `members`; the outbox's claim columns; `node_work`)
+//! are part of the PostgreSQL migration that makes their table.
 //! The password is read from `password_file` when connecting and is kept nowhere
 //! else: not in settings, logs, errors or the API.
 

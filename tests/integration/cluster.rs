@@ -489,3 +489,22 @@ fn a_member_whose_lease_was_taken_cannot_write_the_node_s_result() {
         runtime.block_on(b.record_fenced(fire, vec![result("n1", NodeStatus::Failed, taken[0].epoch)], &[])).unwrap();
     assert_eq!(refused, 1);
 }
+
+/// `cluster: {heartbeat, lease}` is checked like every duration: a lease shorter
+/// than two heartbeats and a bad duration are errors at their
+/// file:line:col, an unknown key a warning there.
+#[test]
+fn cluster_timings_are_checked_at_their_place() {
+    let ws = Workspace::local("cluster:\n  heartbeat: 2s\n  lease: 3s\n  leese: 1s\n");
+    let run = ws.loom(&["check"]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("loom.yaml:7:10"), "{}", run.stderr);
+    assert!(run.stderr.contains("`lease` (3s) must be at least two heartbeats (4s)"), "{}", run.stderr);
+    assert!(run.stderr.contains("unknown key `leese`") && run.stderr.contains("loom.yaml:8:3"), "{}", run.stderr);
+    let ws = Workspace::local("cluster: {heartbeat: soon, lease: 10s}\n");
+    let run = ws.loom(&["check"]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("loom.yaml:5:22"), "{}", run.stderr);
+    assert!(run.stderr.contains("expected a duration for `heartbeat`"), "{}", run.stderr);
+    Workspace::local("cluster: {heartbeat: 500ms, lease: 2s}\n").loom(&["check"]).assert_code(0);
+}
