@@ -704,6 +704,8 @@ impl Daemon {
         self.cancels.insert(key, cancel.clone());
         let (store, events, metrics) = (Arc::clone(&self.store), self.events.clone(), Arc::clone(&self.metrics));
         let (job, scheduled, trigger, gate) = (fire.job.clone(), fire.scheduled, fire.trigger, fire.gate);
+        // Followed before its nodes can be claimed, so an end written here is told.
+        let ending = work.follow(id);
         work.wake.notify_one();
         self.fires.spawn(async move {
             gate.wait().await;
@@ -718,7 +720,7 @@ impl Daemon {
             tracing::info!(job = %job, fire = id, nodes, "fire started (its nodes are shared by the cluster)");
             let mut cancelled = false;
             let ended = loop {
-                let recorded = work.recorded.notified();
+                let recorded = ending.notified();
                 let reader = Arc::clone(&store);
                 if let Ok(Ok(Some(record))) = tokio::task::spawn_blocking(move || reader.fire(id)).await
                     && record.status != crate::store::FireStatus::Running
@@ -735,6 +737,7 @@ impl Daemon {
                     }
                 }
             };
+            work.unfollow(id);
             if let Some(status) = ended {
                 let seconds = begun.elapsed().as_secs_f64();
                 metrics.fire_finished(&job, status.as_str(), begun.elapsed(), Utc::now().timestamp_micros() as f64 / 1e6);

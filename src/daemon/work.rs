@@ -34,8 +34,8 @@ use crate::store::{Claim, FencedRecord, NodeRecord, NodeStatus, Store};
 pub(crate) struct Work {
     /// Wakes the loop to claim (a fire was just recorded).
     pub(crate) wake: Arc<Notify>,
-    /// Told after each batch of results this daemon recorded (a fire may have ended).
-    pub(crate) recorded: Arc<Notify>,
+    /// The fires this daemon follows (`follow`): told when its results end one.
+    endings: Arc<Mutex<HashMap<i64, Arc<Notify>>>>,
     /// Cancels the local parts of a fire, by its number.
     parts: Arc<Mutex<HashMap<i64, Vec<CancellationToken>>>>,
     /// Stops claiming; the loop ends once its parts have.
@@ -62,7 +62,7 @@ impl Work {
         let poll = store.timing().map_or(Duration::from_secs(1), |t| t.heartbeat);
         let work = Work {
             wake: Arc::new(Notify::new()),
-            recorded: Arc::new(Notify::new()),
+            endings: Arc::default(),
             parts: Arc::default(),
             stopping: CancellationToken::new(),
             done: CancellationToken::new(),
@@ -73,7 +73,8 @@ impl Work {
             store,
             runner: work.runner.subscribe(),
             busy: Arc::new(AtomicUsize::new(0)),
-            recorded: Arc::clone(&work.recorded),
+            endings: Arc::clone(&work.endings),
+            wake: Arc::clone(&work.wake),
             parts: Arc::clone(&work.parts),
             abort,
         };
@@ -93,6 +94,15 @@ impl Work {
         }
     }
 
+    /// What tells, until `unfollow`, that results this daemon wrote ended fire `id`.
+    pub(crate) fn follow(&self, id: i64) -> Arc<Notify> {
+        Arc::clone(self.endings.lock().expect("endings lock").entry(id).or_default())
+    }
+
+    pub(crate) fn unfollow(&self, id: i64) {
+        self.endings.lock().expect("endings lock").remove(&id);
+    }
+
     /// Stops claiming; `done` is cancelled once the parts running now have ended.
     pub(crate) fn stop(&self) {
         self.stopping.cancel();
@@ -106,7 +116,9 @@ struct Shared {
     runner: tokio::sync::watch::Receiver<Arc<Runner>>,
     /// Nodes claimed whose last result is not recorded yet.
     busy: Arc<AtomicUsize>,
-    recorded: Arc<Notify>,
+    endings: Arc<Mutex<HashMap<i64, Arc<Notify>>>>,
+    /// The loop's wake-up: a node that ends frees a worker.
+    wake: Arc<Notify>,
     parts: Arc<Mutex<HashMap<i64, Vec<CancellationToken>>>>,
     abort: CancellationToken,
 }
@@ -143,6 +155,7 @@ async fn claim_forever(
         if claims.is_empty() {
             continue;
         }
+        let full = claims.len() == free;
         shared.busy.fetch_add(claims.len(), Ordering::SeqCst);
         let mut by_fire: BTreeMap<i64, Vec<Claim>> = BTreeMap::new();
         for claim in claims {
@@ -152,8 +165,8 @@ async fn claim_forever(
         for (_, claims) in by_fire {
             running.spawn(run_part(shared.clone(), Arc::clone(&snapshot), claims));
         }
-        // More may be waiting: look again at once while there are free workers.
-        if free > 0 {
+        // More may be waiting: look again once a worker is free.
+        if full {
             wake.notify_one();
         }
     }
@@ -246,18 +259,19 @@ async fn run_part(shared: Shared, snapshot: Arc<Snapshot>, claims: Vec<Claim>) {
     }
     let cancel = shared.abort.child_token();
     shared.parts.lock().expect("parts lock").entry(fire_id).or_default().push(cancel.clone());
-    let recorder = Recorder::leased(&shared.store, &job, fire_id, leases);
+    let ending = shared.endings.lock().expect("endings lock").get(&fire_id).cloned();
+    let recorder = Recorder::leased(&shared.store, &job, fire_id, leases, ending);
     let mut next = fire.resume.clone();
     let mut ended: HashSet<String> = HashSet::new();
-    let (busy, recorded) = (Arc::clone(&shared.busy), Arc::clone(&shared.recorded));
+    let (busy, wake) = (Arc::clone(&shared.busy), Arc::clone(&shared.wake));
     let runner = Arc::clone(&shared.runner.borrow());
     runner
         .run(snapshot, fire, nodes, cancel, &recorder, |result: &NodeResult| {
             next.insert(result.node.clone(), result.attempt + 1);
             if result.is_last(job.retries) && ended.insert(result.node.clone()) {
                 busy.fetch_sub(1, Ordering::SeqCst);
+                wake.notify_one();
             }
-            recorded.notify_waiters();
         })
         .await;
     shared.parts.lock().expect("parts lock").remove(&fire_id);
@@ -285,9 +299,15 @@ async fn record(
     rules: &[Arc<crate::config::notify::NotifyRule>],
     finished: usize,
 ) {
-    if let Err(err) = shared.store.record_fenced(fire_id, records, rules).await {
-        tracing::error!(fire = fire_id, "failed to record node results: {err}");
+    match shared.store.record_fenced(fire_id, records, rules).await {
+        Ok(fenced) if fenced.ended => {
+            if let Some(ending) = shared.endings.lock().expect("endings lock").get(&fire_id) {
+                ending.notify_waiters();
+            }
+        }
+        Ok(_) => {}
+        Err(err) => tracing::error!(fire = fire_id, "failed to record node results: {err}"),
     }
     shared.busy.fetch_sub(finished, Ordering::SeqCst);
-    shared.recorded.notify_waiters();
+    shared.wake.notify_one();
 }

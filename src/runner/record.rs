@@ -23,6 +23,8 @@ pub struct Recorder {
     /// A cluster fire's share: each node's lease epoch, under which its results
     /// are written (`Store::record_fenced`); the store ends the fire.
     leases: Option<HashMap<String, i64>>,
+    /// Told when results written here ended the (cluster) fire.
+    ended: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl Recorder {
@@ -60,13 +62,19 @@ impl Recorder {
                 }
             }
         });
-        Recorder { store: store.cloned(), fire_id, job: Arc::clone(job), log, leases: None }
+        Recorder { store: store.cloned(), fire_id, job: Arc::clone(job), log, leases: None, ended: None }
     }
 
     /// A recorder for this daemon's share of cluster fire `fire_id`: the nodes it
-    /// holds leases on, with their epochs.
-    pub fn leased(store: &Arc<Store>, job: &Arc<Job>, fire_id: i64, leases: HashMap<String, i64>) -> Recorder {
-        Recorder { leases: Some(leases), ..Recorder::recorded(Some(store), job, Some(fire_id)) }
+    /// holds leases on, with their epochs; `ended` is told if its results end the fire.
+    pub fn leased(
+        store: &Arc<Store>,
+        job: &Arc<Job>,
+        fire_id: i64,
+        leases: HashMap<String, i64>,
+        ended: Option<Arc<tokio::sync::Notify>>,
+    ) -> Recorder {
+        Recorder { leases: Some(leases), ended, ..Recorder::recorded(Some(store), job, Some(fire_id)) }
     }
 
     pub fn job(&self) -> &Arc<Job> {
@@ -86,13 +94,19 @@ impl Recorder {
                 Some(FencedRecord { record: result.record(fire_id), epoch, last: result.is_last(self.job.retries) })
             });
             match store.record_fenced(fire_id, records.collect(), &self.job.notifications).await {
-                Ok(0) => {}
-                Ok(refused) => tracing::warn!(
-                    job = %self.job.name,
-                    fire = fire_id,
-                    refused,
-                    "node results not recorded: another daemon took over their nodes"
-                ),
+                Ok(fenced) => {
+                    if fenced.refused > 0 {
+                        tracing::warn!(
+                            job = %self.job.name,
+                            fire = fire_id,
+                            refused = fenced.refused,
+                            "node results not recorded: another daemon took over their nodes"
+                        );
+                    }
+                    if let Some(ended) = self.ended.as_ref().filter(|_| fenced.ended) {
+                        ended.notify_waiters();
+                    }
+                }
                 Err(err) => tracing::error!(job = %self.job.name, "failed to record node results: {err}"),
             }
         } else if let (Some(store), Some(fire_id)) = (&self.store, self.fire_id) {

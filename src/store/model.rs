@@ -191,6 +191,14 @@ pub struct FencedRecord {
     pub last: bool,
 }
 
+/// What writing fenced results did: how many were refused (their lease was
+/// taken over), and whether they ended the fire (they were its last).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fenced {
+    pub refused: usize,
+    pub ended: bool,
+}
+
 /// A node being run in the cluster, and by which member (`GET /status`).
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeWork {

@@ -52,7 +52,7 @@ use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
 
 use super::model::{
-    AttemptRecord, Claim, DeliveryState, FencedRecord, FireRecord, FireStatus, Member, NodeCell, NodeRecord,
+    AttemptRecord, Claim, DeliveryState, Fenced, FencedRecord, FireRecord, FireStatus, Member, NodeCell, NodeRecord,
     NodeStatus, NodeWork, NotificationRecord, Trigger,
 };
 use super::outbox::{Attempt, Notices, Pending, RuleRow};
@@ -576,14 +576,17 @@ impl Postgres {
     }
 
     /// Writes node results of fire `fire_id` under their leases (see
-    /// `Change::Fenced`); resolves to how many were refused (their lease was taken).
+    /// `Change::Fenced`).
     pub async fn record_fenced(
         &self,
         fire_id: i64,
         records: Vec<FencedRecord>,
         rules: Vec<RuleRow>,
-    ) -> Result<usize, StoreError> {
-        count(self.writer()?.commit(Change::Fenced { fire_id, records, rules }).await?)
+    ) -> Result<Fenced, StoreError> {
+        match self.writer()?.commit(Change::Fenced { fire_id, records, rules }).await? {
+            Answer::Fenced(fenced) => Ok(fenced),
+            other => Err(StoreError::Write(format!("unexpected answer from the writer: {other:?}"))),
+        }
     }
 
     /// The nodes being run in the cluster now, and by which member.
@@ -1203,7 +1206,7 @@ async fn apply(
             Answer::Done
         }
         Change::Fenced { fire_id, records, rules } => {
-            Answer::Count(record_fenced(transaction, member, timing, *fire_id, records, rules, enqueued).await?)
+            Answer::Fenced(record_fenced(transaction, member, timing, *fire_id, records, rules, enqueued).await?)
         }
         Change::Finish { id, status, started, finished, notices } => {
             transaction
@@ -1352,7 +1355,7 @@ async fn insert_fire(
 /// this member's, at the next attempt. The fire's row is locked first, so the
 /// members recording its last nodes at once take turns, and the one that finds
 /// no work left ends the fire: its status from the nodes' last attempts, and its
-/// notifications, in this transaction. Returns how many results were refused.
+/// notifications, in this transaction.
 async fn record_fenced(
     transaction: &deadpool_postgres::Transaction<'_>,
     member: &str,
@@ -1361,7 +1364,7 @@ async fn record_fenced(
     records: &[FencedRecord],
     rules: &[RuleRow],
     enqueued: &mut usize,
-) -> Result<usize, tokio_postgres::Error> {
+) -> Result<Fenced, tokio_postgres::Error> {
     let Some(fire) = transaction
         .query_opt(
             "SELECT status, job, trigger, scheduled, started, check_mode FROM fires WHERE id = $1 FOR UPDATE",
@@ -1369,7 +1372,7 @@ async fn record_fenced(
         )
         .await?
     else {
-        return Ok(records.len());
+        return Ok(Fenced { refused: records.len(), ended: false });
     };
     let held = transaction
         .prepare_cached(
@@ -1430,7 +1433,7 @@ async fn record_fenced(
         .await?
         .get::<_, i64>(0);
     if status != FireStatus::Running.as_str() || open > 0 {
-        return Ok(refused);
+        return Ok(Fenced { refused, ended: false });
     }
     let (job, trigger, scheduled, started, check): (String, String, i64, Option<i64>, bool) =
         (fire.get(1), fire.get(2), fire.get(3), fire.get(4), fire.get(5));
@@ -1477,7 +1480,7 @@ async fn record_fenced(
         );
         *enqueued += enqueue(transaction, Some(fire_id), ended.as_str(), &notices, now).await?;
     }
-    Ok(refused)
+    Ok(Fenced { refused, ended: true })
 }
 
 /// Marks fires left `running` by members that are gone (stale heartbeat, or no

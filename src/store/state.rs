@@ -17,7 +17,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::model::{
-    Claim, FencedRecord, FireRecord, FireStatus, Member, NodeCell, NodeRecord, NodeWork, NotificationRecord, Trigger,
+    Claim, Fenced, FencedRecord, FireRecord, FireStatus, Member, NodeCell, NodeRecord, NodeWork, NotificationRecord,
+    Trigger,
 };
 use super::outbox::{Attempt, Notices, Pending};
 use super::postgres::{ClusterTiming, Postgres, PostgresTarget};
@@ -296,13 +297,14 @@ impl Store {
     /// Writes node results of a cluster fire, each only while this member holds
     /// its lease with the record's epoch; ends the fire (with notifications for
     /// `rules`) when it records the fire's last node. Resolves to how many
-    /// results were refused because their lease was taken over.
+    /// results were refused because their lease was taken over, and whether
+    /// they ended the fire.
     pub async fn record_fenced(
         &self,
         fire_id: i64,
         records: Vec<FencedRecord>,
         rules: &[std::sync::Arc<crate::config::notify::NotifyRule>],
-    ) -> Result<usize, StoreError> {
+    ) -> Result<Fenced, StoreError> {
         match &self.backend {
             Backend::Sqlite(_) => Err(StoreError::Write("a SQLite store shares no node work".to_string())),
             Backend::Postgres(postgres) => {

@@ -49,7 +49,7 @@ pub(crate) enum Change {
     Nodes(Vec<NodeRecord>),
     /// A cluster fire's node results, each written only while this member still
     /// holds the node's lease with the record's epoch; answers how many were
-    /// refused. Whoever records a fire's last node ends the fire in the same
+    /// refused and whether they ended the fire. Whoever records a fire's last node ends the fire in the same
     /// transaction, enqueueing its notifications for `rules` (PostgreSQL only).
     Fenced {
         fire_id: i64,
@@ -99,6 +99,7 @@ pub(crate) enum Answer {
     Done,
     Ids(Vec<Option<i64>>),
     Count(usize),
+    Fenced(super::model::Fenced),
 }
 
 pub(crate) type Reply = Box<dyn FnOnce(Result<Answer, StoreError>) + Send>;
@@ -261,7 +262,7 @@ fn apply(transaction: &Transaction<'_>, change: &Change, enqueued: &mut usize) -
             Answer::Done
         }
         // A single daemon shares no node work: nothing is fenced.
-        Change::Fenced { .. } => Answer::Count(0),
+        Change::Fenced { .. } => Answer::Fenced(super::model::Fenced { refused: 0, ended: false }),
         Change::Finish { id, status, started, finished, notices } => {
             transaction
                 .prepare_cached("UPDATE fires SET status = ?2, started = ?3, finished = ?4 WHERE id = ?1")?

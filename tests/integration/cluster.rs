@@ -464,16 +464,18 @@ fn a_member_whose_lease_was_taken_cannot_write_the_node_s_result() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     // a, whose lease was taken, is refused; b, holding it now, is not.
     let refused =
-        runtime.block_on(a.record_fenced(fire, vec![result("n1", NodeStatus::Failed, epoch_a)], &[])).unwrap();
+        runtime.block_on(a.record_fenced(fire, vec![result("n1", NodeStatus::Failed, epoch_a)], &[])).unwrap().refused;
     assert_eq!(refused, 1);
-    let refused =
-        runtime.block_on(b.record_fenced(fire, vec![result("n1", NodeStatus::Ok, taken[0].epoch)], &[])).unwrap();
+    let refused = runtime
+        .block_on(b.record_fenced(fire, vec![result("n1", NodeStatus::Ok, taken[0].epoch)], &[]))
+        .unwrap()
+        .refused;
     assert_eq!(refused, 0);
     assert_eq!(number(&db, &format!("SELECT count(*) FROM fires WHERE id = {fire} AND status = 'running'")), 1);
     // a still holds n2: its result is written, and as the fire's last it ends the fire.
     let epoch_n2 = claimed.iter().find(|c| c.node == "n2").unwrap().epoch;
-    let refused = runtime.block_on(a.record_fenced(fire, vec![result("n2", NodeStatus::Ok, epoch_n2)], &[])).unwrap();
-    assert_eq!(refused, 0);
+    let fenced = runtime.block_on(a.record_fenced(fire, vec![result("n2", NodeStatus::Ok, epoch_n2)], &[])).unwrap();
+    assert_eq!((fenced.refused, fenced.ended), (0, true));
     let recorded =
         rows(&db, &format!("SELECT node, status, daemon FROM node_results WHERE fire_id = {fire} ORDER BY node"));
     assert_eq!(
@@ -485,8 +487,10 @@ fn a_member_whose_lease_was_taken_cannot_write_the_node_s_result() {
     );
     assert_eq!(rows(&db, &format!("SELECT status FROM fires WHERE id = {fire}"))[0][0].as_deref(), Some("ok"));
     // A late write for a node that is done is refused too.
-    let refused =
-        runtime.block_on(b.record_fenced(fire, vec![result("n1", NodeStatus::Failed, taken[0].epoch)], &[])).unwrap();
+    let refused = runtime
+        .block_on(b.record_fenced(fire, vec![result("n1", NodeStatus::Failed, taken[0].epoch)], &[]))
+        .unwrap()
+        .refused;
     assert_eq!(refused, 1);
 }
 
