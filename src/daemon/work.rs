@@ -1,7 +1,8 @@
 //! The node work a daemon of a cluster takes from the shared store (PostgreSQL).
 //!
 //! A cluster fire is recorded with one work row per node. Every member runs this
-//! loop: woken when its own daemon records a fire, and every heartbeat, it claims
+//! loop: woken when a member records a fire (LISTEN/NOTIFY), when one of its own
+//! nodes ends, and every heartbeat, it claims
 //! as many rows as it has free workers (`Store::claim_work`: pending nodes, and
 //! nodes whose member's lease expired), groups them by fire and runs each group
 //! with the runner as a part of the fire, from its own copy of the job. Results
@@ -79,6 +80,29 @@ impl Work {
             abort,
         };
         let (wake, stopping, done) = (Arc::clone(&work.wake), work.stopping.clone(), work.done.clone());
+        // The other members' signals: a fire to claim from wakes the loop, a fire
+        // that ended is told to its follower here.
+        if let Some(signals) = shared.store.signals() {
+            let (wake, endings, mut ended) = (Arc::clone(&wake), Arc::clone(&work.endings), signals.ended.subscribe());
+            let (stopping, heard) = (stopping.clone(), signals.work);
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stopping.cancelled() => break,
+                        _ = heard.notified() => wake.notify_one(),
+                        id = ended.recv() => match id {
+                            Ok(id) => {
+                                if let Some(ending) = endings.lock().expect("endings lock").get(&id) {
+                                    ending.notify_waiters();
+                                }
+                            }
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                        },
+                    }
+                }
+            });
+        }
         tokio::spawn(async move {
             claim_forever(shared, snapshots, wake, stopping, capacity.max(1), poll).await;
             done.cancel();

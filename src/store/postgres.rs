@@ -335,6 +335,25 @@ pub struct Postgres {
     outbox: OutboxSignal,
     /// The cluster's heartbeat and lease.
     timing: ClusterTiming,
+    /// What the members say to each other through LISTEN/NOTIFY.
+    signals: ClusterSignals,
+    /// How to connect (password included), for the listening connection.
+    config: Arc<tokio_postgres::Config>,
+}
+
+/// What the members of a cluster say to each other (LISTEN/NOTIFY): a fire with
+/// node work to claim was recorded, and a fire ended (its number). A member that
+/// misses one (reconnecting) learns the same at its next heartbeat.
+#[derive(Clone)]
+pub struct ClusterSignals {
+    pub work: Arc<tokio::sync::Notify>,
+    pub ended: tokio::sync::broadcast::Sender<i64>,
+}
+
+impl Default for ClusterSignals {
+    fn default() -> ClusterSignals {
+        ClusterSignals { work: Arc::default(), ended: tokio::sync::broadcast::channel(1024).0 }
+    }
 }
 
 impl Drop for Postgres {
@@ -403,6 +422,7 @@ impl Postgres {
             Ok(())
         })?;
         store.runtime().spawn(heartbeat_forever(store.pool.clone(), Arc::clone(&member), store.timing));
+        store.runtime().spawn(listen_forever(Arc::clone(&store.config), store.signals.clone(), store.timing.heartbeat));
         let (pool, writer_member, timing) = (store.pool.clone(), Arc::clone(&member), store.timing);
         let handle = store.runtime().handle().clone();
         let writer = Writer::start_with(
@@ -437,7 +457,8 @@ impl Postgres {
             .enable_all()
             .build()
             .map_err(|err| connect_error(format!("failed to start its runtime: {err}")))?;
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager =
+            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(8)
             .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -453,6 +474,8 @@ impl Postgres {
             member: None,
             outbox: OutboxSignal::default(),
             timing: target.timing,
+            signals: ClusterSignals::default(),
+            config: Arc::new(config.clone()),
         };
         // Connect now, so a wrong address or password is said at start-up.
         let probe = store.pool.clone();
@@ -531,6 +554,10 @@ impl Postgres {
 
     pub fn timing(&self) -> ClusterTiming {
         self.timing
+    }
+
+    pub fn signals(&self) -> Option<ClusterSignals> {
+        self.member.is_some().then(|| self.signals.clone())
     }
 
     /// Claims up to `limit` nodes of fires for this member, under a lease that
@@ -1104,6 +1131,47 @@ async fn heartbeat_forever(pool: Pool, member: Arc<str>, timing: ClusterTiming) 
     }
 }
 
+/// Listens to the members' signals on a connection of its own (not the pool's),
+/// reconnecting after `retry` when it drops.
+async fn listen_forever(config: Arc<tokio_postgres::Config>, signals: ClusterSignals, retry: Duration) {
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let (heard, mut notifications) = tokio::sync::mpsc::unbounded_channel();
+                let driver = tokio::spawn(async move {
+                    while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                        if let tokio_postgres::AsyncMessage::Notification(notification) = message
+                            && heard.send(notification).is_err()
+                        {
+                            break;
+                        }
+                    }
+                });
+                match client.batch_execute("LISTEN loom_work; LISTEN loom_ended").await {
+                    Ok(()) => {
+                        while let Some(notification) = notifications.recv().await {
+                            match notification.channel() {
+                                "loom_work" => signals.work.notify_one(),
+                                _ => {
+                                    if let Ok(id) = notification.payload().parse() {
+                                        let _ = signals.ended.send(id);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(target: "loom::store", "failed to listen to the cluster: {}", describe(&err))
+                    }
+                }
+                driver.abort();
+            }
+            Err(err) => tracing::warn!(target: "loom::store", "failed to listen to the cluster: {}", describe(&err)),
+        }
+        tokio::time::sleep(retry).await;
+    }
+}
+
 /// One group of the writer's changes in one transaction. A deadlock or a
 /// serialization failure (two daemons claiming the same fires in another order)
 /// rolls the whole group back, so it is safely tried again.
@@ -1335,6 +1403,8 @@ async fn insert_fire(
             )
             .await?;
         transaction.execute(&work, &[&id, &fire.nodes]).await?;
+        // Told to the listening members once committed (one per transaction).
+        transaction.execute("SELECT pg_notify('loom_work', '')", &[]).await?;
     }
     if matches!(fire.trigger, Trigger::Schedule | Trigger::CatchUp) {
         let last = transaction
@@ -1468,6 +1538,7 @@ async fn record_fenced(
     transaction
         .execute("UPDATE fires SET status = $2, finished = $3 WHERE id = $1", &[&fire_id, &ended.as_str(), &now])
         .await?;
+    transaction.execute("SELECT pg_notify('loom_ended', $1)", &[&fire_id.to_string()]).await?;
     if !rules.is_empty() {
         let notices = super::outbox::ended_notices(
             job,

@@ -21,7 +21,7 @@ use super::model::{
     Trigger,
 };
 use super::outbox::{Attempt, Notices, Pending};
-use super::postgres::{ClusterTiming, Postgres, PostgresTarget};
+use super::postgres::{ClusterSignals, ClusterTiming, Postgres, PostgresTarget};
 use super::sqlite::{FireFilter, FireStart, Sqlite, StoreError};
 use super::writer::OutboxSignal;
 
@@ -282,6 +282,15 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(_) => None,
             Backend::Postgres(postgres) => Some(postgres.timing()),
+        }
+    }
+
+    /// What the other members say (a fire to claim from, a fire that ended), for
+    /// a member that shares work; `None` otherwise.
+    pub(crate) fn signals(&self) -> Option<ClusterSignals> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(postgres) => postgres.signals(),
         }
     }
 

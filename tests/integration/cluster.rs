@@ -512,3 +512,49 @@ fn cluster_timings_are_checked_at_their_place() {
     assert!(run.stderr.contains("expected a duration for `heartbeat`"), "{}", run.stderr);
     Workspace::local("cluster: {heartbeat: 500ms, lease: 2s}\n").loom(&["check"]).assert_code(0);
 }
+
+/// The members tell each other through LISTEN/NOTIFY: with a heartbeat of twenty
+/// minutes (so no member looks for work, or for a fire's end, on its own), a fire
+/// recorded by one member is still shared by the other at once, and `loom run`
+/// through the first returns once the fire ends, whichever member ran its last node.
+#[test]
+fn members_hear_of_new_work_and_of_a_fire_s_end_without_waiting_for_a_heartbeat() {
+    let db = postgres::database();
+    let nodes = "a:\n  local: true\nb:\n  local: true\n";
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("gate.lock");
+    std::fs::write(&gate, "").unwrap();
+    let main = format!("{}cluster: {{heartbeat: 20m, lease: 1h}}\nmax_workers: 1\n", postgres::state_setting(&db));
+    let jobs = format!(
+        "jobs:\n  block:\n    task: loom.system.run\n    args: [\"flock -s {} true\"]\n    targets: [a, b]\n",
+        gate.display()
+    );
+    let members: Vec<Workspace> = (0..2)
+        .map(|_| {
+            let ws = Workspace::new(&main, nodes);
+            ws.write("jobs/a.yaml", &jobs);
+            ws
+        })
+        .collect();
+    let daemons: Vec<Daemon> = members.iter().map(Workspace::serve).collect();
+    for daemon in &daemons {
+        daemon.wait_started();
+    }
+    let lock = std::fs::File::options().read(true).write(true).open(&gate).unwrap();
+    lock.lock().unwrap();
+    let config = members[0].config();
+    let run = std::thread::spawn(move || crate::harness::loom(&["-c", config.to_str().unwrap(), "run", "block"]));
+    let shared = wait_for(Duration::from_secs(30), || {
+        number(&db, "SELECT count(DISTINCT owner) FROM node_work WHERE state = 'running'") == 2
+    });
+    lock.unlock().unwrap();
+    let run = run.join().unwrap();
+    assert!(shared, "{:?}", rows(&db, "SELECT node, owner, state FROM node_work"));
+    run.assert_code(0);
+    assert!(run.stdout.contains("2 ok, 0 failed"), "{}", run.stdout);
+    for daemon in daemons {
+        let (code, log) = daemon.stop();
+        assert_eq!(code, Some(0), "{log}");
+        assert!(!log.contains("failed to listen"), "{log}");
+    }
+}
