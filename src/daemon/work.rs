@@ -290,7 +290,7 @@ async fn run_part(shared: Shared, snapshot: Arc<Snapshot>, claims: Vec<Claim>) {
     let (busy, wake) = (Arc::clone(&shared.busy), Arc::clone(&shared.wake));
     let runner = Arc::clone(&shared.runner.borrow());
     runner
-        .run(snapshot, fire, nodes, cancel, &recorder, |result: &NodeResult| {
+        .run(snapshot, fire, nodes, cancel.clone(), &recorder, |result: &NodeResult| {
             next.insert(result.node.clone(), result.attempt + 1);
             if result.is_last(job.retries) && ended.insert(result.node.clone()) {
                 busy.fetch_sub(1, Ordering::SeqCst);
@@ -298,7 +298,18 @@ async fn run_part(shared: Shared, snapshot: Arc<Snapshot>, claims: Vec<Claim>) {
             }
         })
         .await;
-    shared.parts.lock().expect("parts lock").remove(&fire_id);
+    // This part's token goes (cancelled: the part is over); another part of the
+    // same fire keeps its own.
+    cancel.cancel();
+    {
+        let mut parts = shared.parts.lock().expect("parts lock");
+        if let Some(tokens) = parts.get_mut(&fire_id) {
+            tokens.retain(|token| !token.is_cancelled());
+            if tokens.is_empty() {
+                parts.remove(&fire_id);
+            }
+        }
+    }
     // A node whose part ended before its last attempt (cancelled while waiting
     // to retry) ends here, so that its work is done.
     let unfinished: Vec<FencedRecord> = running

@@ -324,6 +324,12 @@ fn a_fire_spreads_over_the_members_and_a_killed_member_s_nodes_are_taken_over() 
         let work = status["work"].as_array().unwrap();
         assert_eq!(work.iter().filter(|w| w["fire_id"] == fire).count(), NODES, "{status:#}");
         assert!(work.iter().any(|w| w["daemon"] == member.as_str()), "{status:#}");
+        let text = members[other].loom(&["status"]);
+        assert!(
+            text.stdout.contains(&format!("fire {fire} {job} node {} attempt 1: run by {member}", lost[0])),
+            "{}",
+            text.stdout
+        );
 
         daemons[victim].signal("KILL");
         let killed = std::time::Instant::now();
