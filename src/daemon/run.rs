@@ -208,7 +208,6 @@ pub async fn run_with_clock(
     };
     let started_with = StartedWith::of(settings);
     let catchup_limit = settings.catchup_limit;
-    let max_workers = settings.max_workers;
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
     let snapshot = Arc::new(snapshot);
     let published = tokio::sync::watch::Sender::new(Arc::clone(&snapshot));
@@ -216,7 +215,7 @@ pub async fn run_with_clock(
     let abort = abort.child_token();
     let work = store.shares_work().then(|| {
         let (runner, snapshots) = (Arc::clone(&runner), published.subscribe());
-        Arc::new(Work::start(Arc::clone(&store), runner, snapshots, max_workers, abort.clone()))
+        Arc::new(Work::start(Arc::clone(&store), runner, snapshots, abort.clone()))
     });
     let mut daemon = Daemon {
         config_identity: std::fs::canonicalize(&config_path).unwrap_or_else(|_| config_path.clone()),

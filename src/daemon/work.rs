@@ -50,14 +50,13 @@ pub(crate) struct Work {
 }
 
 impl Work {
-    /// Starts the loop over `store`, running parts with `runner` (bounded by
-    /// `capacity` claimed nodes at once) from the snapshot in force; `abort`
-    /// cancels running parts.
+    /// Starts the loop over `store`, running parts with `runner` from the
+    /// snapshot in force (whose `max_workers` bounds the nodes claimed at once);
+    /// `abort` cancels running parts.
     pub(crate) fn start(
         store: Arc<Store>,
         runner: Arc<Runner>,
         snapshots: tokio::sync::watch::Receiver<Arc<Snapshot>>,
-        capacity: usize,
         abort: CancellationToken,
     ) -> Work {
         let poll = store.timing().map_or(Duration::from_secs(1), |t| t.heartbeat);
@@ -104,7 +103,7 @@ impl Work {
             });
         }
         tokio::spawn(async move {
-            claim_forever(shared, snapshots, wake, stopping, capacity.max(1), poll).await;
+            claim_forever(shared, snapshots, wake, stopping, poll).await;
             done.cancel();
         });
         work
@@ -152,7 +151,6 @@ async fn claim_forever(
     snapshots: tokio::sync::watch::Receiver<Arc<Snapshot>>,
     wake: Arc<Notify>,
     stopping: CancellationToken,
-    capacity: usize,
     poll: Duration,
 ) {
     let mut running = JoinSet::new();
@@ -163,6 +161,7 @@ async fn claim_forever(
             _ = tokio::time::sleep(poll) => {}
             Some(_) = running.join_next(), if !running.is_empty() => {}
         }
+        let capacity = snapshots.borrow().config.settings.max_workers.max(1);
         let free = capacity.saturating_sub(shared.busy.load(Ordering::SeqCst));
         if free == 0 {
             continue;
