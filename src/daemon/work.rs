@@ -248,6 +248,7 @@ async fn run_part(shared: Shared, snapshot: Arc<Snapshot>, claims: Vec<Claim>) {
                 format!("lost with daemon {lost}, whose lease on this node expired ({then})"),
             );
             lost.last = last;
+            lost.record.daemon = claim.lost.clone();
             before.push(lost);
             if last {
                 continue;

@@ -1492,7 +1492,9 @@ async fn record_fenced(
                     &record.error,
                     &record.output,
                     &resources,
-                    &member,
+                    // The member that ran the attempt: the writer, unless it
+                    // records the attempt of a member it took the node over from.
+                    &record.daemon.as_deref().unwrap_or(member),
                 ],
             )
             .await?;

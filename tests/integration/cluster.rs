@@ -380,6 +380,7 @@ fn a_fire_spreads_over_the_members_and_a_killed_member_s_nodes_are_taken_over() 
             // The lost attempt names the lost member; it is retried elsewhere while retries are left.
             assert!(text(attempts[0], 3).contains(&member) && text(attempts[0], 3).contains("lease"), "{attempts:?}");
             assert_eq!(text(attempts[0], 2), "failed", "{attempts:?}");
+            assert_eq!(text(attempts[0], 4), member, "the lost attempt is the lost member's: {attempts:?}");
             if job == "once" {
                 assert_eq!(attempts.len(), 1, "round {round}: {name}: {attempts:?}");
                 assert!(text(attempts[0], 3).contains("no retries left"), "{attempts:?}");
@@ -393,7 +394,12 @@ fn a_fire_spreads_over_the_members_and_a_killed_member_s_nodes_are_taken_over() 
         assert_eq!(count(&format!("SELECT count(*) FROM fires WHERE id = {fire} AND status = '{expected}'")), 1);
         // The history says which member ran each node.
         let logs = members[other].loom(&["logs", "--json", &fire.to_string()]);
-        assert!(logs.stdout.contains("\"daemon\""), "{}", logs.stdout);
+        let detail: serde_json::Value = serde_json::from_str(&logs.stdout).unwrap();
+        let ran: Vec<&str> =
+            detail["results"].as_array().unwrap().iter().filter_map(|r| r["daemon"].as_str()).collect();
+        assert_eq!(ran.len(), results.len(), "{}", logs.stdout);
+        let by: std::collections::HashSet<&str> = ran.iter().copied().collect();
+        assert!(by.len() >= 2 && by.contains(member.as_str()), "{by:?}");
 
         // The killed member comes back for the next round.
         daemons[victim] = members[victim].serve();
