@@ -21,6 +21,13 @@ pub(crate) mod task;
 pub(crate) mod web;
 
 /// What `benches/scripts.rs` measures: Loom's script engine with its limits.
+/// What the integration tests reach below the daemon: a cluster store's claims
+/// and fenced writes, to prove the lease epoch check without killing processes.
+#[doc(hidden)]
+pub mod cluster_store {
+    pub use crate::store::{FencedRecord, FireStart, NodeRecord, NodeStatus, PostgresTarget, Store, Trigger};
+}
+
 #[doc(hidden)]
 pub mod bench {
     pub use crate::task::engine::{bench_engine, bench_eval};

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use crate::config::{Job, Node};
 use crate::daemon::{DaemonStatus, JobState, PendingRestart as Pending, ReloadOutcome};
 pub use crate::runner::events::Event;
-use crate::store::{FireRecord, Member, NodeCell, NodeRecord, Trigger};
+use crate::store::{FireRecord, Member, NodeCell, NodeRecord, NodeWork, Trigger};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(as = Job)]
@@ -151,6 +151,10 @@ pub struct StatusView {
     /// (this one among them); empty with SQLite.
     #[serde(default)]
     pub cluster: Vec<Member>,
+    /// With a PostgreSQL store, the nodes being run in the cluster now: which
+    /// member (`daemon`) runs which node of which fire; empty with SQLite.
+    #[serde(default)]
+    pub work: Vec<NodeWork>,
 }
 
 impl From<DaemonStatus> for StatusView {
@@ -168,6 +172,7 @@ impl From<DaemonStatus> for StatusView {
             ssh_masters: status.ssh_masters,
             restart_pending: status.restart_pending.into_iter().map(PendingRestart::from).collect(),
             cluster: Vec::new(),
+            work: Vec::new(),
         }
     }
 }

@@ -8,14 +8,15 @@ use super::server::{AppState, Failure};
 use crate::config::Role;
 
 #[utoipa::path(get, path = "/status", operation_id = "getStatus", tag = "daemon",
-    summary = "Daemon status: uptime, running and next fires, errors of a failed reload, settings waiting for a restart, the cluster's members",
+    summary = "Daemon status: uptime, running and next fires, errors of a failed reload, settings waiting for a restart, the cluster's members and which of them runs which node",
     responses((status = 200, description = "status", body = StatusView)))]
 pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<StatusView>, Failure> {
     let mut view: StatusView = state.daemon.status().await?.into();
     let store = std::sync::Arc::clone(&state.daemon.store);
-    view.cluster = tokio::task::spawn_blocking(move || store.members())
-        .await
-        .map_err(|err| Failure(axum::http::StatusCode::INTERNAL_SERVER_ERROR, err.to_string()))??;
+    (view.cluster, view.work) =
+        tokio::task::spawn_blocking(move || Ok::<_, crate::store::StoreError>((store.members()?, store.node_work()?)))
+            .await
+            .map_err(|err| Failure(axum::http::StatusCode::INTERNAL_SERVER_ERROR, err.to_string()))??;
     Ok(Json(view))
 }
 

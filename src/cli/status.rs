@@ -46,6 +46,16 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
                 member.heartbeat.format("%H:%M:%S UTC")
             );
         }
+        for work in &status.work {
+            outln!(
+                "  fire {} {} node {} attempt {}: run by {}",
+                work.fire_id,
+                work.job,
+                work.node,
+                work.attempt,
+                work.daemon
+            );
+        }
     }
     outln!("running: {}", if status.running.is_empty() { "nothing".to_string() } else { String::new() });
     for fire in &status.running {

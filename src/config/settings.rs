@@ -15,7 +15,7 @@ use super::yaml::{Node as YamlNode, Value};
 use crate::metrics::MetricsSettings;
 use crate::schedule::cron::host_zone;
 use crate::ssh::{HostKeyPolicy, SshSettings};
-use crate::store::PostgresTarget;
+use crate::store::{ClusterTiming, PostgresTarget};
 
 /// The longest `task_max_time`.
 const MAX_TASK_TIME: Duration = Duration::from_secs(30 * 86_400);
@@ -25,6 +25,8 @@ const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(3600);
 const MAX_KEEPALIVE: Duration = Duration::from_secs(86_400);
 /// The longest `ssh.control_persist` (besides `yes`).
 const MAX_CONTROL_PERSIST: Duration = Duration::from_secs(30 * 86_400);
+/// The longest `cluster.heartbeat` and `cluster.lease`.
+const MAX_CLUSTER_TIME: Duration = Duration::from_secs(3600);
 /// The longest `retention.days`: about a hundred years.
 const MAX_RETENTION_DAYS: i64 = 36_525;
 
@@ -56,6 +58,9 @@ pub struct Settings {
     pub state: PathBuf,
     /// The PostgreSQL store, when `state` names one (cluster mode).
     pub postgres: Option<PostgresTarget>,
+    /// How often a cluster member renews its heartbeat and leases, and how long
+    /// a lease on node work lasts (`cluster: {heartbeat, lease}`).
+    pub cluster: ClusterTiming,
     /// The default for jobs that set no `catchup`.
     pub catchup: Catchup,
     /// At most this many missed fires per job are run by `catchup: all`.
@@ -119,6 +124,7 @@ impl Settings {
             base: base.to_path_buf(),
             state: default_state(),
             postgres: None,
+            cluster: ClusterTiming::default(),
             catchup: Catchup::Latest,
             catchup_limit: 100,
             retention_fires: Some(1000),
@@ -132,6 +138,36 @@ impl Settings {
             public_url: None,
         }
     }
+}
+
+/// `cluster: {heartbeat: 2s, lease: 8s}`: a lease must outlast two heartbeats, so
+/// that one late renewal does not hand a live member's work to another.
+fn parse_cluster(section: &YamlNode, diagnostics: &mut Vec<Diagnostic>) -> ClusterTiming {
+    let mut timing = ClusterTiming::default();
+    let mut fields = Fields::new(section, "the `cluster` settings");
+    if let Some(heartbeat) = fields.duration("heartbeat", MAX_CLUSTER_TIME) {
+        timing.heartbeat = heartbeat.max(Duration::from_millis(10));
+    }
+    let lease = fields.node("lease");
+    if let Some(node) = lease {
+        match bounded_duration(node, "lease", MAX_CLUSTER_TIME) {
+            Ok(lease) if lease >= 2 * timing.heartbeat => timing.lease = lease,
+            Ok(lease) => diagnostics.push(
+                Diagnostic::error(format!(
+                    "`lease` ({}) must be at least two heartbeats ({})",
+                    humantime::format_duration(lease),
+                    humantime::format_duration(2 * timing.heartbeat)
+                ))
+                .at(node.at.clone())
+                .help("a member renews its leases at each heartbeat; a shorter lease would expire while it lives"),
+            ),
+            Err(d) => diagnostics.push(d),
+        }
+    } else if timing.lease < 2 * timing.heartbeat {
+        timing.lease = 4 * timing.heartbeat;
+    }
+    diagnostics.extend(fields.finish());
+    timing
 }
 
 /// `~/.loom/state.db`, or `loom-state.db` in the working folder without a home.
@@ -298,6 +334,12 @@ pub(crate) fn parse_settings(root: &YamlNode, base: &Path) -> (Settings, Vec<Dia
     }
     if let Some(node) = fields.node("public_url") {
         settings.public_url = parse_public_url(node, &mut diagnostics);
+    }
+    if let Some(section) = fields.node("cluster") {
+        settings.cluster = parse_cluster(section, &mut diagnostics);
+    }
+    if let Some(postgres) = &mut settings.postgres {
+        postgres.timing = settings.cluster;
     }
     if settings.postgres.is_some() {
         // One daemon of this configuration per host: its lock (and the ssh

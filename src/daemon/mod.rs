@@ -7,6 +7,7 @@ mod run;
 mod scheduler;
 mod systemd;
 mod watch;
+mod work;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use control::{ControlError, DaemonHandle};

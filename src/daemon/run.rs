@@ -34,6 +34,7 @@ use super::reload::{StartedWith, diff};
 use super::scheduler::{Action, FireKey, Recorded, Scheduler, Stage, Start};
 use super::systemd::Systemd;
 use super::watch::{self, Watch, Watched};
+use super::work::Work;
 use crate::api;
 use crate::config::{Diagnostic, Job};
 use crate::metrics::Metrics;
@@ -139,8 +140,10 @@ struct Daemon {
     api_tokens: Option<api::ApiTokens>,
     /// The settings only a restart applies, as this daemon started with them.
     started_with: StartedWith,
-    /// The snapshot in force, for the notification worker.
+    /// The snapshot in force, for the notification worker (and the work loop).
     published: tokio::sync::watch::Sender<Arc<Snapshot>>,
+    /// The loop that takes a cluster's node work (PostgreSQL only).
+    work: Option<Arc<Work>>,
 }
 
 /// Runs the daemon until `shutdown`; then no fire starts and running ones are
@@ -208,6 +211,12 @@ pub async fn run_with_clock(
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
     let snapshot = Arc::new(snapshot);
     let published = tokio::sync::watch::Sender::new(Arc::clone(&snapshot));
+    // Cancelled by the caller's `abort`, and by `stop` itself once fires are over.
+    let abort = abort.child_token();
+    let work = store.shares_work().then(|| {
+        let (runner, snapshots) = (Arc::clone(&runner), published.subscribe());
+        Arc::new(Work::start(Arc::clone(&store), runner, snapshots, abort.clone()))
+    });
     let mut daemon = Daemon {
         config_identity: std::fs::canonicalize(&config_path).unwrap_or_else(|_| config_path.clone()),
         config_path: config_path.clone(),
@@ -229,8 +238,7 @@ pub async fn run_with_clock(
         reading_disabled: false,
         stopping: false,
         run_replies: HashMap::new(),
-        // Cancelled by the caller's `abort`, and by `stop` itself once fires are over.
-        abort: abort.child_token(),
+        abort,
         events,
         metrics,
         started: clock.now(),
@@ -238,6 +246,7 @@ pub async fn run_with_clock(
         started_with,
         clock,
         published,
+        work,
     };
     daemon.start();
     daemon.watch_files();
@@ -412,6 +421,9 @@ impl Daemon {
             };
             let runner = Runner::new(after.max_workers, pool).with_events(self.events.clone());
             self.runner = Arc::new(runner.with_metrics(Arc::clone(&self.metrics)));
+            if let Some(work) = &self.work {
+                work.runner.send_replace(Arc::clone(&self.runner));
+            }
         }
         match self.api_tokens.as_ref().map(|tokens| tokens.replace(&after.tokens)) {
             Some(Ok(true)) => {
@@ -550,6 +562,9 @@ impl Daemon {
                 trigger: fire.trigger,
                 nodes,
                 started: fire.gate.started(now),
+                // Every fire of a `mode: check` job is a check, whoever runs its nodes.
+                check: fire.check
+                    || snapshot.config.jobs.get(&fire.job).is_some_and(|j| j.mode == crate::config::Mode::Check),
             })
             .collect();
         let batch = self.next_batch;
@@ -627,9 +642,18 @@ impl Daemon {
                 && let Some(job) = snapshot.config.jobs.get(&start.job)
             {
                 fire.id = id;
-                let recorder = Recorder::recorded(Some(&self.store), job, id);
-                let nodes = names.iter().filter_map(|n| snapshot.config.nodes.get(n).cloned()).collect();
-                self.launch(&snapshot, start.key, job, fire, nodes, recorder);
+                match (&self.work, id) {
+                    // A cluster fire: its nodes are claimed by the members' work loops.
+                    (Some(work), Some(id)) if !names.is_empty() => {
+                        let work = Arc::clone(work);
+                        self.watch(start.key, &fire, id, names.len(), work);
+                    }
+                    _ => {
+                        let recorder = Recorder::recorded(Some(&self.store), job, id);
+                        let nodes = names.iter().filter_map(|n| snapshot.config.nodes.get(n).cloned()).collect();
+                        self.launch(&snapshot, start.key, job, fire, nodes, recorder);
+                    }
+                }
             }
             let current = Arc::clone(&self.snapshot);
             actions.extend(self.scheduler.recorded(&current.config.jobs, start.key, outcome));
@@ -665,6 +689,60 @@ impl Daemon {
                 failed = report.failed(),
                 "fire finished"
             );
+            key
+        });
+    }
+
+    /// Follows cluster fire `id`, which this daemon claimed, until it ends in the
+    /// store (whichever member records its last node ends it); announces its start
+    /// and end. Cancelling it cancels this daemon's parts of the fire. It stops
+    /// following once the daemon's work loop has ended (the daemon stops): the
+    /// other members finish the fire.
+    fn watch(&mut self, key: FireKey, fire: &Fire, id: i64, nodes: usize, work: Arc<Work>) {
+        let cancel = self.abort.child_token();
+        self.cancels.insert(key, cancel.clone());
+        let (store, events, metrics) = (Arc::clone(&self.store), self.events.clone(), Arc::clone(&self.metrics));
+        let (job, scheduled, trigger, gate) = (fire.job.clone(), fire.scheduled, fire.trigger, fire.gate);
+        // Followed before its nodes can be claimed, so an end written here is told.
+        let ending = work.follow(id);
+        work.wake.notify_one();
+        self.fires.spawn(async move {
+            gate.wait().await;
+            let begun = std::time::Instant::now();
+            events.publish(crate::runner::events::Event::FireStarted {
+                fire: Some(id),
+                job: job.clone(),
+                scheduled,
+                trigger,
+                nodes: Vec::new(),
+            });
+            tracing::info!(job = %job, fire = id, nodes, "fire started (its nodes are shared by the cluster)");
+            let mut cancelled = false;
+            let ended = loop {
+                let recorded = ending.notified();
+                let reader = Arc::clone(&store);
+                if let Ok(Ok(Some(record))) = tokio::task::spawn_blocking(move || reader.fire(id)).await
+                    && record.status != crate::store::FireStatus::Running
+                {
+                    break Some(record.status);
+                }
+                tokio::select! {
+                    _ = recorded => {}
+                    _ = tokio::time::sleep(work.poll) => {}
+                    _ = work.done.cancelled() => break None,
+                    _ = cancel.cancelled(), if !cancelled => {
+                        cancelled = true;
+                        work.cancel(id);
+                    }
+                }
+            };
+            work.unfollow(id);
+            if let Some(status) = ended {
+                let seconds = begun.elapsed().as_secs_f64();
+                metrics.fire_finished(&job, status.as_str(), begun.elapsed(), Utc::now().timestamp_micros() as f64 / 1e6);
+                events.publish(crate::runner::events::Event::FireFinished { fire: Some(id), job: job.clone(), status, seconds });
+                tracing::info!(job = %job, fire = id, status = %status, seconds = %format_args!("{seconds:.3}"), "fire finished");
+            }
             key
         });
     }
@@ -828,6 +906,12 @@ impl Daemon {
                     break;
                 }
             }
+        }
+        // Node work claimed from the cluster is finished (or, aborted, ended
+        // interrupted) before the daemon leaves.
+        if let Some(work) = &self.work {
+            work.stop();
+            work.done.cancelled().await;
         }
         self.abort.cancel();
         self.store.settled().await;

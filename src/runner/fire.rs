@@ -43,11 +43,27 @@ pub struct Fire {
     /// When its tasks may start: the daemon prepares a fire ahead of its instant.
     #[serde(skip)]
     pub gate: Gate,
+    /// Only this daemon's share of a cluster fire's nodes: the fire's start and end
+    /// are not this run's to announce (the store ends it with its last node).
+    #[serde(skip)]
+    pub part: bool,
+    /// The attempt each node starts at, when not the first (work taken over).
+    #[serde(skip)]
+    pub resume: std::collections::HashMap<String, u32>,
 }
 
 impl Fire {
     pub fn new(job: &str, scheduled: DateTime<Utc>, trigger: Trigger) -> Fire {
-        Fire { job: job.to_string(), scheduled, trigger, id: None, check: false, gate: Gate::open() }
+        Fire {
+            job: job.to_string(),
+            scheduled,
+            trigger,
+            id: None,
+            check: false,
+            gate: Gate::open(),
+            part: false,
+            resume: Default::default(),
+        }
     }
 
     /// This fire in check mode (`loom run --check`, a `mode: check` job).
@@ -74,17 +90,8 @@ impl FireReport {
     }
 
     pub fn status(&self) -> FireStatus {
-        if self.timed_out {
-            FireStatus::TimedOut
-        } else if self.results.iter().any(|r| r.status == NodeStatus::Interrupted) {
-            FireStatus::Interrupted
-        } else if self.failed() > 0 {
-            FireStatus::Failed
-        } else if self.fire.check && self.results.iter().any(|r| crate::resource::Summary::of(&r.resources).drifted()) {
-            FireStatus::Drift
-        } else {
-            FireStatus::Ok
-        }
+        let last = self.results.iter().map(|r| (r.status, crate::resource::Summary::of(&r.resources).drifted()));
+        FireStatus::of_nodes(self.timed_out, self.fire.check, last)
     }
 }
 
@@ -143,17 +150,20 @@ impl Runner {
         let job = Arc::clone(recorder.job());
         // Every fire of a `mode: check` job is a check.
         let fire = fire.checking(job.mode == crate::config::Mode::Check);
-        self.publish(Event::FireStarted {
-            fire: fire.id,
-            job: fire.job.clone(),
-            scheduled: fire.scheduled,
-            trigger: fire.trigger,
-            nodes: nodes.iter().map(|n| n.name.clone()).collect(),
-        });
+        if !fire.part {
+            self.publish(Event::FireStarted {
+                fire: fire.id,
+                job: fire.job.clone(),
+                scheduled: fire.scheduled,
+                trigger: fire.trigger,
+                nodes: nodes.iter().map(|n| n.name.clone()).collect(),
+            });
+        }
         let (sender, mut receiver) = mpsc::unbounded_channel();
         let fire_cancel = cancel.child_token();
         let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
         for node in nodes.iter().cloned() {
+            let first = fire.resume.get(&node.name).copied().unwrap_or(1);
             let task = NodeTask {
                 snapshot: Arc::clone(&snapshot),
                 pool: Arc::clone(&self.pool),
@@ -166,6 +176,7 @@ impl Runner {
                 events: self.events.clone().map(|e| (e, fire.id)),
                 gate: fire.gate,
                 check: fire.check,
+                first,
             };
             tokio::spawn(task.run());
         }
@@ -173,8 +184,8 @@ impl Runner {
         fire.gate.wait().await;
         let started = Utc::now();
         let clock = Instant::now();
-        tracing::info!(job = %fire.job, trigger = %fire.trigger, nodes = nodes.len(), "fire started");
-        if let Some(metrics) = self.metrics.as_ref().filter(|_| fire.trigger == Trigger::CatchUp) {
+        tracing::info!(job = %fire.job, trigger = %fire.trigger, nodes = nodes.len(), part = fire.part, "fire started");
+        if let Some(metrics) = self.metrics.as_ref().filter(|_| fire.trigger == Trigger::CatchUp && !fire.part) {
             metrics.catch_up_started(&fire.job);
         }
         // A scheduled fire's tasks are planned for its instant plus the job's jitter.
@@ -237,6 +248,11 @@ impl Runner {
             results: last,
             timed_out: timed_out.load(std::sync::atomic::Ordering::SeqCst),
         };
+        if report.fire.part {
+            // The member that records the fire's last node ends it, and the
+            // daemon that claimed the fire announces it.
+            return report;
+        }
         // Recorded before it is announced, so a listener reading the store sees the end.
         recorder.finish(&report).await;
         if let Some(metrics) = &self.metrics {
@@ -281,13 +297,15 @@ struct NodeTask {
     gate: Gate,
     /// Only check the resources.
     check: bool,
+    /// The first attempt to make (later than 1 when taken over in a cluster).
+    first: u32,
 }
 
 impl NodeTask {
     async fn run(self) {
         let attempts = 1 + self.job.retries;
         let mut delay = self.job.retry_delay;
-        for attempt in 1..=attempts {
+        for attempt in self.first..=attempts.max(self.first) {
             let result = {
                 let _permit = tokio::select! {
                     permit = Arc::clone(&self.workers).acquire_owned() => permit.expect("the worker semaphore is never closed"),
@@ -296,10 +314,10 @@ impl NodeTask {
                         return;
                     }
                 };
-                let gate = if attempt == 1 { self.gate } else { Gate::open() };
+                let gate = if attempt == self.first { self.gate } else { Gate::open() };
                 self.attempt(attempt, gate).await
             };
-            let retry = matches!(result.status, NodeStatus::Failed | NodeStatus::TimedOut) && attempt < attempts;
+            let retry = !result.is_last(self.job.retries);
             let _ = self.results.send(result);
             if !retry {
                 return;
@@ -341,7 +359,8 @@ impl NodeTask {
             Ending::NodeTimeout | Ending::Stopped => {
                 if self.fire_timed_out.load(std::sync::atomic::Ordering::SeqCst) {
                     let limit = self.job.timeout.map(|t| humantime::format_duration(t).to_string()).unwrap_or_default();
-                    (NodeStatus::TimedOut, Some(format!("stopped: the fire's timeout ({limit}) was reached")))
+                    let prefix = crate::store::model::FIRE_TIMEOUT;
+                    (NodeStatus::TimedOut, Some(format!("{prefix} ({limit}) was reached")))
                 } else {
                     (NodeStatus::Interrupted, Some("stopped: the fire was cancelled".to_string()))
                 }

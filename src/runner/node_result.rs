@@ -40,7 +40,14 @@ impl NodeResult {
             error: self.error.clone(),
             output: self.output.clone(),
             resources: self.resources.clone(),
+            daemon: None,
         }
+    }
+
+    /// Whether no attempt of the node follows this one, for a job with `retries`
+    /// (a failure or a timeout is retried while attempts are left).
+    pub fn is_last(&self, retries: u32) -> bool {
+        !matches!(self.status, NodeStatus::Failed | NodeStatus::TimedOut) || self.attempt > retries
     }
 
     pub fn is_ok(&self) -> bool {

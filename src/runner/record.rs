@@ -4,6 +4,7 @@
 //! started it. A failure to record is logged and never stops the fire: the work on
 //! the nodes matters more than its paperwork.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
@@ -12,13 +13,18 @@ use chrono::{SecondsFormat, Utc};
 use super::fire::{Fire, FireReport};
 use super::node_result::NodeResult;
 use crate::config::Job;
-use crate::store::{Notices, Store};
+use crate::store::{FencedRecord, Notices, Store};
 
 pub struct Recorder {
     store: Option<Arc<Store>>,
     fire_id: Option<i64>,
     job: Arc<Job>,
     log: Option<Mutex<std::fs::File>>,
+    /// A cluster fire's share: each node's lease epoch, under which its results
+    /// are written (`Store::record_fenced`); the store ends the fire.
+    leases: Option<HashMap<String, i64>>,
+    /// Told when results written here ended the (cluster) fire.
+    ended: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl Recorder {
@@ -56,7 +62,19 @@ impl Recorder {
                 }
             }
         });
-        Recorder { store: store.cloned(), fire_id, job: Arc::clone(job), log }
+        Recorder { store: store.cloned(), fire_id, job: Arc::clone(job), log, leases: None, ended: None }
+    }
+
+    /// A recorder for this daemon's share of cluster fire `fire_id`: the nodes it
+    /// holds leases on, with their epochs; `ended` is told if its results end the fire.
+    pub fn leased(
+        store: &Arc<Store>,
+        job: &Arc<Job>,
+        fire_id: i64,
+        leases: HashMap<String, i64>,
+        ended: Option<Arc<tokio::sync::Notify>>,
+    ) -> Recorder {
+        Recorder { leases: Some(leases), ended, ..Recorder::recorded(Some(store), job, Some(fire_id)) }
     }
 
     pub fn job(&self) -> &Arc<Job> {
@@ -70,7 +88,28 @@ impl Recorder {
     /// Records node results (the store, then the job's log) and returns once the
     /// store has committed them, so they can be reported.
     pub async fn nodes(&self, results: &[NodeResult]) {
-        if let (Some(store), Some(fire_id)) = (&self.store, self.fire_id) {
+        if let (Some(store), Some(fire_id), Some(leases)) = (&self.store, self.fire_id, &self.leases) {
+            let records = results.iter().filter_map(|result| {
+                let epoch = *leases.get(&result.node)?;
+                Some(FencedRecord { record: result.record(fire_id), epoch, last: result.is_last(self.job.retries) })
+            });
+            match store.record_fenced(fire_id, records.collect(), &self.job.notifications).await {
+                Ok(fenced) => {
+                    if fenced.refused > 0 {
+                        tracing::warn!(
+                            job = %self.job.name,
+                            fire = fire_id,
+                            refused = fenced.refused,
+                            "node results not recorded: another daemon took over their nodes"
+                        );
+                    }
+                    if let Some(ended) = self.ended.as_ref().filter(|_| fenced.ended) {
+                        ended.notify_waiters();
+                    }
+                }
+                Err(err) => tracing::error!(job = %self.job.name, "failed to record node results: {err}"),
+            }
+        } else if let (Some(store), Some(fire_id)) = (&self.store, self.fire_id) {
             let records = results.iter().map(|result| result.record(fire_id));
             if let Err(err) = store.record_nodes(records.collect()).await {
                 tracing::error!(job = %self.job.name, "failed to record node results: {err}");
@@ -115,7 +154,7 @@ impl Recorder {
     /// Records the fire's end, and enqueues its notifications in the same
     /// transaction; returns once it is committed.
     pub async fn finish(&self, report: &FireReport) {
-        if let (Some(store), Some(fire_id)) = (&self.store, self.fire_id)
+        if let (Some(store), Some(fire_id), None) = (&self.store, self.fire_id, &self.leases)
             && let Err(err) = store.finish_queued(fire_id, report.status(), report.started, self.notices(report)).await
         {
             tracing::error!(job = %self.job.name, "failed to record the end of a fire: {err}");

@@ -10,10 +10,10 @@ mod writer;
 
 pub use lock::StoreLock;
 pub use model::{
-    FieldChange, FireRecord, FireStatus, Member, NodeCell, NodeRecord, NodeStatus, NotificationRecord, ResourceOutcome,
-    ResourceStatus, Trigger,
+    Claim, FencedRecord, FieldChange, FireRecord, FireStatus, Member, NodeCell, NodeRecord, NodeStatus, NodeWork,
+    NotificationRecord, ResourceOutcome, ResourceStatus, Trigger,
 };
 pub(crate) use outbox::{Attempt, Notices, Pending};
-pub use postgres::PostgresTarget;
+pub use postgres::{ClusterTiming, PostgresTarget};
 pub use sqlite::{FireFilter, FireStart, StoreError};
 pub use state::Store;

@@ -133,6 +133,80 @@ pub struct NodeRecord {
     /// What each resource of the job did on the node, in order (handlers last).
     #[serde(default)]
     pub resources: Vec<ResourceOutcome>,
+    /// The cluster member that ran this attempt (PostgreSQL); absent with SQLite,
+    /// where the one daemon runs everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<String>,
+}
+
+/// How the error of a node that the fire's own `timeout` stopped begins.
+pub const FIRE_TIMEOUT: &str = "stopped: the fire's timeout";
+
+impl FireStatus {
+    /// A fire's status from its nodes' last attempts — (status, drifted) — whether
+    /// the fire's own `timeout` stopped it, and whether it is a check. The one
+    /// place this is decided: a daemon's report and a cluster's store both ask it.
+    pub fn of_nodes(timed_out: bool, check: bool, last: impl IntoIterator<Item = (NodeStatus, bool)>) -> FireStatus {
+        let (mut interrupted, mut failed, mut drifted) = (false, false, false);
+        for (status, drift) in last {
+            interrupted |= status == NodeStatus::Interrupted;
+            failed |= status != NodeStatus::Ok;
+            drifted |= drift;
+        }
+        match () {
+            () if timed_out => FireStatus::TimedOut,
+            () if interrupted => FireStatus::Interrupted,
+            () if failed => FireStatus::Failed,
+            () if check && drifted => FireStatus::Drift,
+            () => FireStatus::Ok,
+        }
+    }
+}
+
+/// One node of a fire that this cluster member claimed, under a lease of `epoch`.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub fire_id: i64,
+    pub job: String,
+    pub scheduled: DateTime<Utc>,
+    pub trigger: Trigger,
+    /// When the fire's tasks start (a fire is recorded ahead of its instant).
+    pub started: Option<DateTime<Utc>>,
+    pub check: bool,
+    pub node: String,
+    /// The attempt to run; when `lost`, the attempt the lost member was running.
+    pub attempt: u32,
+    /// The lease's fencing token: a result is written only while it is current.
+    pub epoch: i64,
+    /// The member whose lease on this node expired, when this claim takes over.
+    pub lost: Option<String>,
+}
+
+/// A node attempt's result, written only while the lease `epoch` still holds;
+/// `last` when no attempt of the node follows it.
+#[derive(Debug, Clone)]
+pub struct FencedRecord {
+    pub record: NodeRecord,
+    pub epoch: i64,
+    pub last: bool,
+}
+
+/// What writing fenced results did: how many were refused (their lease was
+/// taken over), and whether they ended the fire (they were its last).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fenced {
+    pub refused: usize,
+    pub ended: bool,
+}
+
+/// A node being run in the cluster, and by which member (`GET /status`).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NodeWork {
+    pub fire_id: i64,
+    pub job: String,
+    pub node: String,
+    pub attempt: u32,
+    pub daemon: String,
 }
 
 /// What one resource did (or, in check mode, would do) on one node.

@@ -178,9 +178,24 @@ pub(super) fn enqueue_interrupted(
 pub(super) fn interrupted_notices(
     job: String,
     trigger: &str,
+    times: (i64, Option<i64>, i64),
+    results: Vec<crate::notify::body::NodeOutcome>,
+    rules: &[RuleRow],
+) -> Notices {
+    ended_notices(job, trigger, "interrupted", times, results, rules, Some("the daemon stopped while this fire ran"))
+}
+
+/// What a fire that ended with `status` tells, built from its rows: as
+/// `interrupted_notices`, for any status (a cluster's fire is ended by the member
+/// that records its last node, from the store's rows).
+pub(super) fn ended_notices(
+    job: String,
+    trigger: &str,
+    status: &str,
     (scheduled, started, now): (i64, Option<i64>, i64),
     results: Vec<crate::notify::body::NodeOutcome>,
     rules: &[RuleRow],
+    note: Option<&str>,
 ) -> Notices {
     let mut last: Vec<crate::notify::body::NodeOutcome> = Vec::new();
     for row in results {
@@ -191,10 +206,10 @@ pub(super) fn interrupted_notices(
     let payload = crate::notify::body::payload(
         &job,
         trigger,
-        "interrupted",
+        status,
         (Some(instant(scheduled)), started.map(instant), Some(instant(now))),
         &last,
-        Some("the daemon stopped while this fire ran"),
+        note,
     );
     Notices { job, rules: rules.to_vec(), payload }
 }

@@ -26,14 +26,18 @@
 //! takes (`claimed_by`, `claimed_until`), so the members never send the same
 //! attempt twice, and recording the attempt (or leaving) ends the claim.
 //!
-//! It does not (yet) share a fire's node work between daemons, nor take over the
-//! fires of a daemon that died while others keep running: those wait for the next
-//! start of any daemon.
+//! A daemon's fire is recorded with one `node_work` row per node, which the
+//! members claim (`claim_work`, `FOR UPDATE SKIP LOCKED`) under leases that their
+//! heartbeat renews; each claim raises the row's epoch, and a result is written
+//! only under the epoch it was claimed with (`record_fenced`), so a member whose
+//! lease expired and was taken over cannot overwrite the new owner's result. The
+//! member that records a fire's last node ends the fire. Running the claimed nodes
+//! is the daemon's (`daemon/work.rs`), not this file's.
 //!
 //! Migrations: `MIGRATIONS[n]` here is SQLite's `MIGRATIONS[n]` in PostgreSQL's
 //! dialect, so both schemas carry the same version number; cluster-only columns
-//! and tables (`fires.daemon`, `members`; the outbox's claim columns) are part of
-//! the PostgreSQL migration that makes their table.
+//! and tables (`fires.daemon`, `members`; the outbox's claim columns; `node_work`)
+//! are part of the PostgreSQL migration that makes their table.
 //! The password is read from `password_file` when connecting and is kept nowhere
 //! else: not in settings, logs, errors or the API.
 
@@ -48,8 +52,8 @@ use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
 
 use super::model::{
-    AttemptRecord, DeliveryState, FireRecord, FireStatus, Member, NodeCell, NodeRecord, NodeStatus, NotificationRecord,
-    Trigger,
+    AttemptRecord, Claim, DeliveryState, Fenced, FencedRecord, FireRecord, FireStatus, Member, NodeCell, NodeRecord,
+    NodeStatus, NodeWork, NotificationRecord, Trigger,
 };
 use super::outbox::{Attempt, Notices, Pending, RuleRow};
 use super::sqlite::{FireFilter, FireStart, StoreError};
@@ -138,6 +142,23 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE node_results ADD COLUMN resources TEXT;",
     // 4: a node's latest result without scanning every result (the nodes page), as SQLite's 4.
     "CREATE INDEX node_results_by_node ON node_results(node, id);",
+    // 5: which member ran each node attempt, and a fire's check mode (as SQLite's 5);
+    // a fire's node work, one row per node, that members claim under leases: the
+    // attempt in progress (or next), its owner, the lease's epoch (the fencing
+    // token: every claim raises it) and end, and `pending`, `running` or `done`.
+    "ALTER TABLE node_results ADD COLUMN daemon TEXT;
+    ALTER TABLE fires ADD COLUMN check_mode BOOLEAN NOT NULL DEFAULT FALSE;
+    CREATE TABLE node_work (
+        fire_id BIGINT NOT NULL REFERENCES fires(id) ON DELETE CASCADE,
+        node TEXT NOT NULL,
+        attempt INTEGER NOT NULL DEFAULT 1,
+        owner TEXT,
+        epoch BIGINT NOT NULL DEFAULT 0,
+        lease_until BIGINT,
+        state TEXT NOT NULL DEFAULT 'pending',
+        PRIMARY KEY (fire_id, node)
+    );
+    CREATE INDEX node_work_open ON node_work(fire_id) WHERE state <> 'done';",
 ];
 
 /// How long a daemon's claim on a notification it is delivering lasts (wall
@@ -148,11 +169,29 @@ const CLAIM: Duration = Duration::from_secs(120);
 /// lock, so daemons starting together migrate once.
 const MIGRATION_LOCK: i64 = 0x4c6f_6f6d_5363_6865;
 
-/// How often a member renews its heartbeat.
-const HEARTBEAT: Duration = Duration::from_secs(5);
-/// A member whose heartbeat is older than this is gone; its running fires are
-/// interrupted by the next daemon that starts.
-const STALE: Duration = Duration::from_secs(20);
+/// How often a member renews its heartbeat (and its leases on node work), and
+/// how long a lease lasts: `cluster: {heartbeat, lease}` in the main file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterTiming {
+    pub heartbeat: Duration,
+    pub lease: Duration,
+}
+
+impl Default for ClusterTiming {
+    /// A dead member's work is taken over within 8 s of its last renewal.
+    fn default() -> ClusterTiming {
+        ClusterTiming { heartbeat: Duration::from_secs(2), lease: Duration::from_secs(8) }
+    }
+}
+
+impl ClusterTiming {
+    /// A member whose heartbeat is older than this is gone: it is listed no
+    /// more, and the fires it recorded without shared node work are interrupted
+    /// by the next daemon that starts.
+    pub(crate) fn stale(&self) -> Duration {
+        (2 * self.lease).max(Duration::from_secs(1))
+    }
+}
 
 /// Where the PostgreSQL store is: `state: postgres://user@host:port/db`, or
 /// `state: {postgres: {host, port, user, dbname, password_file}}`.
@@ -160,6 +199,8 @@ const STALE: Duration = Duration::from_secs(20);
 pub struct PostgresTarget {
     config: tokio_postgres::Config,
     password_file: Option<PathBuf>,
+    /// The cluster's heartbeat and lease (`cluster:`; set after parsing).
+    pub(crate) timing: ClusterTiming,
 }
 
 impl std::fmt::Debug for PostgresTarget {
@@ -190,7 +231,7 @@ impl PostgresTarget {
     }
 
     /// The map form's fields (`password_file` already resolved).
-    pub(crate) fn from_parts(
+    pub fn from_parts(
         host: Option<String>,
         port: Option<u16>,
         user: Option<String>,
@@ -215,7 +256,7 @@ impl PostgresTarget {
         }
         config.application_name("loom");
         config.connect_timeout(Duration::from_secs(10));
-        PostgresTarget { config, password_file }
+        PostgresTarget { config, password_file, timing: ClusterTiming::default() }
     }
 
     /// The store as logs, errors and `status` name it: never with a password.
@@ -292,6 +333,27 @@ pub struct Postgres {
     member: Option<Arc<str>>,
     /// Told when a commit of this process enqueued notifications.
     outbox: OutboxSignal,
+    /// The cluster's heartbeat and lease.
+    timing: ClusterTiming,
+    /// What the members say to each other through LISTEN/NOTIFY.
+    signals: ClusterSignals,
+    /// How to connect (password included), for the listening connection.
+    config: Arc<tokio_postgres::Config>,
+}
+
+/// What the members of a cluster say to each other (LISTEN/NOTIFY): a fire with
+/// node work to claim was recorded, and a fire ended (its number). A member that
+/// misses one (reconnecting) learns the same at its next heartbeat.
+#[derive(Clone)]
+pub struct ClusterSignals {
+    pub work: Arc<tokio::sync::Notify>,
+    pub ended: tokio::sync::broadcast::Sender<i64>,
+}
+
+impl Default for ClusterSignals {
+    fn default() -> ClusterSignals {
+        ClusterSignals { work: Arc::default(), ended: tokio::sync::broadcast::channel(1024).0 }
+    }
 }
 
 impl Drop for Postgres {
@@ -306,6 +368,15 @@ impl Drop for Postgres {
                 client
                     .execute(
                         "UPDATE notifications SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = $1",
+                        &[&&*member],
+                    )
+                    .await
+                    .map_err(query_error)?;
+                // Node work left unfinished (a script that ignored cancellation):
+                // its lease ends now, so another member takes it over as a new attempt.
+                client
+                    .execute(
+                        "UPDATE node_work SET lease_until = 0 WHERE owner = $1 AND state = 'running'",
                         &[&&*member],
                     )
                     .await
@@ -350,11 +421,12 @@ impl Postgres {
                 .map_err(query_error)?;
             Ok(())
         })?;
-        store.runtime().spawn(heartbeat_forever(store.pool.clone(), Arc::clone(&member)));
-        let (pool, writer_member) = (store.pool.clone(), Arc::clone(&member));
+        store.runtime().spawn(heartbeat_forever(store.pool.clone(), Arc::clone(&member), store.timing));
+        store.runtime().spawn(listen_forever(Arc::clone(&store.config), store.signals.clone(), store.timing.heartbeat));
+        let (pool, writer_member, timing) = (store.pool.clone(), Arc::clone(&member), store.timing);
         let handle = store.runtime().handle().clone();
         let writer = Writer::start_with(
-            Box::new(move |changes| handle.block_on(commit_group(&pool, &writer_member, changes))),
+            Box::new(move |changes| handle.block_on(commit_group(&pool, &writer_member, timing, changes))),
             store.outbox.clone(),
         )
         .map_err(|err| StoreError::Postgres(format!("failed to start the writer thread: {err}")))?;
@@ -385,7 +457,8 @@ impl Postgres {
             .enable_all()
             .build()
             .map_err(|err| connect_error(format!("failed to start its runtime: {err}")))?;
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager =
+            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(8)
             .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -400,6 +473,9 @@ impl Postgres {
             writer: None,
             member: None,
             outbox: OutboxSignal::default(),
+            timing: target.timing,
+            signals: ClusterSignals::default(),
+            config: Arc::new(config.clone()),
         };
         // Connect now, so a wrong address or password is said at start-up.
         let probe = store.pool.clone();
@@ -467,6 +543,96 @@ impl Postgres {
         count(self.writer()?.commit_now(Change::Recover { now: millis(Utc::now()), rules })?)
     }
 
+    /// Whether this process is a member that shares node work (a daemon, not the CLI).
+    pub fn shares_work(&self) -> bool {
+        self.member.is_some()
+    }
+
+    pub fn member_id(&self) -> Option<&str> {
+        self.member.as_deref()
+    }
+
+    pub fn timing(&self) -> ClusterTiming {
+        self.timing
+    }
+
+    pub fn signals(&self) -> Option<ClusterSignals> {
+        self.member.is_some().then(|| self.signals.clone())
+    }
+
+    /// Claims up to `limit` nodes of fires for this member, under a lease that
+    /// ends after `cluster.lease` unless the heartbeat renews it: nodes no member
+    /// took yet, and nodes whose member's lease expired (taken over: the claim
+    /// says whose). Each claim raises the node's epoch, the token its result is
+    /// written with. Rows another member is claiming meanwhile are skipped, not
+    /// waited for; this member's own expired rows are left to the others.
+    pub fn claim_work(&self, limit: usize) -> Result<Vec<Claim>, StoreError> {
+        let Some(member) = self.member.as_deref().map(str::to_string) else { return Ok(Vec::new()) };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = millis(Utc::now());
+        let until = now + self.timing.lease.as_millis() as i64;
+        self.rows(
+            "WITH picked AS (
+                SELECT fire_id, node, state AS was, owner AS previous FROM node_work
+                WHERE (state = 'pending' OR (state = 'running' AND lease_until < $1))
+                  AND owner IS DISTINCT FROM $3
+                ORDER BY fire_id, node LIMIT $2
+                FOR UPDATE SKIP LOCKED)
+             UPDATE node_work w SET owner = $3, epoch = w.epoch + 1, lease_until = $4, state = 'running'
+             FROM picked, fires f
+             WHERE w.fire_id = picked.fire_id AND w.node = picked.node AND f.id = w.fire_id
+             RETURNING w.fire_id, f.job, f.scheduled, f.trigger, f.started, f.check_mode, w.node, w.attempt, w.epoch,
+                       CASE WHEN picked.was = 'running' THEN picked.previous END"
+                .to_string(),
+            vec![Box::new(now), Box::new(limit as i64), Box::new(member), Box::new(until)],
+            |r| Claim {
+                fire_id: r.get(0),
+                job: r.get(1),
+                scheduled: instant(r.get(2)),
+                trigger: Trigger::parse(r.get(3)).unwrap_or(Trigger::Manual),
+                started: r.get::<_, Option<i64>>(4).map(instant),
+                check: r.get(5),
+                node: r.get(6),
+                attempt: r.get::<_, i32>(7) as u32,
+                epoch: r.get(8),
+                lost: r.get(9),
+            },
+        )
+    }
+
+    /// Writes node results of fire `fire_id` under their leases (see
+    /// `Change::Fenced`).
+    pub async fn record_fenced(
+        &self,
+        fire_id: i64,
+        records: Vec<FencedRecord>,
+        rules: Vec<RuleRow>,
+    ) -> Result<Fenced, StoreError> {
+        match self.writer()?.commit(Change::Fenced { fire_id, records, rules }).await? {
+            Answer::Fenced(fenced) => Ok(fenced),
+            other => Err(StoreError::Write(format!("unexpected answer from the writer: {other:?}"))),
+        }
+    }
+
+    /// The nodes being run in the cluster now, and by which member.
+    pub fn node_work(&self) -> Result<Vec<NodeWork>, StoreError> {
+        self.rows(
+            "SELECT w.fire_id, f.job, w.node, w.attempt, w.owner FROM node_work w JOIN fires f ON f.id = w.fire_id
+             WHERE w.state = 'running' ORDER BY w.fire_id, w.node"
+                .to_string(),
+            Vec::new(),
+            |r| NodeWork {
+                fire_id: r.get(0),
+                job: r.get(1),
+                node: r.get(2),
+                attempt: r.get::<_, i32>(3) as u32,
+                daemon: r.get::<_, Option<String>>(4).unwrap_or_default(),
+            },
+        )
+    }
+
     pub fn begin_fire(
         &self,
         job: &str,
@@ -474,8 +640,8 @@ impl Postgres {
         trigger: Trigger,
         nodes: &[String],
     ) -> Result<Option<i64>, StoreError> {
-        let fire = FireStart { job, scheduled, trigger, nodes, started: Utc::now() };
-        let mut ids = ids(self.writer()?.commit_now(Change::Begin(vec![row(&fire)]))?)?;
+        let fire = FireStart { job, scheduled, trigger, nodes, started: Utc::now(), check: false };
+        let mut ids = ids(self.writer()?.commit_now(Change::Begin(vec![row(&fire, false)]))?)?;
         Ok(ids.pop().flatten())
     }
 
@@ -484,7 +650,8 @@ impl Postgres {
         fires: &[FireStart<'_>],
         done: impl FnOnce(Result<Vec<Option<i64>>, StoreError>) + Send + 'static,
     ) {
-        let change = Change::Begin(fires.iter().map(row).collect());
+        // A daemon's fires share their node work with the cluster.
+        let change = Change::Begin(fires.iter().map(|fire| row(fire, true)).collect());
         match self.writer() {
             Ok(writer) => writer.send(change, Box::new(move |answer| done(answer.and_then(ids)))),
             Err(err) => done(Err(err)),
@@ -499,7 +666,7 @@ impl Postgres {
         note: &str,
         notices: Option<Notices>,
     ) {
-        let fire = row(&FireStart { job, scheduled, trigger, nodes: &[], started: Utc::now() });
+        let fire = row(&FireStart { job, scheduled, trigger, nodes: &[], started: Utc::now(), check: false }, false);
         if let Ok(writer) = self.writer() {
             let change = Change::Skip { fire, note: note.to_string(), notices };
             writer.queue(change, format!("a skipped fire of job `{job}`"));
@@ -765,7 +932,7 @@ impl Postgres {
 
     /// The cluster's members whose heartbeat is fresh, oldest first.
     pub fn members(&self) -> Result<Vec<Member>, StoreError> {
-        let fresh = millis(Utc::now()) - STALE.as_millis() as i64;
+        let fresh = millis(Utc::now()) - self.timing.stale().as_millis() as i64;
         self.rows(
             "SELECT id, command, host, pid, version, started, heartbeat FROM members
              WHERE heartbeat >= $1 ORDER BY started, id"
@@ -785,7 +952,7 @@ impl Postgres {
 
     pub fn node_results(&self, fire_id: i64) -> Result<Vec<NodeRecord>, StoreError> {
         self.rows(
-            "SELECT fire_id, node, attempt, status, exit_code, started, duration_ms, error, output, resources
+            "SELECT fire_id, node, attempt, status, exit_code, started, duration_ms, error, output, resources, daemon
              FROM node_results WHERE fire_id = $1 ORDER BY id"
                 .to_string(),
             vec![Box::new(fire_id)],
@@ -803,6 +970,7 @@ impl Postgres {
                     .get::<_, Option<String>>(9)
                     .and_then(|text| serde_json::from_str(&text).ok())
                     .unwrap_or_default(),
+                daemon: r.get(10),
             },
         )
     }
@@ -854,13 +1022,15 @@ fn json_object(text: String) -> serde_json::Map<String, serde_json::Value> {
     }
 }
 
-fn row(fire: &FireStart<'_>) -> FireRow {
+fn row(fire: &FireStart<'_>, share: bool) -> FireRow {
     FireRow {
         job: fire.job.to_string(),
         scheduled: millis(fire.scheduled),
         trigger: fire.trigger,
         nodes: fire.nodes.to_vec(),
         started: millis(fire.started),
+        check: fire.check,
+        share: share && !fire.nodes.is_empty(),
     }
 }
 
@@ -926,14 +1096,32 @@ async fn migrate(pool: Pool) -> Result<(), StoreError> {
     transaction.commit().await.map_err(query_error)
 }
 
-async fn heartbeat_forever(pool: Pool, member: Arc<str>) {
-    let mut every = tokio::time::interval(HEARTBEAT);
+async fn heartbeat_forever(pool: Pool, member: Arc<str>, timing: ClusterTiming) {
+    let mut every = tokio::time::interval(timing.heartbeat);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
         let beat = async {
             let client = pool.get().await.map_err(pool_error)?;
+            let now = millis(Utc::now());
             client
-                .execute("UPDATE members SET heartbeat = $2 WHERE id = $1", &[&&*member, &millis(Utc::now())])
+                .execute("UPDATE members SET heartbeat = $2 WHERE id = $1", &[&&*member, &now])
+                .await
+                .map_err(query_error)?;
+            // The leases on the node work this member runs last one more lease
+            // from now; a lease another member took is not this one's any more.
+            let until = now + timing.lease.as_millis() as i64;
+            // Rows locked now are being written by this member's writer (which
+            // renews what it keeps) or claimed by another member: skipped, so the
+            // heartbeat never waits for, nor deadlocks with, a transaction.
+            client
+                .execute(
+                    "UPDATE node_work w SET lease_until = $2
+                     FROM (SELECT fire_id, node FROM node_work WHERE owner = $1 AND state = 'running'
+                           FOR UPDATE SKIP LOCKED) mine
+                     WHERE w.fire_id = mine.fire_id AND w.node = mine.node",
+                    &[&&*member, &until],
+                )
                 .await
                 .map_err(query_error)
         };
@@ -943,14 +1131,60 @@ async fn heartbeat_forever(pool: Pool, member: Arc<str>) {
     }
 }
 
+/// Listens to the members' signals on a connection of its own (not the pool's),
+/// reconnecting after `retry` when it drops.
+async fn listen_forever(config: Arc<tokio_postgres::Config>, signals: ClusterSignals, retry: Duration) {
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let (heard, mut notifications) = tokio::sync::mpsc::unbounded_channel();
+                let driver = tokio::spawn(async move {
+                    while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                        if let tokio_postgres::AsyncMessage::Notification(notification) = message
+                            && heard.send(notification).is_err()
+                        {
+                            break;
+                        }
+                    }
+                });
+                match client.batch_execute("LISTEN loom_work; LISTEN loom_ended").await {
+                    Ok(()) => {
+                        while let Some(notification) = notifications.recv().await {
+                            match notification.channel() {
+                                "loom_work" => signals.work.notify_one(),
+                                _ => {
+                                    if let Ok(id) = notification.payload().parse() {
+                                        let _ = signals.ended.send(id);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(target: "loom::store", "failed to listen to the cluster: {}", describe(&err))
+                    }
+                }
+                driver.abort();
+            }
+            Err(err) => tracing::warn!(target: "loom::store", "failed to listen to the cluster: {}", describe(&err)),
+        }
+        tokio::time::sleep(retry).await;
+    }
+}
+
 /// One group of the writer's changes in one transaction. A deadlock or a
 /// serialization failure (two daemons claiming the same fires in another order)
 /// rolls the whole group back, so it is safely tried again.
-async fn commit_group(pool: &Pool, member: &str, changes: &[&Change]) -> Result<(Vec<Answer>, usize), String> {
+async fn commit_group(
+    pool: &Pool,
+    member: &str,
+    timing: ClusterTiming,
+    changes: &[&Change],
+) -> Result<(Vec<Answer>, usize), String> {
     let mut client = pool.get().await.map_err(|err| pool_error(err).to_string())?;
     let mut attempt = 0;
     loop {
-        match try_commit(&mut client, member, changes).await {
+        match try_commit(&mut client, member, timing, changes).await {
             Ok(answers) => return Ok(answers),
             Err(err)
                 if attempt < 10
@@ -969,13 +1203,14 @@ async fn commit_group(pool: &Pool, member: &str, changes: &[&Change]) -> Result<
 async fn try_commit(
     client: &mut deadpool_postgres::Client,
     member: &str,
+    timing: ClusterTiming,
     changes: &[&Change],
 ) -> Result<(Vec<Answer>, usize), tokio_postgres::Error> {
     let transaction = client.transaction().await?;
     let mut answers = Vec::with_capacity(changes.len());
     let mut enqueued = 0;
     for change in changes {
-        answers.push(apply(&transaction, member, change, &mut enqueued).await?);
+        answers.push(apply(&transaction, member, timing, change, &mut enqueued).await?);
     }
     transaction.commit().await?;
     Ok((answers, enqueued))
@@ -984,6 +1219,7 @@ async fn try_commit(
 async fn apply(
     transaction: &deadpool_postgres::Transaction<'_>,
     member: &str,
+    timing: ClusterTiming,
     change: &Change,
     enqueued: &mut usize,
 ) -> Result<Answer, tokio_postgres::Error> {
@@ -1036,6 +1272,9 @@ async fn apply(
                     .await?;
             }
             Answer::Done
+        }
+        Change::Fenced { fire_id, records, rules } => {
+            Answer::Fenced(record_fenced(transaction, member, timing, *fire_id, records, rules, enqueued).await?)
         }
         Change::Finish { id, status, started, finished, notices } => {
             transaction
@@ -1112,7 +1351,7 @@ async fn apply(
             Answer::Count(removed as usize)
         }
         Change::Recover { now, rules } => {
-            let ids = recover_interrupted(transaction, *now).await?;
+            let ids = recover_interrupted(transaction, *now, timing.stale()).await?;
             *enqueued += enqueue_interrupted(transaction, &ids, rules, *now).await?;
             Answer::Count(ids.len())
         }
@@ -1130,8 +1369,8 @@ async fn insert_fire(
     let finished = (status != FireStatus::Running).then_some(fire.started);
     let statement = transaction
         .prepare_cached(
-            "INSERT INTO fires (job, scheduled, trigger, status, started, finished, nodes, note, daemon)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            "INSERT INTO fires (job, scheduled, trigger, status, started, finished, nodes, note, daemon, check_mode)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
              ON CONFLICT (job, scheduled) WHERE trigger IN ('schedule', 'catch-up') DO NOTHING
              RETURNING id",
         )
@@ -1149,10 +1388,24 @@ async fn insert_fire(
                 &nodes,
                 &note,
                 &member,
+                &fire.check,
             ],
         )
         .await?;
     let Some(inserted) = inserted else { return Ok(None) };
+    let id: i64 = inserted.get(0);
+    if fire.share && status == FireStatus::Running {
+        // Its nodes, for the members to claim: in the transaction that claims the
+        // fire, so a fire is never without its work.
+        let work = transaction
+            .prepare_cached(
+                "INSERT INTO node_work (fire_id, node) SELECT $1, unnest($2::TEXT[]) ON CONFLICT DO NOTHING",
+            )
+            .await?;
+        transaction.execute(&work, &[&id, &fire.nodes]).await?;
+        // Told to the listening members once committed (one per transaction).
+        transaction.execute("SELECT pg_notify('loom_work', '')", &[]).await?;
+    }
     if matches!(fire.trigger, Trigger::Schedule | Trigger::CatchUp) {
         let last = transaction
             .prepare_cached(
@@ -1162,17 +1415,157 @@ async fn insert_fire(
             .await?;
         transaction.execute(&last, &[&fire.job, &fire.scheduled]).await?;
     }
-    Ok(Some(inserted.get(0)))
+    Ok(Some(id))
+}
+
+/// Writes a cluster fire's node results, each only if this member still holds
+/// the node's lease with the record's epoch (the fencing token): a member whose
+/// lease was taken over cannot overwrite the result of the one that took over.
+/// A result that is a node's last marks its work done; otherwise the work stays
+/// this member's, at the next attempt. The fire's row is locked first, so the
+/// members recording its last nodes at once take turns, and the one that finds
+/// no work left ends the fire: its status from the nodes' last attempts, and its
+/// notifications, in this transaction.
+async fn record_fenced(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    member: &str,
+    timing: ClusterTiming,
+    fire_id: i64,
+    records: &[FencedRecord],
+    rules: &[RuleRow],
+    enqueued: &mut usize,
+) -> Result<Fenced, tokio_postgres::Error> {
+    let Some(fire) = transaction
+        .query_opt(
+            "SELECT status, job, trigger, scheduled, started, check_mode FROM fires WHERE id = $1 FOR UPDATE",
+            &[&fire_id],
+        )
+        .await?
+    else {
+        return Ok(Fenced { refused: records.len(), ended: false });
+    };
+    let held = transaction
+        .prepare_cached(
+            "UPDATE node_work SET state = CASE WHEN $5 THEN 'done' ELSE 'running' END,
+                    attempt = CASE WHEN $5 THEN $6 ELSE $6 + 1 END,
+                    lease_until = CASE WHEN $5 THEN lease_until ELSE $7 END
+             WHERE fire_id = $1 AND node = $2 AND owner = $3 AND epoch = $4 AND state = 'running'",
+        )
+        .await?;
+    let renewed = millis(Utc::now()) + timing.lease.as_millis() as i64;
+    let insert = transaction
+        .prepare_cached(
+            "INSERT INTO node_results (fire_id, node, attempt, status, exit_code, started, duration_ms, error, output, resources, daemon)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .await?;
+    let mut refused = 0;
+    for fenced in records {
+        let record = &fenced.record;
+        let attempt = record.attempt as i32;
+        let lease: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
+            [&fire_id, &record.node, &member, &fenced.epoch, &fenced.last, &attempt, &renewed];
+        if transaction.execute(&held, &lease).await? == 0 {
+            tracing::warn!(
+                target: "loom::store",
+                fire = fire_id,
+                node = %record.node,
+                attempt = record.attempt,
+                "not recording a node result: this daemon's lease on the node was taken over"
+            );
+            refused += 1;
+            continue;
+        }
+        let resources = (!record.resources.is_empty())
+            .then(|| serde_json::to_string(&record.resources).expect("resource outcomes serialize"));
+        transaction
+            .execute(
+                &insert,
+                &[
+                    &fire_id,
+                    &record.node,
+                    &attempt,
+                    &record.status.as_str(),
+                    &record.exit_code,
+                    &millis(record.started),
+                    &(record.duration_ms as i64),
+                    &record.error,
+                    &record.output,
+                    &resources,
+                    // The member that ran the attempt: the writer, unless it
+                    // records the attempt of a member it took the node over from.
+                    &record.daemon.as_deref().unwrap_or(member),
+                ],
+            )
+            .await?;
+    }
+    let status: String = fire.get(0);
+    let open = transaction
+        .query_one("SELECT count(*) FROM node_work WHERE fire_id = $1 AND state <> 'done'", &[&fire_id])
+        .await?
+        .get::<_, i64>(0);
+    if status != FireStatus::Running.as_str() || open > 0 {
+        return Ok(Fenced { refused, ended: false });
+    }
+    let (job, trigger, scheduled, started, check): (String, String, i64, Option<i64>, bool) =
+        (fire.get(1), fire.get(2), fire.get(3), fire.get(4), fire.get(5));
+    let rows = transaction
+        .query(
+            "SELECT DISTINCT ON (node) node, attempt, status, exit_code, error, resources FROM node_results
+             WHERE fire_id = $1 ORDER BY node, attempt DESC, id DESC",
+            &[&fire_id],
+        )
+        .await?;
+    let mut timed_out = false;
+    let mut last = Vec::new();
+    let mut outcomes = Vec::new();
+    for row in &rows {
+        let status = NodeStatus::parse(row.get(2)).unwrap_or(NodeStatus::Failed);
+        let error: Option<String> = row.get(4);
+        timed_out |= status == NodeStatus::TimedOut
+            && error.as_deref().is_some_and(|e| e.starts_with(super::model::FIRE_TIMEOUT));
+        let resources: Vec<super::model::ResourceOutcome> =
+            row.get::<_, Option<String>>(5).and_then(|text| serde_json::from_str(&text).ok()).unwrap_or_default();
+        last.push((status, crate::resource::Summary::of(&resources).drifted()));
+        outcomes.push(crate::notify::body::NodeOutcome {
+            node: row.get(0),
+            attempt: row.get::<_, i32>(1) as u32,
+            status,
+            exit_code: row.get(3),
+            error,
+        });
+    }
+    let ended = FireStatus::of_nodes(timed_out, check, last);
+    let now = millis(Utc::now());
+    transaction
+        .execute("UPDATE fires SET status = $2, finished = $3 WHERE id = $1", &[&fire_id, &ended.as_str(), &now])
+        .await?;
+    transaction.execute("SELECT pg_notify('loom_ended', $1)", &[&fire_id.to_string()]).await?;
+    if !rules.is_empty() {
+        let notices = super::outbox::ended_notices(
+            job,
+            &trigger,
+            ended.as_str(),
+            (scheduled, started, now),
+            outcomes,
+            rules,
+            None,
+        );
+        *enqueued += enqueue(transaction, Some(fire_id), ended.as_str(), &notices, now).await?;
+    }
+    Ok(Fenced { refused, ended: true })
 }
 
 /// Marks fires left `running` by members that are gone (stale heartbeat, or no
 /// record at all) as `interrupted`, with an `interrupted` result for each node that
-/// had none; a live daemon's running fires are left alone.
+/// had none; a live daemon's running fires are left alone, and so are fires whose
+/// node work a live member is running (they end when it records their last node).
 async fn recover_interrupted(
     transaction: &deadpool_postgres::Transaction<'_>,
     now: i64,
+    stale: Duration,
 ) -> Result<Vec<i64>, tokio_postgres::Error> {
-    let fresh = now - STALE.as_millis() as i64;
+    let fresh = now - stale.as_millis() as i64;
     // A member on this host whose process is gone (say, killed by `kill -9`
     // before a restart) need not wait for its heartbeat to age.
     let host = host_name();
@@ -1186,6 +1579,8 @@ async fn recover_interrupted(
         .query(
             "SELECT id, nodes FROM fires WHERE status = 'running'
                AND (daemon IS NULL OR daemon NOT IN (SELECT id FROM members WHERE heartbeat >= $1))
+               AND NOT EXISTS (SELECT 1 FROM node_work w WHERE w.fire_id = fires.id AND w.state = 'running'
+                               AND w.owner IN (SELECT id FROM members WHERE heartbeat >= $1))
              FOR UPDATE",
             &[&fresh],
         )
@@ -1206,6 +1601,8 @@ async fn recover_interrupted(
         transaction
             .execute("UPDATE fires SET status = 'interrupted', finished = $2 WHERE id = $1", &[&id, &now])
             .await?;
+        // Its node work, if the cluster shared it, ends with it.
+        transaction.execute("UPDATE node_work SET state = 'done' WHERE fire_id = $1", &[&id]).await?;
     }
     transaction.execute("DELETE FROM members WHERE heartbeat < $1", &[&fresh]).await?;
     Ok(running.iter().map(|fire| fire.get(0)).collect())

@@ -115,6 +115,11 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE node_results ADD COLUMN resources TEXT;",
     // 4: a node's latest result without scanning every result (the nodes page).
     "CREATE INDEX node_results_by_node ON node_results(node, id);",
+    // 5: which member ran each node attempt (always this daemon here; a cluster's
+    // members differ), and a fire's check mode. PostgreSQL's 5 also makes the
+    // node work that members share.
+    "ALTER TABLE node_results ADD COLUMN daemon TEXT;
+    ALTER TABLE fires ADD COLUMN check_mode INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The SQLite backend of `Store`: a connection for reads and the writer thread
@@ -145,6 +150,8 @@ pub struct FireStart<'a> {
     /// When it starts (or is due to, when it is recorded ahead); the fire's end
     /// writes the instant it really did.
     pub started: DateTime<Utc>,
+    /// Check mode (`loom run --check`, a `mode: check` job).
+    pub check: bool,
 }
 
 pub(super) fn insert_fire(
@@ -155,8 +162,8 @@ pub(super) fn insert_fire(
 ) -> rusqlite::Result<Option<i64>> {
     let nodes = serde_json::to_string(&fire.nodes).expect("names serialize");
     let mut insert = transaction.prepare_cached(
-        "INSERT OR IGNORE INTO fires (job, scheduled, trigger, status, started, finished, nodes, note)
-         VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?4 = 'running' THEN NULL ELSE ?5 END, ?6, ?7)",
+        "INSERT OR IGNORE INTO fires (job, scheduled, trigger, status, started, finished, nodes, note, check_mode)
+         VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?4 = 'running' THEN NULL ELSE ?5 END, ?6, ?7, ?8)",
     )?;
     let inserted = insert.execute(params![
         fire.job,
@@ -165,7 +172,8 @@ pub(super) fn insert_fire(
         status.as_str(),
         fire.started,
         nodes,
-        note
+        note,
+        fire.check
     ])?;
     if inserted == 0 {
         return Ok(None);
@@ -189,6 +197,8 @@ impl FireStart<'_> {
             trigger: self.trigger,
             nodes: self.nodes.to_vec(),
             started: millis(self.started),
+            check: self.check,
+            share: false,
         }
     }
 }
@@ -389,7 +399,7 @@ impl Sqlite {
         trigger: Trigger,
         nodes: &[String],
     ) -> Result<Option<i64>, StoreError> {
-        let fire = FireStart { job, scheduled, trigger, nodes, started: Utc::now() };
+        let fire = FireStart { job, scheduled, trigger, nodes, started: Utc::now(), check: false };
         Ok(self.begin_fires(std::slice::from_ref(&fire))?.pop().flatten())
     }
 
@@ -424,7 +434,7 @@ impl Sqlite {
         note: &str,
         notices: Option<Notices>,
     ) {
-        let fire = FireStart { job, scheduled, trigger, nodes: &[], started: Utc::now() }.row();
+        let fire = FireStart { job, scheduled, trigger, nodes: &[], started: Utc::now(), check: false }.row();
         if let Ok(writer) = self.writer() {
             let change = Change::Skip { fire, note: note.to_string(), notices };
             writer.queue(change, format!("a skipped fire of job `{job}`"));
@@ -636,6 +646,7 @@ impl Sqlite {
                         .get::<_, Option<String>>(9)?
                         .and_then(|text| serde_json::from_str(&text).ok())
                         .unwrap_or_default(),
+                    daemon: None,
                 })
             })?;
             rows.collect()
@@ -733,6 +744,7 @@ mod tests {
                 duration_ms: 5,
                 error: None,
                 output: "hi\n".into(),
+                daemon: None,
                 resources: Vec::new(),
             }])
             .await
@@ -782,6 +794,7 @@ mod tests {
                 error: None,
                 output: "a long output\n".into(),
                 resources: Vec::new(),
+                daemon: None,
             };
             let records = vec![
                 record("a", 1, NodeStatus::Failed),

@@ -16,9 +16,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::model::{FireRecord, FireStatus, Member, NodeCell, NodeRecord, NotificationRecord, Trigger};
+use super::model::{
+    Claim, Fenced, FencedRecord, FireRecord, FireStatus, Member, NodeCell, NodeRecord, NodeWork, NotificationRecord,
+    Trigger,
+};
 use super::outbox::{Attempt, Notices, Pending};
-use super::postgres::{Postgres, PostgresTarget};
+use super::postgres::{ClusterSignals, ClusterTiming, Postgres, PostgresTarget};
 use super::sqlite::{FireFilter, FireStart, Sqlite, StoreError};
 use super::writer::OutboxSignal;
 
@@ -252,6 +255,80 @@ impl Store {
     /// Each job's last fire that ran (not skipped), by job, in one query.
     pub fn last_fires(&self) -> Result<std::collections::HashMap<String, FireRecord>, StoreError> {
         each!(self, backend => backend.last_fires())
+    }
+
+    /// Whether this store shares the node work of its daemon's fires with the
+    /// other members of a cluster (PostgreSQL, opened by a daemon): then a fire's
+    /// nodes are claimed row by row (`claim_work`) and recorded under their
+    /// leases (`record_fenced`), and the fire is ended by whoever records its last
+    /// node. With SQLite the daemon runs its fires whole, as before.
+    pub fn shares_work(&self) -> bool {
+        match &self.backend {
+            Backend::Sqlite(_) => false,
+            Backend::Postgres(postgres) => postgres.shares_work(),
+        }
+    }
+
+    /// This process's name among the cluster's members (PostgreSQL daemons).
+    pub fn member_id(&self) -> Option<String> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(postgres) => postgres.member_id().map(str::to_string),
+        }
+    }
+
+    /// The cluster's heartbeat and lease (PostgreSQL).
+    pub fn timing(&self) -> Option<ClusterTiming> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(postgres) => Some(postgres.timing()),
+        }
+    }
+
+    /// What the other members say (a fire to claim from, a fire that ended), for
+    /// a member that shares work; `None` otherwise.
+    pub(crate) fn signals(&self) -> Option<ClusterSignals> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(postgres) => postgres.signals(),
+        }
+    }
+
+    /// Claims up to `limit` nodes of the cluster's fires for this member, each
+    /// under a lease with a new epoch; none with SQLite.
+    pub fn claim_work(&self, limit: usize) -> Result<Vec<Claim>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(Vec::new()),
+            Backend::Postgres(postgres) => postgres.claim_work(limit),
+        }
+    }
+
+    /// Writes node results of a cluster fire, each only while this member holds
+    /// its lease with the record's epoch; ends the fire (with notifications for
+    /// `rules`) when it records the fire's last node. Resolves to how many
+    /// results were refused because their lease was taken over, and whether
+    /// they ended the fire.
+    pub async fn record_fenced(
+        &self,
+        fire_id: i64,
+        records: Vec<FencedRecord>,
+        rules: &[std::sync::Arc<crate::config::notify::NotifyRule>],
+    ) -> Result<Fenced, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Err(StoreError::Write("a SQLite store shares no node work".to_string())),
+            Backend::Postgres(postgres) => {
+                let rules = rules.iter().map(|r| super::outbox::RuleRow::from(r.as_ref())).collect();
+                postgres.record_fenced(fire_id, records, rules).await
+            }
+        }
+    }
+
+    /// The nodes being run in the cluster now, and by which member; none with SQLite.
+    pub fn node_work(&self) -> Result<Vec<NodeWork>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(Vec::new()),
+            Backend::Postgres(postgres) => postgres.node_work(),
+        }
     }
 
     /// The cluster's live members (PostgreSQL); none with SQLite, where the one

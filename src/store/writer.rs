@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use rusqlite::{Connection, Transaction, params};
 
-use super::model::{FireStatus, NodeRecord, Trigger};
+use super::model::{FencedRecord, FireStatus, NodeRecord, Trigger};
 use super::outbox::{self, Attempt, Notices};
 use super::sqlite::{self, StoreError};
 use crate::metrics::Metrics;
@@ -28,6 +28,10 @@ pub(crate) struct FireRow {
     pub(crate) trigger: Trigger,
     pub(crate) nodes: Vec<String>,
     pub(crate) started: i64,
+    pub(crate) check: bool,
+    /// Its node work is shared by a cluster's members (`node_work` rows are made
+    /// with it): a daemon's fires on PostgreSQL, never a `loom run` of the CLI.
+    pub(crate) share: bool,
 }
 
 /// One change to the store.
@@ -43,6 +47,15 @@ pub(crate) enum Change {
         notices: Option<Notices>,
     },
     Nodes(Vec<NodeRecord>),
+    /// A cluster fire's node results, each written only while this member still
+    /// holds the node's lease with the record's epoch; answers how many were
+    /// refused and whether they ended the fire. Whoever records a fire's last node ends the fire in the same
+    /// transaction, enqueueing its notifications for `rules` (PostgreSQL only).
+    Fenced {
+        fire_id: i64,
+        records: Vec<FencedRecord>,
+        rules: Vec<outbox::RuleRow>,
+    },
     /// A fire's end, and the notifications of its outcome, in one transaction.
     Finish {
         id: i64,
@@ -86,6 +99,7 @@ pub(crate) enum Answer {
     Done,
     Ids(Vec<Option<i64>>),
     Count(usize),
+    Fenced(super::model::Fenced),
 }
 
 pub(crate) type Reply = Box<dyn FnOnce(Result<Answer, StoreError>) + Send>;
@@ -247,6 +261,8 @@ fn apply(transaction: &Transaction<'_>, change: &Change, enqueued: &mut usize) -
             records.iter().try_for_each(|record| sqlite::insert_node(transaction, record))?;
             Answer::Done
         }
+        // A single daemon shares no node work: nothing is fenced.
+        Change::Fenced { .. } => Answer::Fenced(super::model::Fenced { refused: 0, ended: false }),
         Change::Finish { id, status, started, finished, notices } => {
             transaction
                 .prepare_cached("UPDATE fires SET status = ?2, started = ?3, finished = ?4 WHERE id = ?1")?

@@ -2,7 +2,9 @@
 //! server). Every scheduled fire is claimed by exactly one of them, with no gap;
 //! catch-up after every daemon was down happens once; enable/disable and manual
 //! runs through one daemon act on the cluster; each notification is tried by one
-//! member; the password never shows.
+//! member; the password never shows. A fire's nodes spread over the members; a
+//! member killed mid-fire has its nodes taken over once their leases expire, and
+//! a member whose lease was taken cannot write the node's result.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +13,7 @@ use chrono::{DateTime, Utc};
 use loom::daemon::ManualClock;
 
 use crate::harness::postgres;
+use crate::harness::sshd::{Fleet, key_user};
 use crate::harness::webhook::Receiver;
 use crate::harness::{Daemon, InProcess, Workspace, http, wait_for};
 
@@ -245,4 +248,325 @@ fn the_password_is_read_from_its_file_and_never_shown() {
     assert_eq!(code, Some(1), "{log}");
     assert!(log.contains("failed to connect to the state store postgres://loom@127.0.0.1"), "{log}");
     assert!(!log.contains("not-it"), "{log}");
+}
+
+/// A 100-node fire over three members (sshd nodes, at most 40 running nodes per
+/// member, so all three must take a share), whose task blocks on a lock the test
+/// holds. In each of three rounds the member that claimed the fire is killed with
+/// `kill -9` while all nodes run, and the lock is released: the others take its
+/// nodes over once the lease expires and workers are free (within 10 s),
+/// retry them as new attempts (or, without retries left, record them failed naming
+/// the lost member) and end the fire; each node attempt is recorded once, and
+/// nothing stays `running`.
+#[test]
+fn a_fire_spreads_over_the_members_and_a_killed_member_s_nodes_are_taken_over() {
+    const NODES: usize = 100;
+    let db = postgres::database();
+    let fleet = Fleet::start(4);
+    let gate = fleet.path("gate.lock");
+    std::fs::write(&gate, "").unwrap();
+    let names: Vec<String> = (0..NODES).map(|i| format!("w{i:03}")).collect();
+    let nodes: String =
+        names.iter().enumerate().map(|(i, name)| fleet.node_yaml_as(&fleet.nodes[i % 4], name, &key_user())).collect();
+    let job = |name: &str, retries: u32| {
+        format!(
+            "  {name}:\n    task: loom.system.run\n    args: [\"flock -s {} true\"]\n    retries: {retries}\n    retry_delay: 10ms\n    targets: [{}]\n",
+            gate.display(),
+            names.join(", ")
+        )
+    };
+    let main = format!(
+        "{}cluster: {{heartbeat: 250ms, lease: 2s}}\nmax_workers: 40\n{}  options: [KexAlgorithms=curve25519-sha256]\n",
+        postgres::state_setting(&db),
+        fleet.ssh_settings("strict")
+    );
+    let members: Vec<Workspace> = (0..3)
+        .map(|_| {
+            let ws = Workspace::new(&main, &nodes);
+            ws.write("jobs/a.yaml", &format!("jobs:\n{}{}", job("block", 1), job("once", 0)));
+            ws
+        })
+        .collect();
+    members[0].loom(&["check"]).assert_code(0);
+    let mut daemons: Vec<Daemon> = members.iter().map(Workspace::serve).collect();
+    for daemon in &daemons {
+        daemon.wait_started();
+    }
+    let count = |sql: &str| number(&db, sql);
+    for round in 0..3 {
+        let victim = round % 3;
+        let job = if round == 2 { "once" } else { "block" };
+        let lock = std::fs::File::options().read(true).write(true).open(&gate).unwrap();
+        lock.lock().unwrap();
+        let (status, body) = http("POST", &format!("{}/api/v1/jobs/{job}/run", members[victim].server()), None, None);
+        assert!(status < 300, "{status} {body}");
+        let fire = body["fire"].as_i64().unwrap();
+        let member =
+            rows(&db, &format!("SELECT id FROM members WHERE pid = {}", daemons[victim].pid()))[0][0].clone().unwrap();
+
+        // All nodes are claimed, by all three members.
+        let spread = wait_for(Duration::from_secs(60), || {
+            count(&format!("SELECT count(*) FROM node_work WHERE fire_id = {fire} AND state = 'running'"))
+                == NODES as i64
+                && count(&format!("SELECT count(DISTINCT owner) FROM node_work WHERE fire_id = {fire}")) == 3
+        });
+        let owners = rows(&db, &format!("SELECT owner, count(*) FROM node_work WHERE fire_id = {fire} GROUP BY owner"));
+        assert!(spread, "round {round}: not spread over the three members: {owners:?}\n{}", daemons[victim].log());
+        let lost: Vec<String> =
+            rows(&db, &format!("SELECT node FROM node_work WHERE fire_id = {fire} AND owner = '{member}'"))
+                .into_iter()
+                .map(|r| r[0].clone().unwrap())
+                .collect();
+        assert!(!lost.is_empty(), "round {round}: {owners:?}");
+        // The fire is in the status of every member: which member runs which node.
+        let other = (victim + 1) % 3;
+        let (_, status) = http("GET", &format!("{}/api/v1/status", members[other].server()), None, None);
+        let work = status["work"].as_array().unwrap();
+        assert_eq!(work.iter().filter(|w| w["fire_id"] == fire).count(), NODES, "{status:#}");
+        assert!(work.iter().any(|w| w["daemon"] == member.as_str()), "{status:#}");
+        let text = members[other].loom(&["status"]);
+        assert!(
+            text.stdout.contains(&format!("fire {fire} {job} node {} attempt 1: run by {member}", lost[0])),
+            "{}",
+            text.stdout
+        );
+
+        daemons[victim].signal("KILL");
+        let killed = std::time::Instant::now();
+        // The survivors have fewer free workers than the killed member held nodes:
+        // they take the rest over as their own nodes end.
+        lock.unlock().unwrap();
+        let taken = wait_for(Duration::from_secs(10), || {
+            count(&format!(
+                "SELECT count(*) FROM node_work WHERE fire_id = {fire} AND owner = '{member}' AND state <> 'done'"
+            )) == 0
+        });
+        let log = daemons[other].log();
+        assert!(taken, "round {round}: the killed member's nodes were not taken over within 10 s\n{log}");
+        eprintln!("round {round}: {} node(s) taken over {:?} after kill -9", lost.len(), killed.elapsed());
+        let ended = wait_for(Duration::from_secs(60), || {
+            count(&format!("SELECT count(*) FROM fires WHERE id = {fire} AND status <> 'running'")) == 1
+        });
+        assert!(
+            ended,
+            "round {round}: the fire did not end: {:?}",
+            rows(&db, &format!("SELECT node, owner, state FROM node_work WHERE fire_id = {fire} AND state <> 'done'"))
+        );
+
+        // Nothing left running; each node attempt recorded once.
+        assert_eq!(count(&format!("SELECT count(*) FROM node_work WHERE fire_id = {fire} AND state <> 'done'")), 0);
+        let twice = rows(
+            &db,
+            &format!(
+                "SELECT node, attempt FROM node_results WHERE fire_id = {fire} GROUP BY node, attempt HAVING count(*) > 1"
+            ),
+        );
+        assert!(twice.is_empty(), "round {round}: attempts recorded twice: {twice:?}");
+        let results = rows(
+            &db,
+            &format!(
+                "SELECT node, attempt, status, error, daemon FROM node_results WHERE fire_id = {fire} ORDER BY node, attempt"
+            ),
+        );
+        let of = |node: &str| results.iter().filter(|r| r[0].as_deref() == Some(node)).collect::<Vec<_>>();
+        for name in &names {
+            let attempts = of(name);
+            let text = |r: &Vec<Option<String>>, i: usize| r[i].clone().unwrap_or_default();
+            if !lost.contains(name) {
+                assert_eq!(attempts.len(), 1, "round {round}: {name}: {attempts:?}");
+                assert_eq!(text(attempts[0], 2), "ok", "round {round}: {name}: {attempts:?}");
+                continue;
+            }
+            // The lost attempt names the lost member; it is retried elsewhere while retries are left.
+            assert!(text(attempts[0], 3).contains(&member) && text(attempts[0], 3).contains("lease"), "{attempts:?}");
+            assert_eq!(text(attempts[0], 2), "failed", "{attempts:?}");
+            assert_eq!(text(attempts[0], 4), member, "the lost attempt is the lost member's: {attempts:?}");
+            if job == "once" {
+                assert_eq!(attempts.len(), 1, "round {round}: {name}: {attempts:?}");
+                assert!(text(attempts[0], 3).contains("no retries left"), "{attempts:?}");
+            } else {
+                assert_eq!(attempts.len(), 2, "round {round}: {name}: {attempts:?}");
+                assert_eq!(text(attempts[1], 2), "ok", "{attempts:?}");
+                assert!(!text(attempts[1], 4).is_empty() && text(attempts[1], 4) != member, "{attempts:?}");
+            }
+        }
+        let expected = if job == "once" { "failed" } else { "ok" };
+        assert_eq!(count(&format!("SELECT count(*) FROM fires WHERE id = {fire} AND status = '{expected}'")), 1);
+        // The history says which member ran each node.
+        let logs = members[other].loom(&["logs", "--json", &fire.to_string()]);
+        let detail: serde_json::Value = serde_json::from_str(&logs.stdout).unwrap();
+        let ran: Vec<&str> =
+            detail["results"].as_array().unwrap().iter().filter_map(|r| r["daemon"].as_str()).collect();
+        assert_eq!(ran.len(), results.len(), "{}", logs.stdout);
+        let by: std::collections::HashSet<&str> = ran.iter().copied().collect();
+        assert!(by.len() >= 2 && by.contains(member.as_str()), "{by:?}");
+
+        // The killed member comes back for the next round.
+        daemons[victim] = members[victim].serve();
+        daemons[victim].wait_started();
+    }
+    for daemon in daemons {
+        let (code, log) = daemon.stop();
+        assert_eq!(code, Some(0), "{log}");
+    }
+    assert_eq!(count("SELECT count(*) FROM fires WHERE status = 'running'"), 0);
+}
+
+/// The fencing token: a member whose lease on a node was taken over cannot write
+/// that node's result; the member that took it over can, and whoever records a
+/// fire's last node ends the fire.
+#[test]
+fn a_member_whose_lease_was_taken_cannot_write_the_node_s_result() {
+    use loom::cluster_store::{FencedRecord, FireStart, NodeRecord, NodeStatus, PostgresTarget, Store, Trigger};
+    let db = postgres::database();
+    let server = postgres::server();
+    let target = PostgresTarget::from_parts(
+        Some("127.0.0.1".to_string()),
+        Some(server.port),
+        Some(postgres::USER.to_string()),
+        Some(db.clone()),
+        Some(server.password_file.clone()),
+    );
+    let a = Store::open_postgres(&target, "test a").unwrap();
+    let b = Store::open_postgres(&target, "test b").unwrap();
+    let (id_a, id_b) = (a.member_id().unwrap(), b.member_id().unwrap());
+    assert_ne!(id_a, id_b);
+    let nodes = vec!["n1".to_string(), "n2".to_string()];
+    let now = Utc::now();
+    let (sent, answer) = std::sync::mpsc::channel();
+    let start =
+        FireStart { job: "job", scheduled: now, trigger: Trigger::Manual, nodes: &nodes, started: now, check: false };
+    a.queue_begin_fires(&[start], move |ids| sent.send(ids).unwrap());
+    let fire = answer.recv().unwrap().unwrap()[0].unwrap();
+
+    let claimed = a.claim_work(10).unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert!(claimed.iter().all(|c| c.lost.is_none() && c.attempt == 1));
+    assert!(b.claim_work(10).unwrap().is_empty(), "b claimed nodes a holds");
+    let epoch_a = claimed.iter().find(|c| c.node == "n1").unwrap().epoch;
+    // a's lease on n1 expires (as if a had stopped renewing it) and b takes n1 over.
+    let mut taken = Vec::new();
+    assert!(wait_for(Duration::from_secs(10), || {
+        server.execute(&db, "UPDATE node_work SET lease_until = 0 WHERE node = 'n1'").unwrap();
+        taken = b.claim_work(10).unwrap();
+        !taken.is_empty()
+    }));
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].node, "n1");
+    assert_eq!(taken[0].lost.as_deref(), Some(id_a.as_str()));
+    assert!(taken[0].epoch > epoch_a);
+
+    let result = |node: &str, status: NodeStatus, epoch: i64| FencedRecord {
+        record: NodeRecord {
+            fire_id: fire,
+            node: node.to_string(),
+            attempt: 1,
+            status,
+            exit_code: None,
+            started: Utc::now(),
+            duration_ms: 1,
+            error: None,
+            output: String::new(),
+            resources: Vec::new(),
+            daemon: None,
+        },
+        epoch,
+        last: true,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // a, whose lease was taken, is refused; b, holding it now, is not.
+    let refused =
+        runtime.block_on(a.record_fenced(fire, vec![result("n1", NodeStatus::Failed, epoch_a)], &[])).unwrap().refused;
+    assert_eq!(refused, 1);
+    let refused = runtime
+        .block_on(b.record_fenced(fire, vec![result("n1", NodeStatus::Ok, taken[0].epoch)], &[]))
+        .unwrap()
+        .refused;
+    assert_eq!(refused, 0);
+    assert_eq!(number(&db, &format!("SELECT count(*) FROM fires WHERE id = {fire} AND status = 'running'")), 1);
+    // a still holds n2: its result is written, and as the fire's last it ends the fire.
+    let epoch_n2 = claimed.iter().find(|c| c.node == "n2").unwrap().epoch;
+    let fenced = runtime.block_on(a.record_fenced(fire, vec![result("n2", NodeStatus::Ok, epoch_n2)], &[])).unwrap();
+    assert_eq!((fenced.refused, fenced.ended), (0, true));
+    let recorded =
+        rows(&db, &format!("SELECT node, status, daemon FROM node_results WHERE fire_id = {fire} ORDER BY node"));
+    assert_eq!(
+        recorded,
+        vec![
+            vec![Some("n1".to_string()), Some("ok".to_string()), Some(id_b.clone())],
+            vec![Some("n2".to_string()), Some("ok".to_string()), Some(id_a.clone())],
+        ]
+    );
+    assert_eq!(rows(&db, &format!("SELECT status FROM fires WHERE id = {fire}"))[0][0].as_deref(), Some("ok"));
+    // A late write for a node that is done is refused too.
+    let refused = runtime
+        .block_on(b.record_fenced(fire, vec![result("n1", NodeStatus::Failed, taken[0].epoch)], &[]))
+        .unwrap()
+        .refused;
+    assert_eq!(refused, 1);
+}
+
+/// `cluster: {heartbeat, lease}` is checked like every duration: a lease shorter
+/// than two heartbeats and a bad duration are errors at their
+/// file:line:col, an unknown key a warning there.
+#[test]
+fn cluster_timings_are_checked_at_their_place() {
+    let ws = Workspace::local("cluster:\n  heartbeat: 2s\n  lease: 3s\n  leese: 1s\n");
+    let run = ws.loom(&["check"]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("loom.yaml:7:10"), "{}", run.stderr);
+    assert!(run.stderr.contains("`lease` (3s) must be at least two heartbeats (4s)"), "{}", run.stderr);
+    assert!(run.stderr.contains("unknown key `leese`") && run.stderr.contains("loom.yaml:8:3"), "{}", run.stderr);
+    let ws = Workspace::local("cluster: {heartbeat: soon, lease: 10s}\n");
+    let run = ws.loom(&["check"]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("loom.yaml:5:22"), "{}", run.stderr);
+    assert!(run.stderr.contains("expected a duration for `heartbeat`"), "{}", run.stderr);
+    Workspace::local("cluster: {heartbeat: 500ms, lease: 2s}\n").loom(&["check"]).assert_code(0);
+}
+
+/// The members tell each other through LISTEN/NOTIFY: with a heartbeat of twenty
+/// minutes (so no member looks for work, or for a fire's end, on its own), a fire
+/// recorded by one member is still shared by the other at once, and `loom run`
+/// through the first returns once the fire ends, whichever member ran its last node.
+#[test]
+fn members_hear_of_new_work_and_of_a_fire_s_end_without_waiting_for_a_heartbeat() {
+    let db = postgres::database();
+    let nodes = "a:\n  local: true\nb:\n  local: true\n";
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("gate.lock");
+    std::fs::write(&gate, "").unwrap();
+    let main = format!("{}cluster: {{heartbeat: 20m, lease: 1h}}\nmax_workers: 1\n", postgres::state_setting(&db));
+    let jobs = format!(
+        "jobs:\n  block:\n    task: loom.system.run\n    args: [\"flock -s {} true\"]\n    targets: [a, b]\n",
+        gate.display()
+    );
+    let members: Vec<Workspace> = (0..2)
+        .map(|_| {
+            let ws = Workspace::new(&main, nodes);
+            ws.write("jobs/a.yaml", &jobs);
+            ws
+        })
+        .collect();
+    let daemons: Vec<Daemon> = members.iter().map(Workspace::serve).collect();
+    for daemon in &daemons {
+        daemon.wait_started();
+    }
+    let lock = std::fs::File::options().read(true).write(true).open(&gate).unwrap();
+    lock.lock().unwrap();
+    let config = members[0].config();
+    let run = std::thread::spawn(move || crate::harness::loom(&["-c", config.to_str().unwrap(), "run", "block"]));
+    let shared = wait_for(Duration::from_secs(30), || {
+        number(&db, "SELECT count(DISTINCT owner) FROM node_work WHERE state = 'running'") == 2
+    });
+    lock.unlock().unwrap();
+    let run = run.join().unwrap();
+    assert!(shared, "{:?}", rows(&db, "SELECT node, owner, state FROM node_work"));
+    run.assert_code(0);
+    assert!(run.stdout.contains("2 ok, 0 failed"), "{}", run.stdout);
+    for daemon in daemons {
+        let (code, log) = daemon.stop();
+        assert_eq!(code, Some(0), "{log}");
+        assert!(!log.contains("failed to listen"), "{log}");
+    }
 }

@@ -476,6 +476,7 @@ export function Fire({ id, admin }) {
             <div><dt>Exit code</dt><dd>${record.exit_code ?? '–'}</dd></div>
             <div><dt>Duration</dt><dd>${duration(record.duration_ms)}</dd></div>
             <div><dt>Started</dt><dd><${When} at=${record.started} /></dd></div>
+            ${record.daemon && html`<div><dt>Daemon</dt><dd>${record.daemon}</dd></div>`}
           </dl>
           ${record.error && html`<pre class="output error-text">${record.error}</pre>`}
           <${Output} text=${record.output} />

@@ -1,0 +1,348 @@
+//! The node work a daemon of a cluster takes from the shared store (PostgreSQL).
+//!
+//! A cluster fire is recorded with one work row per node. Every member runs this
+//! loop: woken when a member records a fire (LISTEN/NOTIFY), when one of its own
+//! nodes ends, and every heartbeat, it claims
+//! as many rows as it has free workers (`Store::claim_work`: pending nodes, and
+//! nodes whose member's lease expired), groups them by fire and runs each group
+//! with the runner as a part of the fire, from its own copy of the job. Results
+//! are written under the claim's lease epoch (`Recorder::leased`), and the member
+//! that records a fire's last node ends the fire. A node taken over from a lost
+//! member is a new attempt: the lost one is recorded `failed`, naming the member,
+//! and the node runs again if the job's `retries` allow.
+//!
+//! Every claimed node ends with a last result from here, whatever happens to its
+//! part (a cancelled retry, a job or node this daemon does not know), so no work
+//! row stays `running` under a live member. It does not decide when fires run,
+//! nor announce them: the daemon that claimed a fire does (`run.rs`). With SQLite
+//! there is no loop: the daemon runs its fires whole.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::runner::{Fire, Gate, NodeResult, Recorder, Runner};
+use crate::snapshot::Snapshot;
+use crate::store::{Claim, FencedRecord, NodeRecord, NodeStatus, Store};
+
+/// The daemon's side of its work loop.
+pub(crate) struct Work {
+    /// Wakes the loop to claim (a fire was just recorded).
+    pub(crate) wake: Arc<Notify>,
+    /// The fires this daemon follows (`follow`): told when its results end one.
+    endings: Arc<Mutex<HashMap<i64, Arc<Notify>>>>,
+    /// Cancels the local parts of a fire, by its number.
+    parts: Arc<Mutex<HashMap<i64, Vec<CancellationToken>>>>,
+    /// Stops claiming; the loop ends once its parts have.
+    stopping: CancellationToken,
+    /// Cancelled once the loop has ended.
+    pub(crate) done: CancellationToken,
+    /// How often the loop looks for work when nothing wakes it.
+    pub(crate) poll: Duration,
+    /// The runner parts start with (a reload may replace it).
+    pub(crate) runner: tokio::sync::watch::Sender<Arc<Runner>>,
+}
+
+impl Work {
+    /// Starts the loop over `store`, running parts with `runner` from the
+    /// snapshot in force (whose `max_workers` bounds the nodes claimed at once);
+    /// `abort` cancels running parts.
+    pub(crate) fn start(
+        store: Arc<Store>,
+        runner: Arc<Runner>,
+        snapshots: tokio::sync::watch::Receiver<Arc<Snapshot>>,
+        abort: CancellationToken,
+    ) -> Work {
+        let poll = store.timing().map_or(Duration::from_secs(1), |t| t.heartbeat);
+        let work = Work {
+            wake: Arc::new(Notify::new()),
+            endings: Arc::default(),
+            parts: Arc::default(),
+            stopping: CancellationToken::new(),
+            done: CancellationToken::new(),
+            poll,
+            runner: tokio::sync::watch::Sender::new(runner),
+        };
+        let shared = Shared {
+            store,
+            runner: work.runner.subscribe(),
+            busy: Arc::new(AtomicUsize::new(0)),
+            endings: Arc::clone(&work.endings),
+            wake: Arc::clone(&work.wake),
+            parts: Arc::clone(&work.parts),
+            abort,
+        };
+        let (wake, stopping, done) = (Arc::clone(&work.wake), work.stopping.clone(), work.done.clone());
+        // The other members' signals: a fire to claim from wakes the loop, a fire
+        // that ended is told to its follower here.
+        if let Some(signals) = shared.store.signals() {
+            let (wake, endings, mut ended) = (Arc::clone(&wake), Arc::clone(&work.endings), signals.ended.subscribe());
+            let (stopping, heard) = (stopping.clone(), signals.work);
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stopping.cancelled() => break,
+                        _ = heard.notified() => wake.notify_one(),
+                        id = ended.recv() => match id {
+                            Ok(id) => {
+                                if let Some(ending) = endings.lock().expect("endings lock").get(&id) {
+                                    ending.notify_waiters();
+                                }
+                            }
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                        },
+                    }
+                }
+            });
+        }
+        tokio::spawn(async move {
+            claim_forever(shared, snapshots, wake, stopping, poll).await;
+            done.cancel();
+        });
+        work
+    }
+
+    /// Cancels this daemon's parts of fire `id` (`loom cancel`); other members'
+    /// parts run on.
+    pub(crate) fn cancel(&self, id: i64) {
+        for token in self.parts.lock().expect("parts lock").get(&id).into_iter().flatten() {
+            token.cancel();
+        }
+    }
+
+    /// What tells, until `unfollow`, that results this daemon wrote ended fire `id`.
+    pub(crate) fn follow(&self, id: i64) -> Arc<Notify> {
+        Arc::clone(self.endings.lock().expect("endings lock").entry(id).or_default())
+    }
+
+    pub(crate) fn unfollow(&self, id: i64) {
+        self.endings.lock().expect("endings lock").remove(&id);
+    }
+
+    /// Stops claiming; `done` is cancelled once the parts running now have ended.
+    pub(crate) fn stop(&self) {
+        self.stopping.cancel();
+    }
+}
+
+/// What every part of the loop shares.
+#[derive(Clone)]
+struct Shared {
+    store: Arc<Store>,
+    runner: tokio::sync::watch::Receiver<Arc<Runner>>,
+    /// Nodes claimed whose last result is not recorded yet.
+    busy: Arc<AtomicUsize>,
+    endings: Arc<Mutex<HashMap<i64, Arc<Notify>>>>,
+    /// The loop's wake-up: a node that ends frees a worker.
+    wake: Arc<Notify>,
+    parts: Arc<Mutex<HashMap<i64, Vec<CancellationToken>>>>,
+    abort: CancellationToken,
+}
+
+async fn claim_forever(
+    shared: Shared,
+    snapshots: tokio::sync::watch::Receiver<Arc<Snapshot>>,
+    wake: Arc<Notify>,
+    stopping: CancellationToken,
+    poll: Duration,
+) {
+    let mut running = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stopping.cancelled() => break,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(poll) => {}
+            Some(_) = running.join_next(), if !running.is_empty() => {}
+        }
+        let capacity = snapshots.borrow().config.settings.max_workers.max(1);
+        let free = capacity.saturating_sub(shared.busy.load(Ordering::SeqCst));
+        if free == 0 {
+            continue;
+        }
+        let store = Arc::clone(&shared.store);
+        let claims = match tokio::task::spawn_blocking(move || store.claim_work(free)).await {
+            Ok(Ok(claims)) => claims,
+            Ok(Err(err)) => {
+                tracing::warn!("failed to claim node work from the cluster's store: {err}");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        if claims.is_empty() {
+            continue;
+        }
+        let full = claims.len() == free;
+        shared.busy.fetch_add(claims.len(), Ordering::SeqCst);
+        let mut by_fire: BTreeMap<i64, Vec<Claim>> = BTreeMap::new();
+        for claim in claims {
+            by_fire.entry(claim.fire_id).or_default().push(claim);
+        }
+        let snapshot = Arc::clone(&snapshots.borrow());
+        for (_, claims) in by_fire {
+            running.spawn(run_part(shared.clone(), Arc::clone(&snapshot), claims));
+        }
+        // More may be waiting: look again once a worker is free.
+        if full {
+            wake.notify_one();
+        }
+    }
+    while running.join_next().await.is_some() {}
+}
+
+/// A node's last result of `attempt`, without running it: why this daemon could not.
+fn unrun(claim: &Claim, attempt: u32, status: NodeStatus, error: String) -> FencedRecord {
+    FencedRecord {
+        record: NodeRecord {
+            fire_id: claim.fire_id,
+            node: claim.node.clone(),
+            attempt,
+            status,
+            exit_code: None,
+            started: Utc::now(),
+            duration_ms: 0,
+            error: Some(error),
+            output: String::new(),
+            resources: Vec::new(),
+            daemon: None,
+        },
+        epoch: claim.epoch,
+        last: true,
+    }
+}
+
+/// Runs this daemon's claims on one fire, and makes sure each ends with its last
+/// result recorded.
+async fn run_part(shared: Shared, snapshot: Arc<Snapshot>, claims: Vec<Claim>) {
+    let me = shared.store.member_id().unwrap_or_default();
+    let (fire_id, first) = (claims[0].fire_id, claims[0].clone());
+    let Some(job) = snapshot.config.jobs.get(&first.job).cloned() else {
+        let error = format!("job `{}` is not in the configuration of daemon {me}", first.job);
+        let records = claims.iter().map(|c| unrun(c, c.attempt, NodeStatus::Failed, error.clone())).collect();
+        record(&shared, fire_id, records, &[], claims.len()).await;
+        return;
+    };
+    let attempts = 1 + job.retries;
+    let mut leases = HashMap::new();
+    let mut resume = HashMap::new();
+    let mut before = Vec::new();
+    let mut nodes = Vec::new();
+    let mut running = Vec::new();
+    for claim in &claims {
+        leases.insert(claim.node.clone(), claim.epoch);
+        let mut next = claim.attempt;
+        if let Some(lost) = &claim.lost {
+            // A takeover is a new attempt: the lost one is recorded as failed.
+            let last = claim.attempt >= attempts;
+            let then = if last { "no retries left".to_string() } else { format!("taken over by {me}") };
+            let mut lost = unrun(
+                claim,
+                claim.attempt,
+                NodeStatus::Failed,
+                format!("lost with daemon {lost}, whose lease on this node expired ({then})"),
+            );
+            lost.last = last;
+            lost.record.daemon = claim.lost.clone();
+            before.push(lost);
+            if last {
+                continue;
+            }
+            next += 1;
+        }
+        match snapshot.config.nodes.get(&claim.node) {
+            Some(node) => {
+                resume.insert(claim.node.clone(), next);
+                nodes.push(Arc::clone(node));
+                running.push(claim.clone());
+            }
+            None => {
+                let error = format!("node `{}` is not in the node manifest of daemon {me}", claim.node);
+                before.push(unrun(claim, next, NodeStatus::Failed, error));
+            }
+        }
+    }
+    let finished_before = before.iter().filter(|r| r.last).count();
+    if !before.is_empty() {
+        record(&shared, fire_id, before, &job.notifications, finished_before).await;
+    }
+    if nodes.is_empty() {
+        return;
+    }
+    let mut fire = Fire::new(&first.job, first.scheduled, first.trigger).checking(first.check);
+    fire.id = Some(fire_id);
+    fire.part = true;
+    fire.resume = resume;
+    if let Some(started) = first.started {
+        fire.gate = Gate::at(started);
+    }
+    let cancel = shared.abort.child_token();
+    shared.parts.lock().expect("parts lock").entry(fire_id).or_default().push(cancel.clone());
+    let ending = shared.endings.lock().expect("endings lock").get(&fire_id).cloned();
+    let recorder = Recorder::leased(&shared.store, &job, fire_id, leases, ending);
+    let mut next = fire.resume.clone();
+    let mut ended: HashSet<String> = HashSet::new();
+    let (busy, wake) = (Arc::clone(&shared.busy), Arc::clone(&shared.wake));
+    let runner = Arc::clone(&shared.runner.borrow());
+    runner
+        .run(snapshot, fire, nodes, cancel.clone(), &recorder, |result: &NodeResult| {
+            next.insert(result.node.clone(), result.attempt + 1);
+            if result.is_last(job.retries) && ended.insert(result.node.clone()) {
+                busy.fetch_sub(1, Ordering::SeqCst);
+                wake.notify_one();
+            }
+        })
+        .await;
+    // This part's token goes (cancelled: the part is over); another part of the
+    // same fire keeps its own.
+    cancel.cancel();
+    {
+        let mut parts = shared.parts.lock().expect("parts lock");
+        if let Some(tokens) = parts.get_mut(&fire_id) {
+            tokens.retain(|token| !token.is_cancelled());
+            if tokens.is_empty() {
+                parts.remove(&fire_id);
+            }
+        }
+    }
+    // A node whose part ended before its last attempt (cancelled while waiting
+    // to retry) ends here, so that its work is done.
+    let unfinished: Vec<FencedRecord> = running
+        .iter()
+        .filter(|claim| !ended.contains(&claim.node))
+        .map(|claim| {
+            let attempt = next.get(&claim.node).copied().unwrap_or(claim.attempt);
+            unrun(claim, attempt, NodeStatus::Interrupted, "stopped before its last attempt".to_string())
+        })
+        .collect();
+    if !unfinished.is_empty() {
+        let count = unfinished.len();
+        record(&shared, fire_id, unfinished, &job.notifications, count).await;
+    }
+}
+
+/// Records results that need no run, then frees `finished` workers.
+async fn record(
+    shared: &Shared,
+    fire_id: i64,
+    records: Vec<FencedRecord>,
+    rules: &[Arc<crate::config::notify::NotifyRule>],
+    finished: usize,
+) {
+    match shared.store.record_fenced(fire_id, records, rules).await {
+        Ok(fenced) if fenced.ended => {
+            if let Some(ending) = shared.endings.lock().expect("endings lock").get(&fire_id) {
+                ending.notify_waiters();
+            }
+        }
+        Ok(_) => {}
+        Err(err) => tracing::error!(fire = fire_id, "failed to record node results: {err}"),
+    }
+    shared.busy.fetch_sub(finished, Ordering::SeqCst);
+    shared.wake.notify_one();
+}
