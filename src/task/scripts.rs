@@ -70,6 +70,8 @@ pub fn blocking<R>(wait: impl FnOnce() -> R) -> R {
     if DETACHED.get() {
         return wait();
     }
+    // Answers held back on this thread would wait for as long as this script does.
+    hand_back();
     shared.release_place();
     // Taken back however `wait` ends, a panic included.
     struct TakeBack(Arc<Shared>);
@@ -91,6 +93,7 @@ pub fn computing() {
     }
     let Some(shared) = RUNNER.with(|r| r.borrow().clone()) else { return };
     DETACHED.set(true);
+    hand_back();
     shared.release_place();
 }
 
@@ -267,6 +270,22 @@ mod tests {
         let crashed = submit(None, || panic!("boom")).await.unwrap().unwrap_err();
         assert_eq!(crashed.0, "boom");
         assert_eq!(submit(None, || 7).await.unwrap().unwrap(), 7);
+    }
+
+    /// A script's answer held back on its runner (a burst of starts) is handed back
+    /// when the next script on that runner waits, not when that script ends: a quick
+    /// fire behind a long one on the same thread stayed `running` until it ended.
+    #[tokio::test]
+    async fn an_answer_is_not_held_back_by_a_script_that_waits_after_it_on_its_thread() {
+        for _ in 0..50 {
+            let (release, gate) = std::sync::mpsc::channel::<()>();
+            let quick = submit(None, || 1);
+            let waiting = submit(None, move || blocking(|| gate.recv_timeout(Duration::from_secs(5)).is_ok()));
+            let answered = tokio::time::timeout(Duration::from_secs(3), quick).await;
+            assert_eq!(answered.expect("the quick answer came while the other waited").unwrap().unwrap(), 1);
+            release.send(()).unwrap();
+            assert!(waiting.await.unwrap().unwrap());
+        }
     }
 
     #[tokio::test]
