@@ -16,6 +16,7 @@ pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<StatusV
     view.cluster = tokio::task::spawn_blocking(move || store.members())
         .await
         .map_err(|err| Failure(axum::http::StatusCode::INTERNAL_SERVER_ERROR, err.to_string()))??;
+    crate::daemon::consistency::annotate(&mut view.cluster);
     Ok(Json(view))
 }
 

@@ -10,7 +10,8 @@
 //! actions (store writes, spawning fires) — like nextest's dispatcher.
 //!
 //! Every fire it starts is released exactly once: by `finished`, or by
-//! `recorded(.., Recorded::Duplicate)` when the store already had it.
+//! `recorded(.., Recorded::Duplicate)` when the store already had it, or
+//! `Recorded::Unclaimed` when a shared store could not be reached to claim it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -100,8 +101,11 @@ pub(crate) enum Recorded {
     As(i64),
     /// Already on record: it is not run twice.
     Duplicate,
-    /// The store failed; the fire runs anyway.
+    /// The store failed; the fire runs anyway (a store of one daemon).
     Failed,
+    /// A shared store (a cluster's) could not be reached to claim the fire: it
+    /// does not run; the catch-up policy decides once the store is back (`resume`).
+    Unclaimed,
 }
 
 /// Missed fires are counted up to this many.
@@ -122,6 +126,9 @@ pub(crate) struct Scheduler {
     next_key: FireKey,
     /// Jobs disabled in the store: as last read, and kept by `set_enabled` between reads.
     disabled: HashSet<String>,
+    /// Jobs this daemon does not fire because its definition differs from the
+    /// cluster's authoritative one (`consistency`); another member fires them.
+    withheld: BTreeSet<String>,
     catchup_limit: usize,
     /// Actions decided by the current event, handed out at its end.
     skips: Vec<Action>,
@@ -137,6 +144,7 @@ impl Scheduler {
             deferred: BTreeSet::new(),
             next_key: 0,
             disabled: HashSet::new(),
+            withheld: BTreeSet::new(),
             catchup_limit,
             skips: Vec::new(),
             starts: Vec::new(),
@@ -155,6 +163,11 @@ impl Scheduler {
         } else {
             self.disabled.insert(job.to_string());
         }
+    }
+
+    /// The jobs this daemon leaves to the cluster's authoritative member.
+    pub(crate) fn set_withheld(&mut self, withheld: BTreeSet<String>) {
+        self.withheld = withheld;
     }
 
     pub(crate) fn is_enabled(&self, job: &str) -> bool {
@@ -246,10 +259,31 @@ impl Scheduler {
         self.actions()
     }
 
+    /// A shared store is back after it could not be reached: every job's plan
+    /// starts again from `now`, and the instants due meanwhile follow the job's
+    /// catch-up policy from its `last` fire on record, as after downtime (other
+    /// members may have recorded some meanwhile: `last` is the store's).
+    pub(crate) fn resume(
+        &mut self,
+        jobs: &Jobs,
+        last: &HashMap<String, DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Vec<Action> {
+        for job in jobs.values() {
+            let Some(schedule) = job.schedule.as_ref().filter(|s| !s.is_reboot()) else { continue };
+            self.timeline.remove(&job.name);
+            if let Some(last) = last.get(&job.name) {
+                self.catch_up(job, *last, now);
+            }
+            self.timeline.plan(&job.name, schedule, now, job.jitter_offset());
+        }
+        self.actions()
+    }
+
     /// A fire handed out in `Start` has been recorded (or not).
     pub(crate) fn recorded(&mut self, jobs: &Jobs, key: FireKey, outcome: Recorded) -> Vec<Action> {
         match outcome {
-            Recorded::Duplicate => return self.finished(jobs, key),
+            Recorded::Duplicate | Recorded::Unclaimed => return self.finished(jobs, key),
             Recorded::As(id) => self.set_stage(key, Stage::Running { id: Some(id) }),
             Recorded::Failed => self.set_stage(key, Stage::Running { id: None }),
         }
@@ -344,7 +378,7 @@ impl Scheduler {
         }
         // What the policy leaves out is told (`missed`), unless the job is off anyway.
         let dropped = count(schedule, last, now, MISSED_CAP).saturating_sub(instants.len());
-        if dropped > 0 && !self.disabled.contains(&job.name) {
+        if dropped > 0 && !self.disabled.contains(&job.name) && !self.withheld.contains(&job.name) {
             // The latest missed instant: the policy runs the newest ones, so the
             // latest of all is dropped only when none runs.
             let latest = missed(schedule, last, now, crate::config::job::Catchup::Latest, 1);
@@ -372,6 +406,10 @@ impl Scheduler {
     ) {
         if self.disabled.contains(&job.name) {
             tracing::debug!(job = %job.name, "disabled; not firing");
+            return;
+        }
+        if self.withheld.contains(&job.name) {
+            tracing::debug!(job = %job.name, "defined differently from the cluster's authoritative member; not firing");
             return;
         }
         if self.busy(&job.name) {

@@ -10,8 +10,8 @@ mod writer;
 
 pub use lock::StoreLock;
 pub use model::{
-    FieldChange, FireRecord, FireStatus, Member, NodeCell, NodeRecord, NodeStatus, NotificationRecord, ResourceOutcome,
-    ResourceStatus, Trigger,
+    ConfigFingerprint, FieldChange, FireRecord, FireStatus, Member, NodeCell, NodeRecord, NodeStatus,
+    NotificationRecord, ResourceOutcome, ResourceStatus, Trigger,
 };
 pub(crate) use outbox::{Attempt, Notices, Pending};
 pub use postgres::PostgresTarget;

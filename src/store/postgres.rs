@@ -48,12 +48,12 @@ use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
 
 use super::model::{
-    AttemptRecord, DeliveryState, FireRecord, FireStatus, Member, NodeCell, NodeRecord, NodeStatus, NotificationRecord,
-    Trigger,
+    AttemptRecord, ConfigFingerprint, DeliveryState, FireRecord, FireStatus, Member, NodeCell, NodeRecord, NodeStatus,
+    NotificationRecord, Trigger,
 };
 use super::outbox::{Attempt, Notices, Pending, RuleRow};
 use super::sqlite::{FireFilter, FireStart, StoreError};
-use super::writer::{Answer, Change, FireRow, OutboxSignal, Writer};
+use super::writer::{Answer, Change, CommitFailure, FireRow, OutboxSignal, Writer};
 use crate::config::notify::{NotifyRule, redact_text};
 use crate::notify::event::{self, NotifyEvent};
 
@@ -138,6 +138,10 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE node_results ADD COLUMN resources TEXT;",
     // 4: a node's latest result without scanning every result (the nodes page), as SQLite's 4.
     "CREATE INDEX node_results_by_node ON node_results(node, id);",
+    // 6 (fifth here until the lease migration, 5, is merged before it): the
+    // configuration each member runs (JSON `ConfigFingerprint`), so the members
+    // can tell whether they agree (as SQLite's 6, which has no members).
+    "ALTER TABLE members ADD COLUMN config TEXT;",
 ];
 
 /// How long a daemon's claim on a notification it is delivering lasts (wall
@@ -290,6 +294,8 @@ pub struct Postgres {
     runtime: Option<tokio::runtime::Runtime>,
     writer: Option<Writer>,
     member: Option<Arc<str>>,
+    /// This process as a member (`None` when reading only).
+    registration: Option<Arc<Registration>>,
     /// Told when a commit of this process enqueued notifications.
     outbox: OutboxSignal,
 }
@@ -328,34 +334,23 @@ impl Postgres {
         let started = millis(Utc::now());
         let (id, host) = member_id(started);
         let member: Arc<str> = Arc::from(id);
-        let pool = store.pool.clone();
-        let registered = Arc::clone(&member);
-        let command = command.to_string();
-        store.block(async move {
-            let client = pool.get().await.map_err(pool_error)?;
-            client
-                .execute(
-                    "INSERT INTO members (id, command, host, pid, version, started, heartbeat)
-                     VALUES ($1, $2, $3, $4, $5, $6, $6)",
-                    &[
-                        &&*registered,
-                        &command,
-                        &host,
-                        &i64::from(std::process::id()),
-                        &env!("CARGO_PKG_VERSION"),
-                        &started,
-                    ],
-                )
-                .await
-                .map_err(query_error)?;
-            Ok(())
-        })?;
-        store.runtime().spawn(heartbeat_forever(store.pool.clone(), Arc::clone(&member)));
+        let registration = Arc::new(Registration {
+            id: Arc::clone(&member),
+            command: command.to_string(),
+            host,
+            started,
+            config: std::sync::Mutex::new(None),
+        });
+        let (pool, registering) = (store.pool.clone(), Arc::clone(&registration));
+        store.block(async move { register(&pool, &registering).await.map_err(query_error) })?;
+        store.runtime().spawn(heartbeat_forever(store.pool.clone(), Arc::clone(&registration), store.target.clone()));
+        store.registration = Some(registration);
         let (pool, writer_member) = (store.pool.clone(), Arc::clone(&member));
         let handle = store.runtime().handle().clone();
         let writer = Writer::start_with(
             Box::new(move |changes| handle.block_on(commit_group(&pool, &writer_member, changes))),
             store.outbox.clone(),
+            store.target.clone(),
         )
         .map_err(|err| StoreError::Postgres(format!("failed to start the writer thread: {err}")))?;
         store.writer = Some(writer);
@@ -399,6 +394,7 @@ impl Postgres {
             runtime: Some(runtime),
             writer: None,
             member: None,
+            registration: None,
             outbox: OutboxSignal::default(),
         };
         // Connect now, so a wrong address or password is said at start-up.
@@ -763,22 +759,46 @@ impl Postgres {
         Ok(rows.into_iter().map(|fire| (fire.job.clone(), fire)).collect())
     }
 
+    pub fn member_id(&self) -> Option<String> {
+        self.member.as_deref().map(str::to_string)
+    }
+
+    /// Publishes the configuration this daemon runs (JSON `ConfigFingerprint`) in
+    /// its members row, now and with every heartbeat; without waiting.
+    pub fn publish_config(&self, config: String) {
+        let Some(registration) = &self.registration else { return };
+        *registration.config.lock().expect("config lock") = Some(config);
+        let (pool, registration) = (self.pool.clone(), Arc::clone(registration));
+        self.runtime().spawn(async move {
+            if let Err(err) = register(&pool, &registration).await {
+                tracing::debug!(target: "loom::store", "failed to publish this daemon's configuration (the heartbeat will): {}", describe(&err));
+            }
+        });
+    }
+
     /// The cluster's members whose heartbeat is fresh, oldest first.
     pub fn members(&self) -> Result<Vec<Member>, StoreError> {
         let fresh = millis(Utc::now()) - STALE.as_millis() as i64;
         self.rows(
-            "SELECT id, command, host, pid, version, started, heartbeat FROM members
+            "SELECT id, command, host, pid, version, started, heartbeat, config FROM members
              WHERE heartbeat >= $1 ORDER BY started, id"
                 .to_string(),
             vec![Box::new(fresh)],
-            |r| Member {
-                id: r.get(0),
-                command: r.get(1),
-                host: r.get(2),
-                pid: r.get::<_, i64>(3) as u32,
-                version: r.get(4),
-                started: instant(r.get(5)),
-                heartbeat: instant(r.get(6)),
+            |r| {
+                let fingerprint: Option<ConfigFingerprint> =
+                    r.get::<_, Option<String>>(7).and_then(|text| serde_json::from_str(&text).ok());
+                Member {
+                    id: r.get(0),
+                    command: r.get(1),
+                    host: r.get(2),
+                    pid: r.get::<_, i64>(3) as u32,
+                    version: r.get(4),
+                    started: instant(r.get(5)),
+                    heartbeat: instant(r.get(6)),
+                    config_hash: fingerprint.as_ref().map(|f| f.hash.clone()),
+                    config_mismatch: Vec::new(),
+                    fingerprint,
+                }
             },
         )
     }
@@ -926,28 +946,92 @@ async fn migrate(pool: Pool) -> Result<(), StoreError> {
     transaction.commit().await.map_err(query_error)
 }
 
-async fn heartbeat_forever(pool: Pool, member: Arc<str>) {
+/// This process's row in `members`, as the heartbeat writes it again and again.
+struct Registration {
+    id: Arc<str>,
+    command: String,
+    host: String,
+    started: i64,
+    /// The configuration it runs (JSON `ConfigFingerprint`), once a daemon published it.
+    config: std::sync::Mutex<Option<String>>,
+}
+
+/// Registers this process, or renews its heartbeat (and configuration). An upsert:
+/// a member whose row went (its heartbeat aged past `STALE` while the database was
+/// away, and a starting daemon cleared it) comes back with its next beat.
+async fn register(pool: &Pool, registration: &Registration) -> Result<(), tokio_postgres::Error> {
+    let config = registration.config.lock().expect("config lock").clone();
+    let client = match pool.get().await {
+        Ok(client) => client,
+        Err(deadpool_postgres::PoolError::Backend(err)) => return Err(err),
+        Err(err) => {
+            tracing::debug!(target: "loom::store", "no connection for the heartbeat: {err}");
+            return Ok(());
+        }
+    };
+    client
+        .execute(
+            "INSERT INTO members (id, command, host, pid, version, started, heartbeat, config)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (id) DO UPDATE SET heartbeat = $7, config = $8",
+            &[
+                &&*registration.id,
+                &registration.command,
+                &registration.host,
+                &i64::from(std::process::id()),
+                &env!("CARGO_PKG_VERSION"),
+                &registration.started,
+                &millis(Utc::now()),
+                &config,
+            ],
+        )
+        .await
+        .map(drop)
+}
+
+async fn heartbeat_forever(pool: Pool, registration: Arc<Registration>, target: String) {
     let mut every = tokio::time::interval(HEARTBEAT);
+    let mut failing = false;
     loop {
         every.tick().await;
-        let beat = async {
-            let client = pool.get().await.map_err(pool_error)?;
-            client
-                .execute("UPDATE members SET heartbeat = $2 WHERE id = $1", &[&&*member, &millis(Utc::now())])
-                .await
-                .map_err(query_error)
-        };
-        if let Err(err) = beat.await {
-            tracing::warn!(target: "loom::store", "failed to renew this daemon's heartbeat: {err}");
+        match register(&pool, &registration).await {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::warn!(target: "loom::store", store = %target, "renewed this daemon's heartbeat in {target} again");
+            }
+            Ok(()) => {}
+            Err(err) if !failing => {
+                failing = true;
+                tracing::warn!(target: "loom::store", store = %target, "failed to renew this daemon's heartbeat in {target}: {}", describe(&err));
+            }
+            Err(_) => {}
         }
+    }
+}
+
+/// Whether `err` says the database cannot be reached (down, restarting, the
+/// connection lost) rather than that the statements failed.
+fn unreachable(err: &tokio_postgres::Error) -> bool {
+    match err.code() {
+        // connection_exception (08…) and operator_intervention's shutdowns (57P0…).
+        Some(code) => code.code().starts_with("08") || code.code().starts_with("57P0"),
+        None => true,
     }
 }
 
 /// One group of the writer's changes in one transaction. A deadlock or a
 /// serialization failure (two daemons claiming the same fires in another order)
-/// rolls the whole group back, so it is safely tried again.
-async fn commit_group(pool: &Pool, member: &str, changes: &[&Change]) -> Result<(Vec<Answer>, usize), String> {
-    let mut client = pool.get().await.map_err(|err| pool_error(err).to_string())?;
+/// rolls the whole group back, so it is safely tried again; a database that cannot
+/// be reached is the writer's to wait for (`CommitFailure::Unavailable`).
+async fn commit_group(pool: &Pool, member: &str, changes: &[&Change]) -> Result<(Vec<Answer>, usize), CommitFailure> {
+    let mut client = match pool.get().await {
+        Ok(client) => client,
+        Err(deadpool_postgres::PoolError::Backend(err)) if !unreachable(&err) => {
+            return Err(CommitFailure::Failed(describe(&err)));
+        }
+        Err(deadpool_postgres::PoolError::Backend(err)) => return Err(CommitFailure::Unavailable(describe(&err))),
+        Err(err) => return Err(CommitFailure::Unavailable(err.to_string())),
+    };
     let mut attempt = 0;
     loop {
         match try_commit(&mut client, member, changes).await {
@@ -961,7 +1045,10 @@ async fn commit_group(pool: &Pool, member: &str, changes: &[&Change]) -> Result<
             {
                 attempt += 1;
             }
-            Err(err) => return Err(describe(&err)),
+            Err(err) if unreachable(&err) || client.is_closed() => {
+                return Err(CommitFailure::Unavailable(describe(&err)));
+            }
+            Err(err) => return Err(CommitFailure::Failed(describe(&err))),
         }
     }
 }

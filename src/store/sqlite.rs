@@ -47,6 +47,8 @@ pub enum StoreError {
     Connect { target: String, message: String },
     #[error("state store (PostgreSQL): {0}")]
     Postgres(String),
+    #[error("the state store {target} cannot be reached: {message}")]
+    Unavailable { target: String, message: String },
 }
 
 /// Schema migrations; `PRAGMA user_version` is how many have run.
@@ -115,6 +117,10 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE node_results ADD COLUMN resources TEXT;",
     // 4: a node's latest result without scanning every result (the nodes page).
     "CREATE INDEX node_results_by_node ON node_results(node, id);",
+    // 6 (fifth here until the lease migration, 5, is merged before it): nothing —
+    // PostgreSQL's 6 records each cluster member's configuration, and SQLite has
+    // no members.
+    "-- no change",
 ];
 
 /// The SQLite backend of `Store`: a connection for reads and the writer thread

@@ -263,6 +263,29 @@ impl Store {
         }
     }
 
+    /// Publishes the configuration this daemon runs (JSON `ConfigFingerprint`) to
+    /// the other members of its cluster; nothing to do with SQLite.
+    pub fn publish_config(&self, config: String) {
+        if let Backend::Postgres(postgres) = &self.backend {
+            postgres.publish_config(config);
+        }
+    }
+
+    /// This process's name among the cluster's members (`host/pid/start`), with a
+    /// shared store it writes.
+    pub fn member_id(&self) -> Option<String> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(postgres) => postgres.member_id(),
+        }
+    }
+
+    /// Whether several daemons may share this store (PostgreSQL): a fire that
+    /// cannot be recorded there is not run, as recording it is how it is claimed.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
     /// A fire's node results, in the order they were recorded.
     pub fn node_results(&self, fire_id: i64) -> Result<Vec<NodeRecord>, StoreError> {
         each!(self, backend => backend.node_results(fire_id))
