@@ -159,7 +159,8 @@ pub(crate) struct Verdict {
     /// Jobs this daemon does not fire: its definition is not the authority's.
     pub(crate) withheld: BTreeSet<String>,
     /// The other members whose configuration differs from this one's:
-    /// `host pid P (started …)` and the jobs that differ.
+    /// `host pid P (started …)` and the jobs that differ (none when only nodes
+    /// that no job targets differ).
     pub(crate) differences: Vec<(String, Vec<String>)>,
     /// The authoritative member, as `host pid P`, when it is another daemon.
     pub(crate) authority: Option<String>,
@@ -176,7 +177,8 @@ pub(crate) fn verdict(me: &str, mine: &ConfigFingerprint, members: &[Member]) ->
     for member in members.iter().filter(|m| m.id != me && m.command == SERVE) {
         let Some(theirs) = &member.fingerprint else { continue };
         let jobs = differing(mine, theirs);
-        if !jobs.is_empty() {
+        // Equal jobs with another hash: nodes that no job targets differ.
+        if !jobs.is_empty() || theirs.hash != mine.hash {
             verdict.differences.push((describe(member), jobs));
         }
     }
@@ -186,7 +188,7 @@ pub(crate) fn verdict(me: &str, mine: &ConfigFingerprint, members: &[Member]) ->
         // Younger than the authority (or not listed yet: then younger too).
         let started_after =
             members.iter().find(|m| m.id == me).is_none_or(|m| (m.started, &m.id) > (authority.started, &authority.id));
-        if started_after {
+        if started_after && !verdict.differences.is_empty() {
             verdict.withheld = differing(mine, reference).into_iter().filter(|j| mine.jobs.contains_key(j)).collect();
             verdict.authority = Some(describe(authority));
         }
@@ -201,7 +203,7 @@ mod tests {
 
     fn member(id: &str, started: i64, jobs: &[(&str, &str)]) -> Member {
         let fingerprint = ConfigFingerprint {
-            hash: id.to_string(),
+            hash: format!("{jobs:?}"),
             jobs: jobs.iter().map(|(n, h)| (n.to_string(), h.to_string())).collect(),
         };
         Member {

@@ -164,6 +164,9 @@ struct Daemon {
     /// it answers again (`resume`).
     outage: bool,
     probing: bool,
+    /// The earliest instant of each job whose claim failed in this outage: the
+    /// catch-up starts there even if the store has later fires on record.
+    unclaimed: HashMap<String, DateTime<Utc>>,
 }
 
 /// Runs the daemon until `shutdown`; then no fire starts and running ones are
@@ -267,6 +270,7 @@ pub async fn run_with_clock(
         reading_members: false,
         outage: false,
         probing: false,
+        unclaimed: HashMap::new(),
     };
     if daemon.store.is_shared() {
         // Before the first plan, so a job defined differently from the cluster's
@@ -538,12 +542,16 @@ impl Daemon {
             return;
         }
         if verdict.differences.is_empty() {
+            // (Said only after a difference.)
             tracing::info!(config = %self.fingerprint.hash, "this daemon's configuration agrees with every cluster member again");
         } else {
             let differences: Vec<String> = verdict
                 .differences
                 .iter()
-                .map(|(member, jobs)| format!("{member}: job(s) {}", jobs.join(", ")))
+                .map(|(member, jobs)| match jobs.is_empty() {
+                    true => format!("{member}: nodes no job targets"),
+                    false => format!("{member}: job(s) {}", jobs.join(", ")),
+                })
                 .collect();
             let withheld: Vec<&str> = verdict.withheld.iter().map(String::as_str).collect();
             let rule = match &verdict.authority {
@@ -714,6 +722,13 @@ impl Daemon {
                         );
                         let now = self.clock.now();
                         let snapshot = Arc::clone(&self.snapshot);
+                        // Instants before the store's last fire may have failed to be
+                        // claimed (a catch-up queued behind later fires): start there.
+                        let mut last = last;
+                        for (job, first) in self.unclaimed.drain() {
+                            let before = first - chrono::TimeDelta::milliseconds(1);
+                            last.entry(job).and_modify(|at| *at = (*at).min(before)).or_insert(before);
+                        }
                         let actions = self.scheduler.resume(&snapshot.config.jobs, &last, now);
                         self.carry_out(actions);
                     }
@@ -748,6 +763,10 @@ impl Daemon {
                         store = %self.store.describe(),
                         "failed to claim fires in the state store ({err}); no fire starts until it answers again, then each job's catch-up policy decides"
                     );
+                }
+                for start in starts.iter().filter(|s| matches!(s.trigger, Trigger::Schedule | Trigger::CatchUp)) {
+                    let first = self.unclaimed.entry(start.job.clone()).or_insert(start.scheduled);
+                    *first = (*first).min(start.scheduled);
                 }
                 vec![Recorded::Unclaimed; starts.len()]
             }

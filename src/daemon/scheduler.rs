@@ -650,6 +650,64 @@ mod tests {
     const UTC: Tz = Tz::UTC;
 
     #[test]
+    fn after_the_shared_store_was_away_each_policy_decides_what_was_due_meanwhile() {
+        let latest = job("latest", "* * * * * *", UTC, Overlap::Allow, Catchup::Latest);
+        let all = job("all", "* * * * * *", UTC, Overlap::Allow, Catchup::All);
+        let none = job("none", "* * * * * *", UTC, Overlap::Allow, Catchup::None);
+        let mut world = World::new(&[latest, all, none], "2026-01-01T10:00:00.500Z");
+        world.start(&[]);
+        world.run_until("2026-01-01T10:00:01.500Z");
+        assert_eq!(world.started.len(), 3);
+        // The store went: the loop prepares nothing until it answers again, at
+        // 10:00:05.5, with the last fire on record at 10:00:01 (another member's
+        // or this one's).
+        for key in world.started.iter().map(|s| s.key).collect::<Vec<_>>() {
+            world.finish(key);
+        }
+        world.started.clear();
+        world.clock.set(at("2026-01-01T10:00:05.500Z"));
+        let last: HashMap<String, DateTime<Utc>> =
+            ["latest", "all", "none"].iter().map(|j| (j.to_string(), at("2026-01-01T10:00:01Z"))).collect();
+        let actions = world.scheduler.resume(&world.jobs.clone(), &last, world.clock.now());
+        world.carry_out(actions);
+        // Caught-up fires run one after the other: each ends before the next starts.
+        let mut done = 0;
+        while done < world.started.len() {
+            let key = world.started[done].key;
+            world.finish(key);
+            done += 1;
+        }
+        let of = |world: &World, job: &str| -> Vec<(DateTime<Utc>, Trigger)> {
+            world.started.iter().filter(|s| s.job == job).map(|s| (s.scheduled, s.trigger)).collect()
+        };
+        assert_eq!(of(&world, "latest"), [(at("2026-01-01T10:00:05Z"), Trigger::CatchUp)]);
+        let seconds: Vec<_> = (2..=5).map(|s| (at(&format!("2026-01-01T10:00:0{s}Z")), Trigger::CatchUp)).collect();
+        assert_eq!(of(&world, "all"), seconds);
+        assert!(of(&world, "none").is_empty());
+        assert!(world.missed.contains(&("none".to_string(), 4)), "{:?}", world.missed);
+        assert!(world.missed.contains(&("latest".to_string(), 3)), "{:?}", world.missed);
+        // And the plan goes on from now.
+        world.started.clear();
+        world.missed.clear();
+        world.run_until("2026-01-01T10:00:06.500Z");
+        assert_eq!(world.started.len(), 3);
+        assert!(world.started.iter().all(|s| s.scheduled == at("2026-01-01T10:00:06Z")));
+    }
+
+    #[test]
+    fn a_withheld_job_is_not_fired_until_it_agrees_again() {
+        let second = job("second", "* * * * * *", UTC, Overlap::Allow, Catchup::Latest);
+        let mut world = World::new(&[second], "2026-01-01T10:00:00.500Z");
+        world.start(&[]);
+        world.scheduler.set_withheld(["second".to_string()].into());
+        world.run_until("2026-01-01T10:00:03.500Z");
+        assert!(world.started.is_empty());
+        world.scheduler.set_withheld(BTreeSet::new());
+        world.run_until("2026-01-01T10:00:04.500Z");
+        assert_eq!(world.scheduled(), [(at("2026-01-01T10:00:04Z"), Trigger::Schedule)]);
+    }
+
+    #[test]
     fn a_fire_is_prepared_its_lead_ahead_and_starts_at_its_instant() {
         let minute = job("minute", "* * * * *", UTC, Overlap::Allow, Catchup::None);
         let mut world = World::new(&[minute], "2026-01-01T10:00:30Z");

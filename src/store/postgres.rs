@@ -428,12 +428,22 @@ impl Postgres {
     ) -> Result<Vec<T>, StoreError> {
         let pool = self.pool.clone();
         self.block(async move {
-            let client = pool.get().await.map_err(pool_error)?;
-            let statement = client.prepare_cached(&sql).await.map_err(query_error)?;
             let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                 values.iter().map(|v| &**v as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
-            let rows = client.query(&statement, &params).await.map_err(query_error)?;
-            Ok(rows.iter().map(map).collect())
+            // A connection a restarted server closed fails once; then a new one.
+            let mut stale = 0;
+            loop {
+                let client = pool.get().await.map_err(pool_error)?;
+                let rows = match client.prepare_cached(&sql).await {
+                    Ok(statement) => client.query(&statement, &params).await,
+                    Err(err) => Err(err),
+                };
+                match rows {
+                    Ok(rows) => return Ok(rows.iter().map(map).collect()),
+                    Err(_) if client.is_closed() && stale <= pool.status().max_size => stale += 1,
+                    Err(err) => return Err(query_error(err)),
+                }
+            }
         })
     }
 
@@ -973,7 +983,7 @@ async fn register(pool: &Pool, registration: &Registration) -> Result<(), tokio_
         .execute(
             "INSERT INTO members (id, command, host, pid, version, started, heartbeat, config)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (id) DO UPDATE SET heartbeat = $7, config = $8",
+             ON CONFLICT (id) DO UPDATE SET heartbeat = $7, config = coalesce($8, members.config)",
             &[
                 &&*registration.id,
                 &registration.command,
@@ -1024,32 +1034,42 @@ fn unreachable(err: &tokio_postgres::Error) -> bool {
 /// rolls the whole group back, so it is safely tried again; a database that cannot
 /// be reached is the writer's to wait for (`CommitFailure::Unavailable`).
 async fn commit_group(pool: &Pool, member: &str, changes: &[&Change]) -> Result<(Vec<Answer>, usize), CommitFailure> {
-    let mut client = match pool.get().await {
-        Ok(client) => client,
-        Err(deadpool_postgres::PoolError::Backend(err)) if !unreachable(&err) => {
-            return Err(CommitFailure::Failed(describe(&err)));
-        }
-        Err(deadpool_postgres::PoolError::Backend(err)) => return Err(CommitFailure::Unavailable(describe(&err))),
-        Err(err) => return Err(CommitFailure::Unavailable(err.to_string())),
-    };
-    let mut attempt = 0;
+    // A restarted server leaves the pool's connections closed; the pool notices
+    // one only when it comes back: each gets its turn to fail, then a new one.
+    let mut stale = 0;
     loop {
-        match try_commit(&mut client, member, changes).await {
-            Ok(answers) => return Ok(answers),
-            Err(err)
-                if attempt < 10
-                    && matches!(
-                        err.code(),
-                        Some(&SqlState::T_R_DEADLOCK_DETECTED | &SqlState::T_R_SERIALIZATION_FAILURE)
-                    ) =>
-            {
-                attempt += 1;
+        let mut client = match pool.get().await {
+            Ok(client) => client,
+            Err(deadpool_postgres::PoolError::Backend(err)) if !unreachable(&err) => {
+                return Err(CommitFailure::Failed(describe(&err)));
             }
-            Err(err) if unreachable(&err) || client.is_closed() => {
-                return Err(CommitFailure::Unavailable(describe(&err)));
+            Err(deadpool_postgres::PoolError::Backend(err)) => return Err(CommitFailure::Unavailable(describe(&err))),
+            Err(err) => return Err(CommitFailure::Unavailable(err.to_string())),
+        };
+        let mut attempt = 0;
+        let err = loop {
+            match try_commit(&mut client, member, changes).await {
+                Ok(answers) => return Ok(answers),
+                Err(err)
+                    if attempt < 10
+                        && matches!(
+                            err.code(),
+                            Some(&SqlState::T_R_DEADLOCK_DETECTED | &SqlState::T_R_SERIALIZATION_FAILURE)
+                        ) =>
+                {
+                    attempt += 1;
+                }
+                Err(err) => break err,
             }
-            Err(err) => return Err(CommitFailure::Failed(describe(&err))),
+        };
+        if client.is_closed() && stale <= pool.status().max_size {
+            stale += 1;
+            continue;
         }
+        if unreachable(&err) || client.is_closed() {
+            return Err(CommitFailure::Unavailable(describe(&err)));
+        }
+        return Err(CommitFailure::Failed(describe(&err)));
     }
 }
 

@@ -14,10 +14,11 @@
 //! A backend may say that its database is unreachable (PostgreSQL restarting, the
 //! network gone) rather than that the writes failed: then the group is kept and
 //! tried again, with whatever is queued meanwhile, until the database is back, so
-//! no result or fire end is lost. Fire claims (`Begin`) are the exception: they
-//! fail at once (`StoreError::Unavailable`), because a claim that waited would
-//! start its fire late, whatever the job's catch-up policy says; the daemon
-//! decides what runs once the store is back.
+//! no result or fire end is lost. Fire claims (`Begin`) are the exception: a
+//! claim that failed, or of a scheduled fire that waited so long that it would
+//! start more than a second late, fails (`StoreError::Unavailable`) rather than start its fire
+//! late whatever the job's catch-up policy says; the daemon decides what runs
+//! once the store is back.
 
 use std::sync::{Arc, OnceLock, mpsc};
 use std::time::Instant;
@@ -129,7 +130,11 @@ pub(crate) type CommitGroup = Box<dyn FnMut(&[&Change]) -> Result<(Vec<Answer>, 
 /// The first pause before writing again to a database that could not be reached;
 /// it doubles up to `RETRY_MAX`.
 const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(250);
-const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+/// A fire claim queued while the database could not be reached is tried when it
+/// is retried, unless it is a scheduled fire that would by then start more than
+/// this late.
+const LATE_CLAIM_MS: i64 = 1000;
 
 /// At most this many writes go into one transaction.
 const GROUP: usize = 2000;
@@ -250,15 +255,21 @@ fn write_forever(
                             "lost the state store {target} ({err}); its writes wait until it is back, fires due meanwhile are not started"
                         );
                     }
-                    fail_claims(&mut group, target, &err);
+                    // The claims tried have failed; the rest waits.
+                    fail_claims(&mut group, target, &err, |_| true);
                     if group.is_empty() {
                         break;
                     }
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(RETRY_MAX);
-                    // Whatever was queued meanwhile joins the group, in order.
+                    // Whatever was queued meanwhile joins the group, in order; a
+                    // claim of a scheduled fire that would now start late fails
+                    // untried (catch-up and manual fires are late by nature).
                     group.extend(writes.try_iter());
-                    fail_claims(&mut group, target, &err);
+                    let late = chrono::Utc::now().timestamp_millis() - LATE_CLAIM_MS;
+                    fail_claims(&mut group, target, &err, |rows| {
+                        rows.iter().any(|row| row.trigger == Trigger::Schedule && row.started < late)
+                    });
                     if group.is_empty() {
                         break;
                     }
@@ -270,10 +281,11 @@ fn write_forever(
     }
 }
 
-/// Answers the fire claims in `group` at once: the store is unreachable.
-fn fail_claims(group: &mut Vec<Write>, target: &str, err: &str) {
+/// Answers the fire claims in `group` that `fail` picks at once: the store is
+/// unreachable.
+fn fail_claims(group: &mut Vec<Write>, target: &str, err: &str, fail: impl Fn(&[FireRow]) -> bool) {
     let (claims, kept): (Vec<Write>, Vec<Write>) =
-        std::mem::take(group).into_iter().partition(|w| matches!(w.change, Change::Begin(_)));
+        std::mem::take(group).into_iter().partition(|w| matches!(&w.change, Change::Begin(rows) if fail(rows)));
     for claim in claims {
         (claim.done)(Err(StoreError::Unavailable { target: target.to_string(), message: err.to_string() }));
     }
@@ -359,4 +371,39 @@ fn apply(transaction: &Transaction<'_>, change: &Change, enqueued: &mut usize) -
             Answer::Count(ids.len())
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row() -> FireRow {
+        FireRow { job: "j".into(), scheduled: 0, trigger: Trigger::Schedule, nodes: Vec::new(), started: 0 }
+    }
+
+    /// A database that cannot be reached for the first `away` commits: the fire
+    /// claim fails at once, the other writes wait and are committed once it is back.
+    #[test]
+    fn writes_wait_for_a_database_that_went_away_and_claims_fail_at_once() {
+        let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&attempts);
+        let commit: CommitGroup = Box::new(move |changes| {
+            if counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
+                return Err(CommitFailure::Unavailable("connection refused".into()));
+            }
+            Ok((changes.iter().map(|_| Answer::Done).collect(), 0))
+        });
+        let writer =
+            Writer::start_with(commit, OutboxSignal::default(), "postgres://loom@db:5432/loom".into()).unwrap();
+        let (claimed, claim) = mpsc::channel();
+        let (written, write) = mpsc::channel();
+        writer.send(Change::Begin(vec![row()]), Box::new(move |answer| drop(claimed.send(answer))));
+        writer.send(Change::Nodes(Vec::new()), Box::new(move |answer| drop(written.send(answer))));
+        match claim.recv().unwrap() {
+            Err(StoreError::Unavailable { target, .. }) => assert_eq!(target, "postgres://loom@db:5432/loom"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(write.recv().unwrap(), Ok(Answer::Done)));
+        assert!(attempts.load(std::sync::atomic::Ordering::SeqCst) >= 3);
+    }
 }
