@@ -26,6 +26,12 @@
 //! takes (`claimed_by`, `claimed_until`), so the members never send the same
 //! attempt twice, and recording the attempt (or leaving) ends the claim.
 //!
+//! A database that cannot be reached is the writer's to wait for: `commit_group`
+//! tells an unreachable server (`CommitFailure::Unavailable`) from failed
+//! statements, and a connection that a restarted server closed is replaced at
+//! once. The heartbeat is an upsert that also carries the member's published
+//! configuration (`daemon::consistency`).
+//!
 //! It does not (yet) share a fire's node work between daemons, nor take over the
 //! fires of a daemon that died while others keep running: those wait for the next
 //! start of any daemon.
