@@ -9,6 +9,8 @@
 //! `LOOM_BENCH_RESOURCE_NODES` (default 100) and `LOOM_BENCH_RESOURCE_ROUNDS`
 //! (no-change repetitions; default 3) for the resource rows (`resources.rs`).
 
+#[path = "fanout/cluster.rs"]
+mod cluster;
 #[path = "../tests/integration/harness/mod.rs"]
 mod harness;
 #[path = "fanout/resources.rs"]
@@ -66,6 +68,11 @@ fn main() {
     }
     if !skip.contains("scale") {
         bench.scale(10_000, 1_000);
+    }
+    if !skip.contains("cluster") {
+        let jobs = std::env::var("LOOM_BENCH_CLUSTER_JOBS").ok().and_then(|n| n.parse().ok()).unwrap_or(1000);
+        let nodes = std::env::var("LOOM_BENCH_CLUSTER_NODES").ok().and_then(|n| n.parse().ok()).unwrap_or(300);
+        bench.cluster(jobs, nodes, 10);
     }
     bench.print();
 }
@@ -597,6 +604,7 @@ for _ in sys.stdin:
             let value = match (row.section, row.seconds) {
                 ("memory", Some(mb)) => format!("{mb:.1} MB"),
                 ("precision", Some(ms)) => format!("{:.1} ms", ms * 1000.0),
+                ("cluster/s", Some(rate)) => format!("{rate:.0}/s"),
                 (_, Some(s)) => format!("{s:.3} s"),
                 (_, None) => "-".into(),
             };
@@ -605,8 +613,17 @@ for _ in sys.stdin:
         }
     }
 
-    /// Loom's time divided by this row's, for the peers of a fan-out section.
+    /// Loom's time divided by this row's, for the peers of a fan-out section; in
+    /// the cluster sections, this row's figure divided by the SQLite daemon's.
     fn ratio(&self, row: &Row) -> Option<f64> {
+        if row.section.starts_with("cluster") {
+            let reference = format!("{}: {}", row.what.split_once(": ")?.0, cluster::label(0));
+            if row.what == reference {
+                return None;
+            }
+            let sqlite = self.rows.iter().find(|r| r.section == row.section && r.what == reference)?.seconds?;
+            return Some(row.seconds? / sqlite);
+        }
         let loom_what = match row.section {
             "cold" => "loom run",
             "warm" => "loom fire (daemon, first task to last result)",

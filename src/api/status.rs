@@ -17,6 +17,7 @@ pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<StatusV
         tokio::task::spawn_blocking(move || Ok::<_, crate::store::StoreError>((store.members()?, store.node_work()?)))
             .await
             .map_err(|err| Failure(axum::http::StatusCode::INTERNAL_SERVER_ERROR, err.to_string()))??;
+    crate::daemon::consistency::annotate(&mut view.cluster);
     Ok(Json(view))
 }
 

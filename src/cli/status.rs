@@ -45,6 +45,15 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
                 member.started.format("%Y-%m-%d %H:%M:%S UTC"),
                 member.heartbeat.format("%H:%M:%S UTC")
             );
+            if let Some(hash) = &member.config_hash {
+                outln!("    config {hash}");
+            }
+            if !member.config_mismatch.is_empty() {
+                outln!(
+                    "    CONFIGURATION DIFFERS from the longest-running member's; not fired here: {}",
+                    member.config_mismatch.join(", ")
+                );
+            }
         }
         for work in &status.work {
             outln!(

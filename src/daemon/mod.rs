@@ -1,6 +1,7 @@
 //! The daemon: scheduling loop, hot reload, file watching.
 
 mod clock;
+pub(crate) mod consistency;
 mod control;
 mod reload;
 mod run;

@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::clock::{Clock, SystemClock};
+use super::consistency;
 use super::control::{
     Command, ControlError, DaemonHandle, DaemonStatus, JobState, NextFire, ReloadOutcome, RunningFire,
 };
@@ -58,6 +59,13 @@ pub enum DaemonError {
 /// Quiet time after a file change before reloading.
 const DEBOUNCE: Duration = Duration::from_millis(300);
 
+/// How often a shared store's members are read, to compare configurations.
+const MEMBERS_EVERY: Duration = Duration::from_secs(5);
+/// How often a shared store that could not be reached is tried again.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How long a stopping daemon waits for its writes to a store that cannot be reached.
+const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+
 /// How often old history is pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -68,6 +76,11 @@ enum StoreAnswer {
     Recorded { batch: u64, ids: Result<Vec<Option<i64>>, StoreError> },
     /// Which jobs are disabled, read before preparing due fires.
     Disabled(Result<std::collections::HashSet<String>, StoreError>),
+    /// The cluster's members, read every heartbeat (a shared store only).
+    Members(Result<Vec<crate::store::Member>, StoreError>),
+    /// The store, unreachable when fires were due, answered again: each job's
+    /// last fire on record.
+    Probed(Result<HashMap<String, DateTime<Utc>>, StoreError>),
     /// A job's enabling or disabling is committed, or failed to be.
     Enabled {
         job: String,
@@ -144,6 +157,19 @@ struct Daemon {
     published: tokio::sync::watch::Sender<Arc<Snapshot>>,
     /// The loop that takes a cluster's node work (PostgreSQL only).
     work: Option<Arc<Work>>,
+    /// This daemon's configuration as the cluster compares it (a shared store).
+    fingerprint: crate::store::ConfigFingerprint,
+    /// The members as last read, and what this daemon made of them.
+    members: Vec<crate::store::Member>,
+    verdict: consistency::Verdict,
+    reading_members: bool,
+    /// A shared store could not be reached to claim fires: none is prepared until
+    /// it answers again (`resume`).
+    outage: bool,
+    probing: bool,
+    /// The earliest instant of each job whose claim failed in this outage: the
+    /// catch-up starts there even if the store has later fires on record.
+    unclaimed: HashMap<String, DateTime<Utc>>,
 }
 
 /// Runs the daemon until `shutdown`; then no fire starts and running ones are
@@ -247,7 +273,21 @@ pub async fn run_with_clock(
         clock,
         published,
         work,
+        fingerprint: Default::default(),
+        members: Vec::new(),
+        verdict: Default::default(),
+        reading_members: false,
+        outage: false,
+        probing: false,
+        unclaimed: HashMap::new(),
     };
+    if daemon.store.is_shared() {
+        // Before the first plan, so a job defined differently from the cluster's
+        // authoritative member is not fired even once.
+        daemon.publish_config();
+        let members = daemon.store.members();
+        daemon.judge(members);
+    }
     daemon.start();
     daemon.watch_files();
     release_memory();
@@ -276,12 +316,17 @@ pub async fn run_with_clock(
     let mut reload_at: Option<tokio::time::Instant> = None;
     let clock = Arc::clone(&daemon.clock);
     let mut feed_at = systemd.next_feed(tokio::time::Instant::now());
+    let shared = daemon.store.is_shared();
+    let mut members_every = tokio::time::interval(MEMBERS_EVERY);
+    members_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let wake = daemon.scheduler.next_wake().unwrap_or_else(|| clock.now() + chrono::TimeDelta::days(1));
         let debounce = reload_at.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = clock.sleep_until(wake), if !daemon.reading_disabled => daemon.fire_due(),
+            _ = clock.sleep_until(wake), if !daemon.reading_disabled && !daemon.outage => daemon.fire_due(),
+            _ = members_every.tick(), if shared && !daemon.reading_members => daemon.read_members(),
+            _ = tokio::time::sleep(PROBE_EVERY), if daemon.outage && !daemon.probing => daemon.probe(),
             Some(finished) = daemon.fires.join_next(), if !daemon.fires.is_empty() => {
                 if let Ok(key) = finished {
                     daemon.finished(key);
@@ -405,6 +450,11 @@ impl Daemon {
         let now = self.clock.now();
         let snapshot = Arc::clone(&self.snapshot);
         self.scheduler.reload(&snapshot.config.jobs, &changes, snapshot.config.settings.catchup_limit, now);
+        if self.store.is_shared() {
+            self.publish_config();
+            let members = std::mem::take(&mut self.members);
+            self.judge(Ok(members));
+        }
         self.store.queue_ensure_jobs(changes.added.iter().map(String::as_str), now);
         let (before, after) = (&old.config.settings, &snapshot.config.settings);
         if before.ssh != after.ssh
@@ -470,6 +520,79 @@ impl Daemon {
         self.reload_errors.iter().map(Diagnostic::one_line).collect()
     }
 
+    /// Publishes this daemon's configuration to the cluster (a shared store).
+    fn publish_config(&mut self) {
+        self.fingerprint = consistency::fingerprint(&self.snapshot);
+        let json = serde_json::to_string(&self.fingerprint).expect("a fingerprint serializes");
+        self.store.publish_config(json);
+    }
+
+    /// Reads the cluster's members off the loop (`judge` takes the answer).
+    fn read_members(&mut self) {
+        self.reading_members = true;
+        let (store, answers) = (Arc::clone(&self.store), self.answers.clone());
+        tokio::task::spawn_blocking(move || {
+            let _ = answers.send(StoreAnswer::Members(store.members()));
+        });
+    }
+
+    /// Compares this daemon's configuration with the members': withholds the jobs
+    /// it defines differently from the authoritative member, and says so loudly
+    /// once per change.
+    fn judge(&mut self, members: Result<Vec<crate::store::Member>, StoreError>) {
+        let members = match members {
+            Ok(members) => members,
+            Err(err) => {
+                tracing::error!("failed to read the cluster's members to compare configurations: {err}");
+                return;
+            }
+        };
+        let me = self.store.member_id().unwrap_or_default();
+        let verdict = consistency::verdict(&me, &self.fingerprint, &members);
+        self.members = members;
+        if verdict == self.verdict {
+            return;
+        }
+        if verdict.differences.is_empty() {
+            // (Said only after a difference.)
+            tracing::info!(config = %self.fingerprint.hash, "this daemon's configuration agrees with every cluster member again");
+        } else {
+            let differences: Vec<String> = verdict
+                .differences
+                .iter()
+                .map(|(member, jobs)| match jobs.is_empty() {
+                    true => format!("{member}: nodes no job targets"),
+                    false => format!("{member}: job(s) {}", jobs.join(", ")),
+                })
+                .collect();
+            let withheld: Vec<&str> = verdict.withheld.iter().map(String::as_str).collect();
+            let rule = match &verdict.authority {
+                Some(authority) if !withheld.is_empty() => format!(
+                    "the longest-running member, {authority}, is authoritative: this daemon does not fire {}",
+                    withheld.join(", ")
+                ),
+                Some(authority) => format!("the longest-running member, {authority}, is authoritative"),
+                None => "this daemon is the longest-running member: its definitions are authoritative".to_string(),
+            };
+            tracing::warn!(
+                config = %self.fingerprint.hash,
+                "CONFIGURATION DIFFERS from other cluster members — {}; {rule}",
+                differences.join("; ")
+            );
+        }
+        self.scheduler.set_withheld(verdict.withheld.clone());
+        self.verdict = verdict;
+    }
+
+    /// Asks a shared store that could not be reached whether it answers again.
+    fn probe(&mut self) {
+        self.probing = true;
+        let (store, answers) = (Arc::clone(&self.store), self.answers.clone());
+        tokio::task::spawn_blocking(move || {
+            let _ = answers.send(StoreAnswer::Probed(store.last_scheduled_all()));
+        });
+    }
+
     /// Fires are due: reads which jobs are disabled, off the loop, then prepares
     /// them (`prepare_due`). Read before every fire because `loom enable` and
     /// `disable` write the store directly when the daemon serves no API.
@@ -486,7 +609,7 @@ impl Daemon {
 
     /// Prepares the fires now due (the scheduler decides which).
     fn prepare_due(&mut self) {
-        if self.stopping {
+        if self.stopping || self.outage {
             return;
         }
         let now = self.clock.now();
@@ -595,6 +718,39 @@ impl Daemon {
                 }
                 self.prepare_due();
             }
+            StoreAnswer::Members(members) => {
+                self.reading_members = false;
+                match members {
+                    Ok(members) => self.judge(Ok(members)),
+                    Err(err) => tracing::debug!("failed to read the cluster's members: {err}"),
+                }
+            }
+            StoreAnswer::Probed(last) => {
+                self.probing = false;
+                match last {
+                    Ok(last) if self.outage => {
+                        self.outage = false;
+                        tracing::warn!(
+                            store = %self.store.describe(),
+                            "the state store {} answers again; the fires due while it was away follow each job's catch-up policy",
+                            self.store.describe()
+                        );
+                        let now = self.clock.now();
+                        let snapshot = Arc::clone(&self.snapshot);
+                        // Instants before the store's last fire may have failed to be
+                        // claimed (a catch-up queued behind later fires): start there.
+                        let mut last = last;
+                        for (job, first) in self.unclaimed.drain() {
+                            let before = first - chrono::TimeDelta::milliseconds(1);
+                            last.entry(job).and_modify(|at| *at = (*at).min(before)).or_insert(before);
+                        }
+                        let actions = self.scheduler.resume(&snapshot.config.jobs, &last, now);
+                        self.carry_out(actions);
+                    }
+                    Ok(_) => {}
+                    Err(err) => tracing::debug!("the state store still cannot be read: {err}"),
+                }
+            }
             StoreAnswer::Enabled { job, enabled, result, reply } => {
                 let result = result.map_err(|e| ControlError::Invalid(e.to_string()));
                 if result.is_ok() {
@@ -612,6 +768,23 @@ impl Daemon {
         let Recording { snapshot, starts, fires, targets } = recording;
         let outcomes: Vec<Recorded> = match ids {
             Ok(ids) => ids.into_iter().map(|id| id.map_or(Recorded::Duplicate, Recorded::As)).collect(),
+            // Recording a fire in a shared store is how it is claimed: unclaimed, it
+            // does not run here (another member may have claimed it).
+            Err(err) if self.store.is_shared() => {
+                if !self.outage && !self.stopping {
+                    self.outage = true;
+                    tracing::error!(
+                        fires = starts.len(),
+                        store = %self.store.describe(),
+                        "failed to claim fires in the state store ({err}); no fire starts until it answers again, then each job's catch-up policy decides"
+                    );
+                }
+                for start in starts.iter().filter(|s| matches!(s.trigger, Trigger::Schedule | Trigger::CatchUp)) {
+                    let first = self.unclaimed.entry(start.job.clone()).or_insert(start.scheduled);
+                    *first = (*first).min(start.scheduled);
+                }
+                vec![Recorded::Unclaimed; starts.len()]
+            }
             Err(err) => {
                 tracing::error!(fires = starts.len(), "failed to record fires (they run anyway): {err}");
                 vec![Recorded::Failed; starts.len()]
@@ -623,7 +796,7 @@ impl Daemon {
             if let Some(reply) = self.run_replies.remove(&start.key) {
                 let answer = match outcome {
                     Recorded::As(id) => Ok(id),
-                    Recorded::Duplicate | Recorded::Failed => {
+                    Recorded::Duplicate | Recorded::Failed | Recorded::Unclaimed => {
                         Err(ControlError::Invalid("the fire could not be recorded; see the daemon's log".to_string()))
                     }
                 };
@@ -635,10 +808,10 @@ impl Daemon {
                     None
                 }
                 Recorded::As(id) => Some(id),
-                Recorded::Failed => None,
+                Recorded::Failed | Recorded::Unclaimed => None,
             };
             // The scheduler only starts fires of jobs in the snapshot they were prepared with.
-            if outcome != Recorded::Duplicate
+            if !matches!(outcome, Recorded::Duplicate | Recorded::Unclaimed)
                 && let Some(job) = snapshot.config.jobs.get(&start.job)
             {
                 fire.id = id;
@@ -914,7 +1087,9 @@ impl Daemon {
             work.done.cancelled().await;
         }
         self.abort.cancel();
-        self.store.settled().await;
+        if tokio::time::timeout(SETTLE_LIMIT, self.store.settled()).await.is_err() {
+            tracing::error!(store = %self.store.describe(), "stopping without the writes the state store did not take");
+        }
         self.runner.pool().close();
         tracing::info!("loom stopped");
     }

@@ -10,7 +10,8 @@
 //! actions (store writes, spawning fires) — like nextest's dispatcher.
 //!
 //! Every fire it starts is released exactly once: by `finished`, or by
-//! `recorded(.., Recorded::Duplicate)` when the store already had it.
+//! `recorded(.., Recorded::Duplicate)` when the store already had it, or
+//! `Recorded::Unclaimed` when a shared store could not be reached to claim it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -100,8 +101,11 @@ pub(crate) enum Recorded {
     As(i64),
     /// Already on record: it is not run twice.
     Duplicate,
-    /// The store failed; the fire runs anyway.
+    /// The store failed; the fire runs anyway (a store of one daemon).
     Failed,
+    /// A shared store (a cluster's) could not be reached to claim the fire: it
+    /// does not run; the catch-up policy decides once the store is back (`resume`).
+    Unclaimed,
 }
 
 /// Missed fires are counted up to this many.
@@ -122,6 +126,9 @@ pub(crate) struct Scheduler {
     next_key: FireKey,
     /// Jobs disabled in the store: as last read, and kept by `set_enabled` between reads.
     disabled: HashSet<String>,
+    /// Jobs this daemon does not fire because its definition differs from the
+    /// cluster's authoritative one (`consistency`); another member fires them.
+    withheld: BTreeSet<String>,
     catchup_limit: usize,
     /// Actions decided by the current event, handed out at its end.
     skips: Vec<Action>,
@@ -137,6 +144,7 @@ impl Scheduler {
             deferred: BTreeSet::new(),
             next_key: 0,
             disabled: HashSet::new(),
+            withheld: BTreeSet::new(),
             catchup_limit,
             skips: Vec::new(),
             starts: Vec::new(),
@@ -155,6 +163,11 @@ impl Scheduler {
         } else {
             self.disabled.insert(job.to_string());
         }
+    }
+
+    /// The jobs this daemon leaves to the cluster's authoritative member.
+    pub(crate) fn set_withheld(&mut self, withheld: BTreeSet<String>) {
+        self.withheld = withheld;
     }
 
     pub(crate) fn is_enabled(&self, job: &str) -> bool {
@@ -246,10 +259,31 @@ impl Scheduler {
         self.actions()
     }
 
+    /// A shared store is back after it could not be reached: every job's plan
+    /// starts again from `now`, and the instants due meanwhile follow the job's
+    /// catch-up policy from its `last` fire on record, as after downtime (other
+    /// members may have recorded some meanwhile: `last` is the store's).
+    pub(crate) fn resume(
+        &mut self,
+        jobs: &Jobs,
+        last: &HashMap<String, DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Vec<Action> {
+        for job in jobs.values() {
+            let Some(schedule) = job.schedule.as_ref().filter(|s| !s.is_reboot()) else { continue };
+            self.timeline.remove(&job.name);
+            if let Some(last) = last.get(&job.name) {
+                self.catch_up(job, *last, now);
+            }
+            self.timeline.plan(&job.name, schedule, now, job.jitter_offset());
+        }
+        self.actions()
+    }
+
     /// A fire handed out in `Start` has been recorded (or not).
     pub(crate) fn recorded(&mut self, jobs: &Jobs, key: FireKey, outcome: Recorded) -> Vec<Action> {
         match outcome {
-            Recorded::Duplicate => return self.finished(jobs, key),
+            Recorded::Duplicate | Recorded::Unclaimed => return self.finished(jobs, key),
             Recorded::As(id) => self.set_stage(key, Stage::Running { id: Some(id) }),
             Recorded::Failed => self.set_stage(key, Stage::Running { id: None }),
         }
@@ -344,7 +378,7 @@ impl Scheduler {
         }
         // What the policy leaves out is told (`missed`), unless the job is off anyway.
         let dropped = count(schedule, last, now, MISSED_CAP).saturating_sub(instants.len());
-        if dropped > 0 && !self.disabled.contains(&job.name) {
+        if dropped > 0 && !self.disabled.contains(&job.name) && !self.withheld.contains(&job.name) {
             // The latest missed instant: the policy runs the newest ones, so the
             // latest of all is dropped only when none runs.
             let latest = missed(schedule, last, now, crate::config::job::Catchup::Latest, 1);
@@ -372,6 +406,10 @@ impl Scheduler {
     ) {
         if self.disabled.contains(&job.name) {
             tracing::debug!(job = %job.name, "disabled; not firing");
+            return;
+        }
+        if self.withheld.contains(&job.name) {
+            tracing::debug!(job = %job.name, "defined differently from the cluster's authoritative member; not firing");
             return;
         }
         if self.busy(&job.name) {
@@ -610,6 +648,64 @@ mod tests {
     }
 
     const UTC: Tz = Tz::UTC;
+
+    #[test]
+    fn after_the_shared_store_was_away_each_policy_decides_what_was_due_meanwhile() {
+        let latest = job("latest", "* * * * * *", UTC, Overlap::Allow, Catchup::Latest);
+        let all = job("all", "* * * * * *", UTC, Overlap::Allow, Catchup::All);
+        let none = job("none", "* * * * * *", UTC, Overlap::Allow, Catchup::None);
+        let mut world = World::new(&[latest, all, none], "2026-01-01T10:00:00.500Z");
+        world.start(&[]);
+        world.run_until("2026-01-01T10:00:01.500Z");
+        assert_eq!(world.started.len(), 3);
+        // The store went: the loop prepares nothing until it answers again, at
+        // 10:00:05.5, with the last fire on record at 10:00:01 (another member's
+        // or this one's).
+        for key in world.started.iter().map(|s| s.key).collect::<Vec<_>>() {
+            world.finish(key);
+        }
+        world.started.clear();
+        world.clock.set(at("2026-01-01T10:00:05.500Z"));
+        let last: HashMap<String, DateTime<Utc>> =
+            ["latest", "all", "none"].iter().map(|j| (j.to_string(), at("2026-01-01T10:00:01Z"))).collect();
+        let actions = world.scheduler.resume(&world.jobs.clone(), &last, world.clock.now());
+        world.carry_out(actions);
+        // Caught-up fires run one after the other: each ends before the next starts.
+        let mut done = 0;
+        while done < world.started.len() {
+            let key = world.started[done].key;
+            world.finish(key);
+            done += 1;
+        }
+        let of = |world: &World, job: &str| -> Vec<(DateTime<Utc>, Trigger)> {
+            world.started.iter().filter(|s| s.job == job).map(|s| (s.scheduled, s.trigger)).collect()
+        };
+        assert_eq!(of(&world, "latest"), [(at("2026-01-01T10:00:05Z"), Trigger::CatchUp)]);
+        let seconds: Vec<_> = (2..=5).map(|s| (at(&format!("2026-01-01T10:00:0{s}Z")), Trigger::CatchUp)).collect();
+        assert_eq!(of(&world, "all"), seconds);
+        assert!(of(&world, "none").is_empty());
+        assert!(world.missed.contains(&("none".to_string(), 4)), "{:?}", world.missed);
+        assert!(world.missed.contains(&("latest".to_string(), 3)), "{:?}", world.missed);
+        // And the plan goes on from now.
+        world.started.clear();
+        world.missed.clear();
+        world.run_until("2026-01-01T10:00:06.500Z");
+        assert_eq!(world.started.len(), 3);
+        assert!(world.started.iter().all(|s| s.scheduled == at("2026-01-01T10:00:06Z")));
+    }
+
+    #[test]
+    fn a_withheld_job_is_not_fired_until_it_agrees_again() {
+        let second = job("second", "* * * * * *", UTC, Overlap::Allow, Catchup::Latest);
+        let mut world = World::new(&[second], "2026-01-01T10:00:00.500Z");
+        world.start(&[]);
+        world.scheduler.set_withheld(["second".to_string()].into());
+        world.run_until("2026-01-01T10:00:03.500Z");
+        assert!(world.started.is_empty());
+        world.scheduler.set_withheld(BTreeSet::new());
+        world.run_until("2026-01-01T10:00:04.500Z");
+        assert_eq!(world.scheduled(), [(at("2026-01-01T10:00:04Z"), Trigger::Schedule)]);
+    }
 
     #[test]
     fn a_fire_is_prepared_its_lead_ahead_and_starts_at_its_instant() {

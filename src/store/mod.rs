@@ -10,8 +10,8 @@ mod writer;
 
 pub use lock::StoreLock;
 pub use model::{
-    Claim, FencedRecord, FieldChange, FireRecord, FireStatus, Member, NodeCell, NodeRecord, NodeStatus, NodeWork,
-    NotificationRecord, ResourceOutcome, ResourceStatus, Trigger,
+    Claim, ConfigFingerprint, FencedRecord, FieldChange, FireRecord, FireStatus, Member, NodeCell, NodeRecord,
+    NodeStatus, NodeWork, NotificationRecord, ResourceOutcome, ResourceStatus, Trigger,
 };
 pub(crate) use outbox::{Attempt, Notices, Pending};
 pub use postgres::{ClusterTiming, PostgresTarget};

@@ -117,6 +117,26 @@ pub struct Member {
     pub version: String,
     pub started: DateTime<Utc>,
     pub heartbeat: DateTime<Utc>,
+    /// The hash of the configuration this daemon runs (`loom serve` only).
+    #[serde(default)]
+    pub config_hash: Option<String>,
+    /// The jobs whose definition here differs from the authoritative member's (the
+    /// longest-running `loom serve`; see `daemon::consistency`), including jobs that
+    /// only one of the two has. This member does not fire them.
+    #[serde(default)]
+    pub config_mismatch: Vec<String>,
+    /// What it published: the configuration's hash and each job's.
+    #[serde(skip)]
+    pub fingerprint: Option<ConfigFingerprint>,
+}
+
+/// A daemon's configuration as the other members of its cluster compare it: a
+/// hash of the whole snapshot and one of each job's definition as the scheduler
+/// sees it (`daemon::consistency::fingerprint`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigFingerprint {
+    pub hash: String,
+    pub jobs: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]

@@ -34,6 +34,12 @@
 //! member that records a fire's last node ends the fire. Running the claimed nodes
 //! is the daemon's (`daemon/work.rs`), not this file's.
 //!
+//! A database that cannot be reached is the writer's to wait for: `commit_group`
+//! tells an unreachable server (`CommitFailure::Unavailable`) from failed
+//! statements, and a connection that a restarted server closed is replaced at
+//! once. The heartbeat is an upsert that also carries the member's published
+//! configuration (`daemon::consistency`).
+//!
 //! Migrations: `MIGRATIONS[n]` here is SQLite's `MIGRATIONS[n]` in PostgreSQL's
 //! dialect, so both schemas carry the same version number; cluster-only columns
 //! and tables (`fires.daemon`, `members`; the outbox's claim columns; `node_work`)
@@ -52,12 +58,12 @@ use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
 
 use super::model::{
-    AttemptRecord, Claim, DeliveryState, Fenced, FencedRecord, FireRecord, FireStatus, Member, NodeCell, NodeRecord,
-    NodeStatus, NodeWork, NotificationRecord, Trigger,
+    AttemptRecord, Claim, ConfigFingerprint, DeliveryState, Fenced, FencedRecord, FireRecord, FireStatus, Member,
+    NodeCell, NodeRecord, NodeStatus, NodeWork, NotificationRecord, Trigger,
 };
 use super::outbox::{Attempt, Notices, Pending, RuleRow};
 use super::sqlite::{FireFilter, FireStart, StoreError};
-use super::writer::{Answer, Change, FireRow, OutboxSignal, Writer};
+use super::writer::{Answer, Change, CommitFailure, FireRow, OutboxSignal, Writer};
 use crate::config::notify::{NotifyRule, redact_text};
 use crate::notify::event::{self, NotifyEvent};
 
@@ -159,6 +165,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (fire_id, node)
     );
     CREATE INDEX node_work_open ON node_work(fire_id) WHERE state <> 'done';",
+    // 6: the
+    // configuration each member runs (JSON `ConfigFingerprint`), so the members
+    // can tell whether they agree (as SQLite's 6, which has no members).
+    "ALTER TABLE members ADD COLUMN config TEXT;",
 ];
 
 /// How long a daemon's claim on a notification it is delivering lasts (wall
@@ -331,6 +341,8 @@ pub struct Postgres {
     runtime: Option<tokio::runtime::Runtime>,
     writer: Option<Writer>,
     member: Option<Arc<str>>,
+    /// This process as a member (`None` when reading only).
+    registration: Option<Arc<Registration>>,
     /// Told when a commit of this process enqueued notifications.
     outbox: OutboxSignal,
     /// The cluster's heartbeat and lease.
@@ -399,35 +411,29 @@ impl Postgres {
         let started = millis(Utc::now());
         let (id, host) = member_id(started);
         let member: Arc<str> = Arc::from(id);
-        let pool = store.pool.clone();
-        let registered = Arc::clone(&member);
-        let command = command.to_string();
-        store.block(async move {
-            let client = pool.get().await.map_err(pool_error)?;
-            client
-                .execute(
-                    "INSERT INTO members (id, command, host, pid, version, started, heartbeat)
-                     VALUES ($1, $2, $3, $4, $5, $6, $6)",
-                    &[
-                        &&*registered,
-                        &command,
-                        &host,
-                        &i64::from(std::process::id()),
-                        &env!("CARGO_PKG_VERSION"),
-                        &started,
-                    ],
-                )
-                .await
-                .map_err(query_error)?;
-            Ok(())
-        })?;
-        store.runtime().spawn(heartbeat_forever(store.pool.clone(), Arc::clone(&member), store.timing));
+        let registration = Arc::new(Registration {
+            id: Arc::clone(&member),
+            command: command.to_string(),
+            host,
+            started,
+            config: std::sync::Mutex::new(None),
+        });
+        let (pool, registering) = (store.pool.clone(), Arc::clone(&registration));
+        store.block(async move { register(&pool, &registering).await.map_err(query_error) })?;
+        store.runtime().spawn(heartbeat_forever(
+            store.pool.clone(),
+            Arc::clone(&registration),
+            store.target.clone(),
+            store.timing,
+        ));
         store.runtime().spawn(listen_forever(Arc::clone(&store.config), store.signals.clone(), store.timing.heartbeat));
+        store.registration = Some(registration);
         let (pool, writer_member, timing) = (store.pool.clone(), Arc::clone(&member), store.timing);
         let handle = store.runtime().handle().clone();
         let writer = Writer::start_with(
             Box::new(move |changes| handle.block_on(commit_group(&pool, &writer_member, timing, changes))),
             store.outbox.clone(),
+            store.target.clone(),
         )
         .map_err(|err| StoreError::Postgres(format!("failed to start the writer thread: {err}")))?;
         store.writer = Some(writer);
@@ -472,6 +478,7 @@ impl Postgres {
             runtime: Some(runtime),
             writer: None,
             member: None,
+            registration: None,
             outbox: OutboxSignal::default(),
             timing: target.timing,
             signals: ClusterSignals::default(),
@@ -508,12 +515,22 @@ impl Postgres {
     ) -> Result<Vec<T>, StoreError> {
         let pool = self.pool.clone();
         self.block(async move {
-            let client = pool.get().await.map_err(pool_error)?;
-            let statement = client.prepare_cached(&sql).await.map_err(query_error)?;
             let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                 values.iter().map(|v| &**v as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
-            let rows = client.query(&statement, &params).await.map_err(query_error)?;
-            Ok(rows.iter().map(map).collect())
+            // A connection a restarted server closed fails once; then a new one.
+            let mut stale = 0;
+            loop {
+                let client = pool.get().await.map_err(pool_error)?;
+                let rows = match client.prepare_cached(&sql).await {
+                    Ok(statement) => client.query(&statement, &params).await,
+                    Err(err) => Err(err),
+                };
+                match rows {
+                    Ok(rows) => return Ok(rows.iter().map(map).collect()),
+                    Err(_) if client.is_closed() && stale <= pool.status().max_size => stale += 1,
+                    Err(err) => return Err(query_error(err)),
+                }
+            }
         })
     }
 
@@ -930,22 +947,42 @@ impl Postgres {
         Ok(rows.into_iter().map(|fire| (fire.job.clone(), fire)).collect())
     }
 
+    /// Publishes the configuration this daemon runs (JSON `ConfigFingerprint`) in
+    /// its members row, now and with every heartbeat; without waiting.
+    pub fn publish_config(&self, config: String) {
+        let Some(registration) = &self.registration else { return };
+        *registration.config.lock().expect("config lock") = Some(config);
+        let (pool, registration) = (self.pool.clone(), Arc::clone(registration));
+        self.runtime().spawn(async move {
+            if let Err(err) = register(&pool, &registration).await {
+                tracing::debug!(target: "loom::store", "failed to publish this daemon's configuration (the heartbeat will): {}", describe(&err));
+            }
+        });
+    }
+
     /// The cluster's members whose heartbeat is fresh, oldest first.
     pub fn members(&self) -> Result<Vec<Member>, StoreError> {
         let fresh = millis(Utc::now()) - self.timing.stale().as_millis() as i64;
         self.rows(
-            "SELECT id, command, host, pid, version, started, heartbeat FROM members
+            "SELECT id, command, host, pid, version, started, heartbeat, config FROM members
              WHERE heartbeat >= $1 ORDER BY started, id"
                 .to_string(),
             vec![Box::new(fresh)],
-            |r| Member {
-                id: r.get(0),
-                command: r.get(1),
-                host: r.get(2),
-                pid: r.get::<_, i64>(3) as u32,
-                version: r.get(4),
-                started: instant(r.get(5)),
-                heartbeat: instant(r.get(6)),
+            |r| {
+                let fingerprint: Option<ConfigFingerprint> =
+                    r.get::<_, Option<String>>(7).and_then(|text| serde_json::from_str(&text).ok());
+                Member {
+                    id: r.get(0),
+                    command: r.get(1),
+                    host: r.get(2),
+                    pid: r.get::<_, i64>(3) as u32,
+                    version: r.get(4),
+                    started: instant(r.get(5)),
+                    heartbeat: instant(r.get(6)),
+                    config_hash: fingerprint.as_ref().map(|f| f.hash.clone()),
+                    config_mismatch: Vec::new(),
+                    fingerprint,
+                }
             },
         )
     }
@@ -1096,37 +1133,87 @@ async fn migrate(pool: Pool) -> Result<(), StoreError> {
     transaction.commit().await.map_err(query_error)
 }
 
-async fn heartbeat_forever(pool: Pool, member: Arc<str>, timing: ClusterTiming) {
+/// This process's row in `members`, as the heartbeat writes it again and again.
+struct Registration {
+    id: Arc<str>,
+    command: String,
+    host: String,
+    started: i64,
+    /// The configuration it runs (JSON `ConfigFingerprint`), once a daemon published it.
+    config: std::sync::Mutex<Option<String>>,
+}
+
+/// Registers this process, or renews its heartbeat (and configuration). An upsert:
+/// a member whose row went (its heartbeat aged past two leases while the database was
+/// away, and a starting daemon cleared it) comes back with its next beat.
+async fn register(pool: &Pool, registration: &Registration) -> Result<(), tokio_postgres::Error> {
+    let config = registration.config.lock().expect("config lock").clone();
+    let client = match pool.get().await {
+        Ok(client) => client,
+        Err(deadpool_postgres::PoolError::Backend(err)) => return Err(err),
+        Err(err) => {
+            tracing::debug!(target: "loom::store", "no connection for the heartbeat: {err}");
+            return Ok(());
+        }
+    };
+    client
+        .execute(
+            "INSERT INTO members (id, command, host, pid, version, started, heartbeat, config)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (id) DO UPDATE SET heartbeat = $7, config = coalesce($8, members.config)",
+            &[
+                &&*registration.id,
+                &registration.command,
+                &registration.host,
+                &i64::from(std::process::id()),
+                &env!("CARGO_PKG_VERSION"),
+                &registration.started,
+                &millis(Utc::now()),
+                &config,
+            ],
+        )
+        .await
+        .map(drop)
+}
+
+/// One heartbeat: the member's row, then its leases. The leases on the node work
+/// this member runs last one more lease from now; a lease another member took is
+/// not this one's any more. Rows locked now are being written by this member's
+/// writer (which renews what it keeps) or claimed by another member: skipped, so
+/// the heartbeat never waits for, nor deadlocks with, a transaction.
+async fn beat(pool: &Pool, registration: &Registration, timing: ClusterTiming) -> Result<(), tokio_postgres::Error> {
+    register(pool, registration).await?;
+    let Ok(client) = pool.get().await else { return Ok(()) };
+    let until = millis(Utc::now()) + timing.lease.as_millis() as i64;
+    client
+        .execute(
+            "UPDATE node_work w SET lease_until = $2
+             FROM (SELECT fire_id, node FROM node_work WHERE owner = $1 AND state = 'running'
+                   FOR UPDATE SKIP LOCKED) mine
+             WHERE w.fire_id = mine.fire_id AND w.node = mine.node",
+            &[&&*registration.id, &until],
+        )
+        .await
+        .map(drop)
+}
+
+async fn heartbeat_forever(pool: Pool, registration: Arc<Registration>, target: String, timing: ClusterTiming) {
     let mut every = tokio::time::interval(timing.heartbeat);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
     loop {
         every.tick().await;
-        let beat = async {
-            let client = pool.get().await.map_err(pool_error)?;
-            let now = millis(Utc::now());
-            client
-                .execute("UPDATE members SET heartbeat = $2 WHERE id = $1", &[&&*member, &now])
-                .await
-                .map_err(query_error)?;
-            // The leases on the node work this member runs last one more lease
-            // from now; a lease another member took is not this one's any more.
-            let until = now + timing.lease.as_millis() as i64;
-            // Rows locked now are being written by this member's writer (which
-            // renews what it keeps) or claimed by another member: skipped, so the
-            // heartbeat never waits for, nor deadlocks with, a transaction.
-            client
-                .execute(
-                    "UPDATE node_work w SET lease_until = $2
-                     FROM (SELECT fire_id, node FROM node_work WHERE owner = $1 AND state = 'running'
-                           FOR UPDATE SKIP LOCKED) mine
-                     WHERE w.fire_id = mine.fire_id AND w.node = mine.node",
-                    &[&&*member, &until],
-                )
-                .await
-                .map_err(query_error)
-        };
-        if let Err(err) = beat.await {
-            tracing::warn!(target: "loom::store", "failed to renew this daemon's heartbeat: {err}");
+        match beat(&pool, &registration, timing).await {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::warn!(target: "loom::store", store = %target, "renewed this daemon's heartbeat in {target} again");
+            }
+            Ok(()) => {}
+            Err(err) if !failing => {
+                failing = true;
+                tracing::warn!(target: "loom::store", store = %target, "failed to renew this daemon's heartbeat in {target}: {}", describe(&err));
+            }
+            Err(_) => {}
         }
     }
 }
@@ -1172,31 +1259,62 @@ async fn listen_forever(config: Arc<tokio_postgres::Config>, signals: ClusterSig
     }
 }
 
+/// Whether `err` says the database cannot be reached (down, restarting, the
+/// connection lost) rather than that the statements failed.
+fn unreachable(err: &tokio_postgres::Error) -> bool {
+    match err.code() {
+        // connection_exception (08…) and operator_intervention's shutdowns (57P0…).
+        Some(code) => code.code().starts_with("08") || code.code().starts_with("57P0"),
+        None => true,
+    }
+}
+
 /// One group of the writer's changes in one transaction. A deadlock or a
 /// serialization failure (two daemons claiming the same fires in another order)
-/// rolls the whole group back, so it is safely tried again.
+/// rolls the whole group back, so it is safely tried again; a database that cannot
+/// be reached is the writer's to wait for (`CommitFailure::Unavailable`).
 async fn commit_group(
     pool: &Pool,
     member: &str,
     timing: ClusterTiming,
     changes: &[&Change],
-) -> Result<(Vec<Answer>, usize), String> {
-    let mut client = pool.get().await.map_err(|err| pool_error(err).to_string())?;
-    let mut attempt = 0;
+) -> Result<(Vec<Answer>, usize), CommitFailure> {
+    // A restarted server leaves the pool's connections closed; the pool notices
+    // one only when it comes back: each gets its turn to fail, then a new one.
+    let mut stale = 0;
     loop {
-        match try_commit(&mut client, member, timing, changes).await {
-            Ok(answers) => return Ok(answers),
-            Err(err)
-                if attempt < 10
-                    && matches!(
-                        err.code(),
-                        Some(&SqlState::T_R_DEADLOCK_DETECTED | &SqlState::T_R_SERIALIZATION_FAILURE)
-                    ) =>
-            {
-                attempt += 1;
+        let mut client = match pool.get().await {
+            Ok(client) => client,
+            Err(deadpool_postgres::PoolError::Backend(err)) if !unreachable(&err) => {
+                return Err(CommitFailure::Failed(describe(&err)));
             }
-            Err(err) => return Err(describe(&err)),
+            Err(deadpool_postgres::PoolError::Backend(err)) => return Err(CommitFailure::Unavailable(describe(&err))),
+            Err(err) => return Err(CommitFailure::Unavailable(err.to_string())),
+        };
+        let mut attempt = 0;
+        let err = loop {
+            match try_commit(&mut client, member, timing, changes).await {
+                Ok(answers) => return Ok(answers),
+                Err(err)
+                    if attempt < 10
+                        && matches!(
+                            err.code(),
+                            Some(&SqlState::T_R_DEADLOCK_DETECTED | &SqlState::T_R_SERIALIZATION_FAILURE)
+                        ) =>
+                {
+                    attempt += 1;
+                }
+                Err(err) => break err,
+            }
+        };
+        if client.is_closed() && stale <= pool.status().max_size {
+            stale += 1;
+            continue;
         }
+        if unreachable(&err) || client.is_closed() {
+            return Err(CommitFailure::Unavailable(describe(&err)));
+        }
+        return Err(CommitFailure::Failed(describe(&err)));
     }
 }
 

@@ -47,6 +47,8 @@ pub enum StoreError {
     Connect { target: String, message: String },
     #[error("state store (PostgreSQL): {0}")]
     Postgres(String),
+    #[error("the state store {target} cannot be reached: {message}")]
+    Unavailable { target: String, message: String },
 }
 
 /// Schema migrations; `PRAGMA user_version` is how many have run.
@@ -120,6 +122,10 @@ const MIGRATIONS: &[&str] = &[
     // node work that members share.
     "ALTER TABLE node_results ADD COLUMN daemon TEXT;
     ALTER TABLE fires ADD COLUMN check_mode INTEGER NOT NULL DEFAULT 0;",
+    // 6: nothing —
+    // PostgreSQL's 6 records each cluster member's configuration, and SQLite has
+    // no members.
+    "-- no change",
 ];
 
 /// The SQLite backend of `Store`: a connection for reads and the writer thread

@@ -269,7 +269,7 @@ impl Store {
         }
     }
 
-    /// This process's name among the cluster's members (PostgreSQL daemons).
+    /// This process's name among the cluster's members (`host/pid/start`; PostgreSQL daemons).
     pub fn member_id(&self) -> Option<String> {
         match &self.backend {
             Backend::Sqlite(_) => None,
@@ -338,6 +338,20 @@ impl Store {
             Backend::Sqlite(_) => Ok(Vec::new()),
             Backend::Postgres(postgres) => postgres.members(),
         }
+    }
+
+    /// Publishes the configuration this daemon runs (JSON `ConfigFingerprint`) to
+    /// the other members of its cluster; nothing to do with SQLite.
+    pub fn publish_config(&self, config: String) {
+        if let Backend::Postgres(postgres) = &self.backend {
+            postgres.publish_config(config);
+        }
+    }
+
+    /// Whether several daemons may share this store (PostgreSQL): a fire that
+    /// cannot be recorded there is not run, as recording it is how it is claimed.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
     }
 
     /// A fire's node results, in the order they were recorded.

@@ -10,6 +10,15 @@
 //! so nothing is reported (CLI, API, events, log) before it is on disk. A failed
 //! group fails every write in it. The thread and its queue serve both backends:
 //! SQLite's commit is below, PostgreSQL's in `postgres.rs` (`start_with`).
+//!
+//! A backend may say that its database is unreachable (PostgreSQL restarting, the
+//! network gone) rather than that the writes failed: then the group is kept and
+//! tried again, with whatever is queued meanwhile, until the database is back, so
+//! no result or fire end is lost. Fire claims (`Begin`) are the exception: a
+//! claim that failed, or of a scheduled fire that waited so long that it would
+//! start more than a second late, fails (`StoreError::Unavailable`) rather than start its fire
+//! late whatever the job's catch-up policy says; the daemon decides what runs
+//! once the store is back.
 
 use std::sync::{Arc, OnceLock, mpsc};
 use std::time::Instant;
@@ -119,10 +128,27 @@ pub(crate) struct Writer {
 /// Told whenever a commit enqueued notifications (the delivery worker waits on it).
 pub(crate) type OutboxSignal = std::sync::Arc<tokio::sync::Notify>;
 
+/// Why a group was not committed.
+pub(crate) enum CommitFailure {
+    /// The writes failed (the transaction was rolled back): each is answered with it.
+    Failed(String),
+    /// The database could not be reached: the group is tried again once it can.
+    Unavailable(String),
+}
+
 /// Commits one group of changes in one transaction, answering each in order, and
 /// says how many notifications it enqueued (the backend's half of the writer:
 /// SQLite's `commit` below, PostgreSQL's in `postgres.rs`).
-pub(crate) type CommitGroup = Box<dyn FnMut(&[&Change]) -> Result<(Vec<Answer>, usize), String> + Send>;
+pub(crate) type CommitGroup = Box<dyn FnMut(&[&Change]) -> Result<(Vec<Answer>, usize), CommitFailure> + Send>;
+
+/// The first pause before writing again to a database that could not be reached;
+/// it doubles up to `RETRY_MAX`.
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(250);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+/// A fire claim queued while the database could not be reached is tried when it
+/// is retried, unless it is a scheduled fire that would by then start more than
+/// this late.
+const LATE_CLAIM_MS: i64 = 1000;
 
 /// At most this many writes go into one transaction.
 const GROUP: usize = 2000;
@@ -130,20 +156,24 @@ const GROUP: usize = 2000;
 impl Writer {
     pub(crate) fn start(mut connection: Connection, outbox: OutboxSignal) -> std::io::Result<Writer> {
         Writer::start_with(
-            Box::new(move |changes| commit(&mut connection, changes.iter().copied()).map_err(|err| err.to_string())),
+            Box::new(move |changes| {
+                commit(&mut connection, changes.iter().copied()).map_err(|err| CommitFailure::Failed(err.to_string()))
+            }),
             outbox,
+            String::new(),
         )
     }
 
     /// Starts the writer thread over a backend's `commit`; `outbox` is told
-    /// whenever a commit enqueued notifications.
-    pub(crate) fn start_with(commit: CommitGroup, outbox: OutboxSignal) -> std::io::Result<Writer> {
+    /// whenever a commit enqueued notifications; `target` names the store in the
+    /// log when it cannot be reached.
+    pub(crate) fn start_with(commit: CommitGroup, outbox: OutboxSignal, target: String) -> std::io::Result<Writer> {
         let (queue, writes) = mpsc::channel();
         let metrics = Arc::new(OnceLock::new());
         let counted = Arc::clone(&metrics);
         std::thread::Builder::new()
             .name("loom-store".into())
-            .spawn(move || write_forever(commit, writes, outbox, &counted))?;
+            .spawn(move || write_forever(commit, writes, outbox, &counted, &target))?;
         Ok(Writer { queue, metrics })
     }
 
@@ -194,7 +224,9 @@ fn write_forever(
     writes: mpsc::Receiver<Write>,
     outbox: OutboxSignal,
     metrics: &OnceLock<Arc<Metrics>>,
+    target: &str,
 ) {
+    let mut lost = false;
     while let Ok(first) = writes.recv() {
         let mut group = vec![first];
         while group.len() < GROUP {
@@ -203,28 +235,75 @@ fn write_forever(
                 Err(_) => break,
             }
         }
-        let clock = Instant::now();
-        let committed = commit(&group.iter().map(|w| &w.change).collect::<Vec<_>>());
-        if let Some(metrics) = metrics.get() {
-            metrics.store_write(clock.elapsed());
-        }
-        match committed {
-            Ok((answers, enqueued)) => {
-                if enqueued > 0 {
-                    outbox.notify_one();
+        let mut pause = RETRY_FIRST;
+        loop {
+            let clock = Instant::now();
+            let committed = commit(&group.iter().map(|w| &w.change).collect::<Vec<_>>());
+            if let Some(metrics) = metrics.get() {
+                metrics.store_write(clock.elapsed());
+            }
+            match committed {
+                Ok((answers, enqueued)) => {
+                    if lost {
+                        lost = false;
+                        tracing::warn!(target: "loom::store", store = %target, "reconnected to the state store {target}; its writes go on");
+                    }
+                    if enqueued > 0 {
+                        outbox.notify_one();
+                    }
+                    for (write, answer) in group.into_iter().zip(answers) {
+                        (write.done)(Ok(answer));
+                    }
                 }
-                for (write, answer) in group.into_iter().zip(answers) {
-                    (write.done)(Ok(answer));
+                Err(CommitFailure::Failed(err)) => {
+                    tracing::error!(target: "loom::store", "failed to write to the state store: {err}");
+                    for write in group {
+                        (write.done)(Err(StoreError::Write(err.clone())));
+                    }
+                }
+                Err(CommitFailure::Unavailable(err)) => {
+                    if !lost {
+                        lost = true;
+                        tracing::error!(
+                            target: "loom::store", store = %target,
+                            "lost the state store {target} ({err}); its writes wait until it is back, fires due meanwhile are not started"
+                        );
+                    }
+                    // The claims tried have failed; the rest waits.
+                    fail_claims(&mut group, target, &err, |_| true);
+                    if group.is_empty() {
+                        break;
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(RETRY_MAX);
+                    // Whatever was queued meanwhile joins the group, in order; a
+                    // claim of a scheduled fire that would now start late fails
+                    // untried (catch-up and manual fires are late by nature).
+                    group.extend(writes.try_iter());
+                    let late = chrono::Utc::now().timestamp_millis() - LATE_CLAIM_MS;
+                    fail_claims(&mut group, target, &err, |rows| {
+                        rows.iter().any(|row| row.trigger == Trigger::Schedule && row.started < late)
+                    });
+                    if group.is_empty() {
+                        break;
+                    }
+                    continue;
                 }
             }
-            Err(err) => {
-                tracing::error!(target: "loom::store", "failed to write to the state store: {err}");
-                for write in group {
-                    (write.done)(Err(StoreError::Write(err.clone())));
-                }
-            }
+            break;
         }
     }
+}
+
+/// Answers the fire claims in `group` that `fail` picks at once: the store is
+/// unreachable.
+fn fail_claims(group: &mut Vec<Write>, target: &str, err: &str, fail: impl Fn(&[FireRow]) -> bool) {
+    let (claims, kept): (Vec<Write>, Vec<Write>) =
+        std::mem::take(group).into_iter().partition(|w| matches!(&w.change, Change::Begin(rows) if fail(rows)));
+    for claim in claims {
+        (claim.done)(Err(StoreError::Unavailable { target: target.to_string(), message: err.to_string() }));
+    }
+    *group = kept;
 }
 
 /// Commits `changes` in one transaction; answers each, and how many notifications
@@ -308,4 +387,47 @@ fn apply(transaction: &Transaction<'_>, change: &Change, enqueued: &mut usize) -
             Answer::Count(ids.len())
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row() -> FireRow {
+        FireRow {
+            job: "j".into(),
+            scheduled: 0,
+            trigger: Trigger::Schedule,
+            nodes: Vec::new(),
+            started: 0,
+            check: false,
+            share: false,
+        }
+    }
+
+    /// A database that cannot be reached for the first `away` commits: the fire
+    /// claim fails at once, the other writes wait and are committed once it is back.
+    #[test]
+    fn writes_wait_for_a_database_that_went_away_and_claims_fail_at_once() {
+        let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&attempts);
+        let commit: CommitGroup = Box::new(move |changes| {
+            if counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
+                return Err(CommitFailure::Unavailable("connection refused".into()));
+            }
+            Ok((changes.iter().map(|_| Answer::Done).collect(), 0))
+        });
+        let writer =
+            Writer::start_with(commit, OutboxSignal::default(), "postgres://loom@db:5432/loom".into()).unwrap();
+        let (claimed, claim) = mpsc::channel();
+        let (written, write) = mpsc::channel();
+        writer.send(Change::Begin(vec![row()]), Box::new(move |answer| drop(claimed.send(answer))));
+        writer.send(Change::Nodes(Vec::new()), Box::new(move |answer| drop(written.send(answer))));
+        match claim.recv().unwrap() {
+            Err(StoreError::Unavailable { target, .. }) => assert_eq!(target, "postgres://loom@db:5432/loom"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(write.recv().unwrap(), Ok(Answer::Done)));
+        assert!(attempts.load(std::sync::atomic::Ordering::SeqCst) >= 3);
+    }
 }

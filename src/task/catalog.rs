@@ -191,6 +191,11 @@ impl Catalog {
         changed
     }
 
+    /// The text of a compiled module (`a/b`), if this catalog has it.
+    pub fn source(&self, module: &str) -> Option<&str> {
+        self.sources.get(module).map(String::as_str)
+    }
+
     pub fn contains(&self, job: &str) -> bool {
         self.jobs.contains_key(job)
     }

@@ -8,7 +8,9 @@
 //! password from a file, so the tests exercise `password_file`. A small shell
 //! watchdog owns the server: when this process ends, however it ends, the pipe to
 //! the watchdog closes and it stops the server and removes the folder. Each test
-//! gets a database of its own (`database`).
+//! gets a database of its own (`database`). A test that stops and restarts the
+//! server (`stop`, `start_again`, through `pg_ctl`) takes one of its own
+//! (`private`), removed when it drops.
 //!
 //! `LOOM_TEST_STORE=postgres` makes every `Workspace` that names no `state` use a
 //! fresh database here instead of a SQLite file.
@@ -26,6 +28,15 @@ const PASSWORD: &str = "pg-S3cret-9x";
 pub struct Server {
     pub port: u16,
     pub password_file: PathBuf,
+    /// `pg_ctl` and how to run it as the server's owner, to stop and start it again.
+    pg_ctl: PathBuf,
+    data: PathBuf,
+    options: String,
+    log: PathBuf,
+    owner: Option<(u32, u32)>,
+    /// Stopped and removed on drop (the shared server never drops: its watchdog
+    /// does that when the test binary ends).
+    private: bool,
 }
 
 /// Whether the tests were asked to run on PostgreSQL (`LOOM_TEST_STORE=postgres`).
@@ -54,10 +65,16 @@ fn binaries() -> PathBuf {
 /// The shared server, started on first use.
 pub fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
-    SERVER.get_or_init(start)
+    SERVER.get_or_init(|| start(false))
 }
 
-fn start() -> Server {
+/// A server of the caller's own, for a test that stops and starts it
+/// (`stop`, `start_again`) while others use the shared one; removed on drop.
+pub fn private() -> Server {
+    start(true)
+}
+
+fn start(private: bool) -> Server {
     let bin = binaries();
     let root = super::sshd::is_root();
     let owner = if root {
@@ -94,13 +111,18 @@ fn start() -> Server {
     let out = initdb.output().unwrap();
     assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
     let port = super::free_port();
-    // The watchdog: runs the server until its stdin closes (this process ended),
-    // then stops it (fast shutdown) and removes the folder.
+    let log = dir.join("log");
+    let options = format!(
+        "-p {port} -k {dir} -c listen_addresses=127.0.0.1 -c max_connections=500 -c fsync=off \
+         -c synchronous_commit=off -c full_page_writes=off",
+        dir = dir.display()
+    );
+    let pg_ctl = bin.join("pg_ctl");
+    // The watchdog: waits until its stdin closes (this process ended), then stops
+    // the server (fast shutdown) and removes the folder.
     let script = format!(
-        "'{postgres}' -D '{data}' -p {port} -k '{dir}' -c listen_addresses=127.0.0.1 -c max_connections=500 \
-         -c fsync=off -c synchronous_commit=off -c full_page_writes=off >'{dir}/log' 2>&1 &\n\
-         server=$!\nread _ || true\nkill -INT $server\nwait $server\nrm -rf '{dir}'\n",
-        postgres = bin.join("postgres").display(),
+        "read _ || true\n'{pg_ctl}' -D '{data}' -m fast -w stop >/dev/null 2>&1\nrm -rf '{dir}'\n",
+        pg_ctl = pg_ctl.display(),
         data = data.display(),
         dir = dir.display(),
     );
@@ -111,17 +133,57 @@ fn start() -> Server {
     // Never written to: closed by the kernel when this process ends.
     std::mem::forget(child.stdin.take());
     std::mem::forget(child);
-    let server = Server { port, password_file };
-    let ready = super::wait_for(Duration::from_secs(60), || server.execute("postgres", "SELECT 1").is_ok());
-    assert!(
-        ready,
-        "the test PostgreSQL did not start:\n{}",
-        std::fs::read_to_string(dir.join("log")).unwrap_or_default()
-    );
+    let server = Server { port, password_file, pg_ctl, data, options, log, owner, private };
+    server.start_again();
     server
 }
 
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.private {
+            self.stop();
+            if let Some(dir) = self.data.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+}
+
 impl Server {
+    fn pg_ctl(&self, args: &[&str]) -> std::process::Output {
+        let mut command = Command::new(&self.pg_ctl);
+        command.arg("-D").arg(&self.data).args(args).stdin(Stdio::null());
+        if let Some((uid, gid)) = self.owner {
+            command.uid(uid).gid(gid);
+        }
+        command.output().unwrap()
+    }
+
+    /// Stops the server (fast shutdown: open connections are closed) and waits
+    /// until it is down.
+    pub fn stop(&self) {
+        let out = self.pg_ctl(&["-m", "fast", "-w", "stop"]);
+        assert!(out.status.success() || self.private, "pg_ctl stop: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Starts the (stopped) server and waits until it answers.
+    pub fn start_again(&self) {
+        let log = self.log.display().to_string();
+        let out = self.pg_ctl(&["-l", &log, "-o", &self.options, "-w", "-t", "60", "start"]);
+        assert!(
+            out.status.success(),
+            "the test PostgreSQL did not start: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+        let ready = super::wait_for(Duration::from_secs(60), || self.execute("postgres", "SELECT 1").is_ok());
+        assert!(
+            ready,
+            "the test PostgreSQL does not answer:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
     /// Runs `sql` in database `db` as the superuser.
     pub fn execute(&self, db: &str, sql: &str) -> Result<(), String> {
         self.query(db, sql).map(drop)
@@ -161,18 +223,30 @@ impl Server {
 
 /// A fresh, empty database on the shared server; returns its name.
 pub fn database() -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let name = format!("loom_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-    server().execute("postgres", &format!("CREATE DATABASE {name}")).unwrap();
-    name
+    server().database()
 }
 
-/// The `state:` setting of a main file that uses database `db`.
+/// The `state:` setting of a main file that uses database `db` of the shared server.
 pub fn state_setting(db: &str) -> String {
-    let server = server();
-    format!(
-        "state: {{postgres: {{host: 127.0.0.1, port: {}, user: {USER}, dbname: {db}, password_file: {}}}}}\n",
-        server.port,
-        server.password_file.display()
-    )
+    server().state_setting(db)
+}
+
+impl Server {
+    /// A fresh, empty database on this server; returns its name.
+    pub fn database(&self) -> String {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!("loom_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        self.execute("postgres", &format!("CREATE DATABASE {name}")).unwrap();
+        name
+    }
+
+    /// The `state:` setting of a main file that uses database `db` here.
+    pub fn state_setting(&self, db: &str) -> String {
+        let server = self;
+        format!(
+            "state: {{postgres: {{host: 127.0.0.1, port: {}, user: {USER}, dbname: {db}, password_file: {}}}}}\n",
+            server.port,
+            server.password_file.display()
+        )
+    }
 }
