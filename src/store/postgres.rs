@@ -417,6 +417,8 @@ impl Postgres {
             host,
             started,
             config: std::sync::Mutex::new(None),
+            // A daemon that starts takes over a dead member's nodes at once.
+            steady_since: std::sync::Mutex::new(std::time::Instant::now().checked_sub(store.timing.lease)),
         });
         let (pool, registering) = (store.pool.clone(), Arc::clone(&registration));
         store.block(async move { register(&pool, &registering).await.map_err(query_error) })?;
@@ -590,10 +592,13 @@ impl Postgres {
         }
         let now = millis(Utc::now());
         let until = now + self.timing.lease.as_millis() as i64;
+        // Expired leases are taken over only by a member steadily connected for a
+        // lease (see `Registration::steady_since`); pending work by any.
+        let takeover = self.registration.as_ref().is_some_and(|r| r.steady_for(self.timing.lease));
         self.rows(
             "WITH picked AS (
                 SELECT fire_id, node, state AS was, owner AS previous FROM node_work
-                WHERE (state = 'pending' OR (state = 'running' AND lease_until < $1))
+                WHERE (state = 'pending' OR (state = 'running' AND lease_until < $1 AND $5))
                   AND owner IS DISTINCT FROM $3
                 ORDER BY fire_id, node LIMIT $2
                 FOR UPDATE SKIP LOCKED)
@@ -603,7 +608,7 @@ impl Postgres {
              RETURNING w.fire_id, f.job, f.scheduled, f.trigger, f.started, f.check_mode, w.node, w.attempt, w.epoch,
                        CASE WHEN picked.was = 'running' THEN picked.previous END"
                 .to_string(),
-            vec![Box::new(now), Box::new(limit as i64), Box::new(member), Box::new(until)],
+            vec![Box::new(now), Box::new(limit as i64), Box::new(member), Box::new(until), Box::new(takeover)],
             |r| Claim {
                 fire_id: r.get(0),
                 job: r.get(1),
@@ -1141,6 +1146,19 @@ struct Registration {
     started: i64,
     /// The configuration it runs (JSON `ConfigFingerprint`), once a daemon published it.
     config: std::sync::Mutex<Option<String>>,
+    /// Since when its heartbeats have reached the database without a miss (`None`
+    /// while they fail). A member back from a lost database takes no other
+    /// member's node over until it has beaten for a whole lease: the others were
+    /// cut off too, and their leases ran out only because they could not renew
+    /// them — they get one lease to do so.
+    steady_since: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Registration {
+    /// Whether it has reached the database without a miss for at least `lease`.
+    fn steady_for(&self, lease: Duration) -> bool {
+        self.steady_since.lock().expect("steady lock").is_some_and(|since| since.elapsed() >= lease)
+    }
 }
 
 /// Registers this process, or renews its heartbeat (and configuration). An upsert:
@@ -1183,7 +1201,15 @@ async fn register(pool: &Pool, registration: &Registration) -> Result<(), tokio_
 /// the heartbeat never waits for, nor deadlocks with, a transaction.
 async fn beat(pool: &Pool, registration: &Registration, timing: ClusterTiming) -> Result<(), tokio_postgres::Error> {
     register(pool, registration).await?;
-    let Ok(client) = pool.get().await else { return Ok(()) };
+    let client = match pool.get().await {
+        Ok(client) => client,
+        Err(deadpool_postgres::PoolError::Backend(err)) => return Err(err),
+        Err(err) => {
+            tracing::debug!(target: "loom::store", "no connection for the heartbeat: {err}");
+            *registration.steady_since.lock().expect("steady lock") = None;
+            return Ok(());
+        }
+    };
     let until = millis(Utc::now()) + timing.lease.as_millis() as i64;
     client
         .execute(
@@ -1203,7 +1229,15 @@ async fn heartbeat_forever(pool: Pool, registration: Arc<Registration>, target: 
     let mut failing = false;
     loop {
         every.tick().await;
-        match beat(&pool, &registration, timing).await {
+        let beaten = beat(&pool, &registration, timing).await;
+        {
+            let mut steady = registration.steady_since.lock().expect("steady lock");
+            match &beaten {
+                Ok(()) => *steady = steady.or_else(|| Some(std::time::Instant::now())),
+                Err(_) => *steady = None,
+            }
+        }
+        match beaten {
             Ok(()) if failing => {
                 failing = false;
                 tracing::warn!(target: "loom::store", store = %target, "renewed this daemon's heartbeat in {target} again");
