@@ -893,6 +893,8 @@ impl Daemon {
             let mut cancelled = false;
             let ended = loop {
                 let recorded = ending.notified();
+                tokio::pin!(recorded);
+                recorded.as_mut().enable();
                 let reader = Arc::clone(&store);
                 if let Ok(Ok(Some(record))) = tokio::task::spawn_blocking(move || reader.fire(id)).await
                     && record.status != crate::store::FireStatus::Running
@@ -910,6 +912,10 @@ impl Daemon {
                 }
             };
             work.unfollow(id);
+            if ended.is_some() {
+                // This daemon's node ends are announced before the fire's end.
+                work.parts_ended(id, work.poll).await;
+            }
             if let Some(status) = ended {
                 let seconds = begun.elapsed().as_secs_f64();
                 metrics.fire_finished(&job, status.as_str(), begun.elapsed(), Utc::now().timestamp_micros() as f64 / 1e6);

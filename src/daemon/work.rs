@@ -39,6 +39,8 @@ pub(crate) struct Work {
     endings: Arc<Mutex<HashMap<i64, Arc<Notify>>>>,
     /// Cancels the local parts of a fire, by its number.
     parts: Arc<Mutex<HashMap<i64, Vec<CancellationToken>>>>,
+    /// Told when a local part has ended (and announced all its results).
+    parts_ended: Arc<Notify>,
     /// Stops claiming; the loop ends once its parts have.
     stopping: CancellationToken,
     /// Cancelled once the loop has ended.
@@ -64,6 +66,7 @@ impl Work {
             wake: Arc::new(Notify::new()),
             endings: Arc::default(),
             parts: Arc::default(),
+            parts_ended: Arc::new(Notify::new()),
             stopping: CancellationToken::new(),
             done: CancellationToken::new(),
             poll,
@@ -76,6 +79,7 @@ impl Work {
             endings: Arc::clone(&work.endings),
             wake: Arc::clone(&work.wake),
             parts: Arc::clone(&work.parts),
+            parts_ended: Arc::clone(&work.parts_ended),
             abort,
         };
         let (wake, stopping, done) = (Arc::clone(&work.wake), work.stopping.clone(), work.done.clone());
@@ -126,6 +130,25 @@ impl Work {
         self.endings.lock().expect("endings lock").remove(&id);
     }
 
+    /// Returns once this daemon runs no part of fire `id`, so every node result
+    /// it recorded for the fire has been announced — or after `limit`, for a part
+    /// still running a node another member took over.
+    pub(crate) async fn parts_ended(&self, id: i64, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let ended = self.parts_ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if !self.parts.lock().expect("parts lock").contains_key(&id) {
+                return;
+            }
+            tokio::select! {
+                _ = ended => {}
+                _ = tokio::time::sleep_until(deadline) => return,
+            }
+        }
+    }
+
     /// Stops claiming; `done` is cancelled once the parts running now have ended.
     pub(crate) fn stop(&self) {
         self.stopping.cancel();
@@ -143,6 +166,7 @@ struct Shared {
     /// The loop's wake-up: a node that ends frees a worker.
     wake: Arc<Notify>,
     parts: Arc<Mutex<HashMap<i64, Vec<CancellationToken>>>>,
+    parts_ended: Arc<Notify>,
     abort: CancellationToken,
 }
 
@@ -310,6 +334,7 @@ async fn run_part(shared: Shared, snapshot: Arc<Snapshot>, claims: Vec<Claim>) {
             }
         }
     }
+    shared.parts_ended.notify_waiters();
     // A node whose part ended before its last attempt (cancelled while waiting
     // to retry) ends here, so that its work is done.
     let unfinished: Vec<FencedRecord> = running

@@ -239,6 +239,7 @@ impl Runner {
                 last.retain(|r| r.node != result.node);
                 last.push(result);
             }
+            recorder.announced();
         }
         last.sort_by(|a, b| a.node.cmp(&b.node));
         let report = FireReport {

@@ -23,8 +23,11 @@ pub struct Recorder {
     /// A cluster fire's share: each node's lease epoch, under which its results
     /// are written (`Store::record_fenced`); the store ends the fire.
     leases: Option<HashMap<String, i64>>,
-    /// Told when results written here ended the (cluster) fire.
+    /// Told when results written here ended the (cluster) fire, once they have
+    /// been announced (`announced`).
     ended: Option<Arc<tokio::sync::Notify>>,
+    /// Results written here ended the fire; `ended` is told at `announced`.
+    ending: std::sync::atomic::AtomicBool,
 }
 
 impl Recorder {
@@ -62,7 +65,15 @@ impl Recorder {
                 }
             }
         });
-        Recorder { store: store.cloned(), fire_id, job: Arc::clone(job), log, leases: None, ended: None }
+        Recorder {
+            store: store.cloned(),
+            fire_id,
+            job: Arc::clone(job),
+            log,
+            leases: None,
+            ended: None,
+            ending: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     /// A recorder for this daemon's share of cluster fire `fire_id`: the nodes it
@@ -103,8 +114,8 @@ impl Recorder {
                             "node results not recorded: another daemon took over their nodes"
                         );
                     }
-                    if let Some(ended) = self.ended.as_ref().filter(|_| fenced.ended) {
-                        ended.notify_waiters();
+                    if fenced.ended {
+                        self.ending.store(true, std::sync::atomic::Ordering::SeqCst);
                     }
                 }
                 Err(err) => tracing::error!(job = %self.job.name, "failed to record node results: {err}"),
@@ -117,6 +128,17 @@ impl Recorder {
         }
         for result in results {
             self.log(result);
+        }
+    }
+
+    /// The results recorded last have been announced (events, log): if they
+    /// ended the fire, the daemon that claimed it may now announce its end, so
+    /// that a listener sees every node's end before the fire's.
+    pub fn announced(&self) {
+        if self.ending.swap(false, std::sync::atomic::Ordering::SeqCst)
+            && let Some(ended) = &self.ended
+        {
+            ended.notify_waiters();
         }
     }
 
