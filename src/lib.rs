@@ -25,7 +25,9 @@ pub(crate) mod web;
 /// and fenced writes, to prove the lease epoch check without killing processes.
 #[doc(hidden)]
 pub mod cluster_store {
-    pub use crate::store::{FencedRecord, FireStart, NodeRecord, NodeStatus, PostgresTarget, Store, Trigger};
+    pub use crate::store::{
+        FencedRecord, FireStart, FireStatus, NodeRecord, NodeStatus, PostgresTarget, Store, Trigger,
+    };
 }
 
 #[doc(hidden)]

@@ -16,8 +16,14 @@ use super::harness::sshd::Fleet;
 use super::harness::{self, Daemon, Workspace, postgres, wait_for};
 use super::{Bench, Figure, median_figure, timed};
 
-/// Members to measure: 0 stands for one daemon on SQLite.
-const SETUPS: [usize; 4] = [0, 1, 2, 3];
+/// Members to measure: 0 stands for one daemon on SQLite
+/// (`LOOM_BENCH_CLUSTER_DAEMONS=1,3` measures some of them).
+fn setups() -> Vec<usize> {
+    std::env::var("LOOM_BENCH_CLUSTER_DAEMONS")
+        .ok()
+        .map(|list| list.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![0, 1, 2, 3])
+}
 
 pub(crate) fn label(daemons: usize) -> String {
     match daemons {
@@ -54,16 +60,19 @@ impl Bench {
     /// The cluster rows: fires per second with `jobs` per-second jobs, and a fire on
     /// `nodes` sshd nodes.
     pub(crate) fn cluster(&mut self, jobs: usize, nodes: usize, seconds: u64) {
-        for daemons in SETUPS {
+        for daemons in setups() {
             eprintln!("cluster: {} with {jobs} jobs every second…", label(daemons));
             let rate = fire_rate(daemons, jobs, seconds);
             self.row("cluster/s", &format!("fires finished per second: {}", label(daemons)), jobs, rate);
+        }
+        if nodes == 0 {
+            return;
         }
         eprintln!("cluster: fan-out on {nodes} nodes: starting sshd…");
         let fleet = Fleet::start(nodes);
         let names: Vec<String> = fleet.nodes.iter().map(|node| node.name.clone()).collect();
         let settings = fleet.ssh_settings("strict").replace("connect_timeout: 3s", "connect_timeout: 60s");
-        for daemons in SETUPS {
+        for daemons in setups() {
             eprintln!("cluster: fan-out, {}…", label(daemons));
             let main = format!("max_workers: {nodes}\n{settings}");
             let members = members(daemons, &fleet.nodes_yaml(), &main);

@@ -874,10 +874,10 @@ impl Daemon {
     fn watch(&mut self, key: FireKey, fire: &Fire, id: i64, nodes: usize, work: Arc<Work>) {
         let cancel = self.abort.child_token();
         self.cancels.insert(key, cancel.clone());
-        let (store, events, metrics) = (Arc::clone(&self.store), self.events.clone(), Arc::clone(&self.metrics));
+        let (events, metrics) = (self.events.clone(), Arc::clone(&self.metrics));
         let (job, scheduled, trigger, gate) = (fire.job.clone(), fire.scheduled, fire.trigger, fire.gate);
         // Followed before its nodes can be claimed, so an end written here is told.
-        let ending = work.follow(id);
+        let mut ending = work.follow(id);
         work.wake.notify_one();
         self.fires.spawn(async move {
             gate.wait().await;
@@ -892,18 +892,8 @@ impl Daemon {
             tracing::info!(job = %job, fire = id, nodes, "fire started (its nodes are shared by the cluster)");
             let mut cancelled = false;
             let ended = loop {
-                let recorded = ending.notified();
-                tokio::pin!(recorded);
-                recorded.as_mut().enable();
-                let reader = Arc::clone(&store);
-                if let Ok(Ok(Some(record))) = tokio::task::spawn_blocking(move || reader.fire(id)).await
-                    && record.status != crate::store::FireStatus::Running
-                {
-                    break Some(record.status);
-                }
                 tokio::select! {
-                    _ = recorded => {}
-                    _ = tokio::time::sleep(work.poll) => {}
+                    status = ending.wait_for(Option::is_some) => break status.ok().and_then(|status| *status),
                     _ = work.done.cancelled() => break None,
                     _ = cancel.cancelled(), if !cancelled => {
                         cancelled = true;

@@ -17,26 +17,26 @@
 //! nor announce them: the daemon that claimed a fire does (`run.rs`). With SQLite
 //! there is no loop: the daemon runs its fires whole.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::runner::{Fire, Gate, NodeResult, Recorder, Runner};
 use crate::snapshot::Snapshot;
-use crate::store::{Claim, FencedRecord, NodeRecord, NodeStatus, Store};
+use crate::store::{Claim, FencedRecord, FireStatus, NodeRecord, NodeStatus, Store};
 
 /// The daemon's side of its work loop.
 pub(crate) struct Work {
     /// Wakes the loop to claim (a fire was just recorded).
     pub(crate) wake: Arc<Notify>,
-    /// The fires this daemon follows (`follow`): told when its results end one.
-    endings: Arc<Mutex<HashMap<i64, Arc<Notify>>>>,
+    /// The fires this daemon follows (`follow`), told their ends.
+    endings: Arc<Mutex<Endings>>,
     /// Cancels the local parts of a fire, by its number.
     parts: Arc<Mutex<HashMap<i64, Vec<CancellationToken>>>>,
     /// Told when a local part has ended (and announced all its results).
@@ -84,24 +84,39 @@ impl Work {
         };
         let (wake, stopping, done) = (Arc::clone(&work.wake), work.stopping.clone(), work.done.clone());
         // The other members' signals: a fire to claim from wakes the loop, a fire
-        // that ended is told to its follower here.
+        // that ended is told to its follower here. Ends not heard (a lost
+        // connection, a listener that lagged) are read from the store at each
+        // poll, for all the fires followed at once.
         if let Some(signals) = shared.store.signals() {
             let (wake, endings, mut ended) = (Arc::clone(&wake), Arc::clone(&work.endings), signals.ended.subscribe());
-            let (stopping, heard) = (stopping.clone(), signals.work);
+            let (stopping, heard, store) = (stopping.clone(), signals.work, Arc::clone(&shared.store));
             tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(poll);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tokio::select! {
                         _ = stopping.cancelled() => break,
                         _ = heard.notified() => wake.notify_one(),
                         id = ended.recv() => match id {
-                            Ok(id) => {
-                                if let Some(ending) = endings.lock().expect("endings lock").get(&id) {
-                                    ending.notify_waiters();
-                                }
-                            }
+                            Ok((id, status)) => endings.lock().expect("endings lock").tell(id, status),
                             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                             Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                         },
+                        _ = ticks.tick() => {
+                            let open = endings.lock().expect("endings lock").open();
+                            if open.is_empty() {
+                                continue;
+                            }
+                            let store = Arc::clone(&store);
+                            match tokio::task::spawn_blocking(move || store.ended_fires(&open)).await {
+                                Ok(Ok(ended)) => {
+                                    let mut endings = endings.lock().expect("endings lock");
+                                    ended.into_iter().for_each(|(id, status)| endings.tell(id, status));
+                                }
+                                Ok(Err(err)) => tracing::warn!("failed to read the ends of cluster fires: {err}"),
+                                Err(_) => {}
+                            }
+                        }
                     }
                 }
             });
@@ -121,13 +136,14 @@ impl Work {
         }
     }
 
-    /// What tells, until `unfollow`, that results this daemon wrote ended fire `id`.
-    pub(crate) fn follow(&self, id: i64) -> Arc<Notify> {
-        Arc::clone(self.endings.lock().expect("endings lock").entry(id).or_default())
+    /// What tells, until `unfollow`, that fire `id` ended and how: told by the
+    /// member whose results ended it (this daemon, or another through the store).
+    pub(crate) fn follow(&self, id: i64) -> watch::Receiver<Option<FireStatus>> {
+        self.endings.lock().expect("endings lock").follow(id)
     }
 
     pub(crate) fn unfollow(&self, id: i64) {
-        self.endings.lock().expect("endings lock").remove(&id);
+        self.endings.lock().expect("endings lock").followed.remove(&id);
     }
 
     /// Returns once this daemon runs no part of fire `id`, so every node result
@@ -155,6 +171,47 @@ impl Work {
     }
 }
 
+/// The ends of the fires a daemon follows.
+#[derive(Default)]
+struct Endings {
+    followed: HashMap<i64, watch::Sender<Option<FireStatus>>>,
+    /// Fires that ended while nobody here followed them, lately: a fire can end
+    /// (its nodes claimed as soon as it is committed) before its claimer follows it.
+    unfollowed: HashMap<i64, FireStatus>,
+    /// `unfollowed` in the order told, the oldest first.
+    order: VecDeque<i64>,
+}
+
+/// How many ends of fires not followed are kept for a follower to come.
+const UNFOLLOWED: usize = 10_000;
+
+impl Endings {
+    fn follow(&mut self, id: i64) -> watch::Receiver<Option<FireStatus>> {
+        let known = self.unfollowed.remove(&id);
+        self.followed.entry(id).or_insert_with(|| watch::Sender::new(known)).subscribe()
+    }
+
+    fn tell(&mut self, id: i64, status: FireStatus) {
+        if let Some(ending) = self.followed.get(&id) {
+            ending.send_replace(Some(status));
+            return;
+        }
+        if self.unfollowed.insert(id, status).is_none() {
+            self.order.push_back(id);
+        }
+        while self.order.len() > UNFOLLOWED {
+            if let Some(old) = self.order.pop_front() {
+                self.unfollowed.remove(&old);
+            }
+        }
+    }
+
+    /// The fires followed whose end is not known yet.
+    fn open(&self) -> Vec<i64> {
+        self.followed.iter().filter(|(_, ending)| ending.borrow().is_none()).map(|(&id, _)| id).collect()
+    }
+}
+
 /// What every part of the loop shares.
 #[derive(Clone)]
 struct Shared {
@@ -162,7 +219,7 @@ struct Shared {
     runner: tokio::sync::watch::Receiver<Arc<Runner>>,
     /// Nodes claimed whose last result is not recorded yet.
     busy: Arc<AtomicUsize>,
-    endings: Arc<Mutex<HashMap<i64, Arc<Notify>>>>,
+    endings: Arc<Mutex<Endings>>,
     /// The loop's wake-up: a node that ends frees a worker.
     wake: Arc<Notify>,
     parts: Arc<Mutex<HashMap<i64, Vec<CancellationToken>>>>,
@@ -307,8 +364,9 @@ async fn run_part(shared: Shared, snapshot: Arc<Snapshot>, claims: Vec<Claim>) {
     }
     let cancel = shared.abort.child_token();
     shared.parts.lock().expect("parts lock").entry(fire_id).or_default().push(cancel.clone());
-    let ending = shared.endings.lock().expect("endings lock").get(&fire_id).cloned();
-    let recorder = Recorder::leased(&shared.store, &job, fire_id, leases, ending);
+    let endings = Arc::clone(&shared.endings);
+    let ended = move |status| endings.lock().expect("endings lock").tell(fire_id, status);
+    let recorder = Recorder::leased(&shared.store, &job, fire_id, leases, Box::new(ended));
     let mut next = fire.resume.clone();
     let mut ended: HashSet<String> = HashSet::new();
     let (busy, wake) = (Arc::clone(&shared.busy), Arc::clone(&shared.wake));
@@ -360,12 +418,11 @@ async fn record(
     finished: usize,
 ) {
     match shared.store.record_fenced(fire_id, records, rules).await {
-        Ok(fenced) if fenced.ended => {
-            if let Some(ending) = shared.endings.lock().expect("endings lock").get(&fire_id) {
-                ending.notify_waiters();
+        Ok(fenced) => {
+            if let Some(status) = fenced.ended {
+                shared.endings.lock().expect("endings lock").tell(fire_id, status);
             }
         }
-        Ok(_) => {}
         Err(err) => tracing::error!(fire = fire_id, "failed to record node results: {err}"),
     }
     shared.busy.fetch_sub(finished, Ordering::SeqCst);

@@ -13,7 +13,7 @@ use chrono::{SecondsFormat, Utc};
 use super::fire::{Fire, FireReport};
 use super::node_result::NodeResult;
 use crate::config::Job;
-use crate::store::{FencedRecord, Notices, Store};
+use crate::store::{FencedRecord, FireStatus, Notices, Store};
 
 pub struct Recorder {
     store: Option<Arc<Store>>,
@@ -23,11 +23,11 @@ pub struct Recorder {
     /// A cluster fire's share: each node's lease epoch, under which its results
     /// are written (`Store::record_fenced`); the store ends the fire.
     leases: Option<HashMap<String, i64>>,
-    /// Told when results written here ended the (cluster) fire, once they have
-    /// been announced (`announced`).
-    ended: Option<Arc<tokio::sync::Notify>>,
-    /// Results written here ended the fire; `ended` is told at `announced`.
-    ending: std::sync::atomic::AtomicBool,
+    /// Told the status of the (cluster) fire when results written here ended
+    /// it, once they have been announced (`announced`).
+    ended: Option<Box<dyn Fn(FireStatus) + Send + Sync>>,
+    /// How results written here ended the fire, until `announced` tells `ended`.
+    ending: Mutex<Option<FireStatus>>,
 }
 
 impl Recorder {
@@ -72,20 +72,21 @@ impl Recorder {
             log,
             leases: None,
             ended: None,
-            ending: std::sync::atomic::AtomicBool::new(false),
+            ending: Mutex::new(None),
         }
     }
 
     /// A recorder for this daemon's share of cluster fire `fire_id`: the nodes it
-    /// holds leases on, with their epochs; `ended` is told if its results end the fire.
+    /// holds leases on, with their epochs; `ended` is told the fire's status if
+    /// its results end the fire.
     pub fn leased(
         store: &Arc<Store>,
         job: &Arc<Job>,
         fire_id: i64,
         leases: HashMap<String, i64>,
-        ended: Option<Arc<tokio::sync::Notify>>,
+        ended: Box<dyn Fn(FireStatus) + Send + Sync>,
     ) -> Recorder {
-        Recorder { leases: Some(leases), ended, ..Recorder::recorded(Some(store), job, Some(fire_id)) }
+        Recorder { leases: Some(leases), ended: Some(ended), ..Recorder::recorded(Some(store), job, Some(fire_id)) }
     }
 
     pub fn job(&self) -> &Arc<Job> {
@@ -114,8 +115,8 @@ impl Recorder {
                             "node results not recorded: another daemon took over their nodes"
                         );
                     }
-                    if fenced.ended {
-                        self.ending.store(true, std::sync::atomic::Ordering::SeqCst);
+                    if fenced.ended.is_some() {
+                        *self.ending.lock().expect("ending lock") = fenced.ended;
                     }
                 }
                 Err(err) => tracing::error!(job = %self.job.name, "failed to record node results: {err}"),
@@ -135,10 +136,9 @@ impl Recorder {
     /// ended the fire, the daemon that claimed it may now announce its end, so
     /// that a listener sees every node's end before the fire's.
     pub fn announced(&self) {
-        if self.ending.swap(false, std::sync::atomic::Ordering::SeqCst)
-            && let Some(ended) = &self.ended
-        {
-            ended.notify_waiters();
+        let status = self.ending.lock().expect("ending lock").take();
+        if let (Some(status), Some(ended)) = (status, &self.ended) {
+            ended(status);
         }
     }
 

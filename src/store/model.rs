@@ -212,11 +212,11 @@ pub struct FencedRecord {
 }
 
 /// What writing fenced results did: how many were refused (their lease was
-/// taken over), and whether they ended the fire (they were its last).
+/// taken over), and the fire's status if they ended it (they were its last).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fenced {
     pub refused: usize,
-    pub ended: bool,
+    pub ended: Option<FireStatus>,
 }
 
 /// A node being run in the cluster, and by which member (`GET /status`).

@@ -169,6 +169,11 @@ const MIGRATIONS: &[&str] = &[
     // configuration each member runs (JSON `ConfigFingerprint`), so the members
     // can tell whether they agree (as SQLite's 6, which has no members).
     "ALTER TABLE members ADD COLUMN config TEXT;",
+    // 7: the node work members claim, found without reading the work done: the
+    // pending nodes in claiming order, and the running ones by the end of their
+    // lease (takeovers, heartbeats).
+    "CREATE INDEX node_work_pending ON node_work(fire_id, node) WHERE state = 'pending';
+    CREATE INDEX node_work_running ON node_work(lease_until) WHERE state = 'running';",
 ];
 
 /// How long a daemon's claim on a notification it is delivering lasts (wall
@@ -354,12 +359,12 @@ pub struct Postgres {
 }
 
 /// What the members of a cluster say to each other (LISTEN/NOTIFY): a fire with
-/// node work to claim was recorded, and a fire ended (its number). A member that
-/// misses one (reconnecting) learns the same at its next heartbeat.
+/// node work to claim was recorded, and a fire ended (its number and status). A
+/// member that misses one (reconnecting) learns the same at its next heartbeat.
 #[derive(Clone)]
 pub struct ClusterSignals {
     pub work: Arc<tokio::sync::Notify>,
-    pub ended: tokio::sync::broadcast::Sender<i64>,
+    pub ended: tokio::sync::broadcast::Sender<(i64, FireStatus)>,
 }
 
 impl Default for ClusterSignals {
@@ -595,13 +600,20 @@ impl Postgres {
         // Expired leases are taken over only by a member steadily connected for a
         // lease (see `Registration::steady_since`); pending work by any.
         let takeover = self.registration.as_ref().is_some_and(|r| r.steady_for(self.timing.lease));
+        // Two index scans (migration 7), the takeovers first: never a scan of the
+        // work already done, however long the history.
         self.rows(
-            "WITH picked AS (
+            "WITH expired AS (
                 SELECT fire_id, node, state AS was, owner AS previous FROM node_work
-                WHERE (state = 'pending' OR (state = 'running' AND lease_until < $1 AND $5))
-                  AND owner IS DISTINCT FROM $3
+                WHERE state = 'running' AND lease_until < $1 AND $5 AND owner IS DISTINCT FROM $3
                 ORDER BY fire_id, node LIMIT $2
-                FOR UPDATE SKIP LOCKED)
+                FOR UPDATE SKIP LOCKED),
+             pending AS (
+                SELECT fire_id, node, state AS was, owner AS previous FROM node_work
+                WHERE state = 'pending' AND owner IS DISTINCT FROM $3
+                ORDER BY fire_id, node LIMIT $2
+                FOR UPDATE SKIP LOCKED),
+             picked AS (SELECT * FROM expired UNION ALL SELECT * FROM pending LIMIT $2)
              UPDATE node_work w SET owner = $3, epoch = w.epoch + 1, lease_until = $4, state = 'running'
              FROM picked, fires f
              WHERE w.fire_id = picked.fire_id AND w.node = picked.node AND f.id = w.fire_id
@@ -928,6 +940,15 @@ impl Postgres {
         values.push(Box::new(filter.limit.max(1) as i64));
         sql.push_str(&format!(" ORDER BY f.id DESC LIMIT ${}", values.len()));
         self.rows(sql, values, Self::fire_row)
+    }
+
+    /// The statuses of those of fires `ids` that have ended.
+    pub fn ended_fires(&self, ids: &[i64]) -> Result<Vec<(i64, FireStatus)>, StoreError> {
+        self.rows(
+            "SELECT id, status FROM fires WHERE id = ANY($1) AND status <> 'running'".to_string(),
+            vec![Box::new(ids.to_vec())],
+            |r| (r.get(0), FireStatus::parse(r.get(1)).unwrap_or(FireStatus::Failed)),
+        )
     }
 
     pub fn fire(&self, id: i64) -> Result<Option<FireRecord>, StoreError> {
@@ -1274,8 +1295,10 @@ async fn listen_forever(config: Arc<tokio_postgres::Config>, signals: ClusterSig
                             match notification.channel() {
                                 "loom_work" => signals.work.notify_one(),
                                 _ => {
-                                    if let Ok(id) = notification.payload().parse() {
-                                        let _ = signals.ended.send(id);
+                                    let mut words = notification.payload().split(' ');
+                                    let id = words.next().and_then(|id| id.parse().ok());
+                                    if let (Some(id), Some(status)) = (id, words.next().and_then(FireStatus::parse)) {
+                                        let _ = signals.ended.send((id, status));
                                     }
                                 }
                             }
@@ -1359,13 +1382,28 @@ async fn try_commit(
     changes: &[&Change],
 ) -> Result<(Vec<Answer>, usize), tokio_postgres::Error> {
     let transaction = client.transaction().await?;
-    let mut answers = Vec::with_capacity(changes.len());
-    let mut enqueued = 0;
-    for change in changes {
-        answers.push(apply(&transaction, member, timing, change, &mut enqueued).await?);
+    // The changes' statements are pipelined: sent in the changes' order without
+    // waiting for each answer (tokio-postgres pipelines the requests of futures
+    // polled together), so a group costs a few round trips, not one per
+    // statement. The server runs them in the order sent, in one transaction.
+    let applied =
+        futures_util::future::try_join_all(changes.iter().map(|change| apply(&transaction, member, timing, change)))
+            .await?;
+    if applied.iter().any(|a| a.work) {
+        // Node work to claim: told to the listening members once committed.
+        transaction.execute("SELECT pg_notify('loom_work', '')", &[]).await?;
     }
     transaction.commit().await?;
-    Ok((answers, enqueued))
+    let enqueued = applied.iter().map(|a| a.enqueued).sum();
+    Ok((applied.into_iter().map(|a| a.answer).collect(), enqueued))
+}
+
+/// What applying one change did: its answer, how many notifications it
+/// enqueued, and whether it made node work for the members to claim.
+struct Applied {
+    answer: Answer,
+    enqueued: usize,
+    work: bool,
 }
 
 async fn apply(
@@ -1373,25 +1411,30 @@ async fn apply(
     member: &str,
     timing: ClusterTiming,
     change: &Change,
-    enqueued: &mut usize,
-) -> Result<Answer, tokio_postgres::Error> {
-    Ok(match change {
+) -> Result<Applied, tokio_postgres::Error> {
+    let mut enqueued = 0;
+    let answer = match change {
         Change::Begin(fires) => {
             // Claimed in one order by every daemon, so two claiming the same
-            // fires wait for each other instead of deadlocking.
+            // fires wait for each other instead of deadlocking (the inserts are
+            // sent in this order).
             let mut order: Vec<usize> = (0..fires.len()).collect();
             order.sort_by(|&a, &b| (&fires[a].job, fires[a].scheduled).cmp(&(&fires[b].job, fires[b].scheduled)));
+            let inserted = futures_util::future::try_join_all(
+                order.iter().map(|&index| insert_fire(transaction, member, &fires[index], FireStatus::Running, None)),
+            )
+            .await?;
             let mut ids = vec![None; fires.len()];
-            for index in order {
-                ids[index] = insert_fire(transaction, member, &fires[index], FireStatus::Running, None).await?;
+            for (&index, id) in order.iter().zip(inserted) {
+                ids[index] = id;
             }
-            Answer::Ids(ids)
+            let work = order.iter().any(|&index| ids[index].is_some() && fires[index].share);
+            return Ok(Applied { answer: Answer::Ids(ids), enqueued: 0, work });
         }
         Change::Skip { fire, note, notices } => {
             let id = insert_fire(transaction, member, fire, FireStatus::Skipped, Some(note)).await?;
             if let (Some(id), Some(notices)) = (id, notices) {
-                *enqueued +=
-                    enqueue(transaction, Some(id), FireStatus::Skipped.as_str(), notices, fire.started).await?;
+                enqueued += enqueue(transaction, Some(id), FireStatus::Skipped.as_str(), notices, fire.started).await?;
             }
             Answer::Ids(vec![id])
         }
@@ -1426,7 +1469,9 @@ async fn apply(
             Answer::Done
         }
         Change::Fenced { fire_id, records, rules } => {
-            Answer::Fenced(record_fenced(transaction, member, timing, *fire_id, records, rules, enqueued).await?)
+            let (fenced, count) = record_fenced(transaction, member, timing, *fire_id, records, rules).await?;
+            enqueued += count;
+            Answer::Fenced(fenced)
         }
         Change::Finish { id, status, started, finished, notices } => {
             transaction
@@ -1436,12 +1481,12 @@ async fn apply(
                 )
                 .await?;
             if let Some(notices) = notices {
-                *enqueued += enqueue(transaction, Some(*id), status.as_str(), notices, *finished).await?;
+                enqueued += enqueue(transaction, Some(*id), status.as_str(), notices, *finished).await?;
             }
             Answer::Done
         }
         Change::Missed { notices, at } => {
-            *enqueued += enqueue(transaction, None, "missed", notices, *at).await?;
+            enqueued += enqueue(transaction, None, "missed", notices, *at).await?;
             Answer::Done
         }
         Change::Attempt(attempt) => {
@@ -1504,12 +1549,17 @@ async fn apply(
         }
         Change::Recover { now, rules } => {
             let ids = recover_interrupted(transaction, *now, timing.stale()).await?;
-            *enqueued += enqueue_interrupted(transaction, &ids, rules, *now).await?;
+            enqueued += enqueue_interrupted(transaction, &ids, rules, *now).await?;
             Answer::Count(ids.len())
         }
-    })
+    };
+    Ok(Applied { answer, enqueued, work: false })
 }
 
+/// Records a fire in one statement: its row, its node work when the members
+/// share it (in the transaction that claims the fire, so a fire is never
+/// without its work), and its job's last scheduled instant; `None` when a
+/// scheduled fire is in the record already.
 async fn insert_fire(
     transaction: &deadpool_postgres::Transaction<'_>,
     member: &str,
@@ -1521,12 +1571,23 @@ async fn insert_fire(
     let finished = (status != FireStatus::Running).then_some(fire.started);
     let statement = transaction
         .prepare_cached(
-            "INSERT INTO fires (job, scheduled, trigger, status, started, finished, nodes, note, daemon, check_mode)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-             ON CONFLICT (job, scheduled) WHERE trigger IN ('schedule', 'catch-up') DO NOTHING
-             RETURNING id",
+            "WITH fire AS (
+                INSERT INTO fires (job, scheduled, trigger, status, started, finished, nodes, note, daemon, check_mode)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                ON CONFLICT (job, scheduled) WHERE trigger IN ('schedule', 'catch-up') DO NOTHING
+                RETURNING id),
+             work AS (
+                INSERT INTO node_work (fire_id, node) SELECT fire.id, unnest($11::TEXT[]) FROM fire WHERE $12
+                ON CONFLICT DO NOTHING),
+             last AS (
+                INSERT INTO jobs (job, last_scheduled) SELECT $1, $2 FROM fire WHERE $13
+                ON CONFLICT (job) DO UPDATE
+                SET last_scheduled = greatest(coalesce(jobs.last_scheduled, 0), excluded.last_scheduled))
+             SELECT id FROM fire",
         )
         .await?;
+    let share = fire.share && status == FireStatus::Running;
+    let scheduled = matches!(fire.trigger, Trigger::Schedule | Trigger::CatchUp);
     let inserted = transaction
         .query_opt(
             &statement,
@@ -1541,33 +1602,13 @@ async fn insert_fire(
                 &note,
                 &member,
                 &fire.check,
+                &fire.nodes,
+                &share,
+                &scheduled,
             ],
         )
         .await?;
-    let Some(inserted) = inserted else { return Ok(None) };
-    let id: i64 = inserted.get(0);
-    if fire.share && status == FireStatus::Running {
-        // Its nodes, for the members to claim: in the transaction that claims the
-        // fire, so a fire is never without its work.
-        let work = transaction
-            .prepare_cached(
-                "INSERT INTO node_work (fire_id, node) SELECT $1, unnest($2::TEXT[]) ON CONFLICT DO NOTHING",
-            )
-            .await?;
-        transaction.execute(&work, &[&id, &fire.nodes]).await?;
-        // Told to the listening members once committed (one per transaction).
-        transaction.execute("SELECT pg_notify('loom_work', '')", &[]).await?;
-    }
-    if matches!(fire.trigger, Trigger::Schedule | Trigger::CatchUp) {
-        let last = transaction
-            .prepare_cached(
-                "INSERT INTO jobs (job, last_scheduled) VALUES ($1, $2)
-                 ON CONFLICT (job) DO UPDATE SET last_scheduled = greatest(coalesce(jobs.last_scheduled, 0), $2)",
-            )
-            .await?;
-        transaction.execute(&last, &[&fire.job, &fire.scheduled]).await?;
-    }
-    Ok(Some(id))
+    Ok(inserted.map(|row| row.get(0)))
 }
 
 /// Writes a cluster fire's node results, each only if this member still holds
@@ -1585,89 +1626,107 @@ async fn record_fenced(
     fire_id: i64,
     records: &[FencedRecord],
     rules: &[RuleRow],
-    enqueued: &mut usize,
-) -> Result<Fenced, tokio_postgres::Error> {
-    let Some(fire) = transaction
-        .query_opt(
-            "SELECT status, job, trigger, scheduled, started, check_mode FROM fires WHERE id = $1 FOR UPDATE",
-            &[&fire_id],
-        )
-        .await?
-    else {
-        return Ok(Fenced { refused: records.len(), ended: false });
-    };
-    let held = transaction
+) -> Result<(Fenced, usize), tokio_postgres::Error> {
+    let lock = transaction
         .prepare_cached(
-            "UPDATE node_work SET state = CASE WHEN $5 THEN 'done' ELSE 'running' END,
-                    attempt = CASE WHEN $5 THEN $6 ELSE $6 + 1 END,
-                    lease_until = CASE WHEN $5 THEN lease_until ELSE $7 END
-             WHERE fire_id = $1 AND node = $2 AND owner = $3 AND epoch = $4 AND state = 'running'",
+            "SELECT status, job, trigger, scheduled, started, check_mode FROM fires WHERE id = $1 FOR UPDATE",
+        )
+        .await?;
+    // The result is written only while the lease is held, and the work moves
+    // on with it: done after a last attempt, the next attempt otherwise.
+    let write = transaction
+        .prepare_cached(
+            "WITH held AS (
+                UPDATE node_work SET state = CASE WHEN $5 THEN 'done' ELSE 'running' END,
+                       attempt = CASE WHEN $5 THEN $6 ELSE $6 + 1 END,
+                       lease_until = CASE WHEN $5 THEN lease_until ELSE $7 END
+                WHERE fire_id = $1 AND node = $2 AND owner = $3 AND epoch = $4 AND state = 'running'
+                RETURNING 1)
+             INSERT INTO node_results (fire_id, node, attempt, status, exit_code, started, duration_ms, error, output,
+                                       resources, daemon)
+             SELECT $1, $2, $6, $8, $9, $10, $11, $12, $13, $14, $15 FROM held",
+        )
+        .await?;
+    // Each node's last attempt, once no node of the fire has work left.
+    let last = transaction
+        .prepare_cached(
+            "SELECT DISTINCT ON (node) node, attempt, status, exit_code, error, resources FROM node_results
+             WHERE fire_id = $1 AND NOT EXISTS (SELECT 1 FROM node_work WHERE fire_id = $1 AND state <> 'done')
+             ORDER BY node, attempt DESC, id DESC",
         )
         .await?;
     let renewed = millis(Utc::now()) + timing.lease.as_millis() as i64;
-    let insert = transaction
-        .prepare_cached(
-            "INSERT INTO node_results (fire_id, node, attempt, status, exit_code, started, duration_ms, error, output, resources, daemon)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .await?;
+    let rows: Vec<_> = records
+        .iter()
+        .map(|fenced| {
+            let record = &fenced.record;
+            let resources = (!record.resources.is_empty())
+                .then(|| serde_json::to_string(&record.resources).expect("resource outcomes serialize"));
+            (
+                record.attempt as i32,
+                record.status.as_str(),
+                millis(record.started),
+                record.duration_ms as i64,
+                resources,
+                // The member that ran the attempt: the writer, unless it records
+                // the attempt of a member it took the node over from.
+                record.daemon.as_deref().unwrap_or(member),
+            )
+        })
+        .collect();
+    // Sent together (pipelined), run in this order: the fire's lock, the
+    // writes, the check for its end.
+    let params: Vec<[&(dyn tokio_postgres::types::ToSql + Sync); 15]> = records
+        .iter()
+        .zip(&rows)
+        .map(|(fenced, (attempt, status, started, duration, resources, daemon))| {
+            let record = &fenced.record;
+            [
+                &fire_id as &(dyn tokio_postgres::types::ToSql + Sync),
+                &record.node,
+                &member,
+                &fenced.epoch,
+                &fenced.last,
+                attempt,
+                &renewed,
+                status,
+                &record.exit_code,
+                started,
+                duration,
+                &record.error,
+                &record.output,
+                resources,
+                daemon,
+            ]
+        })
+        .collect();
+    let writes = params.iter().map(|params| transaction.execute(&write, params));
+    let (fire, written, rows) = futures_util::future::try_join3(
+        transaction.query_opt(&lock, &[&fire_id]),
+        futures_util::future::try_join_all(writes),
+        transaction.query(&last, &[&fire_id]),
+    )
+    .await?;
     let mut refused = 0;
-    for fenced in records {
-        let record = &fenced.record;
-        let attempt = record.attempt as i32;
-        let lease: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
-            [&fire_id, &record.node, &member, &fenced.epoch, &fenced.last, &attempt, &renewed];
-        if transaction.execute(&held, &lease).await? == 0 {
+    for (fenced, written) in records.iter().zip(written) {
+        if written == 0 {
             tracing::warn!(
                 target: "loom::store",
                 fire = fire_id,
-                node = %record.node,
-                attempt = record.attempt,
+                node = %fenced.record.node,
+                attempt = fenced.record.attempt,
                 "not recording a node result: this daemon's lease on the node was taken over"
             );
             refused += 1;
-            continue;
         }
-        let resources = (!record.resources.is_empty())
-            .then(|| serde_json::to_string(&record.resources).expect("resource outcomes serialize"));
-        transaction
-            .execute(
-                &insert,
-                &[
-                    &fire_id,
-                    &record.node,
-                    &attempt,
-                    &record.status.as_str(),
-                    &record.exit_code,
-                    &millis(record.started),
-                    &(record.duration_ms as i64),
-                    &record.error,
-                    &record.output,
-                    &resources,
-                    // The member that ran the attempt: the writer, unless it
-                    // records the attempt of a member it took the node over from.
-                    &record.daemon.as_deref().unwrap_or(member),
-                ],
-            )
-            .await?;
     }
+    let Some(fire) = fire else { return Ok((Fenced { refused, ended: None }, 0)) };
     let status: String = fire.get(0);
-    let open = transaction
-        .query_one("SELECT count(*) FROM node_work WHERE fire_id = $1 AND state <> 'done'", &[&fire_id])
-        .await?
-        .get::<_, i64>(0);
-    if status != FireStatus::Running.as_str() || open > 0 {
-        return Ok(Fenced { refused, ended: false });
+    if status != FireStatus::Running.as_str() || rows.is_empty() {
+        return Ok((Fenced { refused, ended: None }, 0));
     }
     let (job, trigger, scheduled, started, check): (String, String, i64, Option<i64>, bool) =
         (fire.get(1), fire.get(2), fire.get(3), fire.get(4), fire.get(5));
-    let rows = transaction
-        .query(
-            "SELECT DISTINCT ON (node) node, attempt, status, exit_code, error, resources FROM node_results
-             WHERE fire_id = $1 ORDER BY node, attempt DESC, id DESC",
-            &[&fire_id],
-        )
-        .await?;
     let mut timed_out = false;
     let mut last = Vec::new();
     let mut outcomes = Vec::new();
@@ -1689,10 +1748,15 @@ async fn record_fenced(
     }
     let ended = FireStatus::of_nodes(timed_out, check, last);
     let now = millis(Utc::now());
-    transaction
-        .execute("UPDATE fires SET status = $2, finished = $3 WHERE id = $1", &[&fire_id, &ended.as_str(), &now])
-        .await?;
-    transaction.execute("SELECT pg_notify('loom_ended', $1)", &[&fire_id.to_string()]).await?;
+    let end = transaction.prepare_cached("UPDATE fires SET status = $2, finished = $3 WHERE id = $1").await?;
+    // Told to every member as "ID STATUS", so the one following the fire needs no read.
+    let told = format!("{fire_id} {ended}");
+    futures_util::future::try_join(
+        transaction.execute(&end, &[&fire_id, &ended.as_str(), &now]),
+        transaction.execute("SELECT pg_notify('loom_ended', $1)", &[&told]),
+    )
+    .await?;
+    let mut enqueued = 0;
     if !rules.is_empty() {
         let notices = super::outbox::ended_notices(
             job,
@@ -1703,9 +1767,9 @@ async fn record_fenced(
             rules,
             None,
         );
-        *enqueued += enqueue(transaction, Some(fire_id), ended.as_str(), &notices, now).await?;
+        enqueued = enqueue(transaction, Some(fire_id), ended.as_str(), &notices, now).await?;
     }
-    Ok(Fenced { refused, ended: true })
+    Ok((Fenced { refused, ended: Some(ended) }, enqueued))
 }
 
 /// Marks fires left `running` by members that are gone (stale heartbeat, or no

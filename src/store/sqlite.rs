@@ -126,6 +126,8 @@ const MIGRATIONS: &[&str] = &[
     // PostgreSQL's 6 records each cluster member's configuration, and SQLite has
     // no members.
     "-- no change",
+    // 7: nothing — PostgreSQL's 7 indexes the node work members claim.
+    "-- no change",
 ];
 
 /// The SQLite backend of `Store`: a connection for reads and the writer thread

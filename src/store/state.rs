@@ -323,6 +323,25 @@ impl Store {
         }
     }
 
+    /// Which of fires `ids` have ended, with their statuses (how a member
+    /// following cluster fires learns of ends it was not told).
+    pub fn ended_fires(&self, ids: &[i64]) -> Result<Vec<(i64, FireStatus)>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => {
+                let mut ended = Vec::new();
+                for &id in ids {
+                    if let Some(fire) = self.fire(id)?
+                        && fire.status != FireStatus::Running
+                    {
+                        ended.push((id, fire.status));
+                    }
+                }
+                Ok(ended)
+            }
+            Backend::Postgres(postgres) => postgres.ended_fires(ids),
+        }
+    }
+
     /// The nodes being run in the cluster now, and by which member; none with SQLite.
     pub fn node_work(&self) -> Result<Vec<NodeWork>, StoreError> {
         match &self.backend {

@@ -341,7 +341,7 @@ fn apply(transaction: &Transaction<'_>, change: &Change, enqueued: &mut usize) -
             Answer::Done
         }
         // A single daemon shares no node work: nothing is fenced.
-        Change::Fenced { .. } => Answer::Fenced(super::model::Fenced { refused: 0, ended: false }),
+        Change::Fenced { .. } => Answer::Fenced(super::model::Fenced { refused: 0, ended: None }),
         Change::Finish { id, status, started, finished, notices } => {
             transaction
                 .prepare_cached("UPDATE fires SET status = ?2, started = ?3, finished = ?4 WHERE id = ?1")?

@@ -420,7 +420,9 @@ fn a_fire_spreads_over_the_members_and_a_killed_member_s_nodes_are_taken_over() 
 /// fire's last node ends the fire.
 #[test]
 fn a_member_whose_lease_was_taken_cannot_write_the_node_s_result() {
-    use loom::cluster_store::{FencedRecord, FireStart, NodeRecord, NodeStatus, PostgresTarget, Store, Trigger};
+    use loom::cluster_store::{
+        FencedRecord, FireStart, FireStatus, NodeRecord, NodeStatus, PostgresTarget, Store, Trigger,
+    };
     let db = postgres::database();
     let server = postgres::server();
     let target = PostgresTarget::from_parts(
@@ -490,7 +492,7 @@ fn a_member_whose_lease_was_taken_cannot_write_the_node_s_result() {
     // a still holds n2: its result is written, and as the fire's last it ends the fire.
     let epoch_n2 = claimed.iter().find(|c| c.node == "n2").unwrap().epoch;
     let fenced = runtime.block_on(a.record_fenced(fire, vec![result("n2", NodeStatus::Ok, epoch_n2)], &[])).unwrap();
-    assert_eq!((fenced.refused, fenced.ended), (0, true));
+    assert_eq!((fenced.refused, fenced.ended), (0, Some(FireStatus::Ok)));
     let recorded =
         rows(&db, &format!("SELECT node, status, daemon FROM node_results WHERE fire_id = {fire} ORDER BY node"));
     assert_eq!(
