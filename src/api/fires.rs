@@ -107,13 +107,16 @@ pub(crate) async fn get(
 /// Waits until fire `id` is recorded as finished (or is not in the store at all).
 /// `events` must have been opened before the fire could finish, so its end is
 /// not missed; the store is asked again after every batch of events, so a reader
-/// that lagged behind loses nothing.
+/// that lagged behind loses nothing, and every second: a cluster fire another
+/// member claimed ends with no event here.
 pub(crate) async fn finished(state: &AppState, mut events: Reader, id: i64) -> Result<(), Failure> {
     loop {
         if state.daemon.store.fire(id)?.is_none_or(|f| f.finished.is_some()) {
             return Ok(());
         }
-        let items = events.next().await;
+        let Ok(items) = tokio::time::timeout(std::time::Duration::from_secs(1), events.next()).await else {
+            continue;
+        };
         let ended = items.iter().any(|item| {
             matches!(item, Item::Event(_, event) if matches!(**event, Event::FireFinished { fire: Some(fire), .. } if fire == id))
         });

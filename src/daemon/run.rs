@@ -980,15 +980,40 @@ impl Daemon {
             }
             Command::Cancel { fire, reply } => {
                 let found = self.running().find(|(_, running)| running.id == Some(fire));
-                let result = match found.and_then(|(key, running)| Some((running, self.cancels.get(&key)?))) {
-                    Some((running, token)) => {
-                        tracing::warn!(job = %running.job, fire, "fire cancelled on request");
-                        token.cancel();
-                        Ok(())
-                    }
-                    None => Err(ControlError::NotFound(format!("fire {fire} is not running"))),
+                let here = found.and_then(|(key, running)| Some((running, self.cancels.get(&key)?)));
+                if let Some((running, token)) = &here {
+                    tracing::warn!(job = %running.job, fire, "fire cancelled on request");
+                    token.cancel();
+                }
+                let here = here.is_some();
+                let Some(work) = &self.work else {
+                    let result =
+                        if here { Ok(()) } else { Err(ControlError::NotFound(format!("fire {fire} is not running"))) };
+                    let _ = reply.send(result);
+                    return;
                 };
-                let _ = reply.send(result);
+                // A cluster fire is cancelled on every member, whichever daemon
+                // receives the request: its nodes not started end `interrupted`
+                // and the members stop the others.
+                let (store, work) = (Arc::clone(&self.store), Arc::clone(work));
+                let rules =
+                    self.snapshot.config.jobs.iter().map(|(name, job)| (name.clone(), job.notifications.clone()));
+                let rules: HashMap<_, _> = rules.collect();
+                tokio::spawn(async move {
+                    let result = match store.cancel_fire(fire, &rules).await {
+                        Ok(cancelled) if cancelled.running => {
+                            work.cancel(fire);
+                            if !here {
+                                tracing::warn!(fire, "fire cancelled on request, on every member");
+                            }
+                            Ok(())
+                        }
+                        Ok(_) if here => Ok(()),
+                        Ok(_) => Err(ControlError::NotFound(format!("fire {fire} is not running"))),
+                        Err(err) => Err(ControlError::Invalid(format!("failed to cancel fire {fire}: {err}"))),
+                    };
+                    let _ = reply.send(result);
+                });
             }
             Command::Reload(reply) => {
                 self.reload("API request", Some(reply));

@@ -41,6 +41,8 @@ pub(crate) struct Work {
     parts: Arc<Mutex<HashMap<i64, Vec<CancellationToken>>>>,
     /// Told when a local part has ended (and announced all its results).
     parts_ended: Arc<Notify>,
+    /// Fires cancelled lately (`cancel`).
+    cancelled: Arc<Mutex<RecentCancels>>,
     /// Stops claiming; the loop ends once its parts have.
     stopping: CancellationToken,
     /// Cancelled once the loop has ended.
@@ -67,6 +69,7 @@ impl Work {
             endings: Arc::default(),
             parts: Arc::default(),
             parts_ended: Arc::new(Notify::new()),
+            cancelled: Arc::default(),
             stopping: CancellationToken::new(),
             done: CancellationToken::new(),
             poll,
@@ -80,6 +83,7 @@ impl Work {
             wake: Arc::clone(&work.wake),
             parts: Arc::clone(&work.parts),
             parts_ended: Arc::clone(&work.parts_ended),
+            cancelled: Arc::clone(&work.cancelled),
             abort,
         };
         let (wake, stopping, done) = (Arc::clone(&work.wake), work.stopping.clone(), work.done.clone());
@@ -90,6 +94,8 @@ impl Work {
         if let Some(signals) = shared.store.signals() {
             let (wake, endings, mut ended) = (Arc::clone(&wake), Arc::clone(&work.endings), signals.ended.subscribe());
             let (stopping, heard, store) = (stopping.clone(), signals.work, Arc::clone(&shared.store));
+            let (mut cancels, parts, cancelled) =
+                (signals.cancelled.subscribe(), Arc::clone(&work.parts), Arc::clone(&work.cancelled));
             tokio::spawn(async move {
                 let mut ticks = tokio::time::interval(poll);
                 ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -99,6 +105,12 @@ impl Work {
                         _ = heard.notified() => wake.notify_one(),
                         id = ended.recv() => match id {
                             Ok((id, status)) => endings.lock().expect("endings lock").tell(id, status),
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                        },
+                        // A fire cancelled on any member: this daemon's parts of it stop.
+                        id = cancels.recv() => match id {
+                            Ok(id) => stop_parts(&parts, &cancelled, id),
                             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                             Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                         },
@@ -128,12 +140,10 @@ impl Work {
         work
     }
 
-    /// Cancels this daemon's parts of fire `id` (`loom cancel`); other members'
-    /// parts run on.
+    /// Cancels this daemon's parts of fire `id`, and those it claims from now
+    /// on (`loom cancel`, told to every member; or the daemon's abort).
     pub(crate) fn cancel(&self, id: i64) {
-        for token in self.parts.lock().expect("parts lock").get(&id).into_iter().flatten() {
-            token.cancel();
-        }
+        stop_parts(&self.parts, &self.cancelled, id);
     }
 
     /// What tells, until `unfollow`, that fire `id` ended and how: told by the
@@ -168,6 +178,32 @@ impl Work {
     /// Stops claiming; `done` is cancelled once the parts running now have ended.
     pub(crate) fn stop(&self) {
         self.stopping.cancel();
+    }
+}
+
+/// Fires cancelled lately, the oldest first: a part of one claimed just before
+/// the cancel, that starts after this daemon heard it, stops at once.
+#[derive(Default)]
+struct RecentCancels(VecDeque<i64>);
+
+/// How many cancelled fires are remembered.
+const CANCELLED: usize = 1_000;
+
+/// Cancels the parts of fire `id` running here and any started from now on.
+/// (`run_part` registers its part before it looks here: one of the two sees
+/// the other.)
+fn stop_parts(parts: &Mutex<HashMap<i64, Vec<CancellationToken>>>, cancelled: &Mutex<RecentCancels>, id: i64) {
+    {
+        let mut cancelled = cancelled.lock().expect("cancelled lock");
+        if !cancelled.0.contains(&id) {
+            cancelled.0.push_back(id);
+        }
+        while cancelled.0.len() > CANCELLED {
+            cancelled.0.pop_front();
+        }
+    }
+    for token in parts.lock().expect("parts lock").get(&id).into_iter().flatten() {
+        token.cancel();
     }
 }
 
@@ -224,6 +260,7 @@ struct Shared {
     wake: Arc<Notify>,
     parts: Arc<Mutex<HashMap<i64, Vec<CancellationToken>>>>,
     parts_ended: Arc<Notify>,
+    cancelled: Arc<Mutex<RecentCancels>>,
     abort: CancellationToken,
 }
 
@@ -364,6 +401,9 @@ async fn run_part(shared: Shared, snapshot: Arc<Snapshot>, claims: Vec<Claim>) {
     }
     let cancel = shared.abort.child_token();
     shared.parts.lock().expect("parts lock").entry(fire_id).or_default().push(cancel.clone());
+    if shared.cancelled.lock().expect("cancelled lock").0.contains(&fire_id) {
+        cancel.cancel();
+    }
     let endings = Arc::clone(&shared.endings);
     let ended = move |status| endings.lock().expect("endings lock").tell(fire_id, status);
     let recorder = Recorder::leased(&shared.store, &job, fire_id, leases, Box::new(ended));

@@ -219,6 +219,14 @@ pub struct Fenced {
     pub ended: Option<FireStatus>,
 }
 
+/// What cancelling a cluster fire did: whether it was running, and its status
+/// if no node was left running (its pending nodes ended `interrupted`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cancelled {
+    pub running: bool,
+    pub ended: Option<FireStatus>,
+}
+
 /// A node being run in the cluster, and by which member (`GET /status`).
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeWork {

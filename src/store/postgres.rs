@@ -58,8 +58,8 @@ use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
 
 use super::model::{
-    AttemptRecord, Claim, ConfigFingerprint, DeliveryState, Fenced, FencedRecord, FireRecord, FireStatus, Member,
-    NodeCell, NodeRecord, NodeStatus, NodeWork, NotificationRecord, Trigger,
+    AttemptRecord, Cancelled, Claim, ConfigFingerprint, DeliveryState, Fenced, FencedRecord, FireRecord, FireStatus,
+    Member, NodeCell, NodeRecord, NodeStatus, NodeWork, NotificationRecord, Trigger,
 };
 use super::outbox::{Attempt, Notices, Pending, RuleRow};
 use super::sqlite::{FireFilter, FireStart, StoreError};
@@ -175,6 +175,10 @@ const MIGRATIONS: &[&str] = &[
     "CREATE INDEX node_work_pending ON node_work(fire_id, node) WHERE state = 'pending';
     CREATE INDEX node_work_running ON node_work(lease_until) WHERE state = 'running';",
 ];
+
+/// How long a pending node waits for its own member (`Postgres::claim_work`)
+/// before any member takes it.
+const AFFINITY: Duration = Duration::from_millis(500);
 
 /// How long a daemon's claim on a notification it is delivering lasts (wall
 /// clock): after it, another member (or this one) may try it again.
@@ -365,11 +369,17 @@ pub struct Postgres {
 pub struct ClusterSignals {
     pub work: Arc<tokio::sync::Notify>,
     pub ended: tokio::sync::broadcast::Sender<(i64, FireStatus)>,
+    /// A fire cancelled by request (its number): each member stops its parts.
+    pub cancelled: tokio::sync::broadcast::Sender<i64>,
 }
 
 impl Default for ClusterSignals {
     fn default() -> ClusterSignals {
-        ClusterSignals { work: Arc::default(), ended: tokio::sync::broadcast::channel(1024).0 }
+        ClusterSignals {
+            work: Arc::default(),
+            ended: tokio::sync::broadcast::channel(1024).0,
+            cancelled: tokio::sync::broadcast::channel(64).0,
+        }
     }
 }
 
@@ -600,27 +610,54 @@ impl Postgres {
         // Expired leases are taken over only by a member steadily connected for a
         // lease (see `Registration::steady_since`); pending work by any.
         let takeover = self.registration.as_ref().is_some_and(|r| r.steady_for(self.timing.lease));
-        // Two index scans (migration 7), the takeovers first: never a scan of the
-        // work already done, however long the history.
+        // A pending node goes first to its member: of the daemons that are up,
+        // the one its name hashes highest with (rendezvous hashing), so each
+        // node's SSH master stays open on one member from fire to fire; any
+        // member takes it once its fire has waited `AFFINITY` (that member busy
+        // or gone). Index scans (migration 7), takeovers first, then this
+        // member's nodes, then the others': never a scan of the work done.
+        let live = now - self.timing.lease.as_millis() as i64;
+        let waited = now - AFFINITY.as_millis() as i64;
         self.rows(
-            "WITH expired AS (
-                SELECT fire_id, node, state AS was, owner AS previous FROM node_work
+            "WITH live AS (SELECT id FROM members WHERE heartbeat >= $6 AND command = 'loom serve'),
+             expired AS (
+                SELECT fire_id, node, state AS was, owner AS previous, 0 AS rank FROM node_work
                 WHERE state = 'running' AND lease_until < $1 AND $5 AND owner IS DISTINCT FROM $3
                 ORDER BY fire_id, node LIMIT $2
                 FOR UPDATE SKIP LOCKED),
-             pending AS (
-                SELECT fire_id, node, state AS was, owner AS previous FROM node_work
+             mine AS (
+                SELECT fire_id, node, state AS was, owner AS previous, 1 AS rank FROM node_work w
                 WHERE state = 'pending' AND owner IS DISTINCT FROM $3
+                  AND (SELECT id FROM live ORDER BY hashtext(w.node || ' ' || live.id) DESC, id LIMIT 1) = $3
                 ORDER BY fire_id, node LIMIT $2
                 FOR UPDATE SKIP LOCKED),
-             picked AS (SELECT * FROM expired UNION ALL SELECT * FROM pending LIMIT $2)
+             waiting AS (
+                SELECT w.fire_id, w.node, w.state AS was, w.owner AS previous, 2 AS rank
+                FROM node_work w JOIN fires f ON f.id = w.fire_id
+                WHERE w.state = 'pending' AND w.owner IS DISTINCT FROM $3 AND coalesce(f.started, 0) < $7
+                ORDER BY w.fire_id, w.node LIMIT $2
+                FOR UPDATE OF w SKIP LOCKED),
+             picked AS (
+                SELECT * FROM (
+                    SELECT DISTINCT ON (fire_id, node) * FROM (
+                        SELECT * FROM expired UNION ALL SELECT * FROM mine UNION ALL SELECT * FROM waiting) found
+                    ORDER BY fire_id, node, rank) one
+                ORDER BY rank, fire_id, node LIMIT $2)
              UPDATE node_work w SET owner = $3, epoch = w.epoch + 1, lease_until = $4, state = 'running'
              FROM picked, fires f
              WHERE w.fire_id = picked.fire_id AND w.node = picked.node AND f.id = w.fire_id
              RETURNING w.fire_id, f.job, f.scheduled, f.trigger, f.started, f.check_mode, w.node, w.attempt, w.epoch,
                        CASE WHEN picked.was = 'running' THEN picked.previous END"
                 .to_string(),
-            vec![Box::new(now), Box::new(limit as i64), Box::new(member), Box::new(until), Box::new(takeover)],
+            vec![
+                Box::new(now),
+                Box::new(limit as i64),
+                Box::new(member),
+                Box::new(until),
+                Box::new(takeover),
+                Box::new(live),
+                Box::new(waited),
+            ],
             |r| Claim {
                 fire_id: r.get(0),
                 job: r.get(1),
@@ -646,6 +683,23 @@ impl Postgres {
     ) -> Result<Fenced, StoreError> {
         match self.writer()?.commit(Change::Fenced { fire_id, records, rules }).await? {
             Answer::Fenced(fenced) => Ok(fenced),
+            other => Err(StoreError::Write(format!("unexpected answer from the writer: {other:?}"))),
+        }
+    }
+
+    /// Cancels running cluster fire `fire_id` for every member (see `Change::Cancel`).
+    pub async fn cancel_fire(
+        &self,
+        fire_id: i64,
+        rules: &std::collections::HashMap<String, Vec<Arc<NotifyRule>>>,
+    ) -> Result<Cancelled, StoreError> {
+        let rules = rules
+            .iter()
+            .filter(|(_, rules)| !rules.is_empty())
+            .map(|(job, rules)| (job.clone(), rules.iter().map(|r| RuleRow::from(r.as_ref())).collect()))
+            .collect();
+        match self.writer()?.commit(Change::Cancel { fire_id, rules }).await? {
+            Answer::Cancelled(cancelled) => Ok(cancelled),
             other => Err(StoreError::Write(format!("unexpected answer from the writer: {other:?}"))),
         }
     }
@@ -1289,11 +1343,16 @@ async fn listen_forever(config: Arc<tokio_postgres::Config>, signals: ClusterSig
                         }
                     }
                 });
-                match client.batch_execute("LISTEN loom_work; LISTEN loom_ended").await {
+                match client.batch_execute("LISTEN loom_work; LISTEN loom_ended; LISTEN loom_cancel").await {
                     Ok(()) => {
                         while let Some(notification) = notifications.recv().await {
                             match notification.channel() {
                                 "loom_work" => signals.work.notify_one(),
+                                "loom_cancel" => {
+                                    if let Ok(id) = notification.payload().parse() {
+                                        let _ = signals.cancelled.send(id);
+                                    }
+                                }
                                 _ => {
                                     let mut words = notification.payload().split(' ');
                                     let id = words.next().and_then(|id| id.parse().ok());
@@ -1473,6 +1532,11 @@ async fn apply(
             enqueued += count;
             Answer::Fenced(fenced)
         }
+        Change::Cancel { fire_id, rules } => {
+            let (cancelled, count) = cancel_fire(transaction, member, *fire_id, rules).await?;
+            enqueued += count;
+            Answer::Cancelled(cancelled)
+        }
         Change::Finish { id, status, started, finished, notices } => {
             transaction
                 .execute(
@@ -1611,6 +1675,18 @@ async fn insert_fire(
     Ok(inserted.map(|row| row.get(0)))
 }
 
+/// A cluster fire's row, locked, so the members recording its last nodes (or
+/// cancelling it) take turns; `end_fire` reads it.
+const LOCK_FIRE: &str =
+    "SELECT status, job, trigger, scheduled, started, check_mode FROM fires WHERE id = $1 FOR UPDATE";
+
+/// Each node's last attempt of fire `$1`, once no node of it has work left
+/// (no row otherwise); `end_fire` reads them.
+const LAST_ATTEMPTS: &str = "SELECT DISTINCT ON (node) node, attempt, status, exit_code, error, resources
+    FROM node_results
+    WHERE fire_id = $1 AND NOT EXISTS (SELECT 1 FROM node_work WHERE fire_id = $1 AND state <> 'done')
+    ORDER BY node, attempt DESC, id DESC";
+
 /// Writes a cluster fire's node results, each only if this member still holds
 /// the node's lease with the record's epoch (the fencing token): a member whose
 /// lease was taken over cannot overwrite the result of the one that took over.
@@ -1627,34 +1703,26 @@ async fn record_fenced(
     records: &[FencedRecord],
     rules: &[RuleRow],
 ) -> Result<(Fenced, usize), tokio_postgres::Error> {
-    let lock = transaction
-        .prepare_cached(
-            "SELECT status, job, trigger, scheduled, started, check_mode FROM fires WHERE id = $1 FOR UPDATE",
-        )
-        .await?;
-    // The result is written only while the lease is held, and the work moves
-    // on with it: done after a last attempt, the next attempt otherwise.
+    let lock = transaction.prepare_cached(LOCK_FIRE).await?;
+    // The result is written only while the lease is held and for the attempt
+    // the work is at, and the work moves on with it: done after a last attempt,
+    // the next attempt otherwise. So a group tried again after a lost COMMIT
+    // that had in fact been committed writes no result twice.
     let write = transaction
         .prepare_cached(
             "WITH held AS (
                 UPDATE node_work SET state = CASE WHEN $5 THEN 'done' ELSE 'running' END,
                        attempt = CASE WHEN $5 THEN $6 ELSE $6 + 1 END,
                        lease_until = CASE WHEN $5 THEN lease_until ELSE $7 END
-                WHERE fire_id = $1 AND node = $2 AND owner = $3 AND epoch = $4 AND state = 'running'
+                WHERE fire_id = $1 AND node = $2 AND owner = $3 AND epoch = $4 AND attempt = $6
+                  AND state = 'running'
                 RETURNING 1)
              INSERT INTO node_results (fire_id, node, attempt, status, exit_code, started, duration_ms, error, output,
                                        resources, daemon)
              SELECT $1, $2, $6, $8, $9, $10, $11, $12, $13, $14, $15 FROM held",
         )
         .await?;
-    // Each node's last attempt, once no node of the fire has work left.
-    let last = transaction
-        .prepare_cached(
-            "SELECT DISTINCT ON (node) node, attempt, status, exit_code, error, resources FROM node_results
-             WHERE fire_id = $1 AND NOT EXISTS (SELECT 1 FROM node_work WHERE fire_id = $1 AND state <> 'done')
-             ORDER BY node, attempt DESC, id DESC",
-        )
-        .await?;
+    let last = transaction.prepare_cached(LAST_ATTEMPTS).await?;
     let renewed = millis(Utc::now()) + timing.lease.as_millis() as i64;
     let rows: Vec<_> = records
         .iter()
@@ -1725,12 +1793,26 @@ async fn record_fenced(
     if status != FireStatus::Running.as_str() || rows.is_empty() {
         return Ok((Fenced { refused, ended: None }, 0));
     }
+    let (ended, enqueued) = end_fire(transaction, fire_id, &fire, &rows, rules).await?;
+    Ok((Fenced { refused, ended: Some(ended) }, enqueued))
+}
+
+/// Ends cluster fire `fire_id` (its row `fire`, locked) from its nodes' last
+/// attempts `rows`, tells the members, and enqueues its notifications for
+/// `rules`; answers its status and how many notifications were enqueued.
+async fn end_fire(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    fire_id: i64,
+    fire: &tokio_postgres::Row,
+    rows: &[tokio_postgres::Row],
+    rules: &[RuleRow],
+) -> Result<(FireStatus, usize), tokio_postgres::Error> {
     let (job, trigger, scheduled, started, check): (String, String, i64, Option<i64>, bool) =
         (fire.get(1), fire.get(2), fire.get(3), fire.get(4), fire.get(5));
     let mut timed_out = false;
     let mut last = Vec::new();
     let mut outcomes = Vec::new();
-    for row in &rows {
+    for row in rows {
         let status = NodeStatus::parse(row.get(2)).unwrap_or(NodeStatus::Failed);
         let error: Option<String> = row.get(4);
         timed_out |= status == NodeStatus::TimedOut
@@ -1769,7 +1851,55 @@ async fn record_fenced(
         );
         enqueued = enqueue(transaction, Some(fire_id), ended.as_str(), &notices, now).await?;
     }
-    Ok((Fenced { refused, ended: Some(ended) }, enqueued))
+    Ok((ended, enqueued))
+}
+
+/// Cancels cluster fire `fire_id` if it is running (`Change::Cancel`).
+async fn cancel_fire(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    member: &str,
+    fire_id: i64,
+    rules: &std::collections::HashMap<String, Vec<RuleRow>>,
+) -> Result<(Cancelled, usize), tokio_postgres::Error> {
+    let lock = transaction.prepare_cached(LOCK_FIRE).await?;
+    let (fire, shared) = futures_util::future::try_join(
+        transaction.query_opt(&lock, &[&fire_id]),
+        transaction.query_one("SELECT EXISTS (SELECT 1 FROM node_work WHERE fire_id = $1)", &[&fire_id]),
+    )
+    .await?;
+    // A fire whose nodes are not shared (none) is its daemon's alone to cancel.
+    let Some(fire) = fire.filter(|_| shared.get::<_, bool>(0)) else {
+        return Ok((Cancelled { running: false, ended: None }, 0));
+    };
+    if fire.get::<_, String>(0) != FireStatus::Running.as_str() {
+        return Ok((Cancelled { running: false, ended: None }, 0));
+    }
+    // The nodes nobody claimed end here; the members running the others stop
+    // them (`loom_cancel`) and record how they ended, the last ending the fire.
+    let stop = transaction
+        .prepare_cached(
+            "WITH stopped AS (
+                UPDATE node_work SET state = 'done' WHERE fire_id = $1 AND state = 'pending' RETURNING node, attempt)
+             INSERT INTO node_results (fire_id, node, attempt, status, started, duration_ms, error, output, daemon)
+             SELECT $1, node, attempt, 'interrupted', $2, 0, 'cancelled before it started', '', $3 FROM stopped",
+        )
+        .await?;
+    let last = transaction.prepare_cached(LAST_ATTEMPTS).await?;
+    let now = millis(Utc::now());
+    let told = fire_id.to_string();
+    let (_, _, rows) = futures_util::future::try_join3(
+        transaction.execute(&stop, &[&fire_id, &now, &member]),
+        transaction.execute("SELECT pg_notify('loom_cancel', $1)", &[&told]),
+        transaction.query(&last, &[&fire_id]),
+    )
+    .await?;
+    if rows.is_empty() {
+        return Ok((Cancelled { running: true, ended: None }, 0));
+    }
+    let job: String = fire.get(1);
+    let rules = rules.get(&job).map_or(&[][..], Vec::as_slice);
+    let (ended, enqueued) = end_fire(transaction, fire_id, &fire, &rows, rules).await?;
+    Ok((Cancelled { running: true, ended: Some(ended) }, enqueued))
 }
 
 /// Marks fires left `running` by members that are gone (stale heartbeat, or no

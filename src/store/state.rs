@@ -17,8 +17,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::model::{
-    Claim, Fenced, FencedRecord, FireRecord, FireStatus, Member, NodeCell, NodeRecord, NodeWork, NotificationRecord,
-    Trigger,
+    Cancelled, Claim, Fenced, FencedRecord, FireRecord, FireStatus, Member, NodeCell, NodeRecord, NodeWork,
+    NotificationRecord, Trigger,
 };
 use super::outbox::{Attempt, Notices, Pending};
 use super::postgres::{ClusterSignals, ClusterTiming, Postgres, PostgresTarget};
@@ -320,6 +320,20 @@ impl Store {
                 let rules = rules.iter().map(|r| super::outbox::RuleRow::from(r.as_ref())).collect();
                 postgres.record_fenced(fire_id, records, rules).await
             }
+        }
+    }
+
+    /// Cancels running cluster fire `fire_id` for every member: its nodes not
+    /// started end `interrupted`, the members stop the others. With SQLite there
+    /// is no cluster fire: it answers that the fire is not running.
+    pub async fn cancel_fire(
+        &self,
+        fire_id: i64,
+        rules: &std::collections::HashMap<String, Vec<std::sync::Arc<crate::config::notify::NotifyRule>>>,
+    ) -> Result<Cancelled, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(Cancelled { running: false, ended: None }),
+            Backend::Postgres(postgres) => postgres.cancel_fire(fire_id, rules).await,
         }
     }
 

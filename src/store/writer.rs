@@ -100,6 +100,14 @@ pub(crate) enum Change {
         now: i64,
         rules: std::collections::HashMap<String, Vec<outbox::RuleRow>>,
     },
+    /// Cancels a running cluster fire: its nodes no member has claimed end
+    /// `interrupted`, every member is told to stop its parts of the fire, and the
+    /// fire ends (with its notifications for its job's `rules`) if no node is
+    /// left running (PostgreSQL only).
+    Cancel {
+        fire_id: i64,
+        rules: std::collections::HashMap<String, Vec<outbox::RuleRow>>,
+    },
 }
 
 /// What a committed change answers.
@@ -109,6 +117,7 @@ pub(crate) enum Answer {
     Ids(Vec<Option<i64>>),
     Count(usize),
     Fenced(super::model::Fenced),
+    Cancelled(super::model::Cancelled),
 }
 
 pub(crate) type Reply = Box<dyn FnOnce(Result<Answer, StoreError>) + Send>;
@@ -342,6 +351,7 @@ fn apply(transaction: &Transaction<'_>, change: &Change, enqueued: &mut usize) -
         }
         // A single daemon shares no node work: nothing is fenced.
         Change::Fenced { .. } => Answer::Fenced(super::model::Fenced { refused: 0, ended: None }),
+        Change::Cancel { .. } => Answer::Cancelled(super::model::Cancelled { running: false, ended: None }),
         Change::Finish { id, status, started, finished, notices } => {
             transaction
                 .prepare_cached("UPDATE fires SET status = ?2, started = ?3, finished = ?4 WHERE id = ?1")?

@@ -4,7 +4,8 @@
 //! runs through one daemon act on the cluster; each notification is tried by one
 //! member; the password never shows. A fire's nodes spread over the members; a
 //! member killed mid-fire has its nodes taken over once their leases expire, and
-//! a member whose lease was taken cannot write the node's result. Three daemons
+//! a member whose lease was taken cannot write the node's result; a fire cancelled
+//! through any member stops on all of them. Three daemons
 //! keep 200 per-second jobs exactly once (`LOOM_SOAK_SECS`); a PostgreSQL restarted
 //! under two daemons loses no fire; a job defined differently is fired only by the
 //! oldest member.
@@ -415,6 +416,70 @@ fn a_fire_spreads_over_the_members_and_a_killed_member_s_nodes_are_taken_over() 
     assert_eq!(count("SELECT count(*) FROM fires WHERE status = 'running'"), 0);
 }
 
+/// `loom cancel` through any member cancels a cluster fire on every member: the
+/// nodes the members run stop, the nodes nobody claimed end `interrupted`
+/// without running, and the fire ends at once; the member that received the
+/// request answers once the fire has ended, though another member claimed it.
+#[test]
+fn a_fire_cancelled_through_any_member_stops_on_every_member() {
+    let db = postgres::database();
+    let names: Vec<String> = (0..10).map(|i| format!("n{i}")).collect();
+    let nodes: String = names.iter().map(|name| format!("{name}:\n  local: true\n")).collect();
+    let main = format!("{}max_workers: 2\n", postgres::state_setting(&db));
+    let members: Vec<Workspace> = (0..2)
+        .map(|_| {
+            let ws = Workspace::new(&main, &nodes);
+            let targets = names.join(", ");
+            ws.write(
+                "jobs/a.yaml",
+                &format!(
+                    "jobs:\n  long:\n    task: loom.system.run\n    args: [\"sleep 60\"]\n    targets: [{targets}]\n"
+                ),
+            );
+            ws
+        })
+        .collect();
+    let daemons: Vec<Daemon> = members.iter().map(Workspace::serve).collect();
+    for daemon in &daemons {
+        daemon.wait_started();
+    }
+    let (status, body) = http("POST", &format!("{}/api/v1/jobs/long/run", members[0].server()), None, None);
+    assert!(status < 300, "{status} {body}");
+    let fire = body["fire"].as_i64().unwrap();
+    // Each member runs two nodes (its `max_workers`); six wait for a worker.
+    let running = wait_for(Duration::from_secs(30), || {
+        number(
+            &db,
+            &format!("SELECT count(DISTINCT owner) FROM node_work WHERE fire_id = {fire} AND state = 'running'"),
+        ) == 2
+    });
+    assert!(running, "{:?}", rows(&db, &format!("SELECT node, owner, state FROM node_work WHERE fire_id = {fire}")));
+
+    // Cancelled through the member that did not claim the fire, as `loom cancel` does.
+    let asked = std::time::Instant::now();
+    let cancel = members[1].loom(&["cancel", &fire.to_string(), "--json"]);
+    cancel.assert_code(0);
+    let answer: serde_json::Value = serde_json::from_str(&cancel.stdout).unwrap();
+    assert_eq!(answer["fire"]["status"], "interrupted", "{answer}");
+    assert!(asked.elapsed() < Duration::from_secs(30), "the nodes ran on: {:?}", asked.elapsed());
+    let results = rows(
+        &db,
+        &format!("SELECT node, attempt, status, error FROM node_results WHERE fire_id = {fire} ORDER BY node, attempt"),
+    );
+    assert_eq!(results.len(), names.len(), "each node recorded once: {results:?}");
+    assert!(results.iter().all(|r| r[2].as_deref() == Some("interrupted")), "{results:?}");
+    let unstarted = results.iter().filter(|r| r[3].as_deref() == Some("cancelled before it started")).count();
+    assert_eq!(unstarted, names.len() - 4, "{results:?}");
+    assert_eq!(number(&db, &format!("SELECT count(*) FROM node_work WHERE fire_id = {fire} AND state <> 'done'")), 0);
+    // Nothing is left to cancel.
+    let (status, body) = http("POST", &format!("{}/api/v1/fires/{fire}/cancel", members[0].server()), None, None);
+    assert_eq!(status, 404, "{body}");
+    for daemon in daemons {
+        let (code, log) = daemon.stop();
+        assert_eq!(code, Some(0), "{log}");
+    }
+}
+
 /// The fencing token: a member whose lease on a node was taken over cannot write
 /// that node's result; the member that took it over can, and whoever records a
 /// fire's last node ends the fire.
@@ -439,8 +504,11 @@ fn a_member_whose_lease_was_taken_cannot_write_the_node_s_result() {
     let nodes = vec!["n1".to_string(), "n2".to_string()];
     let now = Utc::now();
     let (sent, answer) = std::sync::mpsc::channel();
+    // Started a second ago: its nodes wait for no member of their own (a and b
+    // are no `loom serve`), any member claims them.
+    let started = now - chrono::Duration::seconds(1);
     let start =
-        FireStart { job: "job", scheduled: now, trigger: Trigger::Manual, nodes: &nodes, started: now, check: false };
+        FireStart { job: "job", scheduled: now, trigger: Trigger::Manual, nodes: &nodes, started, check: false };
     a.queue_begin_fires(&[start], move |ids| sent.send(ids).unwrap());
     let fire = answer.recv().unwrap().unwrap()[0].unwrap();
 
