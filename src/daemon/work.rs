@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::runner::{Fire, Gate, NodeResult, Recorder, Runner};
 use crate::snapshot::Snapshot;
-use crate::store::{Claim, FencedRecord, FireStatus, NodeRecord, NodeStatus, Store};
+use crate::store::{AFFINITY, Claim, FencedRecord, FireStatus, NodeRecord, NodeStatus, Store};
 
 /// The daemon's side of its work loop.
 pub(crate) struct Work {
@@ -272,12 +272,24 @@ async fn claim_forever(
     poll: Duration,
 ) {
     let mut running = JoinSet::new();
+    // When to look again for nodes that another member had the first turn at.
+    let mut recheck: Option<tokio::time::Instant> = None;
     loop {
-        tokio::select! {
+        let woken = tokio::select! {
             _ = stopping.cancelled() => break,
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(poll) => {}
-            Some(_) = running.join_next(), if !running.is_empty() => {}
+            _ = wake.notified() => true,
+            _ = tokio::time::sleep(poll) => false,
+            _ = tokio::time::sleep_until(recheck.unwrap_or_else(tokio::time::Instant::now)), if recheck.is_some() => {
+                recheck = None;
+                false
+            }
+            Some(_) = running.join_next(), if !running.is_empty() => false,
+        };
+        if woken {
+            // A pending node is its own member's first; any member's once its
+            // fire has waited `AFFINITY` (that member busy or gone): look again
+            // then, unless something wakes the loop before.
+            recheck = Some(tokio::time::Instant::now() + AFFINITY + Duration::from_millis(100));
         }
         let capacity = snapshots.borrow().config.settings.max_workers.max(1);
         let free = capacity.saturating_sub(shared.busy.load(Ordering::SeqCst));

@@ -14,6 +14,7 @@ pub use model::{
     NodeStatus, NodeWork, NotificationRecord, ResourceOutcome, ResourceStatus, Trigger,
 };
 pub(crate) use outbox::{Attempt, Notices, Pending};
+pub(crate) use postgres::AFFINITY;
 pub use postgres::{ClusterTiming, PostgresTarget};
 pub use sqlite::{FireFilter, FireStart, StoreError};
 pub use state::Store;

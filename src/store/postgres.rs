@@ -178,7 +178,7 @@ const MIGRATIONS: &[&str] = &[
 
 /// How long a pending node waits for its own member (`Postgres::claim_work`)
 /// before any member takes it.
-const AFFINITY: Duration = Duration::from_millis(500);
+pub(crate) const AFFINITY: Duration = Duration::from_millis(500);
 
 /// How long a daemon's claim on a notification it is delivering lasts (wall
 /// clock): after it, another member (or this one) may try it again.
