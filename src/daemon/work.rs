@@ -2,14 +2,19 @@
 //!
 //! A cluster fire is recorded with one work row per node. Every member runs this
 //! loop: woken when a member records a fire (LISTEN/NOTIFY), when one of its own
-//! nodes ends, and every heartbeat, it claims
-//! as many rows as it has free workers (`Store::claim_work`: pending nodes, and
-//! nodes whose member's lease expired), groups them by fire and runs each group
+//! nodes ends, once more when other members' first turn at pending nodes is over
+//! (`AFFINITY`), and every heartbeat, it claims as many rows as it has free
+//! workers (`Store::claim_work`: nodes whose member's lease expired, its own
+//! pending nodes, others' that waited), groups them by fire and runs each group
 //! with the runner as a part of the fire, from its own copy of the job. Results
 //! are written under the claim's lease epoch (`Recorder::leased`), and the member
 //! that records a fire's last node ends the fire. A node taken over from a lost
 //! member is a new attempt: the lost one is recorded `failed`, naming the member,
 //! and the node runs again if the job's `retries` allow.
+//!
+//! It follows the ends of the fires its daemon claimed (`follow`: told by its own
+//! results, by the members' NOTIFY, or read at each poll for all of them at
+//! once), and stops its parts of a fire cancelled on any member (`cancel`).
 //!
 //! Every claimed node ends with a last result from here, whatever happens to its
 //! part (a cancelled retry, a job or node this daemon does not know), so no work
