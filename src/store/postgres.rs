@@ -1411,11 +1411,18 @@ async fn commit_group(
         let err = loop {
             match try_commit(&mut client, member, timing, changes).await {
                 Ok(answers) => return Ok(answers),
+                // With statements pipelined, the one whose answer comes first to
+                // the caller may be a later statement's "transaction aborted"
+                // rather than the deadlock that aborted it: tried again alike.
                 Err(err)
                     if attempt < 10
                         && matches!(
                             err.code(),
-                            Some(&SqlState::T_R_DEADLOCK_DETECTED | &SqlState::T_R_SERIALIZATION_FAILURE)
+                            Some(
+                                &SqlState::T_R_DEADLOCK_DETECTED
+                                    | &SqlState::T_R_SERIALIZATION_FAILURE
+                                    | &SqlState::IN_FAILED_SQL_TRANSACTION
+                            )
                         ) =>
                 {
                     attempt += 1;
