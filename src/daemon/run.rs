@@ -880,8 +880,8 @@ impl Daemon {
         let mut ending = work.follow(id);
         work.wake.notify_one();
         self.fires.spawn(async move {
-            gate.wait().await;
-            let begun = std::time::Instant::now();
+            // Announced before its gate opens, as a fire run whole is, and before
+            // this daemon's parts of it tell of their nodes.
             events.publish(crate::runner::events::Event::FireStarted {
                 fire: Some(id),
                 job: job.clone(),
@@ -889,6 +889,9 @@ impl Daemon {
                 trigger,
                 nodes: Vec::new(),
             });
+            work.started(id);
+            gate.wait().await;
+            let begun = std::time::Instant::now();
             tracing::info!(job = %job, fire = id, nodes, "fire started (its nodes are shared by the cluster)");
             let mut cancelled = false;
             let ended = loop {

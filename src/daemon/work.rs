@@ -48,6 +48,8 @@ pub(crate) struct Work {
     parts_ended: Arc<Notify>,
     /// Fires cancelled lately (`cancel`).
     cancelled: Arc<Mutex<RecentCancels>>,
+    /// The fires this daemon claimed whose start it has announced (`started`).
+    started: Arc<Started>,
     /// Stops claiming; the loop ends once its parts have.
     stopping: CancellationToken,
     /// Cancelled once the loop has ended.
@@ -75,6 +77,7 @@ impl Work {
             parts: Arc::default(),
             parts_ended: Arc::new(Notify::new()),
             cancelled: Arc::default(),
+            started: Arc::default(),
             stopping: CancellationToken::new(),
             done: CancellationToken::new(),
             poll,
@@ -89,6 +92,7 @@ impl Work {
             parts: Arc::clone(&work.parts),
             parts_ended: Arc::clone(&work.parts_ended),
             cancelled: Arc::clone(&work.cancelled),
+            started: Arc::clone(&work.started),
             abort,
         };
         let (wake, stopping, done) = (Arc::clone(&work.wake), work.stopping.clone(), work.done.clone());
@@ -151,6 +155,12 @@ impl Work {
         stop_parts(&self.parts, &self.cancelled, id);
     }
 
+    /// Fire `id`, which this daemon claimed, has been announced as started: its
+    /// parts here may now tell of their nodes.
+    pub(crate) fn started(&self, id: i64) {
+        self.started.tell(id);
+    }
+
     /// What tells, until `unfollow`, that fire `id` ended and how: told by the
     /// member whose results ended it (this daemon, or another through the store).
     pub(crate) fn follow(&self, id: i64) -> watch::Receiver<Option<FireStatus>> {
@@ -183,6 +193,51 @@ impl Work {
     /// Stops claiming; `done` is cancelled once the parts running now have ended.
     pub(crate) fn stop(&self) {
         self.stopping.cancel();
+    }
+}
+
+/// The fires this daemon claimed whose start it announced lately, so that a
+/// part of one here tells of its nodes only after the fire's start (the part
+/// can be claimed, through NOTIFY, before the daemon has announced the fire).
+#[derive(Default)]
+struct Started {
+    ids: Mutex<(HashSet<i64>, VecDeque<i64>)>,
+    told: Notify,
+}
+
+/// How many announced starts are remembered.
+const STARTED: usize = 10_000;
+
+impl Started {
+    fn tell(&self, id: i64) {
+        let mut ids = self.ids.lock().expect("started lock");
+        if ids.0.insert(id) {
+            ids.1.push_back(id);
+        }
+        while ids.1.len() > STARTED {
+            if let Some(old) = ids.1.pop_front() {
+                ids.0.remove(&old);
+            }
+        }
+        drop(ids);
+        self.told.notify_waiters();
+    }
+
+    /// Returns once fire `id`'s start is announced, or after `limit`.
+    async fn wait(&self, id: i64, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let told = self.told.notified();
+            tokio::pin!(told);
+            told.as_mut().enable();
+            if self.ids.lock().expect("started lock").0.contains(&id) {
+                return;
+            }
+            tokio::select! {
+                _ = told => {}
+                _ = tokio::time::sleep_until(deadline) => return,
+            }
+        }
     }
 }
 
@@ -266,6 +321,7 @@ struct Shared {
     parts: Arc<Mutex<HashMap<i64, Vec<CancellationToken>>>>,
     parts_ended: Arc<Notify>,
     cancelled: Arc<Mutex<RecentCancels>>,
+    started: Arc<Started>,
     abort: CancellationToken,
 }
 
@@ -415,6 +471,10 @@ async fn run_part(shared: Shared, snapshot: Arc<Snapshot>, claims: Vec<Claim>) {
     fire.resume = resume;
     if let Some(started) = first.started {
         fire.gate = Gate::at(started);
+    }
+    if first.ours {
+        // This daemon announces the fire's start: its nodes here are told after it.
+        shared.started.wait(fire_id, Duration::from_secs(2)).await;
     }
     let cancel = shared.abort.child_token();
     shared.parts.lock().expect("parts lock").entry(fire_id).or_default().push(cancel.clone());

@@ -200,6 +200,8 @@ pub struct Claim {
     pub epoch: i64,
     /// The member whose lease on this node expired, when this claim takes over.
     pub lost: Option<String>,
+    /// The fire was claimed by this member, which announces its start.
+    pub ours: bool,
 }
 
 /// A node attempt's result, written only while the lease `epoch` still holds;

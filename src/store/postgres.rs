@@ -647,7 +647,7 @@ impl Postgres {
              FROM picked, fires f
              WHERE w.fire_id = picked.fire_id AND w.node = picked.node AND f.id = w.fire_id
              RETURNING w.fire_id, f.job, f.scheduled, f.trigger, f.started, f.check_mode, w.node, w.attempt, w.epoch,
-                       CASE WHEN picked.was = 'running' THEN picked.previous END"
+                       CASE WHEN picked.was = 'running' THEN picked.previous END, f.daemon = $3"
                 .to_string(),
             vec![
                 Box::new(now),
@@ -669,6 +669,7 @@ impl Postgres {
                 attempt: r.get::<_, i32>(7) as u32,
                 epoch: r.get(8),
                 lost: r.get(9),
+                ours: r.get::<_, Option<bool>>(10).unwrap_or(false),
             },
         )
     }
