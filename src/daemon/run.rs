@@ -317,6 +317,9 @@ pub async fn run_with_clock(
     let clock = Arc::clone(&daemon.clock);
     let mut feed_at = systemd.next_feed(tokio::time::Instant::now());
     let shared = daemon.store.is_shared();
+    // A reload asked for through another member reloads this one too.
+    let me = daemon.store.member_id();
+    let mut reloads = daemon.store.signals().map(|signals| signals.reload.subscribe());
     let mut members_every = tokio::time::interval(MEMBERS_EVERY);
     members_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -340,6 +343,16 @@ pub async fn run_with_clock(
                 daemon.reload("files changed", None);
             }
             Some(()) = hangup.recv() => daemon.reload("SIGHUP", None),
+            Some(from) = async {
+                match &mut reloads {
+                    Some(reloads) => reloads.recv().await.ok(),
+                    None => std::future::pending().await,
+                }
+            } => {
+                if me.as_deref() != Some(from.as_str()) {
+                    daemon.reload("asked through another cluster member", None);
+                }
+            }
             Some(loaded) = loaded.recv() => daemon.loaded(loaded),
             // Fed from this loop, so that a loop that hangs is restarted by systemd.
             _ = tokio::time::sleep_until(feed_at.unwrap_or_else(tokio::time::Instant::now)), if feed_at.is_some() => {
@@ -1020,6 +1033,15 @@ impl Daemon {
             }
             Command::Reload(reply) => {
                 self.reload("API request", Some(reply));
+                if self.store.is_shared() {
+                    // Every member reloads its own files.
+                    let store = Arc::clone(&self.store);
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(err) = store.tell_reload() {
+                            tracing::warn!("failed to ask the other cluster members to reload: {err}");
+                        }
+                    });
+                }
             }
         }
     }

@@ -371,6 +371,8 @@ pub struct ClusterSignals {
     pub ended: tokio::sync::broadcast::Sender<(i64, FireStatus)>,
     /// A fire cancelled by request (its number): each member stops its parts.
     pub cancelled: tokio::sync::broadcast::Sender<i64>,
+    /// A reload asked for through a member (its id): every other member reloads.
+    pub reload: tokio::sync::broadcast::Sender<String>,
 }
 
 impl Default for ClusterSignals {
@@ -379,6 +381,7 @@ impl Default for ClusterSignals {
             work: Arc::default(),
             ended: tokio::sync::broadcast::channel(1024).0,
             cancelled: tokio::sync::broadcast::channel(64).0,
+            reload: tokio::sync::broadcast::channel(16).0,
         }
     }
 }
@@ -592,6 +595,13 @@ impl Postgres {
 
     pub fn signals(&self) -> Option<ClusterSignals> {
         self.member.is_some().then(|| self.signals.clone())
+    }
+
+    /// Tells the other members to reload their configuration (`loom reload`
+    /// through this one).
+    pub fn tell_reload(&self) -> Result<(), StoreError> {
+        let Some(member) = self.member.as_deref().map(str::to_string) else { return Ok(()) };
+        self.rows("SELECT pg_notify('loom_reload', $1)".to_string(), vec![Box::new(member)], |_| ()).map(drop)
     }
 
     /// Claims up to `limit` nodes of fires for this member, under a lease that
@@ -1344,11 +1354,17 @@ async fn listen_forever(config: Arc<tokio_postgres::Config>, signals: ClusterSig
                         }
                     }
                 });
-                match client.batch_execute("LISTEN loom_work; LISTEN loom_ended; LISTEN loom_cancel").await {
+                match client
+                    .batch_execute("LISTEN loom_work; LISTEN loom_ended; LISTEN loom_cancel; LISTEN loom_reload")
+                    .await
+                {
                     Ok(()) => {
                         while let Some(notification) = notifications.recv().await {
                             match notification.channel() {
                                 "loom_work" => signals.work.notify_one(),
+                                "loom_reload" => {
+                                    let _ = signals.reload.send(notification.payload().to_string());
+                                }
                                 "loom_cancel" => {
                                     if let Ok(id) = notification.payload().parse() {
                                         let _ = signals.cancelled.send(id);

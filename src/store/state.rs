@@ -323,6 +323,14 @@ impl Store {
         }
     }
 
+    /// Tells the other members of a cluster to reload (nothing with SQLite).
+    pub fn tell_reload(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(()),
+            Backend::Postgres(postgres) => postgres.tell_reload(),
+        }
+    }
+
     /// Cancels running cluster fire `fire_id` for every member: its nodes not
     /// started end `interrupted`, the members stop the others. With SQLite there
     /// is no cluster fire: it answers that the fire is not running.

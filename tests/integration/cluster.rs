@@ -5,7 +5,7 @@
 //! member; the password never shows. A fire's nodes spread over the members; a
 //! member killed mid-fire has its nodes taken over once their leases expire, and
 //! a member whose lease was taken cannot write the node's result; a fire cancelled
-//! through any member stops on all of them; a node runs on its own member fire
+//! (or a reload asked for) through any member acts on all of them; a node runs on its own member fire
 //! after fire. Three daemons
 //! keep 200 per-second jobs exactly once (`LOOM_SOAK_SECS`); a PostgreSQL restarted
 //! under two daemons loses no fire; a job defined differently is fired only by the
@@ -421,8 +421,9 @@ fn a_fire_spreads_over_the_members_and_a_killed_member_s_nodes_are_taken_over() 
 /// nodes the members run stop, the nodes nobody claimed end `interrupted`
 /// without running, and the fire ends at once; the member that received the
 /// request answers once the fire has ended, though another member claimed it.
+/// `loom reload` through one member reloads the others too.
 #[test]
-fn a_fire_cancelled_through_any_member_stops_on_every_member() {
+fn a_cancel_or_a_reload_through_any_member_acts_on_every_member() {
     let db = postgres::database();
     let names: Vec<String> = (0..10).map(|i| format!("n{i}")).collect();
     let nodes: String = names.iter().map(|name| format!("{name}:\n  local: true\n")).collect();
@@ -475,6 +476,14 @@ fn a_fire_cancelled_through_any_member_stops_on_every_member() {
     // Nothing is left to cancel.
     let (status, body) = http("POST", &format!("{}/api/v1/fires/{fire}/cancel", members[0].server()), None, None);
     assert_eq!(status, 404, "{body}");
+
+    // A reload through the first member reloads the second, from its own files.
+    let (status, body) = http("POST", &format!("{}/api/v1/reload", members[0].server()), None, None);
+    assert!(status < 300, "{status} {body}");
+    let reloaded =
+        wait_for(Duration::from_secs(30), || daemons[1].log().contains("asked through another cluster member"));
+    assert!(reloaded, "{}", daemons[1].log());
+    assert!(!daemons[0].log().contains("asked through another cluster member"), "{}", daemons[0].log());
     for daemon in daemons {
         let (code, log) = daemon.stop();
         assert_eq!(code, Some(0), "{log}");
