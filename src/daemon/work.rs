@@ -175,19 +175,7 @@ impl Work {
     /// it recorded for the fire has been announced — or after `limit`, for a part
     /// still running a node another member took over.
     pub(crate) async fn parts_ended(&self, id: i64, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let ended = self.parts_ended.notified();
-            tokio::pin!(ended);
-            ended.as_mut().enable();
-            if !self.parts.lock().expect("parts lock").contains_key(&id) {
-                return;
-            }
-            tokio::select! {
-                _ = ended => {}
-                _ = tokio::time::sleep_until(deadline) => return,
-            }
-        }
+        until(&self.parts_ended, limit, || !self.parts.lock().expect("parts lock").contains_key(&id)).await;
     }
 
     /// Stops claiming; `done` is cancelled once the parts running now have ended.
@@ -225,18 +213,25 @@ impl Started {
 
     /// Returns once fire `id`'s start is announced, or after `limit`.
     async fn wait(&self, id: i64, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let told = self.told.notified();
-            tokio::pin!(told);
-            told.as_mut().enable();
-            if self.ids.lock().expect("started lock").0.contains(&id) {
-                return;
-            }
-            tokio::select! {
-                _ = told => {}
-                _ = tokio::time::sleep_until(deadline) => return,
-            }
+        until(&self.told, limit, || self.ids.lock().expect("started lock").0.contains(&id)).await;
+    }
+}
+
+/// Returns once `done` holds, looked at again each time `told` is notified, or
+/// after `limit`. (Registered before looking, so a notification between the
+/// look and the wait is not lost.)
+async fn until(told: &Notify, limit: Duration, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let notified = told.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if done() {
+            return;
+        }
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep_until(deadline) => return,
         }
     }
 }

@@ -572,11 +572,7 @@ impl Postgres {
         &self,
         rules: &std::collections::HashMap<String, Vec<Arc<NotifyRule>>>,
     ) -> Result<usize, StoreError> {
-        let rules = rules
-            .iter()
-            .filter(|(_, rules)| !rules.is_empty())
-            .map(|(job, rules)| (job.clone(), rules.iter().map(|r| RuleRow::from(r.as_ref())).collect()))
-            .collect();
+        let rules = rule_rows(rules);
         count(self.writer()?.commit_now(Change::Recover { now: millis(Utc::now()), rules })?)
     }
 
@@ -704,11 +700,7 @@ impl Postgres {
         fire_id: i64,
         rules: &std::collections::HashMap<String, Vec<Arc<NotifyRule>>>,
     ) -> Result<Cancelled, StoreError> {
-        let rules = rules
-            .iter()
-            .filter(|(_, rules)| !rules.is_empty())
-            .map(|(job, rules)| (job.clone(), rules.iter().map(|r| RuleRow::from(r.as_ref())).collect()))
-            .collect();
+        let rules = rule_rows(rules);
         match self.writer()?.commit(Change::Cancel { fire_id, rules }).await? {
             Answer::Cancelled(cancelled) => Ok(cancelled),
             other => Err(StoreError::Write(format!("unexpected answer from the writer: {other:?}"))),
@@ -1141,6 +1133,17 @@ impl Postgres {
             duration_ms: r.get::<_, i64>(6) as u64,
         }
     }
+}
+
+/// Each job's notification rules as the writer stores them, for the jobs that have any.
+fn rule_rows(
+    rules: &std::collections::HashMap<String, Vec<Arc<NotifyRule>>>,
+) -> std::collections::HashMap<String, Vec<RuleRow>> {
+    rules
+        .iter()
+        .filter(|(_, rules)| !rules.is_empty())
+        .map(|(job, rules)| (job.clone(), rules.iter().map(|r| RuleRow::from(r.as_ref())).collect()))
+        .collect()
 }
 
 fn json_object(text: String) -> serde_json::Map<String, serde_json::Value> {

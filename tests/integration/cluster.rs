@@ -417,6 +417,34 @@ fn a_fire_spreads_over_the_members_and_a_killed_member_s_nodes_are_taken_over() 
     assert_eq!(count("SELECT count(*) FROM fires WHERE status = 'running'"), 0);
 }
 
+/// Two members on `db`, started, with `max_workers` each, the local nodes
+/// `names` and one job `job` running `command` on all of them.
+fn local_members(
+    db: &str,
+    names: &[String],
+    max_workers: usize,
+    job: &str,
+    command: &str,
+) -> (Vec<Workspace>, Vec<Daemon>) {
+    let nodes: String = names.iter().map(|name| format!("{name}:\n  local: true\n")).collect();
+    let main = format!("{}max_workers: {max_workers}\n", postgres::state_setting(db));
+    let targets = names.join(", ");
+    let jobs =
+        format!("jobs:\n  {job}:\n    task: loom.system.run\n    args: [\"{command}\"]\n    targets: [{targets}]\n");
+    let members: Vec<Workspace> = (0..2)
+        .map(|_| {
+            let ws = Workspace::new(&main, &nodes);
+            ws.write("jobs/a.yaml", &jobs);
+            ws
+        })
+        .collect();
+    let daemons: Vec<Daemon> = members.iter().map(Workspace::serve).collect();
+    for daemon in &daemons {
+        daemon.wait_started();
+    }
+    (members, daemons)
+}
+
 /// `loom cancel` through any member cancels a cluster fire on every member: the
 /// nodes the members run stop, the nodes nobody claimed end `interrupted`
 /// without running, and the fire ends at once; the member that received the
@@ -426,25 +454,7 @@ fn a_fire_spreads_over_the_members_and_a_killed_member_s_nodes_are_taken_over() 
 fn a_cancel_or_a_reload_through_any_member_acts_on_every_member() {
     let db = postgres::database();
     let names: Vec<String> = (0..10).map(|i| format!("n{i}")).collect();
-    let nodes: String = names.iter().map(|name| format!("{name}:\n  local: true\n")).collect();
-    let main = format!("{}max_workers: 2\n", postgres::state_setting(&db));
-    let members: Vec<Workspace> = (0..2)
-        .map(|_| {
-            let ws = Workspace::new(&main, &nodes);
-            let targets = names.join(", ");
-            ws.write(
-                "jobs/a.yaml",
-                &format!(
-                    "jobs:\n  long:\n    task: loom.system.run\n    args: [\"sleep 60\"]\n    targets: [{targets}]\n"
-                ),
-            );
-            ws
-        })
-        .collect();
-    let daemons: Vec<Daemon> = members.iter().map(Workspace::serve).collect();
-    for daemon in &daemons {
-        daemon.wait_started();
-    }
+    let (members, daemons) = local_members(&db, &names, 2, "long", "sleep 60");
     let (status, body) = http("POST", &format!("{}/api/v1/jobs/long/run", members[0].server()), None, None);
     assert!(status < 300, "{status} {body}");
     let fire = body["fire"].as_i64().unwrap();
@@ -496,25 +506,7 @@ fn a_cancel_or_a_reload_through_any_member_acts_on_every_member() {
 fn each_node_runs_on_its_own_member_fire_after_fire() {
     let db = postgres::database();
     let names: Vec<String> = (0..24).map(|i| format!("n{i:02}")).collect();
-    let nodes: String = names.iter().map(|name| format!("{name}:\n  local: true\n")).collect();
-    let main = format!("{}max_workers: 30\n", postgres::state_setting(&db));
-    let members: Vec<Workspace> = (0..2)
-        .map(|_| {
-            let ws = Workspace::new(&main, &nodes);
-            let targets = names.join(", ");
-            ws.write(
-                "jobs/a.yaml",
-                &format!(
-                    "jobs:\n  quick:\n    task: loom.system.run\n    args: [\"true\"]\n    targets: [{targets}]\n"
-                ),
-            );
-            ws
-        })
-        .collect();
-    let daemons: Vec<Daemon> = members.iter().map(Workspace::serve).collect();
-    for daemon in &daemons {
-        daemon.wait_started();
-    }
+    let (members, daemons) = local_members(&db, &names, 30, "quick", "true");
     // Both members' heartbeats are in the store before the first fire.
     let live = wait_for(Duration::from_secs(30), || {
         number(&db, "SELECT count(*) FROM members WHERE command = 'loom serve'") == 2
