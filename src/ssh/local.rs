@@ -10,7 +10,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
-use super::{CommandOutput, READ_LIMIT, SshError, read_bounded, too_large};
+use super::{CommandOutput, Pipe, READ_LIMIT, SshError, Watch, read_bounded, too_large, watched};
 
 pub struct LocalConnection {
     node: String,
@@ -29,6 +29,7 @@ impl LocalConnection {
         command: &str,
         stdin: Option<&[u8]>,
         cancel: &CancellationToken,
+        watch: Watch,
     ) -> Result<CommandOutput, SshError> {
         let spawn_error = |source| SshError::Spawn { node: self.node.clone(), command: command.to_string(), source };
         self.runtime.block_on(async {
@@ -52,8 +53,10 @@ impl LocalConnection {
             }
             let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
             let finished = async {
-                let (stdout, stderr) =
-                    tokio::join!(read_bounded(stdout, self.output_limit), read_bounded(stderr, self.output_limit));
+                let (stdout, stderr) = tokio::join!(
+                    read_bounded(stdout, self.output_limit, watched(watch, Pipe::Stdout)),
+                    read_bounded(stderr, self.output_limit, watched(watch, Pipe::Stderr))
+                );
                 let status = child.wait().await.map_err(spawn_error)?;
                 Ok(CommandOutput { stdout, stderr, code: status.code() })
             };

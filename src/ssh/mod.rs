@@ -53,6 +53,17 @@ pub enum SshError {
     File { node: String, action: &'static str, path: String, reason: String },
 }
 
+/// Which output stream of a command a piece of live output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pipe {
+    Stdout,
+    Stderr,
+}
+
+/// Sees a command's output while the command runs: each piece that is kept (up to
+/// the output limit), as it arrives. `None` when nobody follows the command live.
+pub type Watch<'a> = Option<&'a (dyn Fn(Pipe, &[u8]) + Sync)>;
+
 /// A node's way in. Shared by every task running on the node.
 pub enum Connection {
     Local(LocalConnection),
@@ -63,16 +74,18 @@ pub enum Connection {
 /// hands its place to another script first (`task::scripts::blocking`).
 impl Connection {
     /// Runs `command`; when `cancel` fires, stops waiting for it (a local command is
-    /// killed with its process group; a remote one loses its channel).
+    /// killed with its process group; a remote one loses its channel). `watch` sees
+    /// the output as it comes.
     pub fn exec(
         &self,
         command: &str,
         stdin: Option<&[u8]>,
         cancel: &CancellationToken,
+        watch: Watch,
     ) -> Result<CommandOutput, SshError> {
         match self {
-            Connection::Local(local) => local.exec(command, stdin, cancel),
-            Connection::Ssh(ssh) => ssh.exec(command, stdin, cancel),
+            Connection::Local(local) => local.exec(command, stdin, cancel, watch),
+            Connection::Ssh(ssh) => ssh.exec(command, stdin, cancel, watch),
         }
     }
 
@@ -84,10 +97,11 @@ impl Connection {
         command: &str,
         stdin: Option<&[u8]>,
         cancel: &CancellationToken,
+        watch: Watch,
     ) -> Result<CommandOutput, SshError> {
         match self {
-            Connection::Local(local) => local.exec(command, stdin, cancel),
-            Connection::Ssh(ssh) => ssh.exec_alone(command, stdin, cancel),
+            Connection::Local(local) => local.exec(command, stdin, cancel, watch),
+            Connection::Ssh(ssh) => ssh.exec_alone(command, stdin, cancel, watch),
         }
     }
 
@@ -147,8 +161,13 @@ pub(crate) fn too_large(node: &str, path: &str) -> SshError {
     }
 }
 
-/// Reads a stream to its end, keeping at most `limit` bytes.
-pub(crate) async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(stream: Option<R>, limit: usize) -> Vec<u8> {
+/// Reads a stream to its end, keeping at most `limit` bytes; `seen` sees each piece
+/// kept as it comes.
+pub(crate) async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(
+    stream: Option<R>,
+    limit: usize,
+    seen: impl Fn(&[u8]),
+) -> Vec<u8> {
     let Some(mut stream) = stream else {
         return Vec::new();
     };
@@ -159,11 +178,24 @@ pub(crate) async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(stream: Option
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 let room = limit.saturating_sub(kept.len());
-                kept.extend_from_slice(&buffer[..n.min(room)]);
+                let piece = &buffer[..n.min(room)];
+                if !piece.is_empty() {
+                    seen(piece);
+                }
+                kept.extend_from_slice(piece);
             }
         }
     }
     kept
+}
+
+/// What `read_bounded` and a shell's streams tell `watch` of one pipe's pieces.
+pub(crate) fn watched(watch: Watch<'_>, pipe: Pipe) -> impl Fn(&[u8]) + '_ {
+    move |piece| {
+        if let Some(watch) = watch {
+            watch(pipe, piece);
+        }
+    }
 }
 
 /// Reads a stream until its end or until `cap` bytes, whichever comes first; the
@@ -212,7 +244,7 @@ mod tests {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let local = LocalConnection::new("t", runtime.handle().clone(), 1 << 20);
         let command = format!("printf %s {}", shell_quote("x'; echo $(id) `id` \"\\"));
-        let out = local.exec(&command, None, &CancellationToken::new()).unwrap();
+        let out = local.exec(&command, None, &CancellationToken::new(), None).unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "x'; echo $(id) `id` \"\\");
     }
     #[test]
@@ -223,6 +255,7 @@ mod tests {
             "yes loom | head -c 5000000; yes err | head -c 5000000 >&2; exit 3",
             None,
             &CancellationToken::new(),
+            None,
         );
         let out = out.unwrap();
         assert_eq!((out.stdout.len(), out.stderr.len(), out.code), (1000, 1000, Some(3)));

@@ -23,7 +23,9 @@ use tokio_util::sync::CancellationToken;
 use super::master::{self, Master};
 use super::settings::SshSettings;
 use super::shell::{self, Lease, OpenError, Ran, Shell, Shells};
-use super::{CommandOutput, READ_LIMIT, SshError, read_bounded, read_up_to, shell_quote, too_large};
+use super::{
+    CommandOutput, Pipe, READ_LIMIT, SshError, Watch, read_bounded, read_up_to, shell_quote, too_large, watched,
+};
 use crate::config::Node;
 use crate::metrics::Metrics;
 
@@ -111,6 +113,7 @@ impl SshConnection {
         stdin: Option<&[u8]>,
         limit: usize,
         hard_cap: Option<usize>,
+        watch: Watch<'_>,
     ) -> Result<Option<CommandOutput>, SshError> {
         if !shell::fits(command, stdin) {
             return Ok(None);
@@ -118,7 +121,7 @@ impl SshConnection {
         let Some((lease, mut shell)) = self.shell().await else {
             return Ok(None);
         };
-        match shell.run(command, stdin, limit, hard_cap).await {
+        match shell.run(command, stdin, limit, hard_cap, watch).await {
             Ran::Done(output) => {
                 lease.keep(shell);
                 Ok(Some(output))
@@ -137,10 +140,10 @@ impl SshConnection {
     }
 
     /// `command` through a shell, else in a channel of its own.
-    async fn exec_any(&self, command: &str, stdin: Option<&[u8]>) -> Result<CommandOutput, SshError> {
-        match self.exec_shell(command, stdin, self.output_limit, None).await? {
+    async fn exec_any(&self, command: &str, stdin: Option<&[u8]>, watch: Watch<'_>) -> Result<CommandOutput, SshError> {
+        match self.exec_shell(command, stdin, self.output_limit, None, watch).await? {
             Some(output) => Ok(output),
-            None => self.exec_async(command, stdin, None).await,
+            None => self.exec_async(command, stdin, None, watch).await,
         }
     }
 
@@ -194,13 +197,14 @@ impl SshConnection {
         command: &str,
         stdin: Option<&[u8]>,
         upload: Option<&Path>,
+        watch: Watch<'_>,
     ) -> Result<CommandOutput, SshError> {
         let session = self.current();
-        match self.exec_on(&session, command, stdin, upload).await {
+        match self.exec_on(&session, command, stdin, upload, watch).await {
             Err(Attempt::MasterGone(_)) => {
                 self.reopen(&session).await?;
                 let session = self.current();
-                self.exec_on(&session, command, stdin, upload).await.map_err(|a| self.attempt_error(a))
+                self.exec_on(&session, command, stdin, upload, watch).await.map_err(|a| self.attempt_error(a))
             }
             other => other.map_err(|a| self.attempt_error(a)),
         }
@@ -219,6 +223,7 @@ impl SshConnection {
         command: &str,
         stdin: Option<&[u8]>,
         upload: Option<&Path>,
+        watch: Watch<'_>,
     ) -> Result<CommandOutput, Attempt> {
         let mut builder = session.raw_command(command);
         let has_input = stdin.is_some() || upload.is_some();
@@ -251,7 +256,11 @@ impl SshConnection {
             Ok::<(), std::io::Error>(())
         };
         let limit = self.output_limit;
-        let (written, out, err) = tokio::join!(write, read_bounded(stdout, limit), read_bounded(stderr, limit));
+        let (written, out, err) = tokio::join!(
+            write,
+            read_bounded(stdout, limit, watched(watch, Pipe::Stdout)),
+            read_bounded(stderr, limit, watched(watch, Pipe::Stderr))
+        );
         let status = child.wait().await.map_err(|e| Attempt::Failed(self.session_error(e)))?;
         if let Err(e) = written {
             // A command that exits without reading its input breaks the pipe: not an
@@ -273,8 +282,9 @@ impl SshConnection {
         command: &str,
         stdin: Option<&[u8]>,
         cancel: &CancellationToken,
+        watch: Watch,
     ) -> Result<CommandOutput, SshError> {
-        self.cancellable(command, cancel, self.exec_any(command, stdin))
+        self.cancellable(command, cancel, self.exec_any(command, stdin, watch))
     }
 
     /// `exec` in a channel of its own, never through a shell.
@@ -283,8 +293,9 @@ impl SshConnection {
         command: &str,
         stdin: Option<&[u8]>,
         cancel: &CancellationToken,
+        watch: Watch,
     ) -> Result<CommandOutput, SshError> {
-        self.cancellable(command, cancel, self.exec_async(command, stdin, None))
+        self.cancellable(command, cancel, self.exec_async(command, stdin, None, watch))
     }
 
     /// Drives `work` until it ends or `cancel` fires. Dropping the command closes
@@ -325,14 +336,14 @@ impl SshConnection {
 
     pub fn write(&self, path: &str, bytes: &[u8], mode: Option<u32>) -> Result<(), SshError> {
         let command = Self::write_command(path, mode);
-        let output = self.runtime.block_on(self.exec_any(&command, Some(bytes)))?;
+        let output = self.runtime.block_on(self.exec_any(&command, Some(bytes), None))?;
         self.check("write", path, output).map(drop)
     }
 
     /// Streams a local file to the node.
     pub fn upload(&self, local: &Path, path: &str, mode: Option<u32>) -> Result<(), SshError> {
         let command = Self::write_command(path, mode);
-        let output = self.runtime.block_on(self.exec_async(&command, None, Some(local)))?;
+        let output = self.runtime.block_on(self.exec_async(&command, None, Some(local), None))?;
         self.check("write", path, output).map(drop)
     }
 
@@ -340,7 +351,7 @@ impl SshConnection {
         let command = format!("cat {}", shell_quote(path));
         self.runtime.block_on(async {
             let cap = READ_LIMIT + 1;
-            let output = match self.exec_shell(&command, None, cap, Some(cap)).await? {
+            let output = match self.exec_shell(&command, None, cap, Some(cap), None).await? {
                 Some(output) => output,
                 None => {
                     let session = self.current();
@@ -348,7 +359,8 @@ impl SshConnection {
                     builder.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
                     let mut child = builder.spawn().await.map_err(|e| self.session_error(e))?;
                     let (stdout, stderr) = (child.stdout().take(), child.stderr().take());
-                    let (stdout, stderr) = tokio::join!(read_up_to(stdout, cap), read_bounded(stderr, 64 << 10));
+                    let (stdout, stderr) =
+                        tokio::join!(read_up_to(stdout, cap), read_bounded(stderr, 64 << 10, |_| {}));
                     if stdout.len() > READ_LIMIT {
                         return Err(too_large(&self.node.name, path));
                     }
@@ -383,7 +395,8 @@ impl SshConnection {
             let mut file = tokio::fs::File::create(local)
                 .await
                 .map_err(|e| fail(format!("failed to create local file {}: {e}", local.display())))?;
-            let (copied, err) = tokio::join!(tokio::io::copy(&mut stdout, &mut file), read_bounded(stderr, 64 << 10));
+            let (copied, err) =
+                tokio::join!(tokio::io::copy(&mut stdout, &mut file), read_bounded(stderr, 64 << 10, |_| {}));
             let status = child.wait().await.map_err(|e| self.session_error(e))?;
             if !status.success() {
                 let _ = tokio::fs::remove_file(local).await;

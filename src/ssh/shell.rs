@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use openssh::{Child, ChildStderr, ChildStdin, ChildStdout, Session, Stdio};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use super::CommandOutput;
+use super::{CommandOutput, Pipe, Watch, watched};
 
 /// Input larger than this takes a channel: the frame carries it as literal text
 /// (bash reads a script from a pipe one byte at a time).
@@ -130,7 +130,7 @@ impl Shell {
             let _ = shell.stdin.write_all(hello.as_bytes()).await;
             let _ = shell.stdin.flush().await;
             let mut skipped = Vec::new();
-            match shell.stdout.until(ready.as_bytes(), &mut skipped, 4096, false).await {
+            match shell.stdout.until(ready.as_bytes(), &mut skipped, 4096, false, |_| {}).await {
                 Until::Found => {}
                 _ => {
                     let text = String::from_utf8_lossy(&skipped);
@@ -141,7 +141,7 @@ impl Shell {
                 }
             }
             let mut line = Vec::new();
-            match shell.stdout.until(b"\n", &mut line, 64, false).await {
+            match shell.stdout.until(b"\n", &mut line, 64, false, |_| {}).await {
                 Until::Found => String::from_utf8_lossy(&line)
                     .parse::<u32>()
                     .map_err(|_| OpenError::Broken("the shell gave no pid".into())),
@@ -166,6 +166,7 @@ impl Shell {
         input: Option<&[u8]>,
         limit: usize,
         hard_cap: Option<usize>,
+        watch: Watch<'_>,
     ) -> Ran {
         self.next += 1;
         let id = self.next;
@@ -193,16 +194,21 @@ impl Shell {
         }
         let go = format!("{nonce}:{id}:go\n");
         let mut stray = Vec::new();
-        if self.stdout.until(go.as_bytes(), &mut stray, 0, false).await != Until::Found {
+        if self.stdout.until(go.as_bytes(), &mut stray, 0, false, |_| {}).await != Until::Found {
             self.in_command = false;
             return Ran::NotStarted;
         }
         let (out_marker, err_marker) = (format!("{nonce}:{id}:"), format!("{nonce}:{id}\n"));
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         let (out_end, err_end, over) = {
-            let out =
-                self.stdout.until(out_marker.as_bytes(), &mut stdout, hard_cap.unwrap_or(limit), hard_cap.is_some());
-            let err = self.stderr.until(err_marker.as_bytes(), &mut stderr, limit, false);
+            let out = self.stdout.until(
+                out_marker.as_bytes(),
+                &mut stdout,
+                hard_cap.unwrap_or(limit),
+                hard_cap.is_some(),
+                watched(watch, Pipe::Stdout),
+            );
+            let err = self.stderr.until(err_marker.as_bytes(), &mut stderr, limit, false, watched(watch, Pipe::Stderr));
             tokio::pin!(out, err);
             let (mut out_end, mut err_end) = (None, None);
             // Both streams at once (a full pipe of one would stall the channel), and
@@ -226,7 +232,7 @@ impl Shell {
         let code = match (out_end, err_end) {
             (Some(Until::Found), Some(Until::Found)) => {
                 let mut line = Vec::new();
-                match self.stdout.until(b"\n", &mut line, 16, false).await {
+                match self.stdout.until(b"\n", &mut line, 16, false, |_| {}).await {
                     Until::Found => String::from_utf8_lossy(&line).parse().ok(),
                     _ => None,
                 }
@@ -410,13 +416,25 @@ impl<R: AsyncRead + Unpin> Stream<R> {
 
     /// Hands out what comes before `marker` (keeping at most `limit` bytes of it in
     /// `kept` and dropping the rest, or stopping there with `stop_over`) and consumes
-    /// the marker. When the stream ends first, `kept` has what came.
-    async fn until(&mut self, marker: &[u8], kept: &mut Vec<u8>, limit: usize, stop_over: bool) -> Until {
+    /// the marker. When the stream ends first, `kept` has what came. `seen` sees each
+    /// piece kept as soon as it is sure not to be the start of the marker.
+    async fn until(
+        &mut self,
+        marker: &[u8],
+        kept: &mut Vec<u8>,
+        limit: usize,
+        stop_over: bool,
+        seen: impl Fn(&[u8]),
+    ) -> Until {
         let finder = memchr::memmem::Finder::new(marker);
         // Whether bytes were dropped for want of room.
         let keep = |bytes: &[u8], kept: &mut Vec<u8>| {
             let room = limit.saturating_sub(kept.len());
-            kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+            let piece = &bytes[..bytes.len().min(room)];
+            if !piece.is_empty() {
+                seen(piece);
+            }
+            kept.extend_from_slice(piece);
             bytes.len() > room
         };
         let mut buffer = vec![0u8; 16 << 10];
@@ -427,7 +445,7 @@ impl<R: AsyncRead + Unpin> Stream<R> {
                 return if over && stop_over { Until::Over } else { Until::Found };
             }
             // All but a possible start of the marker can go.
-            let safe = self.pending.len().saturating_sub(marker.len() - 1);
+            let safe = self.pending.len() - marker_start(&self.pending, marker);
             let over = keep(&self.pending[..safe], kept);
             self.pending.drain(..safe);
             if over && stop_over {
@@ -443,6 +461,13 @@ impl<R: AsyncRead + Unpin> Stream<R> {
             }
         }
     }
+}
+
+/// The length of the longest end of `pending` that the marker could start with: the
+/// rest cannot be part of it and is output (what a live watcher may see at once).
+fn marker_start(pending: &[u8], marker: &[u8]) -> usize {
+    let longest = marker.len().saturating_sub(1).min(pending.len());
+    (1..=longest).rev().find(|&n| pending.ends_with(&marker[..n])).unwrap_or(0)
 }
 
 /// `bytes` as one single-quoted shell word.
@@ -502,19 +527,53 @@ mod tests {
         });
         let mut stream = Stream::new(reader);
         let mut skipped = Vec::new();
-        assert_eq!(stream.until(b"N:1:go", &mut skipped, 100, false).await, Until::Found);
+        assert_eq!(stream.until(b"N:1:go", &mut skipped, 100, false, |_| {}).await, Until::Found);
         assert_eq!(skipped, b"stray ");
         let mut out = Vec::new();
-        assert_eq!(stream.until(b"N:1:", &mut out, 100, false).await, Until::Found);
+        assert_eq!(stream.until(b"N:1:", &mut out, 100, false, |_| {}).await, Until::Found);
         assert_eq!(out, b"out\0put ");
         let mut status = Vec::new();
-        assert_eq!(stream.until(b"\n", &mut status, 10, false).await, Until::Found);
+        assert_eq!(stream.until(b"\n", &mut status, 10, false, |_| {}).await, Until::Found);
         assert_eq!(status, b"0");
-        assert_eq!(stream.until(b"N:2:go", &mut Vec::new(), 0, false).await, Until::Found);
+        assert_eq!(stream.until(b"N:2:go", &mut Vec::new(), 0, false, |_| {}).await, Until::Found);
         feed.await.unwrap();
         let mut rest = Vec::new();
-        assert_eq!(stream.until(b"N:3:", &mut rest, 2, false).await, Until::Ended);
+        assert_eq!(stream.until(b"N:3:", &mut rest, 2, false, |_| {}).await, Until::Ended);
         assert_eq!(rest, b"mo");
+    }
+
+    #[tokio::test]
+    async fn a_stream_shows_output_while_it_waits_for_the_marker() {
+        use tokio::io::AsyncWriteExt;
+        let (mut writer, reader) = tokio::io::duplex(64);
+        let (seen, mut pieces) = tokio::sync::mpsc::unbounded_channel();
+        let mut stream = Stream::new(reader);
+        let mut kept = Vec::new();
+        let reading = stream.until(b"N:1:", &mut kept, 100, false, |piece: &[u8]| {
+            let _ = seen.send(piece.to_vec());
+        });
+        let feeding = async {
+            // Seen whole before anything else comes (no marker can start in it)...
+            writer.write_all(b"first\n").await.unwrap();
+            assert_eq!(pieces.recv().await.unwrap(), b"first\n");
+            // ...while an end that may start the marker waits for the next bytes.
+            writer.write_all(b"a N:").await.unwrap();
+            assert_eq!(pieces.recv().await.unwrap(), b"a ");
+            writer.write_all(b"2 N:1:").await.unwrap();
+        };
+        let (end, ()) = tokio::join!(reading, feeding);
+        assert_eq!(end, Until::Found);
+        assert_eq!(kept, b"first\na N:2 ");
+        assert_eq!(pieces.recv().await.unwrap(), b"N:2 ");
+    }
+
+    #[test]
+    fn only_an_end_that_could_start_the_marker_is_held_back() {
+        assert_eq!(marker_start(b"output", b"N:1:"), 0);
+        assert_eq!(marker_start(b"output N", b"N:1:"), 1);
+        assert_eq!(marker_start(b"output N:1", b"N:1:"), 3);
+        assert_eq!(marker_start(b"N:", b"N:1:"), 2);
+        assert_eq!(marker_start(b"", b"N:1:"), 0);
     }
 
     #[tokio::test]
@@ -526,7 +585,7 @@ mod tests {
             while writer.write_all(b"xxxxxxxx").await.is_ok() {}
         });
         let mut kept = Vec::new();
-        assert_eq!(Stream::new(reader).until(b"N:1:", &mut kept, 1000, true).await, Until::Over);
+        assert_eq!(Stream::new(reader).until(b"N:1:", &mut kept, 1000, true, |_| {}).await, Until::Over);
         assert_eq!(kept.len(), 1000);
     }
 }

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::scripts::blocking;
 use crate::config::Node;
-use crate::ssh::{CommandOutput, Connection, shell_quote};
+use crate::ssh::{CommandOutput, Connection, Pipe, shell_quote};
 
 type ScriptResult<T> = Result<T, Box<EvalAltResult>>;
 
@@ -44,10 +44,26 @@ impl Output {
         Output { sink: Some(sink), ..Output::new(limit) }
     }
 
+    /// Keeps `piece` for the record and tells the sink of it.
     pub fn append(&self, piece: &str) {
+        self.publish(piece);
+        self.keep(piece);
+    }
+
+    /// Whether pieces are followed live (a sink is there).
+    fn followed(&self) -> bool {
+        self.sink.is_some()
+    }
+
+    /// Tells the sink of `piece` only: it is, or was, kept apart.
+    fn publish(&self, piece: &str) {
         if let Some(sink) = &self.sink {
             sink(piece);
         }
+    }
+
+    /// Keeps `piece` for the record only: the sink saw it live.
+    fn keep(&self, piece: &str) {
         let mut text = self.text.lock().expect("output lock");
         if text.len() >= self.limit {
             return;
@@ -140,16 +156,23 @@ impl Ssh {
             self.output.append(&format!("$ {}\n", options.shown.as_deref().unwrap_or(command)));
         }
         let stdin = options.stdin.as_deref();
+        // Output that will be shown is followed live, line by line, as it comes.
+        let live = (!quiet && self.output.followed()).then(|| Live::new(&self.output));
+        let see = |pipe: Pipe, piece: &[u8]| live.as_ref().map_or((), |live| live.see(pipe, piece));
+        let watch = live.is_some().then_some(&see as &(dyn Fn(Pipe, &[u8]) + Sync));
         let result = blocking(|| match options.alone {
-            true => self.connection.exec_alone(command, stdin, &self.cancel),
-            false => self.connection.exec(command, stdin, &self.cancel),
-        })
-        .map_err(|e| match e {
+            true => self.connection.exec_alone(command, stdin, &self.cancel, watch),
+            false => self.connection.exec(command, stdin, &self.cancel, watch),
+        });
+        if let Some(live) = &live {
+            live.flush();
+        }
+        let result = result.map_err(|e| match e {
             crate::ssh::SshError::Cancelled { .. } => super::engine::cancelled(),
             other => other.to_string().into(),
         })?;
         if !quiet || (result.code != Some(0) && !self.hidden) {
-            self.record(&result);
+            self.record(&result, live.is_some());
         }
         let code = result.code.map_or(-1, i64::from);
         if options.check && result.code != Some(0) {
@@ -174,13 +197,18 @@ impl Ssh {
         Ok(map)
     }
 
-    fn record(&self, result: &CommandOutput) {
+    /// Keeps a command's output for the record, and tells the sink of it unless it
+    /// was followed `live`.
+    fn record(&self, result: &CommandOutput, live: bool) {
         for stream in [&result.stdout, &result.stderr] {
             if !stream.is_empty() {
-                let text = String::from_utf8_lossy(stream);
-                self.output.append(&text);
+                let mut text = String::from_utf8_lossy(stream).into_owned();
                 if !text.ends_with('\n') {
-                    self.output.append("\n");
+                    text.push('\n');
+                }
+                match live {
+                    true => self.output.keep(&text),
+                    false => self.output.append(&text),
                 }
             }
         }
@@ -283,6 +311,52 @@ impl Ssh {
         match &self.node.user {
             Some(user) => user.clone(),
             None => std::env::var("USER").unwrap_or_default(),
+        }
+    }
+}
+
+/// A command's output on its way to the sink while the command runs: whole lines
+/// of each stream as they come (so that a line is never split between two pieces,
+/// nor a character), the rest when the command ends. A long line without an end
+/// goes in pieces of `Live::MOST` bytes.
+struct Live<'a> {
+    output: &'a Output,
+    /// What came of stdout and of stderr after their last full line.
+    partial: Mutex<[Vec<u8>; 2]>,
+}
+
+impl<'a> Live<'a> {
+    const MOST: usize = 8 << 10;
+
+    fn new(output: &'a Output) -> Live<'a> {
+        Live { output, partial: Mutex::new([Vec::new(), Vec::new()]) }
+    }
+
+    fn see(&self, pipe: Pipe, piece: &[u8]) {
+        let mut partial = self.partial.lock().expect("live output lock");
+        let pending = &mut partial[pipe as usize];
+        pending.extend_from_slice(piece);
+        let whole = match memchr::memrchr(b'\n', pending) {
+            Some(end) => end + 1,
+            None if pending.len() >= Self::MOST => match std::str::from_utf8(pending) {
+                Ok(_) => pending.len(),
+                // A character cut at the end waits for its other bytes.
+                Err(cut) if cut.error_len().is_none() => cut.valid_up_to(),
+                Err(_) => pending.len(),
+            },
+            None => return,
+        };
+        let text = String::from_utf8_lossy(&pending[..whole]).into_owned();
+        pending.drain(..whole);
+        drop(partial);
+        self.output.publish(&text);
+    }
+
+    /// Tells the rest: each stream's last line, ended as the record ends it.
+    fn flush(&self) {
+        let rests = std::mem::take(&mut *self.partial.lock().expect("live output lock"));
+        for rest in rests.into_iter().filter(|rest| !rest.is_empty()) {
+            self.output.publish(&format!("{}\n", String::from_utf8_lossy(&rest)));
         }
     }
 }

@@ -239,3 +239,62 @@ fn loom_tail_keeps_following_across_a_daemon_restart() {
     assert!(said.iter().any(|l| l.contains("again")), "{said:#?}");
     daemon.stop();
 }
+
+/// Output is followed while a command runs, not only when it ends: each node's
+/// command prints a line to stdout and one to stderr and then waits on a FIFO that
+/// the test opens only once `loom tail` has shown both lines — through the kept shell
+/// of an SSH node, and on a local node. The record keeps the whole output.
+#[test]
+fn a_command_s_output_arrives_while_the_command_still_runs() {
+    let fleet = crate::harness::sshd::Fleet::start(1);
+    let gates = fleet.shared_dir("gates");
+    let ws = Workspace::new(&fleet.ssh_settings("strict"), &format!("local:\n  local: true\n{}", fleet.nodes_yaml()));
+    ws.write(
+        "tasks/site/t.rhai",
+        "fn waits(ssh, gates) { ssh.run(`echo first; echo to-stderr >&2; read go < ${gates}/${ssh.node}; echo second`); }\n",
+    );
+    ws.write(
+        "jobs/a.yaml",
+        &format!(
+            "jobs:\n  live:\n    task: site.t.waits\n    args: [\"{}\"]\n    targets: [local, n01]\n",
+            gates.display()
+        ),
+    );
+    for node in ["local", "n01"] {
+        let gate = gates.join(node);
+        assert!(Command::new("mkfifo").args(["-m", "666"]).arg(&gate).status().unwrap().success());
+    }
+    let server = ws.server();
+    let daemon = ws.serve();
+    daemon.wait_started();
+    let mut tail = crate::harness::follow(&["--server", &server, "tail", "live", "--fires", "1"]);
+    let out = lines(tail.stdout.take().unwrap());
+    let (status, accepted) = http("POST", &format!("{server}/api/v1/jobs/live/run"), None, None);
+    assert_eq!(status, 202, "{accepted}");
+    let mut printed = Vec::new();
+    for node in ["local", "n01"] {
+        wait_line(&out, &format!("[live {node}] first"), "", &mut printed);
+        wait_line(&out, &format!("[live {node}] to-stderr"), "", &mut printed);
+    }
+    // Both commands are still waiting on their gates: nothing has ended.
+    assert!(!printed.iter().any(|l| l.ends_with("] second") || l.contains(" ok in ")), "{printed:#?}");
+    for node in ["local", "n01"] {
+        std::fs::write(gates.join(node), "go\n").unwrap();
+    }
+    wait_line(&out, "== live fire", "ok", &mut printed);
+    assert!(tail.wait().unwrap().success());
+    for node in ["local", "n01"] {
+        let at = |needle: &str| printed.iter().position(|l| l == &format!("[live {node}] {needle}"));
+        assert!(at("first") < at("second") && at("second").is_some(), "{printed:#?}");
+        // The rest of a line is told once, not again when the command ends.
+        assert_eq!(printed.iter().filter(|l| l.ends_with("] first") && l.contains(node)).count(), 1, "{printed:#?}");
+    }
+    let fire = accepted["fire"].as_i64().unwrap();
+    let (_, detail) = http("GET", &format!("{server}/api/v1/fires/{fire}"), None, None);
+    for result in detail["results"].as_array().unwrap() {
+        let output = result["output"].as_str().unwrap();
+        assert!(output.contains("first\nsecond\nto-stderr\n"), "{detail}");
+    }
+    let (code, log) = daemon.stop();
+    assert_eq!(code, Some(0), "{log}");
+}
