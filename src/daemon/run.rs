@@ -1059,6 +1059,7 @@ impl Daemon {
             .config
             .jobs
             .keys()
+            .filter(|name| self.scheduler.is_enabled(name))
             .filter_map(|name| self.scheduler.next_for(name).map(|at| NextFire { job: name.clone(), at }))
             .collect();
         next.sort_by_key(|n| n.at);

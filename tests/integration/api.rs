@@ -273,24 +273,35 @@ fn fires_of(ws: &Workspace, job: &str) -> usize {
 #[test]
 fn a_disabled_job_stays_quiet_also_after_a_restart_until_enabled() {
     let ws = workspace();
+    // Time passes by `tock`, which stays enabled: a disabled job has no next fire.
+    ws.write(
+        "jobs/b.yaml",
+        "jobs:\n  tock:\n    task: loom.system.run\n    args: [\"true\"]\n    schedule: \"* * * * * *\"\n    targets: [local]\n",
+    );
     let clock = Arc::new(ManualClock::new("2026-01-01T10:00:00.500Z".parse().unwrap()));
     let daemon = InProcess::start(&ws, &clock, Some(READER));
     pass_seconds(&ws, &clock, Some(READER), "tick", 2);
     assert_eq!(fires_of(&ws, "tick"), 2);
 
     remote(&ws, ADMIN, &["disable", "tick"]).assert_code(0);
-    pass_seconds(&ws, &clock, Some(READER), "tick", 5);
+    pass_seconds(&ws, &clock, Some(READER), "tock", 5);
     assert_eq!(fires_of(&ws, "tick"), 2, "a disabled job fired");
     daemon.stop();
 
     let daemon = InProcess::start(&ws, &clock, Some(READER));
-    pass_seconds(&ws, &clock, Some(READER), "tick", 5);
+    pass_seconds(&ws, &clock, Some(READER), "tock", 5);
     assert_eq!(fires_of(&ws, "tick"), 2, "a disabled job fired after a restart");
     assert!(ws.loom(&["jobs"]).stdout.contains("(disabled)"));
+    // Nor is it among the next fires (the dashboard's, `loom status`).
+    let (_, status) = http("GET", &format!("{}/api/v1/status", ws.server()), Some(READER), None);
+    let next: Vec<&str> = status["next"].as_array().unwrap().iter().map(|n| n["job"].as_str().unwrap()).collect();
+    assert!(!next.contains(&"tick"), "{status}");
 
     let (status, job) = http("POST", &format!("{}/api/v1/jobs/tick/enable", ws.server()), Some(ADMIN), None);
     assert_eq!(status, 200, "{job}");
     assert_eq!(job["enabled"], true);
+    let (_, status) = http("GET", &format!("{}/api/v1/status", ws.server()), Some(READER), None);
+    assert!(status["next"].as_array().unwrap().iter().any(|n| n["job"] == "tick"), "{status}");
     pass_seconds(&ws, &clock, Some(READER), "tick", 2);
     assert_eq!(fires_of(&ws, "tick"), 4, "an enabled job did not fire");
     daemon.stop();

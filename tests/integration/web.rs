@@ -49,7 +49,8 @@ fn the_web_interface_shows_runs_and_guards_the_fleet() {
     ws.write(
         "tasks/site/web.rhai",
         &format!(
-            "fn hello(ssh) {{\n  ssh.run(`printf '\\033[32mhello\\033[0m from %s\\n' ${{ssh.node}}`);\n  ssh.run(`while [ ! -e {} ] && [ -d {} ]; do sleep 0.05; done; echo finished`);\n}}\n",
+            // One command: its first line must show while it still waits for the gate.
+            "fn hello(ssh) {{\n  ssh.run(`printf '\\033[32mhello\\033[0m from %s\\n' ${{ssh.node}}; while [ ! -e {} ] && [ -d {} ]; do sleep 0.05; done; echo finished`);\n}}\n",
             gate.display(),
             gate.parent().unwrap().display()
         ),
