@@ -328,7 +328,10 @@ impl Node {
             Value::Null => "nothing",
             Value::Bool(_) => "a boolean",
             Value::Int(_) => "an integer",
-            Value::Float(_) => "a number",
+            Value::Float(_) if self.written_as_integer() => {
+                "a whole number out of range (whole numbers go from -9223372036854775808 to 9223372036854775807)"
+            }
+            Value::Float(_) => "a number with a fraction",
             Value::Str(_) => "a string",
             Value::Seq(_) => "a list",
             Value::Map(_) => "a map",
@@ -486,14 +489,17 @@ impl<'de> Visitor<'de> for RawVisitor {
     fn visit_i64<E>(self, v: i64) -> Result<Raw, E> {
         Ok(Raw::Int(v))
     }
-    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Raw, E> {
-        i64::try_from(v).map(Raw::Int).map_err(|_| E::custom(TOO_LARGE))
+    // A whole number out of i64's range is kept as a float, as the parser keeps one
+    // below it: where it is used, it is an error at its place (`to_json`, `kind`),
+    // and the rest of the file is still checked.
+    fn visit_u64<E>(self, v: u64) -> Result<Raw, E> {
+        Ok(i64::try_from(v).map_or(Raw::Float(v as f64), Raw::Int))
     }
-    fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<Raw, E> {
-        i64::try_from(v).map(Raw::Int).map_err(|_| E::custom(TOO_LARGE))
+    fn visit_i128<E>(self, v: i128) -> Result<Raw, E> {
+        Ok(i64::try_from(v).map_or(Raw::Float(v as f64), Raw::Int))
     }
-    fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Raw, E> {
-        i64::try_from(v).map(Raw::Int).map_err(|_| E::custom(TOO_LARGE))
+    fn visit_u128<E>(self, v: u128) -> Result<Raw, E> {
+        Ok(i64::try_from(v).map_or(Raw::Float(v as f64), Raw::Int))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Raw, E> {
         Ok(Raw::Float(v))

@@ -195,10 +195,23 @@ fn conform(spec: &FieldSpec, value: &Json) -> Result<Json, String> {
                 _ => Err(format!(", not `{text}`")),
             }
         }
-        (Kind::Mode, Json::Number(n)) => Err(format!(
-            ", not the number {n}: YAML reads 644 and 0o644 as different numbers, so write \"0{}\"",
-            n.to_string().trim_start_matches('0')
-        )),
+        (Kind::Mode, Json::Number(n)) => {
+            let digits = n.to_string();
+            let digits = digits.trim_start_matches('0');
+            // 644 was meant as octal digits, 493 can only be 0o755 read as a number;
+            // 2541 may be either.
+            let as_digits = digits.chars().all(|c| ('0'..='7').contains(&c)).then(|| format!("\"0{digits}\""));
+            let as_number = n.as_u64().filter(|mode| *mode <= 0o7777).map(|mode| format!("\"{mode:04o}\""));
+            let meant = match (as_digits, as_number) {
+                (Some(digits), Some(number)) => {
+                    format!("{digits} (or {number} if you wrote 0o{})", number.trim_matches('"').trim_start_matches('0'))
+                }
+                (Some(digits), _) => digits,
+                (None, Some(number)) => number,
+                (None, None) => "\"0644\"".to_string(),
+            };
+            Err(format!(", not the number {n}: YAML reads 644 and 0o644 as different numbers, so write {meant}"))
+        }
         (Kind::List, Json::String(_)) => Ok(Json::Array(vec![value.clone()])),
         (Kind::List, Json::Array(items)) if items.iter().all(Json::is_string) => Ok(value.clone()),
         (_, other) => Err(format!(", not {}", json_kind(other))),
@@ -256,6 +269,19 @@ mod tests {
     fn fields_become_want_with_defaults_and_normal_modes() {
         let want = check("file: {path: /x, mode: \"644\"}").unwrap();
         assert_eq!(Json::Object(want), json!({"path": "/x", "mode": "0644", "state": "present"}));
+    }
+
+    #[test]
+    fn a_mode_written_as_a_number_is_refused_with_the_text_meant() {
+        for (written, meant) in [
+            ("644", "\"0644\" (or \"1204\" if you wrote 0o1204)"),
+            ("0o755", "\"0755\""),
+            ("0o4755", "\"02541\" (or \"4755\" if you wrote 0o4755)"),
+            ("7777777", "\"07777777\""),
+        ] {
+            let errors = check(&format!("file: {{path: /x, mode: {written}}}")).unwrap_err();
+            assert!(errors[0].contains(&format!("so write {meant}")), "{written}: {errors:#?}");
+        }
     }
 
     #[test]

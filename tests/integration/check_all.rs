@@ -22,6 +22,24 @@ fn a_job_with_a_bad_schedule_and_a_missing_task_reports_both() {
 }
 
 #[test]
+fn a_value_out_of_range_does_not_hide_the_file_s_other_errors() {
+    let ws = Workspace::local("");
+    ws.write(
+        "jobs/a.yaml",
+        "jobs:\n  a:\n    task: loom.system.run\n    args: [9223372036854775808]\n    targets: [local]\n    retries: 99999999999999999999\n  \
+         b:\n    task: nosuch.fn\n    schedule: \"61 * * * *\"\n    targets: [local]\n",
+    );
+    let run = ws.loom(&["check"]);
+    run.assert_code(1);
+    let out = &run.stderr;
+    assert!(out.contains("integer out of range") && out.contains("jobs/a.yaml:4:12"), "{out}");
+    assert!(out.contains("found a whole number out of range") && out.contains("jobs/a.yaml:6:14"), "{out}");
+    assert!(out.contains("bad cron expression `61 * * * *`"), "{out}");
+    assert!(out.contains("task `nosuch.fn` of job `b`"), "{out}");
+    assert!(out.contains("4 error(s)"), "{out}");
+}
+
+#[test]
 fn a_misspelt_key_suggests_the_one_meant() {
     let ws = Workspace::local("jobspth: x\n");
     ws.write("jobs/a.yaml", "jobs:\n  a:\n    task: loom.system.run\n    args: [\"true\"]\n    schedul: \"* * * * *\"\n    targets: [local]\n");
