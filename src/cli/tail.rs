@@ -66,14 +66,15 @@ pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
                         outln!("[{job} {node}] {line}");
                     }
                 }
-                Event::NodeFinished { job, node, status, error, seconds, attempt, resources, .. } => {
+                Event::NodeFinished { job, node, status, error, seconds, attempt, resources, retrying, .. } => {
                     let error = error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
                     let summary = if resources.is_empty() {
                         String::new()
                     } else {
                         format!(", {}", crate::resource::Summary::of(resources))
                     };
-                    outln!("[{job} {node}] {status} in {seconds:.2}s (attempt {attempt}{summary}){error}");
+                    let retrying = if *retrying { ", retrying" } else { "" };
+                    outln!("[{job} {node}] {status} in {seconds:.2}s (attempt {attempt}{summary}{retrying}){error}");
                 }
                 Event::FireFinished { fire, job, status, seconds } => {
                     outln!("== {job} fire {} {status} in {seconds:.2}s", number(*fire));

@@ -204,7 +204,10 @@ fn conform(spec: &FieldSpec, value: &Json) -> Result<Json, String> {
             let as_number = n.as_u64().filter(|mode| *mode <= 0o7777).map(|mode| format!("\"{mode:04o}\""));
             let meant = match (as_digits, as_number) {
                 (Some(digits), Some(number)) => {
-                    format!("{digits} (or {number} if you wrote 0o{})", number.trim_matches('"').trim_start_matches('0'))
+                    format!(
+                        "{digits} (or {number} if you wrote 0o{})",
+                        number.trim_matches('"').trim_start_matches('0')
+                    )
                 }
                 (Some(digits), _) => digits,
                 (None, Some(number)) => number,

@@ -60,6 +60,10 @@ pub enum Event {
         /// What each of the job's resources did on the node (empty for a job without).
         #[serde(default)]
         resources: Vec<ResourceOutcome>,
+        /// Another attempt of the node follows (this one failed and `retries` allow
+        /// more): the node is not done yet.
+        #[serde(default)]
+        retrying: bool,
     },
     FireFinished {
         fire: Option<i64>,

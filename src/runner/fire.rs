@@ -234,6 +234,7 @@ impl Runner {
                     error: result.error.clone(),
                     seconds: result.duration.as_secs_f64(),
                     resources: result.resources.clone(),
+                    retrying: !result.is_last(job.retries) && !fire_cancel.is_cancelled(),
                 });
                 on_result(&result);
                 last.retain(|r| r.node != result.node);

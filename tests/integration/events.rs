@@ -170,6 +170,39 @@ fn a_client_asking_for_events_no_longer_kept_gets_lagged_and_the_stream_goes_on(
     daemon.stop();
 }
 
+/// A node's failed attempt that a retry follows says so (`retrying`), so a reader
+/// (the web pages, `loom tail`) does not take the node for done; its last attempt
+/// does not.
+#[test]
+fn a_failed_attempt_with_a_retry_to_come_says_so() {
+    let ws = Workspace::local("");
+    ws.write(
+        "jobs/a.yaml",
+        "jobs:\n  flaky:\n    task: loom.system.run\n    args: [\"exit 3\"]\n    targets: [local]\n    retries: 1\n    retry_delay: 0s\n",
+    );
+    let server = ws.server();
+    let daemon = ws.serve();
+    daemon.wait_started();
+    let seen = read_events(
+        &server,
+        Some("flaky"),
+        None,
+        || {
+            let url = format!("{server}/api/v1/jobs/flaky/run");
+            let (status, _) = std::thread::spawn(move || http("POST", &url, None, None)).join().unwrap();
+            assert_eq!(status, 202);
+        },
+        finished("flaky"),
+    );
+    let ends: Vec<(u64, bool)> = seen
+        .iter()
+        .filter(|s| s.kind == "node-finished")
+        .map(|s| (s.data["attempt"].as_u64().unwrap(), s.data["retrying"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(ends, [(1, true), (2, false)], "{seen:#?}");
+    daemon.stop();
+}
+
 /// Lines of a child's pipe, as they come.
 fn lines(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
     let (send, receive) = mpsc::channel();
@@ -272,9 +305,14 @@ fn a_command_s_output_arrives_while_the_command_still_runs() {
     let (status, accepted) = http("POST", &format!("{server}/api/v1/jobs/live/run"), None, None);
     assert_eq!(status, 202, "{accepted}");
     let mut printed = Vec::new();
-    for node in ["local", "n01"] {
-        wait_line(&out, &format!("[live {node}] first"), "", &mut printed);
-        wait_line(&out, &format!("[live {node}] to-stderr"), "", &mut printed);
+    // Stdout and stderr are two pipes: their lines may come in either order.
+    let wanted: Vec<String> = ["local", "n01"]
+        .iter()
+        .flat_map(|node| [format!("[live {node}] first"), format!("[live {node}] to-stderr")])
+        .collect();
+    while !wanted.iter().all(|line| printed.contains(line)) {
+        let line = out.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("{printed:#?}"));
+        printed.push(line);
     }
     // Both commands are still waiting on their gates: nothing has ended.
     assert!(!printed.iter().any(|l| l.ends_with("] second") || l.contains(" ok in ")), "{printed:#?}");

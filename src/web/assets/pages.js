@@ -137,7 +137,12 @@ export function Dashboard() {
   useEvents(null, (event) => {
     if (event.type === 'fire-started' || event.type === 'fire-finished') reload();
     else if (event.type === 'node-finished' && event.fire !== null) {
-      setProgress((p) => ({ ...p, [event.fire]: { ...(p[event.fire] || {}), [event.node]: event.status } }));
+      // A node whose attempt failed with a retry to come is not done yet.
+      setProgress((p) => {
+        const nodes = { ...(p[event.fire] || {}) };
+        if (event.retrying) delete nodes[event.node]; else nodes[event.node] = event.status;
+        return { ...p, [event.fire]: nodes };
+      });
     }
   });
   if (!data) return html`<h1>Dashboard</h1><${Failure} error=${error} />${!error && html`<p role="status">Loading…</p>`}`;
@@ -433,6 +438,13 @@ export function Fire({ id, admin }) {
     if (String(event.fire) !== String(id)) return;
     if (event.type === 'output') {
       setLive((l) => ({ ...l, [event.node]: { ...(l[event.node] || {}), text: ((l[event.node] || {}).text || '') + event.text } }));
+    } else if (event.type === 'node-finished' && event.retrying) {
+      // The node runs again: its next attempt's output follows a line that says so.
+      setLive((l) => {
+        const was = l[event.node] || {};
+        const note = `\n— attempt ${event.attempt} ${event.status}${event.error ? ': ' + event.error : ''}; retrying —\n`;
+        return { ...l, [event.node]: { ...was, status: 'retrying', text: (was.text || '') + note } };
+      });
     } else if (event.type === 'node-finished') {
       setLive((l) => ({ ...l, [event.node]: { ...(l[event.node] || {}), status: event.status, error: event.error, seconds: event.seconds } }));
     } else if (event.type === 'fire-finished') {
