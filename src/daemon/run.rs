@@ -868,9 +868,9 @@ impl Daemon {
             let report = runner.run(snapshot, fire, nodes, cancel, &recorder, |_| {}).await;
             tracing::info!(
                 job = %job.name,
-                fire = %recorder.fire_id().map_or("-".to_string(), |id| id.to_string()),
+                fire = recorder.fire_id(),
                 status = %report.status(),
-                seconds = %format_args!("{:.3}", report.duration.as_secs_f64()),
+                seconds = crate::runner::fire::log_seconds(report.duration.as_secs_f64()),
                 ok = report.results.len() - report.failed(),
                 failed = report.failed(),
                 "fire finished"
@@ -926,7 +926,8 @@ impl Daemon {
                 let seconds = begun.elapsed().as_secs_f64();
                 metrics.fire_finished(&job, status.as_str(), begun.elapsed(), Utc::now().timestamp_micros() as f64 / 1e6);
                 events.publish(crate::runner::events::Event::FireFinished { fire: Some(id), job: job.clone(), status, seconds });
-                tracing::info!(job = %job, fire = id, status = %status, seconds = %format_args!("{seconds:.3}"), "fire finished");
+                let seconds = crate::runner::fire::log_seconds(seconds);
+                tracing::info!(job = %job, fire = id, status = %status, seconds, "fire finished");
             }
             key
         });

@@ -34,7 +34,7 @@ pub(crate) struct NodeOutcome {
 pub(crate) type Times = (Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
 /// The facts of a fire: everything of the body but `schema`, `event`, `fire_id`,
-/// `link` and `text`.
+/// `link`, `api_link` and `text`.
 pub(crate) fn payload(
     job: &str,
     trigger: Trigger,
@@ -111,7 +111,7 @@ pub(crate) fn set_finished(payload: &mut Map<String, Value>, at: DateTime<Utc>) 
 }
 
 /// The body sent for one notification: the payload, plus `schema`, `event`,
-/// `fire_id`, `link` and `text` (the template's, or the default).
+/// `fire_id`, `link`, `api_link` and `text` (the template's, or the default).
 pub(crate) fn build(
     payload: &Map<String, Value>,
     event: &str,
@@ -123,8 +123,10 @@ pub(crate) fn build(
     body.insert("schema".into(), json!(SCHEMA));
     body.insert("event".into(), json!(event));
     body.insert("fire_id".into(), json!(fire_id));
-    let link = fire_id.map(|id| format!("{}/api/v1/fires/{id}", base_url.trim_end_matches('/')));
-    body.insert("link".into(), json!(link));
+    // For people, the fire's page of the web interface; for programs, the API's.
+    let base = base_url.trim_end_matches('/');
+    body.insert("link".into(), json!(fire_id.map(|id| format!("{base}/#/fires/{id}"))));
+    body.insert("api_link".into(), json!(fire_id.map(|id| format!("{base}/api/v1/fires/{id}"))));
     let text = match template {
         Some(template) => render(template, &body).unwrap_or_else(|err| {
             tracing::warn!(target: "loom::notify", "the notification template failed ({err}); the default text is sent");
@@ -219,7 +221,7 @@ mod tests {
         );
         let body =
             build(&payload, "skipped", Some(7), "http://127.0.0.1:8765/", Some("{{ job }} {{ event }} <{{ link }}>"));
-        assert_eq!(body["text"], "backup skipped <http://127.0.0.1:8765/api/v1/fires/7>");
+        assert_eq!(body["text"], "backup skipped <http://127.0.0.1:8765/#/fires/7>");
         assert_eq!(body["schema"], 1);
         let body = build(&payload, "skipped", Some(7), "http://x", Some("{{ nope() }}"));
         assert_eq!(body["text"], "backup: skipped — fire 7 skipped (the previous fire was still running)");

@@ -477,16 +477,20 @@ fn log_result(job: &str, fire: Option<i64>, result: &NodeResult) {
     let span =
         tracing::info_span!(target: "loom::output", "node", job, node = %result.node, attempt = result.attempt, fire);
     let _entered = span.enter();
-    let seconds = result.duration.as_secs_f64();
+    let seconds = log_seconds(result.duration.as_secs_f64());
     for line in result.output.lines() {
         tracing::info!(target: "loom::output", "{line}");
     }
     match &result.error {
-        None => tracing::info!(seconds = %format_args!("{seconds:.3}"), "node ok"),
-        Some(error) => {
-            tracing::warn!(status = %result.status, seconds = %format_args!("{seconds:.3}"), "node failed: {error}")
-        }
+        None => tracing::info!(seconds, "node ok"),
+        Some(error) => tracing::warn!(status = %result.status, seconds, "node failed: {error}"),
     }
+}
+
+/// Seconds as a log line's `seconds` field: a number (in JSON logs too), to the
+/// millisecond.
+pub(crate) fn log_seconds(seconds: f64) -> f64 {
+    (seconds * 1000.0).round() / 1000.0
 }
 
 /// `text` cut to at most `limit` bytes (on a character boundary), saying so.

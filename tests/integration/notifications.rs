@@ -92,7 +92,8 @@ fn a_failing_job_notifies_once_per_fire_signed_and_a_recovery_follows_the_first_
     assert_eq!(body["failed_nodes"][0]["attempt"], 3);
     assert_eq!(body["failed_nodes"][0]["exit_code"], 1);
     assert!(body["failed_nodes"][0]["error"].as_str().unwrap().contains("exit"), "{body}");
-    assert_eq!(body["link"], format!("https://loom.example.com/api/v1/fires/{id}"));
+    assert_eq!(body["link"], format!("https://loom.example.com/#/fires/{id}"));
+    assert_eq!(body["api_link"], format!("https://loom.example.com/api/v1/fires/{id}"));
     assert!(body["text"].as_str().unwrap().starts_with(&format!("flaky: failure — fire {id} failed")), "{body}");
     for time in ["scheduled", "started", "finished"] {
         assert!(body[time].as_str().unwrap().parse::<chrono::DateTime<Utc>>().is_ok(), "{time}: {body}");
@@ -295,6 +296,7 @@ fn a_skipped_fire_and_the_fires_a_catch_up_policy_drops_are_told() {
     assert_eq!(missed["status"], "missed");
     assert_eq!(missed["fire_id"], Value::Null);
     assert_eq!(missed["link"], Value::Null);
+    assert_eq!(missed["api_link"], Value::Null);
     assert_eq!(missed["scheduled"], "2026-01-01T10:07:00.000Z");
     assert!(missed["note"].as_str().unwrap().starts_with("5 missed fire(s) not run"), "{missed}");
     assert!(missed["text"].as_str().unwrap().starts_with("minutely: missed (5 missed fire(s)"), "{missed}");

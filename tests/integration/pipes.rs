@@ -55,7 +55,11 @@ fn the_daemon_outlives_its_stderr_and_logs_plain_text() {
     assert!(!logged.contains("Some("), "{logged}");
     let seconds = logged.lines().find(|l| l.contains("fire finished")).unwrap();
     let seconds = seconds.split(" seconds=").nth(1).unwrap().split(' ').next().unwrap();
-    assert!(seconds.len() == 5 && seconds.starts_with("0."), "seconds={seconds}");
+    // To the millisecond, no more.
+    assert!(
+        seconds.parse::<f64>().is_ok() && seconds.split('.').nth(1).is_none_or(|digits| digits.len() <= 3),
+        "seconds={seconds}"
+    );
     // Nobody reads the log any more; fires go on and are recorded.
     drop(stderr);
     let fired = |n: usize| ws.loom(&["history", "tick", "--limit", "100"]).stdout.matches(" ok ").count() >= n;

@@ -88,12 +88,12 @@ fn serve_notifies_systemd_and_logs_json_lines() {
         .collect();
     let finished = lines.iter().find(|l| l["message"] == "fire finished").expect(&log);
     assert_eq!(finished["job"], "hello", "{finished}");
-    assert!(finished["fire"].as_str().is_some_and(|f| f.parse::<i64>().is_ok()), "{finished}");
+    assert!(finished["fire"].as_i64().is_some() && finished["seconds"].as_f64().is_some(), "{finished}");
     assert_eq!(finished["level"], "INFO", "{finished}");
     let node = lines.iter().find(|l| l["message"] == "node ok").expect(&log);
     assert_eq!(node["span"]["job"], "hello", "{node}");
     assert_eq!(node["span"]["node"], "local", "{node}");
-    assert!(node["span"]["fire"].as_i64().is_some(), "{node}");
+    assert!(node["span"]["fire"].as_i64().is_some() && node["seconds"].as_f64().is_some(), "{node}");
     let output = lines.iter().find(|l| l["message"] == "hi").expect(&log);
     assert_eq!(output["target"], "loom::output", "{output}");
     assert!(!log.contains('\u{1b}'), "{log}");
