@@ -222,6 +222,12 @@ fn parse_job(
                 .at(value.at.clone())
                 .help("give it `task: module.function` (e.g. loom.system.run), `resources: [...]`, or both"),
         );
+    } else if let (None, Some(n), true) = (task_node, resources_node, resources.is_empty()) {
+        errors.push(
+            Diagnostic::error(format!("job `{name}` has no `task` and its `resources` are empty: it would do nothing"))
+                .at(n.at.clone())
+                .help("declare at least one resource, or give the job a `task`"),
+        );
     }
     let mode = match fields.node("mode") {
         None => Mode::Apply,

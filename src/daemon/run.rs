@@ -924,8 +924,18 @@ impl Daemon {
             }
             if let Some(status) = ended {
                 let seconds = begun.elapsed().as_secs_f64();
-                metrics.fire_finished(&job, status.as_str(), begun.elapsed(), Utc::now().timestamp_micros() as f64 / 1e6);
-                events.publish(crate::runner::events::Event::FireFinished { fire: Some(id), job: job.clone(), status, seconds });
+                metrics.fire_finished(
+                    &job,
+                    status.as_str(),
+                    begun.elapsed(),
+                    Utc::now().timestamp_micros() as f64 / 1e6,
+                );
+                events.publish(crate::runner::events::Event::FireFinished {
+                    fire: Some(id),
+                    job: job.clone(),
+                    status,
+                    seconds,
+                });
                 let seconds = crate::runner::fire::log_seconds(seconds);
                 tracing::info!(job = %job, fire = id, status = %status, seconds, "fire finished");
             }

@@ -99,7 +99,10 @@ fn prepare_one(
                     job.name
                 ))
                 .at(at.clone())
-                .help("bundled types: file, line, directory, link, command (and those of the stdlib's loom/resource folder); a type of your own is loom/resource/TYPE.rhai in a taskspath folder, or a dotted module path"),
+                .help(format!(
+                    "bundled types: {}; a type of your own is loom/resource/TYPE.rhai in a taskspath folder, or a dotted module path (loom.debian.apt_source)",
+                    crate::task::stdlib::resource_types().join(", ")
+                )),
             );
             return None;
         }

@@ -107,7 +107,17 @@ impl Schema {
         let mut want = serde_json::Map::new();
         let mut problems = Vec::new();
         let kind = &resource.kind.value;
-        let known = || self.fields.keys().cloned().collect::<Vec<_>>().join(", ");
+        // A type that takes content also takes it from `source:` or `template:`.
+        let content_from: &[&str] = if self.takes_content() { &["source", "template"] } else { &[] };
+        let known = || {
+            let mut names: Vec<&str> =
+                self.fields.keys().map(String::as_str).chain(content_from.iter().copied()).collect();
+            names.sort_unstable();
+            names.join(", ")
+        };
+        // Given, even if wrongly: not reported again as missing.
+        let given: std::collections::HashSet<&str> =
+            resource.fields.iter().map(|(name, _)| name.value.as_str()).collect();
         for (name, value) in &resource.fields {
             let Some(spec) = self.fields.get(&name.value) else {
                 let names: Vec<&str> = self.fields.keys().map(String::as_str).collect();
@@ -162,8 +172,10 @@ impl Schema {
             );
         }
         for (name, spec) in &self.fields {
-            let given = want.contains_key(name) || (name == "content" && resource.content.is_some());
-            if given {
+            if want.contains_key(name)
+                || given.contains(name.as_str())
+                || (name == "content" && resource.content.is_some())
+            {
                 continue;
             }
             if spec.required {
@@ -272,6 +284,18 @@ mod tests {
     fn fields_become_want_with_defaults_and_normal_modes() {
         let want = check("file: {path: /x, mode: \"644\"}").unwrap();
         assert_eq!(Json::Object(want), json!({"path": "/x", "mode": "0644", "state": "present"}));
+    }
+
+    #[test]
+    fn a_field_given_wrongly_is_not_also_missing_and_content_fields_are_named() {
+        let errors = check("file: {path: [1, 2]}").unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(errors[0].contains("`path` of resource `file` must be"), "{errors:#?}");
+        let errors = check("file: {path: /x, colour: red}").unwrap_err();
+        assert!(
+            errors[0].contains("fields of `file`: content, force, mode, path, source, state, template"),
+            "{errors:#?}"
+        );
     }
 
     #[test]

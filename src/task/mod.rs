@@ -5,7 +5,7 @@ pub(crate) mod engine;
 pub(crate) mod facts;
 pub mod handle;
 pub mod scripts;
-mod stdlib;
+pub(crate) mod stdlib;
 
 pub use catalog::{Called, Catalog, TaskError};
 #[doc(hidden)]

@@ -23,6 +23,13 @@ pub(crate) const MODULES: &[(&str, &str)] = &[
     ("loom/resource/link", include_str!("../../stdlib/loom/resource/link.rhai")),
 ];
 
+/// The bundled resource types (`loom/resource/TYPE`), by name, sorted.
+pub(crate) fn resource_types() -> Vec<&'static str> {
+    let mut types: Vec<&str> = MODULES.iter().filter_map(|(name, _)| name.strip_prefix("loom/resource/")).collect();
+    types.sort_unstable();
+    types
+}
+
 pub(crate) fn find(module: &str) -> Option<&'static str> {
     MODULES.iter().find(|(name, _)| *name == module).map(|(_, text)| *text)
 }

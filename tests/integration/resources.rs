@@ -18,9 +18,9 @@ fn site_job(name: &str, target: &str, base: &Path) -> String {
     sudo: true
     kwargs: {{greeting: Hello}}
     resources:
-      - directory: {{path: {b}/app, mode: "0750"}}
+      - directory: {{path: {b}/app, mode: "0750", owner: "0"}}
       - file: {{path: {b}/app/app.conf, template: templates/app.conf.j2, mode: "0640", owner: root, notify: reload}}
-      - file: {{path: {b}/app/secret, content: "s3cret-value\n", mode: "0600", sensitive: true}}
+      - file: {{path: {b}/app/secret, content: "s3cret-value\n", mode: "0600", owner: 0, group: "0", sensitive: true}}
       - line: {{path: {b}/app/settings.ini, line: "debug = false", regexp: '^debug'}}
       - link: {{path: {b}/app/current, target: {b}/app/app.conf}}
       - command: {{command: "echo ran >> {b}/command.log && touch {b}/command.done", creates: {b}/command.done}}
@@ -95,7 +95,9 @@ fn a_manifest_converges_stays_unchanged_and_check_reports_a_manual_edit() {
         assert_eq!(conf, format!("# for {} as {user} (uid {}) on debian\ngreeting = Hello\n", &job[5..], uid(user)));
         let meta = std::fs::metadata(base.join("app/app.conf")).unwrap();
         assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o640));
-        assert_eq!(std::fs::metadata(base.join("app/secret")).unwrap().mode() & 0o7777, 0o600);
+        let secret = std::fs::metadata(base.join("app/secret")).unwrap();
+        // Owner and group by number: set once, then unchanged (below).
+        assert_eq!((secret.mode() & 0o7777, secret.uid(), secret.gid()), (0o600, 0, 0));
         assert_eq!(std::fs::read_to_string(base.join("app/settings.ini")).unwrap(), "debug = false\n");
         assert_eq!(std::fs::read_link(base.join("app/current")).unwrap(), base.join("app/app.conf"));
         assert!(!base.join("never").exists());
@@ -240,6 +242,9 @@ fn check_reports_every_resource_mistake_at_its_place() {
     task: loom.system.run
     args: ["true"]
     targets: [local]
+  empty:
+    targets: [local]
+    resources: []
 "#,
     );
     let check = ws.loom(&["check"]);
@@ -269,11 +274,15 @@ fn check_reports_every_resource_mistake_at_its_place() {
         "`state` of resource `line` is `gone`; expected one of present, absent",
         "jobs/a.yaml:16:11",
         "job `onlytask` has `mode: check` but no resources",
+        "jobs/a.yaml:22:16",
+        "job `empty` has no `task` and its `resources` are empty",
+        // Every bundled type is named where an unknown one is.
+        "bundled types: authorized_key, command, cron, directory, file, group, line, link, mount, package, service, user;",
     ];
     for want in expect {
         assert!(text.contains(want), "`{want}` is missing from:\n{text}");
     }
-    assert!(text.contains("11 error(s)"), "{text}");
+    assert!(text.contains("12 error(s)"), "{text}");
 }
 
 #[test]
@@ -428,4 +437,60 @@ fn absent_states_remove_and_force_replaces_and_a_second_run_changes_nothing() {
     assert_eq!(std::fs::read_to_string(x.join("new.ini")).unwrap(), "created = yes\n");
     let second = ws.loom(&["run", "tidy"]);
     assert!(second.stdout.contains("6 unchanged, 0 changed, 0 failed"), "{}", second.all());
+}
+
+#[test]
+fn command_guards_handler_lists_and_a_plain_type_of_your_own() {
+    let ws = Workspace::local("");
+    let x = ws.path("x");
+    std::fs::create_dir_all(&x).unwrap();
+    // A type named without a dot is loom/resource/TYPE.rhai in a taskspath folder.
+    ws.write(
+        "tasks/loom/resource/stamp.rhai",
+        r#"
+fn fields() { #{ path: #{ kind: "string", required: true } } }
+fn check(ssh, want) {
+    if ssh.run(`test -e ${quote(want.path)}`, #{ check: false }).ok { return #{ changes: [], diff: "" }; }
+    #{ changes: [#{ field: "state", before: "absent", after: "present" }], diff: "" }
+}
+fn apply(ssh, want, plan) { ssh.run(`touch ${quote(want.path)}`); }
+"#,
+    );
+    let d = x.display();
+    ws.write(
+        "jobs/a.yaml",
+        &format!(
+            r#"jobs:
+  guarded:
+    targets: [local]
+    resources:
+      - command: {{command: "echo u >> {d}/ran.log; touch {d}/u", unless: "test -e {d}/u"}}
+      - command: {{command: "echo o >> {d}/ran.log", onlyif: "test -e {d}/flag"}}
+      - command: {{command: "pwd > where.txt", cwd: "{d}", creates: "{d}/where.txt"}}
+      - stamp: {{path: {d}/a, notify: [first, second]}}
+      - stamp: {{path: {d}/b, notify: first}}
+    handlers:
+      first: {{command: {{command: "echo first >> {d}/handlers.log"}}}}
+      second: {{command: {{command: "echo second >> {d}/handlers.log"}}}}
+"#
+        ),
+    );
+    ws.loom(&["check"]).assert_code(0);
+    let read = |name: &str| std::fs::read_to_string(x.join(name)).unwrap_or_default();
+    let first = ws.loom(&["run", "guarded", "-v"]);
+    first.assert_code(0);
+    // Handlers count among the changes.
+    assert!(first.stdout.contains("1 unchanged, 6 changed, 0 failed"), "{}", first.all());
+    // `unless` failed, so it ran; `onlyif` failed, so it did not; `cwd` is where it ran.
+    assert_eq!(read("ran.log"), "u\n");
+    assert_eq!(read("where.txt"), format!("{d}\n"));
+    // Each handler runs once, however many changed resources notify it.
+    assert_eq!(read("handlers.log"), "first\nsecond\n");
+
+    std::fs::write(x.join("flag"), "").unwrap();
+    let second = ws.loom(&["run", "guarded", "-v"]);
+    second.assert_code(0);
+    assert!(second.stdout.contains("4 unchanged, 1 changed, 0 failed"), "{}", second.all());
+    assert_eq!(read("ran.log"), "u\no\n", "unless now holds; onlyif now holds");
+    assert_eq!(read("handlers.log"), "first\nsecond\n", "no handler runs when nothing notifies it");
 }
