@@ -103,6 +103,7 @@ impl Work {
         if let Some(signals) = shared.store.signals() {
             let (wake, endings, mut ended) = (Arc::clone(&wake), Arc::clone(&work.endings), signals.ended.subscribe());
             let (stopping, heard, store) = (stopping.clone(), signals.work, Arc::clone(&shared.store));
+            let listening = signals.listening;
             let (mut cancels, parts, cancelled) =
                 (signals.cancelled.subscribe(), Arc::clone(&work.parts), Arc::clone(&work.cancelled));
             tokio::spawn(async move {
@@ -123,21 +124,13 @@ impl Work {
                             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                             Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                         },
-                        _ = ticks.tick() => {
-                            let open = endings.lock().expect("endings lock").open();
-                            if open.is_empty() {
-                                continue;
-                            }
-                            let store = Arc::clone(&store);
-                            match tokio::task::spawn_blocking(move || store.ended_fires(&open)).await {
-                                Ok(Ok(ended)) => {
-                                    let mut endings = endings.lock().expect("endings lock");
-                                    ended.into_iter().for_each(|(id, status)| endings.tell(id, status));
-                                }
-                                Ok(Err(err)) => tracing::warn!("failed to read the ends of cluster fires: {err}"),
-                                Err(_) => {}
-                            }
+                        // Listening (again) after a time of not hearing: look now,
+                        // as at a poll, for work and ends said meanwhile.
+                        _ = listening.notified() => {
+                            wake.notify_one();
+                            read_ends(&endings, &store).await;
                         }
+                        _ = ticks.tick() => read_ends(&endings, &store).await,
                     }
                 }
             });
@@ -318,6 +311,23 @@ struct Shared {
     cancelled: Arc<Mutex<RecentCancels>>,
     started: Arc<Started>,
     abort: CancellationToken,
+}
+
+/// Reads from the store which of the fires followed here have ended, and tells them.
+async fn read_ends(endings: &Arc<Mutex<Endings>>, store: &Arc<Store>) {
+    let open = endings.lock().expect("endings lock").open();
+    if open.is_empty() {
+        return;
+    }
+    let store = Arc::clone(store);
+    match tokio::task::spawn_blocking(move || store.ended_fires(&open)).await {
+        Ok(Ok(ended)) => {
+            let mut endings = endings.lock().expect("endings lock");
+            ended.into_iter().for_each(|(id, status)| endings.tell(id, status));
+        }
+        Ok(Err(err)) => tracing::warn!("failed to read the ends of cluster fires: {err}"),
+        Err(_) => {}
+    }
 }
 
 async fn claim_forever(

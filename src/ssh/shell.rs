@@ -19,9 +19,10 @@
 //! `go` marker says that the command started: a shell found dead before it is
 //! replaced and the command sent elsewhere, never run twice.
 //!
-//! What it does not do: streams (`ssh.get`, uploads of local files), input with NUL
-//! bytes or over `MAX_INPUT`, and commands with NUL bytes take a channel of their
-//! own (`session.rs` decides). A command's background process that keeps the
+//! What it does not do: a node's first command, streams (`ssh.get`, uploads of local
+//! files), input with NUL bytes or over `MAX_INPUT`, and commands with NUL bytes take
+//! a channel of their own (`session.rs` decides; opening a shell costs a round trip
+//! that only a node's later commands pay back). A command's background process that keeps the
 //! command's stdout open writes into the shell's stream after the command ended:
 //! its later output shows in the next command's output (a channel would instead
 //! wait for it to close). A command killed by a signal reports the shell's
@@ -297,6 +298,9 @@ struct State {
     /// Set once the node's login shell proved unusable: every command takes a channel.
     unusable: bool,
     reaper: bool,
+    /// The node's first command took a channel: a shell is opened from the second
+    /// on, so that a one-command run (`loom run` of `true`) costs no shell.
+    first_taken: bool,
 }
 
 /// A place among a node's shells: a kept shell, or the right to open one. Giving it
@@ -332,11 +336,12 @@ impl Shells {
         Arc::new(Shells { state: Mutex::new(State::default()), idle_limit })
     }
 
-    /// A kept shell on `session`, or the right to open one; `None` when the node
-    /// takes channels (not POSIX, or all its shells are busy).
+    /// A kept shell on `session`, or the right to open one; `None` when the command
+    /// takes a channel (the node's first, a login shell that is not POSIX, or all
+    /// its shells busy).
     pub(crate) fn lease(self: &Arc<Self>, session: &Arc<Session>) -> Option<Lease> {
         let mut state = self.state.lock().expect("shells lock");
-        if state.unusable {
+        if state.unusable || !std::mem::replace(&mut state.first_taken, true) {
             return None;
         }
         // Shells of a master that was replaced went with it.

@@ -368,6 +368,9 @@ pub struct Postgres {
 #[derive(Clone)]
 pub struct ClusterSignals {
     pub work: Arc<tokio::sync::Notify>,
+    /// The listener is (again) listening: what was said while it was not is lost,
+    /// so a member looks for work and fire ends in the store at once.
+    pub listening: Arc<tokio::sync::Notify>,
     pub ended: tokio::sync::broadcast::Sender<(i64, FireStatus)>,
     /// A fire cancelled by request (its number): each member stops its parts.
     pub cancelled: tokio::sync::broadcast::Sender<i64>,
@@ -379,6 +382,7 @@ impl Default for ClusterSignals {
     fn default() -> ClusterSignals {
         ClusterSignals {
             work: Arc::default(),
+            listening: Arc::default(),
             ended: tokio::sync::broadcast::channel(1024).0,
             cancelled: tokio::sync::broadcast::channel(64).0,
             reload: tokio::sync::broadcast::channel(16).0,
@@ -1362,6 +1366,7 @@ async fn listen_forever(config: Arc<tokio_postgres::Config>, signals: ClusterSig
                     .await
                 {
                     Ok(()) => {
+                        signals.listening.notify_one();
                         while let Some(notification) = notifications.recv().await {
                             match notification.channel() {
                                 "loom_work" => signals.work.notify_one(),
