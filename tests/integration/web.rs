@@ -46,20 +46,23 @@ fn the_web_interface_shows_runs_and_guards_the_fleet() {
         ),
         &fleet.nodes_yaml(),
     );
+    let folder = gate.parent().unwrap().display();
+    // hello: one command, whose first line must show while it still waits for the gate.
+    // waits: n01 ends at once, n02 waits until the fleet is gone (or the fire is cancelled).
     ws.write(
         "tasks/site/web.rhai",
         &format!(
-            // One command: its first line must show while it still waits for the gate.
-            "fn hello(ssh) {{\n  ssh.run(`printf '\\033[32mhello\\033[0m from %s\\n' ${{ssh.node}}; while [ ! -e {} ] && [ -d {} ]; do sleep 0.05; done; echo finished`);\n}}\n",
+            "fn hello(ssh) {{\n  ssh.run(`printf '\\033[32mhello\\033[0m from %s\\n' ${{ssh.node}}; while [ ! -e {} ] && [ -d {folder} ]; do sleep 0.05; done; echo finished`);\n}}\n\
+             fn waits(ssh) {{\n  if ssh.node == \"n02\" {{ ssh.run(`while [ -d {folder} ]; do sleep 0.05; done`); }}\n}}\n",
             gate.display(),
-            gate.parent().unwrap().display()
         ),
     );
     ws.write(
         "jobs/web.yaml",
         "jobs:\n  hello:\n    task: site.web.hello\n    targets: [n01, n02]\n    description: waits for the test's gate\n  \
          broken:\n    task: loom.system.run\n    args: [\"echo boom-on-stderr >&2; exit 3\"]\n    targets: [n01]\n  \
-         nightly:\n    task: loom.system.run\n    args: [\"true\"]\n    schedule: \"0 3 * * *\"\n    targets: [n01, n02]\n",
+         nightly:\n    task: loom.system.run\n    args: [\"true\"]\n    schedule: \"0 3 * * *\"\n    targets: [n01, n02]\n  \
+         waits:\n    task: site.web.waits\n    targets: [n01, n02]\n",
     );
     let managed = fleet.shared_dir("managed").join("motd");
     ws.write(
@@ -128,6 +131,96 @@ fn the_web_interface_shows_runs_and_guards_the_fleet() {
         browser.until("the fire end", "return document.querySelector('h1 .badge')?.textContent === 'ok'").await;
         let output = c.find(Locator::Css("[data-node=n02] .output")).await.unwrap().text().await.unwrap();
         assert!(output.contains("finished"), "{output}");
+    });
+
+    // Search narrows the jobs; a run on chosen nodes runs on those only.
+    browser.step(async {
+        browser.open(&format!("{server}/#/jobs"), "jobs").await;
+        c.find(Locator::Css("#job-search")).await.unwrap().send_keys("hell").await.unwrap();
+        browser.until("one job left", "return document.querySelectorAll('tr[data-job]').length === 1").await;
+        assert!(c.find(Locator::Css("tr[data-job=hello]")).await.is_ok(), "the search kept the wrong job");
+        c.find(Locator::Css("tr[data-job=hello] .run summary")).await.unwrap().click().await.unwrap();
+        let n02 = Locator::XPath("//tr[@data-job='hello']//label[contains(., 'n02')]/input");
+        c.find(n02).await.unwrap().click().await.unwrap();
+        browser
+            .then_rendered("fire", async {
+                let chosen = Locator::XPath("//tr[@data-job='hello']//button[normalize-space(.)='Run on 1 chosen']");
+                c.find(chosen).await.unwrap().click().await.unwrap();
+            })
+            .await;
+        browser.until("the fire end", "return document.querySelector('h1 .badge')?.textContent === 'ok'").await;
+        assert!(c.find(Locator::Css("[data-node=n02]")).await.is_ok());
+        assert!(c.find(Locator::Css("[data-node=n01]")).await.is_err(), "a node that was not chosen ran");
+    });
+
+    // A running fire: the dashboard shows how many of its nodes are done, and its
+    // page cancels it.
+    browser.step(async {
+        browser.open(&format!("{server}/#/jobs"), "jobs").await;
+        browser
+            .then_rendered("fire", async {
+                c.find(Locator::Css("tr[data-job=waits] .run button")).await.unwrap().click().await.unwrap();
+            })
+            .await;
+        browser
+            .until("n01 done", "return document.querySelector('[data-node=n01] h2 .badge')?.textContent === 'ok'")
+            .await;
+        let fire = browser.script("return location.hash").await;
+        browser.open(&format!("{server}/#/"), "dashboard").await;
+        browser
+            .until(
+                "the progress of the running fire",
+                "return [...document.querySelectorAll('.running-fire')].some(li => li.textContent.includes('waits') && li.textContent.includes('1 of 2 nodes done'))",
+            )
+            .await;
+        browser.open(&format!("{server}/{}", fire.as_str().unwrap()), "fire").await;
+        c.find(Locator::XPath("//button[text()='Cancel fire']")).await.unwrap().click().await.unwrap();
+        browser
+            .until("the fire interrupted", "return document.querySelector('h1 .badge')?.textContent === 'interrupted'")
+            .await;
+        let badge = c.find(Locator::Css("[data-node=n02] h2 .badge")).await.unwrap().text().await.unwrap();
+        assert_eq!(badge, "interrupted");
+    });
+
+    // The nodes: where each is, how it logs in (never a secret), its master, its last result.
+    browser.step(async {
+        browser.open(&format!("{server}/#/nodes"), "nodes").await;
+        let row = c.find(Locator::Css("tr[data-node=n01]")).await.unwrap().text().await.unwrap();
+        let address =
+            format!("{}@{}:{}", crate::harness::sshd::key_user(), fleet.node("n01").address, fleet.node("n01").port);
+        assert!(row.contains(&address) && row.contains("identity") && row.contains("open"), "{row}");
+        assert!(row.contains("ok") || row.contains("failed") || row.contains("drift"), "no last result: {row}");
+    });
+
+    // A reload that fails shows on the dashboard, where the error is, until a good one.
+    ws.write(
+        "jobs/bad.yaml",
+        "jobs:\n  bad:\n    task: loom.system.run\n    schedule: \"61 * * * *\"\n    targets: [n01]\n",
+    );
+    assert_eq!(http("POST", &format!("{api}/reload"), Some(ADMIN), None).0, 200);
+    browser.step(async {
+        browser.open(&format!("{server}/#/"), "dashboard").await;
+        let panel = c.find(Locator::Css("[aria-labelledby=reload-errors]")).await.unwrap().text().await.unwrap();
+        assert!(panel.contains("jobs/bad.yaml:4:") && panel.contains("61 * * * *"), "{panel}");
+        let state = c.find(Locator::Css(".facts .badge")).await.unwrap().text().await.unwrap();
+        assert_eq!(state, "running; the last reload failed");
+    });
+    std::fs::remove_file(ws.path("jobs/bad.yaml")).unwrap();
+    assert_eq!(http("POST", &format!("{api}/reload"), Some(ADMIN), None).0, 200);
+    browser.step(async {
+        browser.open(&format!("{server}/#/"), "dashboard").await;
+        assert!(
+            c.find(Locator::Css("[aria-labelledby=reload-errors]")).await.is_err(),
+            "the error outlived a good reload"
+        );
+    });
+
+    // A job's history: the heatmap has a cell per node and fire.
+    browser.step(async {
+        browser.open(&format!("{server}/#/jobs/hello"), "history").await;
+        let cells = browser.script("return document.querySelectorAll('table.heatmap td.hm.s-ok').length").await;
+        assert_eq!(cells, 3, "hello: two nodes, then n02 alone, all ok");
+        assert!(c.find(Locator::Css("figure svg")).await.is_ok(), "the durations chart");
     });
 
     // A failed node is red, with its stderr.

@@ -36,10 +36,32 @@ function useEvents(job, handler, { active = true, after } = {}) {
 
 function useLoad(load, deps) {
   const [state, setState] = useState({ data: null, error: null });
-  const reload = useRef(null);
-  reload.current = () => load().then((data) => setState({ data, error: null }), (error) => setState((s) => ({ data: s.data, error })));
-  useEffect(() => { reload.current(); }, deps);
-  return [state.data, state.error, () => reload.current()];
+  const latest = useRef(null);
+  latest.current = load;
+  const gate = useRef({ busy: false, again: false, timer: null, last: 0 });
+  const run = () => {
+    const g = gate.current;
+    g.busy = true;
+    g.last = Date.now();
+    latest.current()
+      .then((data) => setState({ data, error: null }), (error) => setState((s) => ({ data: s.data, error })))
+      .finally(() => { g.busy = false; if (g.again) { g.again = false; reload(); } });
+  };
+  // What events ask for: a busy fleet's burst of fires costs one load a second at
+  // most, and never two at once; the last ask is always answered.
+  const reload = () => {
+    const g = gate.current;
+    if (g.timer) return;
+    if (g.busy) { g.again = true; return; }
+    const wait = g.last + 1000 - Date.now();
+    if (wait <= 0) run();
+    else g.timer = setTimeout(() => { g.timer = null; run(); }, wait);
+  };
+  useEffect(() => {
+    run();
+    return () => { clearTimeout(gate.current.timer); gate.current.timer = null; };
+  }, deps);
+  return [state.data, state.error, reload];
 }
 
 function duration(ms) {
@@ -164,7 +186,9 @@ export function Dashboard() {
         <ul>${status.restart_pending.map((p) => html`<li><code>${p.setting}</code>: ${p.in_force} → ${p.configured}</li>`)}</ul>
       </section>`}
     <dl class="facts" aria-label="Daemon status">
-      <div><dt>Status</dt><dd><span class="badge s-ok">running</span></dd></div>
+      <div><dt>Status</dt><dd>${status.config_errors.length > 0
+        ? html`<span class="badge s-interrupted">running; the last reload failed</span>`
+        : html`<span class="badge s-ok">running</span>`}</dd></div>
       <div><dt>Up for</dt><dd title=${'since ' + started.toLocaleString()}>${duration(uptime)}</dd></div>
       <div><dt>Jobs</dt><dd><a href="#/jobs">${status.jobs}</a></dd></div>
       <div><dt>Nodes</dt><dd><a href="#/nodes">${status.nodes}</a></dd></div>
