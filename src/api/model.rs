@@ -31,6 +31,10 @@ pub struct JobView {
     #[serde(default)]
     pub schedule_words: Option<String>,
     pub timezone: Option<String>,
+    /// Each scheduled fire starts this many milliseconds after its instant (the
+    /// job's jitter offset; 0 without `jitter`).
+    #[serde(default)]
+    pub jitter_ms: u64,
     pub next: Option<DateTime<Utc>>,
     pub targets: Vec<String>,
     pub enabled: bool,
@@ -48,6 +52,7 @@ impl JobView {
             schedule: job.schedule.as_ref().map(|s| s.text().to_string()),
             schedule_words: job.schedule.as_ref().map(|s| s.describe()),
             timezone: job.schedule.as_ref().map(|s| s.zone().to_string()),
+            jitter_ms: u64::try_from(job.jitter_offset().as_millis()).unwrap_or(u64::MAX),
             next,
             targets: job.targets.clone(),
             enabled,

@@ -115,7 +115,7 @@ impl Cli {
             Command::Check(args) => check::execute(&self, args),
             Command::Run(args) => run::execute(&self, args).await,
             Command::Jobs(args) => jobs::execute(&self, args).await,
-            Command::Next(args) => next::execute(&self, args),
+            Command::Next(args) => next::execute(&self, args).await,
             Command::Nodes(args) => nodes::execute(&self, args).await,
             Command::History(args) => history::execute(&self, args).await,
             Command::Logs(args) => logs::execute(&self, args).await,

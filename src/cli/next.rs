@@ -1,10 +1,11 @@
 //! `loom next`: when a job, or any cron expression, fires next.
 //!
 //! Computed from the configuration (or the expression alone), with no daemon; the
-//! store is only read, to say whether a job is disabled. A job's fires are computed as the daemon plans them — its schedule in its
-//! zone, each fire starting its jitter offset after its scheduled instant; a job
-//! disabled in the store is shown all the same, with a note. Exit 1 for an
-//! expression that never fires.
+//! store is only read, to say whether a job is disabled. With `--server`, the job's
+//! schedule, zone, jitter and state are the daemon's (`GET /jobs/NAME`). A job's
+//! fires are computed as the daemon plans them — its schedule in its zone, each
+//! fire starting its jitter offset after its scheduled instant; a disabled job is
+//! shown all the same, with a note. Exit 1 for an expression that never fires.
 
 use anyhow::{Context, anyhow, bail};
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
@@ -12,6 +13,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 use super::args::{Cli, Outcome};
+use crate::api::model::JobView;
 use crate::schedule::cron::{Schedule, host_zone};
 use crate::store::Store;
 
@@ -54,7 +56,7 @@ struct PreviewedFire {
     starts: String,
 }
 
-pub(crate) fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
+pub(crate) async fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
     let (job, schedule, offset) = match (&args.job, &args.schedule) {
         (_, Some(text)) => {
             let zone = match &args.timezone {
@@ -64,14 +66,23 @@ pub(crate) fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
             let schedule = Schedule::parse(text, zone).map_err(|why| anyhow!("bad cron expression `{text}`: {why}"))?;
             (None, schedule, chrono::TimeDelta::zero())
         }
-        (Some(name), None) => {
-            if cli.server.is_some() {
-                // The API does not carry a job's jitter; a local file could be another
-                // configuration than the daemon's.
-                bail!(
-                    "`loom next JOB` reads the local configuration and cannot ask a daemon; drop --server (or $LOOM_SERVER)"
+        (Some(name), None) if cli.server.is_some() => {
+            let client = super::client::connect(cli, super::client::Need::Required).await?.expect("required");
+            let job: JobView = client.get(&format!("/jobs/{name}"), &[]).await?;
+            let Some(text) = &job.schedule else {
+                bail!("job `{name}` has no schedule: it runs only with `loom run`");
+            };
+            let zone = job.timezone.as_deref().and_then(|z| z.parse::<Tz>().ok()).unwrap_or(Tz::UTC);
+            let schedule = Schedule::parse(text, zone).map_err(|why| anyhow!("bad cron expression `{text}`: {why}"))?;
+            if !job.enabled {
+                errln!(
+                    "job `{name}` is disabled: the daemon fires it on these instants only after `loom enable {name}`"
                 );
             }
+            let offset = chrono::TimeDelta::milliseconds(i64::try_from(job.jitter_ms).context("jitter out of range")?);
+            (Some(name.clone()), schedule, offset)
+        }
+        (Some(name), None) => {
             let (config, _) = crate::config::load(&cli.config_path()?);
             let Some(job) = config.jobs.get(name) else {
                 bail!("no job named `{name}` in the configuration (`loom check` shows why one is missing)");
@@ -97,9 +108,9 @@ pub(crate) fn execute(cli: &Cli, args: &Args) -> anyhow::Result<Outcome> {
         None => Utc::now(),
     };
     if schedule.is_reboot() {
-        errln!("`{}` fires once when the daemon starts, never from the clock", schedule.text());
+        errln!("note: `{}` fires once when the daemon starts, never from the clock", schedule.text());
     } else if schedule.never_fires() {
-        errln!("`{}` never fires: no date matches its day and month fields", schedule.text());
+        errln!("error: `{}` never fires: no date matches its day and month fields", schedule.text());
     }
     let mut fires = Vec::new();
     let mut at = from;

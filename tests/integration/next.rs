@@ -185,7 +185,7 @@ fn unsatisfiable_schedules_show_no_fires_and_exit_1() {
         let run = loom(&["next", "--schedule", expr, "--timezone", "UTC", "--from", "2026-01-01T00:00:00Z"]);
         run.assert_code(1);
         assert_eq!(run.stdout, "", "{expr}");
-        assert!(run.stderr.contains("never fires"), "{expr}: {}", run.stderr);
+        assert!(run.stderr.starts_with("error: `") && run.stderr.contains("never fires"), "{expr}: {}", run.stderr);
     }
 }
 
@@ -252,9 +252,20 @@ fn a_job_previews_with_its_zone_and_jitter() {
     let run = ws.loom(&["next", "manual"]);
     run.assert_code(1);
     assert!(run.stderr.contains("job `manual` has no schedule"), "{}", run.stderr);
-    let run = ws.loom(&["next", "nightly", "--server", "http://127.0.0.1:9"]);
-    run.assert_code(1);
-    assert!(run.stderr.contains("cannot ask a daemon"), "{}", run.stderr);
+    // Through a daemon: its schedule, zone, jitter and state, the same fires.
+    let local = ws.loom(&["next", "nightly", "--from", "2026-03-28T12:00:00+01:00", "-n", "2", "--json"]);
+    let daemon = ws.serve();
+    daemon.wait_started();
+    let server = ws.server();
+    let args = ["--server", &server, "next", "nightly", "--from", "2026-03-28T12:00:00+01:00", "-n", "2", "--json"];
+    let remote = crate::harness::loom(&args);
+    remote.assert_code(0);
+    assert_eq!(remote.stdout, local.stdout);
+    assert!(remote.stderr.contains("job `nightly` is disabled"), "{}", remote.stderr);
+    let missing = crate::harness::loom(&["--server", &server, "next", "nosuch"]);
+    missing.assert_code(1);
+    assert!(missing.stderr.contains("no job named `nosuch`"), "{}", missing.stderr);
+    daemon.stop();
     let run = ws.loom(&["next", "nosuch"]);
     run.assert_code(1);
     assert!(run.stderr.contains("no job named `nosuch`"), "{}", run.stderr);
