@@ -103,7 +103,7 @@ mod tests {
     use super::*;
 
     fn token(secret: &str) -> ApiToken {
-        ApiToken { secret: secret.to_string(), role: Role::Read }
+        ApiToken { secret: secret.to_string(), role: Role::Read, file: None }
     }
 
     #[test]

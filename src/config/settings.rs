@@ -99,6 +99,8 @@ pub enum Role {
 pub struct ApiToken {
     pub secret: String,
     pub role: Role,
+    /// The `token_file` it was read from (watched: a changed file reloads).
+    pub file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ApiToken {
@@ -376,14 +378,16 @@ fn parse_tokens(node: &YamlNode, base: &Path, diagnostics: &mut Vec<Diagnostic>)
             }
         };
         diagnostics.extend(fields.finish());
-        let secret = match (inline, file) {
+        // Errors about the secret point at the value that gives it.
+        let given_at = item.get("token_file").or(item.get("token")).map_or(item.at.clone(), |n| n.at.clone());
+        let secret = match (inline, &file) {
             (Some(secret), None) => Some(secret),
-            (None, Some(file)) => match super::read::read_text(&file) {
+            (None, Some(file)) => match super::read::read_text(file) {
                 Ok(text) => Some(text.trim().to_string()),
                 Err(err) => {
                     diagnostics.push(
                         Diagnostic::error(format!("failed to read token_file {}: {err}", file.display()))
-                            .at(item.at.clone()),
+                            .at(given_at.clone()),
                     );
                     None
                 }
@@ -396,9 +400,10 @@ fn parse_tokens(node: &YamlNode, base: &Path, diagnostics: &mut Vec<Diagnostic>)
             }
         };
         match (secret, role) {
-            (Some(secret), Some(role)) if secret.len() >= 16 => tokens.push(ApiToken { secret, role }),
-            (Some(_), Some(_)) => diagnostics
-                .push(Diagnostic::error("an API token must be at least 16 characters long").at(item.at.clone())),
+            (Some(secret), Some(role)) if secret.len() >= 16 => tokens.push(ApiToken { secret, role, file }),
+            (Some(_), Some(_)) => {
+                diagnostics.push(Diagnostic::error("an API token must be at least 16 characters long").at(given_at))
+            }
             _ => {}
         }
     }

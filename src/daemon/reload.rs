@@ -204,7 +204,11 @@ mod tests {
         assert!(started.pending(&settings).is_empty());
         let mut moved = settings.clone();
         moved.listen = Some("127.0.0.1:9999".to_string());
-        moved.tokens.push(crate::config::ApiToken { secret: "x".repeat(16), role: crate::config::Role::Read });
+        moved.tokens.push(crate::config::ApiToken {
+            secret: "x".repeat(16),
+            role: crate::config::Role::Read,
+            file: None,
+        });
         let pending = started.pending(&moved);
         assert_eq!(pending.len(), 1, "{pending:?}");
         assert_eq!(pending[0].setting, "listen");

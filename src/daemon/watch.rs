@@ -15,8 +15,8 @@ use crate::config::Config;
 /// What to watch for one configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Watched {
-    /// Single files (main file, node manifest, datafile, resource templates), watched
-    /// through their folder.
+    /// Single files (main file, node manifest, datafile, resource templates, API
+    /// token files), watched through their folder.
     files: Vec<PathBuf>,
     /// Folders watched recursively (jobspath, taskspath).
     trees: Vec<PathBuf>,
@@ -41,6 +41,7 @@ impl Watched {
                 .into_iter()
                 .flatten()
                 .chain(templates)
+                .chain(settings.tokens.iter().filter_map(|token| token.file.clone()))
                 .map(|p| absolute(&p))
                 .collect();
         files.sort();

@@ -2,6 +2,8 @@
 //! revoked token is refused from then on; `listen` needs a restart, and `loom status`
 //! says so until the old value is back.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use crate::api::http;
@@ -56,6 +58,13 @@ fn token_changes_apply_at_reload_and_listen_waits_for_a_restart() {
     quiet.assert_code(0);
     let view: Value = serde_json::from_str(&quiet.stdout).unwrap();
     assert_eq!(view["restart_pending"], serde_json::json!([]), "tokens need no restart: {view}");
+
+    // Rotating the token file alone reloads by itself: the file is watched.
+    let again = "rotated-again-0123456789abcdef";
+    ws.write("file.token", &format!("{again}\n"));
+    let rotated = crate::harness::wait_for(Duration::from_secs(20), || http("GET", &jobs, Some(again), None).0 == 200);
+    assert!(rotated, "a rotated token file was not picked up: {}", daemon.log());
+    assert_eq!(http("GET", &jobs, Some(ROTATED), None).0, 401, "the token the file held before");
 
     // A new listen address waits for a restart; status shows it, in text and JSON.
     let old = server.trim_start_matches("http://").to_string();
