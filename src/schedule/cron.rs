@@ -305,12 +305,30 @@ fn blame_field(parser: &CronParser, fields: &[&str], names: &[&str], message: &s
         })
         .collect();
     match culprits[..] {
+        [i] if message.starts_with("nth specifier") => format!(
+            "the {} field `{}`: the number after `#` must be 1-5 (`1#2` is the month's second Monday)",
+            names[i], fields[i]
+        ),
+        [i] if backwards(fields[i]).is_some() => {
+            let (from, to) = backwards(fields[i]).expect("checked");
+            format!("the {} field `{}`: the range {from}-{to} runs backwards (write {to}-{from})", names[i], fields[i])
+        }
         [i] => {
             let range = RANGES[6 - fields.len() + i];
             format!("the {} field `{}`: {message} (expected {range})", names[i], fields[i])
         }
         _ => message,
     }
+}
+
+/// The first numeric range of `field` whose start is past its end (`5-1`).
+fn backwards(field: &str) -> Option<(u32, u32)> {
+    field.split(',').find_map(|item| {
+        let range = item.split('/').next()?;
+        let (from, to) = range.split_once('-')?;
+        let (from, to) = (from.parse::<u32>().ok()?, to.parse::<u32>().ok()?);
+        (from > to).then_some((from, to))
+    })
 }
 
 fn lowercase_first(text: &str) -> String {
@@ -401,6 +419,10 @@ mod tests {
         assert!(Schedule::parse("0 0 0 1 1 * 2030", Tz::UTC).is_err());
         let err = Schedule::parse("0 24 * * *", Tz::UTC).unwrap_err();
         assert_eq!(err, "the hour field `24`: number out of bounds (expected 0-23)");
+        let err = Schedule::parse("0 0 * * 1#6", Tz::UTC).unwrap_err();
+        assert!(err.starts_with("the day-of-week field `1#6`: the number after `#` must be 1-5"), "{err}");
+        let err = Schedule::parse("0 0 5-1 * *", Tz::UTC).unwrap_err();
+        assert_eq!(err, "the day-of-month field `5-1`: the range 5-1 runs backwards (write 1-5)");
     }
 
     #[test]
