@@ -163,65 +163,105 @@ fn kill_9_mid_fire_leaves_an_interrupted_fire_and_loses_nothing() {
     }
 }
 
-#[test]
-fn overlap_skip_records_skipped_fires() {
+/// A job every second whose task holds until the test lets it go (a shared flock on
+/// `gate`, which the test holds exclusively), on the daemon in-process, its clock
+/// moved by hand: the test decides which fires are due while another runs.
+fn held_job(overlap: &str) -> (Workspace, std::fs::File) {
     let ws = Workspace::local("");
+    let gate = ws.path("gate");
+    std::fs::write(&gate, "").unwrap();
     ws.write(
         "jobs/a.yaml",
-        "jobs:\n  slow:\n    task: loom.system.run\n    args: [\"sleep 2.2\"]\n    schedule: \"* * * * * *\"\n    targets: [local]\n",
+        &format!(
+            "jobs:\n  held:\n    task: loom.system.run\n    args: [\"flock -s {} true\"]\n    schedule: \"* * * * * *\"\n    overlap: {overlap}\n    targets: [local]\n",
+            gate.display()
+        ),
     );
-    let daemon = start_and_wait(&ws);
-    assert!(wait_for(Duration::from_secs(30), || {
-        let fires = history(&ws, &[]);
-        fires.iter().filter(|f| f["status"] == "skipped").count() >= 2 && fires.iter().any(|f| f["status"] == "ok")
-    }));
-    let (code, log) = daemon.stop();
-    assert_eq!(code, Some(0), "{log}");
-    let fires = history(&ws, &[]);
-    let skipped = fires.iter().find(|f| f["status"] == "skipped").unwrap();
-    assert!(skipped["note"].as_str().unwrap().contains("previous fire was still running"), "{skipped}");
-    // The fires that ran never overlapped.
-    let mut ran: Vec<(DateTime<Utc>, DateTime<Utc>)> =
-        fires.iter().filter(|f| f["status"] == "ok").map(|f| (time(&f["started"]), time(&f["finished"]))).collect();
-    ran.sort();
+    let lock = std::fs::File::options().read(true).write(true).open(&gate).unwrap();
+    lock.lock().unwrap();
+    (ws, lock)
+}
+
+/// `(scheduled second, status, started, finished)` of every fire, by instant.
+fn fires_by_instant(ws: &Workspace) -> Vec<(u32, String, Value, Value)> {
+    use chrono::Timelike;
+    let mut fires: Vec<(u32, String, Value, Value)> = history(ws, &[])
+        .iter()
+        .map(|f| {
+            (
+                time(&f["scheduled"]).second(),
+                f["status"].as_str().unwrap().to_string(),
+                f["started"].clone(),
+                f["finished"].clone(),
+            )
+        })
+        .collect();
+    fires.sort_by_key(|f| f.0);
+    fires
+}
+
+/// The fires that ran (by instant) never overlapped.
+fn assert_no_overlap(fires: &[(u32, String, Value, Value)]) {
+    let ran: Vec<(DateTime<Utc>, DateTime<Utc>)> =
+        fires.iter().filter(|f| f.1 == "ok").map(|f| (time(&f.2), time(&f.3))).collect();
     for pair in ran.windows(2) {
         assert!(pair[1].0 >= pair[0].1, "fires overlapped: {pair:?}");
     }
 }
 
 #[test]
+fn overlap_skip_records_skipped_fires() {
+    let (ws, lock) = held_job("skip");
+    let clock = Arc::new(ManualClock::new("2026-01-01T10:00:00.500Z".parse().unwrap()));
+    let daemon = InProcess::start(&ws, &clock, None);
+    // 10:00:01 starts and holds; 02 and 03 come while it runs.
+    pass_seconds(&ws, &clock, None, "held", 3);
+    lock.unlock().unwrap();
+    let ok = || history(&ws, &[]).iter().filter(|f| f["status"] == "ok").count();
+    assert!(wait_for(Duration::from_secs(30), || ok() == 1));
+    // Once it is done, the next instant runs.
+    pass_seconds(&ws, &clock, None, "held", 1);
+    assert!(wait_for(Duration::from_secs(30), || ok() == 2));
+    daemon.stop();
+    let fires = fires_by_instant(&ws);
+    let seen: Vec<(u32, &str)> = fires.iter().map(|f| (f.0, f.1.as_str())).collect();
+    assert_eq!(seen, [(1, "ok"), (2, "skipped"), (3, "skipped"), (4, "ok")]);
+    let skipped = history(&ws, &[]).into_iter().find(|f| f["status"] == "skipped").unwrap();
+    assert!(skipped["note"].as_str().unwrap().contains("previous fire was still running"), "{skipped}");
+    assert_no_overlap(&fires);
+}
+
+#[test]
 fn overlap_queue_runs_the_waiting_fires_in_order() {
-    let ws = Workspace::local("");
-    let order = ws.path("order");
-    ws.write(
-        "jobs/a.yaml",
-        "jobs:\n  queued:\n    task: site.t.note\n    schedule: \"*/1 * * * * *\"\n    overlap: queue\n    targets: [local]\n",
-    );
-    ws.write(
-        "tasks/site/t.rhai",
-        &format!("fn note(ssh) {{ ssh.run(\"sleep 1.6; date +%s%N >> {}\"); }}\n", order.display()),
-    );
-    let daemon = start_and_wait(&ws);
-    assert!(wait_for(Duration::from_secs(30), || ws.read("order").lines().count() >= 3));
-    let (code, log) = daemon.stop();
-    assert_eq!(code, Some(0), "{log}");
-    let fires = history(&ws, &[]);
-    let mut ran: Vec<(DateTime<Utc>, DateTime<Utc>, DateTime<Utc>)> = fires
-        .iter()
-        .filter(|f| f["status"] == "ok")
-        .map(|f| (time(&f["started"]), time(&f["finished"]), time(&f["scheduled"])))
-        .collect();
-    assert!(ran.len() >= 3);
-    ran.sort();
-    for pair in ran.windows(2) {
-        assert!(pair[1].0 >= pair[0].1, "queued fires overlapped: {pair:?}");
-        assert!(pair[1].2 > pair[0].2, "queued fires ran out of order: {pair:?}");
-    }
-    // Fires still waiting when the daemon stopped are on record, not lost.
-    assert!(
-        fires.iter().any(|f| f["status"] == "skipped" && f["note"].as_str().unwrap().contains("daemon stopped")),
-        "{fires:#?}"
-    );
+    let (ws, lock) = held_job("queue");
+    let clock = Arc::new(ManualClock::new("2026-01-01T10:00:00.500Z".parse().unwrap()));
+    let daemon = InProcess::start(&ws, &clock, None);
+    // 10:00:01 starts and holds; 02 and 03 wait their turn, then run one after another.
+    pass_seconds(&ws, &clock, None, "held", 3);
+    lock.unlock().unwrap();
+    assert!(wait_for(Duration::from_secs(30), || history(&ws, &[]).iter().filter(|f| f["status"] == "ok").count() == 3));
+    let fires = fires_by_instant(&ws);
+    assert_no_overlap(&fires);
+    let mut by_start: Vec<(DateTime<Utc>, u32)> = fires.iter().map(|f| (time(&f.2), f.0)).collect();
+    by_start.sort();
+    assert_eq!(by_start.iter().map(|f| f.1).collect::<Vec<_>>(), [1, 2, 3], "queued fires ran out of order");
+
+    // Fires still waiting when the daemon stops are on record, not lost: 04 holds,
+    // 05 waits; the stop records 05 and then lets 04 end.
+    lock.lock().unwrap();
+    pass_seconds(&ws, &clock, None, "held", 2);
+    daemon.stop_while(|| {
+        let recorded = wait_for(Duration::from_secs(30), || {
+            history(&ws, &[])
+                .iter()
+                .any(|f| f["status"] == "skipped" && f["note"].as_str().unwrap().contains("daemon stopped"))
+        });
+        lock.unlock().unwrap();
+        assert!(recorded, "{:#?}", history(&ws, &[]));
+    });
+    let seen: Vec<(u32, String)> = fires_by_instant(&ws).into_iter().map(|f| (f.0, f.1)).collect();
+    let want = [(1, "ok"), (2, "ok"), (3, "ok"), (4, "ok"), (5, "skipped")].map(|(s, st)| (s, st.to_string()));
+    assert_eq!(seen, want);
 }
 
 #[test]

@@ -293,7 +293,15 @@ impl InProcess {
 
     /// Stops the daemon as SIGTERM does, and waits for it.
     pub fn stop(self) {
+        self.stop_while(|| {});
+    }
+
+    /// Stops the daemon as SIGTERM does; `meanwhile` runs once it was told (a test
+    /// that lets a running fire end only after seeing what the stop did), then
+    /// waits for it.
+    pub fn stop_while(self, meanwhile: impl FnOnce()) {
         self.shutdown.cancel();
+        meanwhile();
         self.runtime.block_on(self.task).unwrap().unwrap();
     }
 }
