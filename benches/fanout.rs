@@ -587,12 +587,18 @@ for _ in sys.stdin:
         );
         std::thread::sleep(Duration::from_secs(3));
         let idle = rss_kib(daemon.pid(), "VmRSS");
+        // Private memory apart from the binary's own pages (file-backed, shared).
+        let (private, file) = (rss_kib(daemon.pid(), "RssAnon"), rss_kib(daemon.pid(), "RssFile"));
         self.rows.push(Row {
             section: "memory",
             what: "loom daemon idle RSS (MB), 10k jobs".into(),
             nodes: jobs,
             seconds: Some(idle as f64 / 1024.0),
-            note: String::new(),
+            note: format!(
+                "{:.1} MB private (RssAnon), {:.1} MB of the binary's pages (RssFile)",
+                private as f64 / 1024.0,
+                file as f64 / 1024.0
+            ),
         });
         daemon.stop();
     }
@@ -630,7 +636,8 @@ for _ in sys.stdin:
             "converge" | "no-change" => "loom resources (daemon, masters open)",
             _ => return None,
         };
-        if row.what == loom_what {
+        // Loom's own rows (the fire and the client's wall time of it) are no peer.
+        if row.what.starts_with("loom ") {
             return None;
         }
         let loom = self

@@ -52,18 +52,19 @@ pub(crate) struct CompiledModule {
 struct TaskCall {
     module: Arc<CompiledModule>,
     function: String,
-    args: Vec<Dynamic>,
-    /// The kwargs map, passed as the last argument when the function takes it.
-    kwargs: Option<Map>,
+    /// The kwargs map is passed as the last argument (the function takes it).
+    pass_kwargs: bool,
 }
 
 /// What one job runs: its resources, then its task.
 struct Prepared {
     task: Option<TaskCall>,
     resources: Option<Plan>,
-    /// The job's `args` and `kwargs`, as `when:` and templates see them.
-    args: Vec<Dynamic>,
-    kwargs: Option<Map>,
+    /// The job, whose `args` and `kwargs` the call passes (and `when:` and templates
+    /// see), made Rhai values at each call: kept once, as the configuration has
+    /// them (10,000 jobs' arguments kept twice more as Rhai values cost ~15 MB).
+    /// `None` for a notifier.
+    job: Option<Arc<Job>>,
     /// Where a limit can stop the call: the stop points of every module it runs.
     stop_points: Arc<[rhai::debugger::BreakPoint]>,
     /// The file and function errors without a place of their own name.
@@ -212,6 +213,7 @@ impl Catalog {
         let now = Instant::now();
         let deadline = now.checked_add(self.max_time).unwrap_or(now + FAR);
         let guard = CallGuard::enter(Arc::clone(&output), deadline, ssh_cancel, prepared.stop_points.clone());
+        let (values, kwargs) = prepared.values();
         let mut outcomes = Vec::new();
         if let Some(plan) = &prepared.resources {
             let context = resource::run::Context {
@@ -219,8 +221,8 @@ impl Catalog {
                 ssh: &ssh,
                 output: &output,
                 job,
-                args: &prepared.args,
-                kwargs: prepared.kwargs.as_ref(),
+                args: &values,
+                kwargs: kwargs.as_ref(),
                 check,
             };
             let (ran, failure) = resource::run::run(&context, plan);
@@ -245,11 +247,11 @@ impl Catalog {
             };
             return Called { resources: outcomes, result };
         };
-        let mut args = Vec::with_capacity(task.args.len() + 2);
+        let mut args = Vec::with_capacity(values.len() + 2);
         args.push(Dynamic::from(ssh));
-        args.extend(task.args.iter().cloned());
-        if let Some(kwargs) = &task.kwargs {
-            args.push(Dynamic::from_map(kwargs.clone()));
+        args.extend(values);
+        if task.pass_kwargs {
+            args.push(Dynamic::from_map(kwargs.unwrap_or_default()));
         }
         let result = self.engine.call_fn_with_options::<Dynamic>(
             CallFnOptions::new(),
@@ -582,10 +584,9 @@ fn prepare_notifiers(
                     stop_points: module.stop_points.clone(),
                     source: module.source.clone(),
                     function: function.clone(),
-                    task: Some(TaskCall { module: Arc::clone(&module), function, args: Vec::new(), kwargs: None }),
+                    task: Some(TaskCall { module: Arc::clone(&module), function, pass_kwargs: false }),
                     resources: None,
-                    args: Vec::new(),
-                    kwargs: None,
+                    job: None,
                 };
                 notifiers.insert(task.to_string(), prepared);
             }
@@ -595,7 +596,7 @@ fn prepare_notifiers(
 }
 
 /// A job's task and resources as one call; its stop points are those of every module it runs.
-fn assemble(job: &Job, task: Option<TaskCall>, resources: Option<Plan>) -> Prepared {
+fn assemble(job: &Arc<Job>, task: Option<TaskCall>, resources: Option<Plan>) -> Prepared {
     let mut points: Vec<rhai::debugger::BreakPoint> = Vec::new();
     let mut modules: Vec<Arc<CompiledModule>> = resources.as_ref().map(Plan::modules).unwrap_or_default();
     modules.extend(task.as_ref().map(|t| Arc::clone(&t.module)));
@@ -607,14 +608,24 @@ fn assemble(job: &Job, task: Option<TaskCall>, resources: Option<Plan>) -> Prepa
         (None, Some(module)) => (module.source.clone(), "check".to_string()),
         (None, None) => (String::new(), String::new()),
     };
-    let args =
-        job.args.iter().map(|v| rhai::serde::to_dynamic(v).expect("JSON values convert to Rhai values")).collect();
-    let kwargs = job.kwargs.clone().map(|map| {
-        rhai::serde::to_dynamic(serde_json::Value::Object(map))
-            .expect("JSON values convert to Rhai values")
-            .cast::<Map>()
-    });
-    Prepared { task, resources, args, kwargs, stop_points: points.into(), source, function }
+    Prepared { task, resources, job: Some(Arc::clone(job)), stop_points: points.into(), source, function }
+}
+
+impl Prepared {
+    /// The job's `args` and `kwargs` as Rhai values (none for a notifier).
+    fn values(&self) -> (Vec<Dynamic>, Option<Map>) {
+        let Some(job) = &self.job else { return (Vec::new(), None) };
+        let value = |v: &serde_json::Value| rhai::serde::to_dynamic(v).expect("JSON values convert to Rhai values");
+        let kwargs = job.kwargs.as_ref().map(|map| {
+            // The map is converted whole (a Rhai object map), without cloning the JSON.
+            let mut converted = Map::new();
+            for (key, v) in map {
+                converted.insert(key.as_str().into(), value(v));
+            }
+            converted
+        });
+        (job.args.iter().map(value).collect(), kwargs)
+    }
 }
 
 fn prepare(job: &Job, task: &TaskPath, module: &Arc<CompiledModule>) -> Result<TaskCall, Diagnostic> {
@@ -654,15 +665,7 @@ fn prepare(job: &Job, task: &TaskPath, module: &Arc<CompiledModule>) -> Result<T
         .at(job.task_at.clone())
         .help("a task is called as f(ssh, args..., kwargs) — kwargs only when the job has them or the function takes one more parameter"));
     };
-    let args =
-        job.args.iter().map(|v| rhai::serde::to_dynamic(v).expect("JSON values convert to Rhai values")).collect();
-    let kwargs = pass_kwargs.then(|| {
-        let map = job.kwargs.clone().unwrap_or_default();
-        rhai::serde::to_dynamic(serde_json::Value::Object(map))
-            .expect("JSON values convert to Rhai values")
-            .cast::<Map>()
-    });
-    Ok(TaskCall { module: Arc::clone(module), function: function.clone(), args, kwargs })
+    Ok(TaskCall { module: Arc::clone(module), function: function.clone(), pass_kwargs })
 }
 
 #[cfg(test)]

@@ -483,6 +483,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn live_output_goes_out_in_whole_lines_and_characters() {
+        let told = Arc::new(Mutex::new(Vec::<String>::new()));
+        let sink = Arc::clone(&told);
+        let output = Output::with_sink(1 << 20, Box::new(move |piece| sink.lock().unwrap().push(piece.to_string())));
+        let live = Live::new(&output);
+        live.see(Pipe::Stdout, b"one\ntw");
+        live.see(Pipe::Stderr, b"err");
+        live.see(Pipe::Stdout, b"o\nthr");
+        assert_eq!(*told.lock().unwrap(), ["one\n", "two\n"]);
+        // A line that grows past `MOST` goes in pieces, never cutting a character.
+        let long = "é".repeat(Live::MOST / 2 + 1);
+        live.see(Pipe::Stderr, &long.as_bytes()[..Live::MOST + 1]);
+        let piece = told.lock().unwrap().last().unwrap().clone();
+        assert!(piece.starts_with("errééé") && !piece.contains('\u{fffd}'), "{}", &piece[..20]);
+        live.see(Pipe::Stderr, &long.as_bytes()[Live::MOST + 1..]);
+        live.flush();
+        let told = told.lock().unwrap();
+        assert_eq!(told[told.len() - 2..], ["thr\n".to_string(), "é\n".to_string()]);
+        // Nothing was kept for the record: what is kept comes from the command's result.
+        assert_eq!(output.take(), "");
+    }
+
+    #[test]
     fn modes_are_octal_text_and_numbers_are_refused() {
         let mode = |d: Dynamic| parse_mode(&d).map_err(|e| e.to_string());
         assert_eq!(mode("0644".into()), Ok(0o644));
