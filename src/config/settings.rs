@@ -294,9 +294,18 @@ pub(crate) fn parse_settings(root: &YamlNode, base: &Path) -> (Settings, Vec<Dia
         let key = tls.required_path("key", "the private key, PEM", base);
         diagnostics.extend(tls.finish());
         if let (Some(cert), Some(key)) = (cert, key) {
-            // Loaded as `serve` loads them, so that check finds what serve would.
-            if let Err(why) = super::tls::server_config(&cert, &key) {
-                diagnostics.push(Diagnostic::error(why).at(section.at.clone()));
+            // Loaded as `serve` loads them, so that check finds what serve would:
+            // each file at its own value, then whether the two go together.
+            let at = |name: &str| section.get(name).map_or(section.at.clone(), |n| n.at.clone());
+            let chain = super::tls::read_chain(&cert).map_err(|why| Diagnostic::error(why).at(at("cert")));
+            let private = super::tls::read_key(&key).map_err(|why| Diagnostic::error(why).at(at("key")));
+            match (chain, private) {
+                (Ok(_), Ok(_)) => {
+                    if let Err(why) = super::tls::server_config(&cert, &key) {
+                        diagnostics.push(Diagnostic::error(why).at(section.at.clone()));
+                    }
+                }
+                (chain, private) => diagnostics.extend(chain.err().into_iter().chain(private.err())),
             }
             settings.tls = Some((cert, key));
         }

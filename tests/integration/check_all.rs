@@ -91,9 +91,11 @@ fn listener_tls_files_and_token_files_are_checked_as_serve_reads_them() {
     let run = ws.loom(&["check"]);
     run.assert_code(1);
     let out = &run.stderr;
-    assert!(out.contains("the TLS certificate"), "{out}");
-    assert!(out.contains("holds no certificate"), "{out}");
-    assert!(out.contains("failed to read token_file"), "{out}");
+    // Each bad file at its own value, all at once.
+    assert!(out.contains("the TLS certificate") && out.contains("holds no certificate"), "{out}");
+    assert!(out.contains("loom.yaml:6:9"), "{out}");
+    assert!(out.contains("holds no PEM private key") && out.contains("loom.yaml:7:8"), "{out}");
+    assert!(out.contains("failed to read token_file") && out.contains("loom.yaml:9:17"), "{out}");
 
     // A real certificate with a key that is not its own.
     let make = |name: &str| {
