@@ -48,6 +48,11 @@ impl Plan {
         }
         modules
     }
+
+    /// The module of the first step (or handler), as errors without a place name it.
+    pub(crate) fn first_module(&self) -> Option<&Arc<CompiledModule>> {
+        self.steps.iter().chain(self.handlers.iter().map(|(_, s)| s)).map(|step| &step.module).next()
+    }
 }
 
 /// The module path of a resource type: `file` is `loom/resource/file`, `site.thing` is `site/thing`.

@@ -67,9 +67,6 @@ struct Prepared {
     job: Option<Arc<Job>>,
     /// Where a limit can stop the call: the stop points of every module it runs.
     stop_points: Arc<[rhai::debugger::BreakPoint]>,
-    /// The file and function errors without a place of their own name.
-    source: String,
-    function: String,
 }
 
 /// What a task call did: each resource's outcome, and how it ended.
@@ -82,7 +79,7 @@ pub struct Catalog {
     engine: Engine,
     /// Each compiled module's text, to tell which changed between two catalogs.
     sources: HashMap<String, String>,
-    jobs: HashMap<String, Prepared>,
+    jobs: HashMap<String, Box<Prepared>>,
     /// Notifier tasks (`notifications: [{task: …}]`), by task path, each called as
     /// `f(ssh, event)`.
     notifiers: HashMap<String, Prepared>,
@@ -160,7 +157,7 @@ impl Catalog {
                 plan
             };
             if valid && ready {
-                jobs.insert(job.name.clone(), assemble(job, task, resources));
+                jobs.insert(job.name.clone(), Box::new(assemble(job, task, resources)));
             }
         }
         let notifiers = prepare_notifiers(&engine, config, &mut modules, &mut diagnostics);
@@ -301,7 +298,10 @@ impl Catalog {
             // Rhai's own stop keeps no reliable position (a node-less `loop {}`).
             (_, Some(token)) => self.stopped(token, None, prepared),
             (EvalAltResult::ErrorTerminated(..), None) => TaskError::Cancelled,
-            _ => TaskError::Failed(describe(err, &prepared.source, &prepared.function)),
+            _ => {
+                let (source, function) = prepared.place();
+                TaskError::Failed(describe(err, source, function))
+            }
         }
     }
 
@@ -318,10 +318,11 @@ impl Catalog {
 /// Where a script was when a limit stopped it: `file:line:col in fn f` when the
 /// error kept the place, else the task's file and function.
 fn stopped_at(err: Option<&EvalAltResult>, prepared: &Prepared) -> String {
-    let described = err.map(|err| describe(err, &prepared.source, &prepared.function)).unwrap_or_default();
+    let (source, function) = prepared.place();
+    let described = err.map(|err| describe(err, source, function)).unwrap_or_default();
     match described.rfind(" (at ") {
         Some(cut) if described.ends_with(')') => described[cut + 5..described.len() - 1].to_string(),
-        _ => format!("{} (in a call of fn {})", prepared.source, prepared.function),
+        _ => format!("{source} (in a call of fn {function})"),
     }
 }
 
@@ -582,8 +583,6 @@ fn prepare_notifiers(
             Some(_) => {
                 let prepared = Prepared {
                     stop_points: module.stop_points.clone(),
-                    source: module.source.clone(),
-                    function: function.clone(),
                     task: Some(TaskCall { module: Arc::clone(&module), function, pass_kwargs: false }),
                     resources: None,
                     job: None,
@@ -597,21 +596,27 @@ fn prepare_notifiers(
 
 /// A job's task and resources as one call; its stop points are those of every module it runs.
 fn assemble(job: &Arc<Job>, task: Option<TaskCall>, resources: Option<Plan>) -> Prepared {
-    let mut points: Vec<rhai::debugger::BreakPoint> = Vec::new();
     let mut modules: Vec<Arc<CompiledModule>> = resources.as_ref().map(Plan::modules).unwrap_or_default();
     modules.extend(task.as_ref().map(|t| Arc::clone(&t.module)));
-    for module in &modules {
-        points.extend(module.stop_points.iter().cloned());
-    }
-    let (source, function) = match (&task, modules.first()) {
-        (Some(task), _) => (task.module.source.clone(), task.function.clone()),
-        (None, Some(module)) => (module.source.clone(), "check".to_string()),
-        (None, None) => (String::new(), String::new()),
+    // One module's stop points are shared with it (most jobs: one task, thousands of jobs).
+    let points: Arc<[rhai::debugger::BreakPoint]> = match &modules[..] {
+        [module] => Arc::clone(&module.stop_points),
+        _ => modules.iter().flat_map(|module| module.stop_points.iter().cloned()).collect(),
     };
-    Prepared { task, resources, job: Some(Arc::clone(job)), stop_points: points.into(), source, function }
+    Prepared { task, resources, job: Some(Arc::clone(job)), stop_points: points }
 }
 
 impl Prepared {
+    /// The file and function an error without a place of its own names: the task's,
+    /// else the first resource type's `check`.
+    fn place(&self) -> (&str, &str) {
+        match (&self.task, self.resources.as_ref().and_then(Plan::first_module)) {
+            (Some(task), _) => (&task.module.source, &task.function),
+            (None, Some(module)) => (&module.source, "check"),
+            (None, None) => ("", ""),
+        }
+    }
+
     /// The job's `args` and `kwargs` as Rhai values (none for a notifier).
     fn values(&self) -> (Vec<Dynamic>, Option<Map>) {
         let Some(job) = &self.job else { return (Vec::new(), None) };
