@@ -621,14 +621,10 @@ impl Prepared {
     fn values(&self) -> (Vec<Dynamic>, Option<Map>) {
         let Some(job) = &self.job else { return (Vec::new(), None) };
         let value = |v: &serde_json::Value| rhai::serde::to_dynamic(v).expect("JSON values convert to Rhai values");
-        let kwargs = job.kwargs.as_ref().map(|map| {
-            // The map is converted whole (a Rhai object map), without cloning the JSON.
-            let mut converted = Map::new();
-            for (key, v) in map {
-                converted.insert(key.as_str().into(), value(v));
-            }
-            converted
-        });
+        let kwargs = job
+            .kwargs
+            .as_ref()
+            .map(|map| rhai::serde::to_dynamic(map).expect("JSON values convert to Rhai values").cast::<Map>());
         (job.args.iter().map(value).collect(), kwargs)
     }
 }

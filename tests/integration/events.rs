@@ -188,9 +188,8 @@ fn a_failed_attempt_with_a_retry_to_come_says_so() {
         Some("flaky"),
         None,
         || {
-            let url = format!("{server}/api/v1/jobs/flaky/run");
-            let (status, _) = std::thread::spawn(move || http("POST", &url, None, None)).join().unwrap();
-            assert_eq!(status, 202);
+            let server = ws.server();
+            std::thread::spawn(move || run(&server, "flaky"));
         },
         finished("flaky"),
     );

@@ -165,8 +165,9 @@ fn kill_9_mid_fire_leaves_an_interrupted_fire_and_loses_nothing() {
 
 /// A job every second whose task holds until the test lets it go (a shared flock on
 /// `gate`, which the test holds exclusively), on the daemon in-process, its clock
-/// moved by hand: the test decides which fires are due while another runs.
-fn held_job(overlap: &str) -> (Workspace, std::fs::File) {
+/// moved by hand: 10:00:01 starts and holds, 02 and 03 come while it runs, then the
+/// test lets go (and keeps the lock to hold later fires again).
+fn held_job(overlap: &str) -> (Workspace, std::fs::File, Arc<ManualClock>, InProcess) {
     let ws = Workspace::local("");
     let gate = ws.path("gate");
     std::fs::write(&gate, "").unwrap();
@@ -179,7 +180,16 @@ fn held_job(overlap: &str) -> (Workspace, std::fs::File) {
     );
     let lock = std::fs::File::options().read(true).write(true).open(&gate).unwrap();
     lock.lock().unwrap();
-    (ws, lock)
+    let clock = Arc::new(ManualClock::new("2026-01-01T10:00:00.500Z".parse().unwrap()));
+    let daemon = InProcess::start(&ws, &clock, None);
+    pass_seconds(&ws, &clock, None, "held", 3);
+    lock.unlock().unwrap();
+    (ws, lock, clock, daemon)
+}
+
+/// How many fires ended ok.
+fn oks(ws: &Workspace) -> usize {
+    history(ws, &[]).iter().filter(|f| f["status"] == "ok").count()
 }
 
 /// `(scheduled second, status, fire id)` of every fire, by instant.
@@ -216,17 +226,12 @@ fn assert_no_overlap(ws: &Workspace, fires: &[(u32, String, i64)]) {
 
 #[test]
 fn overlap_skip_records_skipped_fires() {
-    let (ws, lock) = held_job("skip");
-    let clock = Arc::new(ManualClock::new("2026-01-01T10:00:00.500Z".parse().unwrap()));
-    let daemon = InProcess::start(&ws, &clock, None);
-    // 10:00:01 starts and holds; 02 and 03 come while it runs.
-    pass_seconds(&ws, &clock, None, "held", 3);
-    lock.unlock().unwrap();
-    let ok = || history(&ws, &[]).iter().filter(|f| f["status"] == "ok").count();
-    assert!(wait_for(Duration::from_secs(30), || ok() == 1));
+    let (ws, _lock, clock, daemon) = held_job("skip");
+    // 02 and 03 came while 01 ran.
+    assert!(wait_for(Duration::from_secs(30), || oks(&ws) == 1));
     // Once it is done, the next instant runs.
     pass_seconds(&ws, &clock, None, "held", 1);
-    assert!(wait_for(Duration::from_secs(30), || ok() == 2));
+    assert!(wait_for(Duration::from_secs(30), || oks(&ws) == 2));
     daemon.stop();
     let fires = fires_by_instant(&ws);
     let seen: Vec<(u32, &str)> = fires.iter().map(|f| (f.0, f.1.as_str())).collect();
@@ -238,13 +243,9 @@ fn overlap_skip_records_skipped_fires() {
 
 #[test]
 fn overlap_queue_runs_the_waiting_fires_in_order() {
-    let (ws, lock) = held_job("queue");
-    let clock = Arc::new(ManualClock::new("2026-01-01T10:00:00.500Z".parse().unwrap()));
-    let daemon = InProcess::start(&ws, &clock, None);
-    // 10:00:01 starts and holds; 02 and 03 wait their turn, then run one after another.
-    pass_seconds(&ws, &clock, None, "held", 3);
-    lock.unlock().unwrap();
-    assert!(wait_for(Duration::from_secs(30), || history(&ws, &[]).iter().filter(|f| f["status"] == "ok").count() == 3));
+    let (ws, lock, clock, daemon) = held_job("queue");
+    // 02 and 03 waited their turn behind 01, then run one after another.
+    assert!(wait_for(Duration::from_secs(30), || oks(&ws) == 3));
     // One after another, in the order of their instants.
     let fires = fires_by_instant(&ws);
     assert_eq!(fires.iter().map(|f| f.0).collect::<Vec<_>>(), [1, 2, 3]);
